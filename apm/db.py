@@ -1,0 +1,45 @@
+"""Database helpers that differ by vendor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+
+class PrefixIndex(models.Index):
+    """An index that keys only a prefix of long text columns on MySQL/MariaDB.
+
+    InnoDB keys are limited to 3072 bytes, which a ``varchar(1024)`` in utf8mb4 exceeds on its own.
+    PostgreSQL and SQLite index the whole column; on MySQL/MariaDB the columns named in
+    ``mysql_prefix_lengths`` are indexed by their first N characters, which still narrows an equality
+    lookup to a handful of rows.
+    """
+
+    def __init__(self, *args: Any, mysql_prefix_lengths: dict[str, int], **kwargs: Any) -> None:
+        self.mysql_prefix_lengths = dict(mysql_prefix_lengths)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        path, args, kwargs = super().deconstruct()
+        kwargs["mysql_prefix_lengths"] = self.mysql_prefix_lengths
+        return path, args, kwargs
+
+    def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        if schema_editor.connection.vendor != "mysql":
+            return super().create_sql(model, schema_editor, using=using, **kwargs)
+        fields = [model._meta.get_field(name) for name, _ in self.fields_orders]
+        col_suffixes = [
+            (f"({self.mysql_prefix_lengths[name]})" if name in self.mysql_prefix_lengths else "")
+            + (f" {order}" if order else "")
+            for name, order in self.fields_orders
+        ]
+        return schema_editor._create_index_sql(
+            model,
+            fields=fields,
+            name=self.name,
+            using=using,
+            db_tablespace=self.db_tablespace,
+            col_suffixes=col_suffixes,
+            **kwargs,
+        )

@@ -1,0 +1,28 @@
+"""The Celery application, configured from Django settings under the ``CELERY_`` namespace.
+
+Start a worker with ``celery -A config worker -l info``; it reads the same environment as the web
+process (``CELERY_BROKER_URL``, ``DATABASE_URL``, ``REDIS_URL``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.signals import setup_logging
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+app = Celery("apm")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def celery_logging_setup(**_: object) -> None:
+    """Make workers log through APM's structlog configuration instead of Celery's own."""
+    from django.conf import settings
+
+    from config.logging import logging_setup
+
+    logging_setup(settings.LOGGING)

@@ -1,0 +1,261 @@
+"""Settings shared by every environment.
+
+Every value is read from the environment through django-environ. With no variable set at all, APM runs
+on its embedded default: a SQLite file under ``var/``, the local-memory cache and Celery in eager mode,
+so a fresh machine with only Python and git can run it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
+    env.read_env(str(BASE_DIR / ".env"))
+
+# --- Core -------------------------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+USE_TZ = True
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Databases ----------------------------------------------------------------------------------------
+# The guide's pool sizing, mapped onto psycopg's pool: DATABASE_POOL_SIZE connections are kept open
+# (min_size), DATABASE_MAX_OVERFLOW more may be opened under load (max_size = size + overflow) and every
+# connection is replaced after DATABASE_POOL_RECYCLE seconds (max_lifetime).
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=20)
+DATABASE_MAX_OVERFLOW = env.int("DATABASE_MAX_OVERFLOW", default=10)
+DATABASE_POOL_RECYCLE = env.int("DATABASE_POOL_RECYCLE", default=3600)
+DATABASE_POOL_TIMEOUT = env.int("DATABASE_POOL_TIMEOUT", default=30)
+
+# django-prometheus wraps each backend so that every query is counted per database and vendor.
+_DATABASE_ENGINES = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.mysql": "django_prometheus.db.backends.mysql",
+}
+
+
+def database_config(url: str) -> dict:
+    """Turn ``DATABASE_URL`` into a Django database dict tuned for its vendor.
+
+    Raises ``ImproperlyConfigured`` naming the problem for a URL that cannot be used, so that a typo is
+    reported in one line instead of surfacing later as a driver traceback.
+    """
+    try:
+        config = environ.Env.db_url_config(url)
+    except Exception as exc:  # django-environ raises bare KeyError/ValueError for unknown schemes
+        raise ImproperlyConfigured(f"DATABASE_URL {url!r} is not a database URL: {exc!r}") from exc
+    engine = config.get("ENGINE", "")
+    if engine not in _DATABASE_ENGINES:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL {url!r} names an unsupported database ({engine or 'no engine'}); "
+            "use postgres://, mysql:// or sqlite:///"
+        )
+    if engine != "django.db.backends.sqlite3" and not config.get("NAME"):
+        raise ImproperlyConfigured(f"DATABASE_URL {url!r} has no database name")
+    options = config.setdefault("OPTIONS", {})
+    if engine == "django.db.backends.postgresql":
+        # Django's native psycopg pool. It is configured here, never in the URL (django-environ would
+        # pass ``?pool=true`` through as a string), and CONN_MAX_AGE must stay 0 when pooling.
+        options["pool"] = {
+            "min_size": DATABASE_POOL_SIZE,
+            "max_size": DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW,
+            "max_lifetime": DATABASE_POOL_RECYCLE,
+            "timeout": DATABASE_POOL_TIMEOUT,
+        }
+        config["CONN_MAX_AGE"] = 0
+    elif engine == "django.db.backends.mysql":
+        # MySQL/MariaDB has no pool in Django: keep connections alive between requests instead, check
+        # them before reuse, use the full UTF-8 character set and strict mode so bad data fails loudly.
+        # READ COMMITTED matches PostgreSQL's default, so the same service code behaves the same.
+        options.setdefault("charset", "utf8mb4")
+        options.setdefault("isolation_level", "read committed")
+        options.setdefault("init_command", "SET sql_mode='STRICT_TRANS_TABLES'")
+        config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+        config["CONN_HEALTH_CHECKS"] = True
+        config.setdefault("TEST", {})["CHARSET"] = "utf8mb4"
+        config["TEST"]["COLLATION"] = "utf8mb4_unicode_ci"
+    else:
+        # IMMEDIATE transactions take SQLite's write lock at BEGIN, so two writers queue on the lock
+        # instead of failing with "database is locked" half-way through (task numbering relies on it).
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault("timeout", 20)
+        options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+    config["ENGINE"] = _DATABASE_ENGINES[engine]
+    config["ATOMIC_REQUESTS"] = False
+    return config
+
+
+DATABASES = {"default": database_config(env("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'apm.sqlite3'}"))}
+
+# --- Cache --------------------------------------------------------------------------------------------
+CACHE_DEFAULT_TIMEOUT = env.int("CACHE_DEFAULT_TIMEOUT", default=300)
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            # django-redis with metrics; IGNORE_EXCEPTIONS turns a Redis outage into cache misses, so
+            # pages get slower but never fail because the cache is down.
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "TIMEOUT": CACHE_DEFAULT_TIMEOUT,
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="apm"),
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 2,
+                "SOCKET_TIMEOUT": 2,
+            },
+        }
+    }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache",
+            "LOCATION": "apm",
+            "TIMEOUT": CACHE_DEFAULT_TIMEOUT,
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="apm"),
+        }
+    }
+
+# --- Applications -------------------------------------------------------------------------------------
+DJANGO_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+THIRD_PARTY_APPS = [
+    "django_prometheus",
+    "django_structlog",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+]
+LOCAL_APPS = [
+    "apm",
+    "projects",
+    "tasks",
+    "repos",
+    "monitoring",
+]
+INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+STATIC_URL = "static/"
+STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+
+# --- REST framework -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "APM (AutoProjectManagement) API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery -------------------------------------------------------------------------------------------
+# Without a broker the embedded default runs every task eagerly, in process. With CELERY_BROKER_URL
+# (Redis or RabbitMQ) tasks go to real workers started with ``celery -A config worker``.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+if not CELERY_BROKER_URL:
+    CELERY_BROKER_URL = "memory://"
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_RESULT_EXTENDED = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+# Reliability: a task is acknowledged only once it has finished, so a worker that dies mid-task leaves
+# it on the broker for another worker (tasks are idempotent, so a second run changes nothing).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=55 * 60)
+# The broker must not hand a task to another worker while the first may still run it: the visibility
+# timeout is kept well above the hard time limit of the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+
+# --- Logging ------------------------------------------------------------------------------------------
+LOG_LEVEL = env("DJANGO_LOG_LEVEL", default="INFO")
+LOG_JSON = env.bool("DJANGO_LOG_JSON", default=False)
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = True
+
+from config.logging import logging_config  # noqa: E402  (needs LOG_LEVEL and LOG_JSON above)
+
+LOGGING = logging_config(level=LOG_LEVEL, json=LOG_JSON)
+
+# --- APM ----------------------------------------------------------------------------------------------
+# Local repositories may only be ingested from under these directories.
+APM_REPO_ROOTS = env.list("APM_REPO_ROOTS", default=[str(BASE_DIR)])
+# Where remote repositories are mirrored.
+APM_WORKSPACE = env("APM_WORKSPACE", default=str(VAR_DIR / "workspace"))

@@ -1,0 +1,243 @@
+"""Repositories and what ingestion reads from them: commits, file changes, files and runs."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from apm.db import PrefixIndex
+from apm.models import TimeStampedModel
+
+
+class Repository(TimeStampedModel):
+    """A git repository that feeds a project: a remote URL or a local path under ``APM_REPO_ROOTS``."""
+
+    class Kind(models.TextChoices):
+        LOCAL = "local", "Local path"
+        REMOTE = "remote", "Remote URL"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="repositories")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    source = models.CharField(
+        max_length=1000, help_text="https:// (or ssh://) URL, or a local path under APM_REPO_ROOTS."
+    )
+    default_branch = models.CharField(max_length=255, blank=True)
+    # Tip of the default branch at the end of the last successful ingestion; the next run starts there.
+    last_ingested_sha = models.CharField(max_length=64, blank=True)
+    last_ingested_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True, help_text="Inactive repositories are skipped by ingest_all.")
+
+    class Meta:
+        db_table = "repositories"
+        ordering = ["project_id", "name"]
+        verbose_name_plural = "repositories"
+        constraints = [
+            # A source is registered once per project; webhooks find the repository by it.
+            models.UniqueConstraint(fields=["project", "source"], name="repository_project_source_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Commit(models.Model):
+    """A commit reachable from a repository's ingested branch."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="commits")
+    sha = models.CharField(max_length=64)
+    parents = models.JSONField(default=list, blank=True)
+    author_name = models.CharField(max_length=255, blank=True)
+    author_email = models.CharField(max_length=255, blank=True)
+    authored_at = models.DateTimeField()
+    committer_name = models.CharField(max_length=255, blank=True)
+    committer_email = models.CharField(max_length=255, blank=True)
+    # Commit (committer) time: what history, activity and burndown are ordered by.
+    timestamp = models.DateTimeField(db_index=False)
+    message = models.TextField(blank=True)
+    additions = models.PositiveIntegerField(default=0)
+    deletions = models.PositiveIntegerField(default=0)
+    files_changed = models.PositiveIntegerField(default=0)
+    is_merge = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "commits"
+        constraints = [
+            # Idempotent ingestion: a redelivered chunk inserts nothing twice (ON CONFLICT DO NOTHING).
+            models.UniqueConstraint(fields=["repository", "sha"], name="commit_repository_sha_unique"),
+        ]
+        indexes = [
+            # Activity across all repositories over a time range (the guide's index).
+            models.Index(fields=["timestamp"], name="idx_commits_timestamp"),
+            # A repository's history, newest first (commit lists, cursor pagination).
+            models.Index(fields=["repository", "-timestamp"], name="idx_commits_repo_time"),
+            # Contributor statistics and the author filter.
+            models.Index(fields=["author_email", "timestamp"], name="idx_commits_author_time"),
+        ]
+
+    def __str__(self) -> str:
+        return self.sha[:12]
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:12]
+
+    @property
+    def subject(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+
+class FileChange(models.Model):
+    """One path touched by one commit, with its line counts."""
+
+    class ChangeType(models.TextChoices):
+        ADDED = "A", "Added"
+        MODIFIED = "M", "Modified"
+        DELETED = "D", "Deleted"
+        RENAMED = "R", "Renamed"
+        COPIED = "C", "Copied"
+        TYPE_CHANGED = "T", "Type changed"
+
+    commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="changes", db_index=False)
+    # Denormalised from the commit so a file's history is read from one index.
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+", db_index=False)
+    path = models.CharField(max_length=1024)
+    old_path = models.CharField(max_length=1024, blank=True)
+    change_type = models.CharField(max_length=1, choices=ChangeType.choices)
+    # NULL for binary files, whose line counts git does not report (not the same as zero).
+    added = models.PositiveIntegerField(null=True, blank=True)
+    deleted = models.PositiveIntegerField(null=True, blank=True)
+    is_binary = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "file_changes"
+        constraints = [
+            # Idempotent ingestion, and the list of paths a commit touched.
+            models.UniqueConstraint(fields=["commit", "path"], name="file_change_commit_path_unique"),
+        ]
+        indexes = [
+            # A file's history in a repository (churn, hotspots, "who touched this").
+            PrefixIndex(
+                fields=["repository", "path"],
+                name="idx_file_changes_repo_path",
+                mysql_prefix_lengths={"path": 255},
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.change_type} {self.path}"
+
+
+class File(models.Model):
+    """A file in the tree at the tip of a repository's branch, with churn aggregated from history."""
+
+    project = models.ForeignKey(
+        "projects.Project",
+        on_delete=models.CASCADE,
+        related_name="files",
+        db_index=False,  # replaced by the guide's idx_files_project_id below
+    )
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="files", db_index=False)
+    path = models.CharField(max_length=1024)
+    language = models.CharField(max_length=50, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    lines = models.PositiveIntegerField(default=0)
+    is_binary = models.BooleanField(default=False)
+    churn = models.PositiveBigIntegerField(default=0, help_text="Lines added plus deleted over history.")
+    commit_count = models.PositiveIntegerField(default=0)
+    last_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "files"
+        constraints = [
+            # One row per path in a repository's tree; the file step upserts on it.
+            models.UniqueConstraint(fields=["repository", "path"], name="file_repository_path_unique"),
+        ]
+        indexes = [
+            # All files of a project (the guide's index): language breakdown, project-wide hotspots.
+            models.Index(fields=["project"], name="idx_files_project_id"),
+            # Hotspots of a repository: files ordered by churn.
+            models.Index(fields=["repository", "-churn"], name="idx_files_repo_churn"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class CommitTaskLink(models.Model):
+    """A commit that mentions a task, and what the mention asked for."""
+
+    class Action(models.TextChoices):
+        REFERENCE = "reference", "Reference"
+        FIX = "fix", "Fix"
+        CLOSE = "close", "Close"
+        TIME = "time", "Time spent"
+        TRANSITION = "transition", "Transition"
+
+    commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="task_links", db_index=False)
+    task = models.ForeignKey("tasks.Task", on_delete=models.CASCADE, related_name="commit_links")
+    action = models.CharField(max_length=20, choices=Action.choices, default=Action.REFERENCE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "commit_task_links"
+        constraints = [
+            # A commit is linked to a task once, however often and on how many branches it mentions it.
+            models.UniqueConstraint(fields=["commit", "task"], name="commit_task_link_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.commit_id} -> {self.task_id} ({self.action})"
+
+
+class IngestionRun(models.Model):
+    """One ingestion of a repository: what it did, how far it got, how long each step took, why it failed."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        COMMAND = "command", "Management command"
+        ADMIN = "admin", "Admin action"
+        API = "api", "API"
+        WEBHOOK = "webhook", "Push webhook"
+        SCHEDULE = "schedule", "Schedule"
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="ingestion_runs", db_index=False)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.COMMAND)
+    branch = models.CharField(max_length=255, blank=True)
+    from_sha = models.CharField(max_length=64, blank=True)
+    to_sha = models.CharField(max_length=64, blank=True)
+    commits_total = models.PositiveIntegerField(default=0)
+    commits_done = models.PositiveIntegerField(default=0)
+    file_changes_added = models.PositiveIntegerField(default=0)
+    files_indexed = models.PositiveIntegerField(default=0)
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent in each step.")
+    notes = models.JSONField(default=list, blank=True, help_text="Warnings that did not stop the run.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "ingestion_runs"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A repository's runs, newest first: "last run" in the admin, the API and the lock check.
+            models.Index(fields=["repository", "-created_at"], name="idx_ingestion_runs_repo_time"),
+            # Runs in a given state across all repositories (monitoring, purging old runs).
+            models.Index(fields=["status", "created_at"], name="idx_ingestion_runs_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.repository_id} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        """Share of the planned commits ingested so far, from 0.0 to 1.0."""
+        if not self.commits_total:
+            return 1.0 if self.status == self.Status.SUCCEEDED else 0.0
+        return min(1.0, self.commits_done / self.commits_total)
