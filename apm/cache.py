@@ -63,9 +63,14 @@ def generation_key(namespace: str, *parts: object) -> str:
 
 def cached(key: str, compute: Callable[[], T], *, timeout: int | None = None) -> T:
     """Return the cached value at ``key`` or compute, store and return it."""
+    from monitoring.metrics import CACHE_LOOKUPS
+
     sentinel: Any = object()
     value = cache.get(key, sentinel)
-    if value is sentinel:
+    if value is not sentinel:
+        CACHE_LOOKUPS.labels(result="hit").inc()
+    else:
+        CACHE_LOOKUPS.labels(result="miss").inc()
         value = compute()
         if timeout is None:
             cache.set(key, value)

@@ -25,7 +25,9 @@ class Repository(TimeStampedModel):
     # Tip of the default branch at the end of the last successful ingestion; the next run starts there.
     last_ingested_sha = models.CharField(max_length=64, blank=True)
     last_ingested_at = models.DateTimeField(null=True, blank=True)
-    is_active = models.BooleanField(default=True, help_text="Inactive repositories are skipped by ingest_all.")
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive repositories are skipped by ingest_all."
+    )
 
     class Meta:
         db_table = "repositories"
@@ -205,7 +207,9 @@ class IngestionRun(models.Model):
         WEBHOOK = "webhook", "Push webhook"
         SCHEDULE = "schedule", "Schedule"
 
-    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="ingestion_runs", db_index=False)
+    repository = models.ForeignKey(
+        Repository, on_delete=models.CASCADE, related_name="ingestion_runs", db_index=False
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.COMMAND)
     branch = models.CharField(max_length=255, blank=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from config.logging import logging_config
+
 from .base import *  # noqa: F403
 from .base import LOG_LEVEL, MIDDLEWARE, env
-from config.logging import logging_config
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")  # no default: start-up fails without one

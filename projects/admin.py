@@ -1,0 +1,165 @@
+"""Admin for projects and memberships. Saves go through projects.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+
+from apm.admin import ReadOnlyInline, instance_adopt
+from projects.models import Membership, Project
+from projects.services import (
+    PROJECT_UPDATABLE_FIELDS,
+    membership_remove,
+    membership_set,
+    project_create,
+    project_update,
+)
+from tasks.models import Task
+
+
+class MembershipInlineFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        if self.instance.pk is None:
+            return  # the creating operator is made owner
+        kept_roles = [
+            form.cleaned_data.get("role")
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        if Membership.Role.OWNER not in kept_roles:
+            raise ValidationError("A project needs at least one owner.")
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    formset = MembershipInlineFormSet
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+class OpenTaskInline(ReadOnlyInline):
+    """The project's open tasks; closed ones stay reachable through the task list's filters."""
+
+    model = Task
+    fk_name = "project"
+    fields = ["number", "title", "status", "priority", "assignee", "due_date"]
+    readonly_fields = fields
+    ordering = ["number"]
+    verbose_name_plural = "open tasks"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
+        return (
+            super().get_queryset(request).exclude(status__in=Task.CLOSED_STATUSES).select_related("assignee")
+        )
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "status", "open_tasks", "start_date", "target_date", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["key", "name"]
+    ordering = ["key"]
+    inlines = [MembershipInline, OpenTaskInline]
+    fields = ["key", "name", "description", "status", "start_date", "target_date", "last_task_number"]
+    readonly_fields = ["last_task_number"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
+        # Task keys embed the project key, so it cannot change once the project exists.
+        return [*self.readonly_fields, "key"] if obj is not None else list(self.readonly_fields)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        # One grouped count for the whole page instead of a query per row.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(open_task_count=Count("tasks", filter=~Q(tasks__status__in=Task.CLOSED_STATUSES)))
+        )
+
+    @admin.display(description="Open tasks", ordering="open_task_count")
+    def open_tasks(self, obj: Project) -> int:
+        return obj.open_task_count
+
+    def save_model(self, request: HttpRequest, obj: Project, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            project_update(
+                project=obj,
+                **{
+                    name: form.cleaned_data[name]
+                    for name in form.changed_data
+                    if name in PROJECT_UPDATABLE_FIELDS
+                },
+            )
+            return
+        created = project_create(
+            key=form.cleaned_data["key"],
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            status=form.cleaned_data["status"],
+            start_date=form.cleaned_data["start_date"],
+            target_date=form.cleaned_data["target_date"],
+            owner=request.user,
+        )
+        instance_adopt(obj, created)
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        project = form.instance
+        # Additions and role changes first, removals last, so an owner handover never leaves the project
+        # without an owner in between.
+        for inline_form in formset.forms:
+            data = inline_form.cleaned_data
+            if data and not data.get("DELETE") and inline_form.has_changed():
+                membership_set(project=project, user=data["user"], role=data["role"])
+        for inline_form in formset.deleted_forms:
+            if inline_form.instance.pk is not None:
+                membership_remove(project=project, user=inline_form.instance.user)
+
+
+class MembershipAdminForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["project", "user", "role"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        instance = self.instance
+        if (
+            instance.pk is not None
+            and instance.role == Membership.Role.OWNER
+            and data.get("role") != Membership.Role.OWNER
+            and not Membership.objects.filter(project_id=instance.project_id, role=Membership.Role.OWNER)
+            .exclude(pk=instance.pk)
+            .exists()
+        ):
+            self.add_error("role", "This is the project's last owner; make someone else owner first.")
+        return data
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    form = MembershipAdminForm
+    list_display = ["project", "user", "role", "created_at"]
+    list_filter = ["role"]
+    list_select_related = ["project", "user"]
+    search_fields = ["project__key", "user__username", "user__email"]
+    autocomplete_fields = ["project", "user"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> list[str]:
+        # A membership is one user in one project; moving it would silently create another.
+        return ["project", "user"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm, change: bool) -> None:
+        instance_adopt(obj, membership_set(project=obj.project, user=obj.user, role=obj.role))
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        membership_remove(project=obj.project, user=obj.user)

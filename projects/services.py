@@ -1,0 +1,157 @@
+"""Writes to projects and memberships. Every entry point (admin, API, commands) goes through here."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from apm.cache import PROJECTS_LIST_KEY, generation_bump, project_key
+from projects.models import Membership, Project
+
+# Fields a project update may change. The key is fixed once tasks are numbered under it.
+PROJECT_UPDATABLE_FIELDS = frozenset({"name", "description", "status", "start_date", "target_date"})
+
+
+def project_cache_invalidate(*, project_id: int) -> None:
+    """Drop the cached views of one project and of the portfolio, once the change is committed.
+
+    Explicit keys for the project and the list, plus a generation bump for everything derived from the
+    project (summaries, charts, page fragments), so no caller has to know which keys exist.
+    """
+
+    def invalidate() -> None:
+        cache.delete_many([project_key(project_id), PROJECTS_LIST_KEY])
+        generation_bump(project_key(project_id))
+
+    transaction.on_commit(invalidate)
+
+
+def project_key_suggest(*, name: str) -> str:
+    """A free project key derived from ``name``: initials ("Test Project" -> "TP"), then TP2, TP3, ..."""
+    words = re.findall(r"[A-Za-z][A-Za-z0-9]*", name)
+    if len(words) >= 2:
+        base = "".join(word[0] for word in words)[:8].upper()
+    elif words:
+        base = words[0][:4].upper()
+    else:
+        base = "PRJ"
+    if len(base) < 2:
+        base = (base + "PRJ")[:3]
+    taken = set(Project.objects.filter(key__startswith=base).values_list("key", flat=True))
+    if base not in taken:
+        return base
+    suffix = 2
+    while f"{base}{suffix}" in taken:
+        suffix += 1
+    return f"{base}{suffix}"[:10]
+
+
+def _project_validate(project: Project, *, exclude: list[str] | None = None) -> None:
+    # full_clean checks field validators, choices, the key's uniqueness and the date constraint, and
+    # reports each problem under its field name.
+    project.full_clean(exclude=exclude)
+
+
+@transaction.atomic
+def project_create(
+    *,
+    name: str,
+    key: str | None = None,
+    owner: AbstractBaseUser | None = None,
+    description: str = "",
+    status: str = Project.Status.ACTIVE,
+    start_date: datetime.date | None = None,
+    target_date: datetime.date | None = None,
+) -> Project:
+    """Create a project, and make ``owner`` (when given) its first owner.
+
+    Without ``key`` one is derived from the name. Two concurrent creations with the same derived key
+    cannot both win: the loser derives the next free key and tries again.
+    """
+    explicit_key = key is not None
+    for _attempt in range(5):
+        project = Project(
+            key=key if explicit_key else project_key_suggest(name=name),
+            name=name,
+            description=description,
+            status=status,
+            start_date=start_date,
+            target_date=target_date,
+        )
+        _project_validate(project)
+        try:
+            with transaction.atomic():
+                project.save(force_insert=True)
+        except IntegrityError as exc:
+            if explicit_key or not Project.objects.filter(key=project.key).exists():
+                raise ValidationError({"key": [f"Project key {project.key} is already taken."]}) from exc
+            continue
+        break
+    else:
+        raise ValidationError({"key": ["Could not find a free project key; give one explicitly."]})
+    if owner is not None:
+        Membership.objects.create(project=project, user=owner, role=Membership.Role.OWNER)
+    project_cache_invalidate(project_id=project.pk)
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, **fields: Any) -> Project:
+    """Change a project's name, description, status or dates."""
+    unknown = set(fields) - PROJECT_UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError({name: ["This field cannot be changed."] for name in sorted(unknown)})
+    for name, value in fields.items():
+        setattr(project, name, value)
+    _project_validate(project)
+    project.save(update_fields=[*fields, "updated_at"])
+    project_cache_invalidate(project_id=project.pk)
+    return project
+
+
+@transaction.atomic
+def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
+    """Give ``user`` the ``role`` in ``project``, adding or changing the membership."""
+    if role not in Membership.Role.values:
+        raise ValidationError(
+            {"role": [f"{role!r} is not a role; choose one of {', '.join(Membership.Role.values)}."]}
+        )
+    # Locking the project serialises membership changes, so the last-owner check below cannot race.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    membership = Membership.objects.filter(project=project, user=user).first()
+    if membership is None:
+        membership = Membership.objects.create(project=project, user=user, role=role)
+    elif membership.role != role:
+        if membership.role == Membership.Role.OWNER:
+            _ensure_another_owner(project=project, user=user)
+        membership.role = role
+        membership.save(update_fields=["role", "updated_at"])
+    project_cache_invalidate(project_id=project.pk)
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, project: Project, user: AbstractBaseUser) -> None:
+    """Remove ``user`` from ``project``; a project always keeps at least one owner."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    membership = Membership.objects.filter(project=project, user=user).first()
+    if membership is None:
+        return
+    if membership.role == Membership.Role.OWNER:
+        _ensure_another_owner(project=project, user=user)
+    membership.delete()
+    project_cache_invalidate(project_id=project.pk)
+
+
+def _ensure_another_owner(*, project: Project, user: AbstractBaseUser) -> None:
+    others = Membership.objects.filter(project=project, role=Membership.Role.OWNER).exclude(user=user)
+    if not others.exists():
+        raise ValidationError(
+            {"role": [f"{user} is the last owner of {project.key}; add another owner first."]}
+        )

@@ -1,0 +1,139 @@
+"""Admin for repositories and ingestion output, built for tables of millions of rows.
+
+Commit and file-change lists skip the full COUNT(*) (``show_full_result_count = False``), join what
+they show in the same query, order by indexed columns and leave heavy text out of the list query.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.db.models.functions import Left
+from django.http import HttpRequest
+
+from apm.admin import ReadOnlyAdmin, ReadOnlyInline
+from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
+
+
+class IngestionRunInline(ReadOnlyInline):
+    model = IngestionRun
+    fields = ["created_at", "status", "trigger", "commits_done", "commits_total", "error"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    max_num = 0
+
+
+@admin.register(Repository)
+class RepositoryAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "kind", "source", "default_branch", "last_ingested_at", "is_active"]
+    list_select_related = ["project"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["name", "source", "project__key"]
+    autocomplete_fields = ["project"]
+    readonly_fields = ["last_ingested_sha", "last_ingested_at", "created_at", "updated_at"]
+    inlines = [IngestionRunInline]
+
+
+class CommitTaskLinkInline(ReadOnlyInline):
+    model = CommitTaskLink
+    fields = ["task", "action", "created_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CommitTaskLink]:
+        return super().get_queryset(request).select_related("task__project")
+
+
+@admin.register(Commit)
+class CommitAdmin(ReadOnlyAdmin):
+    list_display = [
+        "short_sha",
+        "repository",
+        "subject_preview",
+        "author_name",
+        "timestamp",
+        "additions",
+        "deletions",
+    ]
+    list_select_related = ["repository"]
+    list_filter = [("repository", admin.RelatedOnlyFieldListFilter), "is_merge"]
+    # Prefix and exact matches only: both use an index, a substring search of every message would not.
+    search_fields = ["^sha", "=author_email"]
+    show_full_result_count = False
+    ordering = ["-timestamp"]  # idx_commits_timestamp, read backwards
+    list_per_page = 50
+    inlines = [CommitTaskLinkInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Commit]:
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            # Lists show the first line only: read 100 characters of the message, not all of it.
+            queryset = queryset.defer("message").annotate(subject_head=Left("message", 100))
+        return queryset
+
+    @admin.display(description="Message")
+    def subject_preview(self, obj: Commit) -> str:
+        head = getattr(obj, "subject_head", None)
+        return (head if head is not None else obj.message).split("\n", 1)[0]
+
+
+@admin.register(FileChange)
+class FileChangeAdmin(ReadOnlyAdmin):
+    list_display = ["path", "change_type", "added", "deleted", "is_binary", "commit", "repository"]
+    list_select_related = ["commit", "repository"]
+    list_filter = ["change_type", "is_binary"]
+    search_fields = ["^path"]
+    show_full_result_count = False
+    ordering = ["-id"]
+    raw_id_fields = ["commit", "repository"]
+    list_per_page = 50
+
+
+@admin.register(File)
+class FileAdmin(ReadOnlyAdmin):
+    list_display = [
+        "path",
+        "repository",
+        "language",
+        "lines",
+        "size",
+        "churn",
+        "commit_count",
+        "last_changed_at",
+    ]
+    list_select_related = ["repository"]
+    list_filter = ["language", "is_binary", ("repository", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["^path"]
+    show_full_result_count = False
+    ordering = ["repository", "-churn"]  # idx_files_repo_churn
+
+
+@admin.register(CommitTaskLink)
+class CommitTaskLinkAdmin(ReadOnlyAdmin):
+    list_display = ["commit", "task", "action", "created_at"]
+    list_select_related = ["commit", "task__project"]
+    list_filter = ["action"]
+    raw_id_fields = ["commit", "task"]
+    show_full_result_count = False
+
+
+@admin.register(IngestionRun)
+class IngestionRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "pk",
+        "repository",
+        "status",
+        "trigger",
+        "progress_display",
+        "commits_done",
+        "created_at",
+        "finished_at",
+    ]
+    list_select_related = ["repository"]
+    list_filter = ["status", "trigger"]
+    search_fields = ["repository__name"]
+    ordering = ["-created_at", "-id"]
+    show_full_result_count = False
+
+    @admin.display(description="Progress")
+    def progress_display(self, obj: IngestionRun) -> str:
+        return f"{obj.progress:.0%}"

@@ -1,0 +1,245 @@
+"""Admin for tasks, their dependencies, history and time. Changes go through tasks.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apm.admin import ReadOnlyAdmin, ReadOnlyInline, instance_adopt, validation_message
+from repos.models import CommitTaskLink
+from tasks.models import Task, TaskDependency, TaskEvent, TimeEntry
+from tasks.selectors import TASK_KEY_RE
+from tasks.services import (
+    TASK_UPDATABLE_FIELDS,
+    task_assign,
+    task_assignee_validate,
+    task_create,
+    task_dependency_add,
+    task_dependency_reaches,
+    task_dependency_remove,
+    task_parent_validate,
+    task_transition,
+    task_transition_check,
+    task_update,
+)
+
+SOURCE = TaskEvent.Source.ADMIN
+
+
+class TaskAdminForm(forms.ModelForm):
+    class Meta:
+        model = Task
+        fields = [
+            "project",
+            "title",
+            "description",
+            "status",
+            "priority",
+            "assignee",
+            "due_date",
+            "estimate_hours",
+            "parent",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        project = data.get("project") or (self.instance.project if self.instance.pk else None)
+        if project is None:
+            return data
+        checks = [
+            lambda: task_assignee_validate(project=project, assignee=data.get("assignee")),
+            lambda: task_parent_validate(task=self.instance, parent=data.get("parent")),
+        ]
+        if self.instance.pk is not None and "status" in self.changed_data and data.get("status"):
+            checks.append(lambda: task_transition_check(task=self.instance_saved, status=data["status"]))
+        for check in checks:
+            try:
+                check()
+            except ValidationError as exc:
+                self._update_errors(exc)
+        return data
+
+    @property
+    def instance_saved(self) -> Task:
+        # The form has already copied the new values onto self.instance; the checks need the stored row.
+        return Task.objects.select_related("project").get(pk=self.instance.pk)
+
+
+class DependencyInlineFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        task = self.instance
+        for form in self.forms:
+            depends_on = form.cleaned_data.get("depends_on") if form.cleaned_data else None
+            if depends_on is None or form.cleaned_data.get("DELETE") or task.pk is None:
+                continue
+            if depends_on.project_id != task.project_id:
+                form.add_error("depends_on", f"{depends_on.key} belongs to another project.")
+            elif depends_on.pk == task.pk or task_dependency_reaches(start=depends_on, target=task):
+                form.add_error(
+                    "depends_on", f"{depends_on.key} already waits on {task.key}: that would be a cycle."
+                )
+
+
+class DependencyInline(admin.TabularInline):
+    model = TaskDependency
+    fk_name = "task"
+    formset = DependencyInlineFormSet
+    extra = 0
+    autocomplete_fields = ["depends_on"]
+    verbose_name = "waits on"
+    verbose_name_plural = "waits on"
+
+
+class TaskEventInline(ReadOnlyInline):
+    model = TaskEvent
+    fields = ["created_at", "kind", "source", "actor", "from_status", "to_status", "commit_sha", "data"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskEvent]:
+        return super().get_queryset(request).select_related("actor")
+
+
+class TimeEntryInline(admin.TabularInline):
+    model = TimeEntry
+    extra = 0
+    fields = ["spent_on", "minutes", "user", "author_email", "source", "source_ref", "note"]
+    autocomplete_fields = ["user"]
+
+
+class CommitLinkInline(ReadOnlyInline):
+    model = CommitTaskLink
+    fields = ["commit", "action", "created_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CommitTaskLink]:
+        return super().get_queryset(request).select_related("commit")
+
+
+def _transition_action(status: str, label: str):  # type: ignore[no-untyped-def]
+    @admin.action(description=f"Move selected tasks to “{label}”", permissions=["change"])
+    def action(model_admin: TaskAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        moved, refused = 0, []
+        for task in queryset.select_related("project"):
+            try:
+                task_transition(task=task, status=status, source=SOURCE, actor=request.user)
+            except ValidationError as exc:
+                refused.append(validation_message(exc))
+            else:
+                moved += 1
+        if moved:
+            model_admin.message_user(request, f"{moved} task(s) moved to {label}.", messages.SUCCESS)
+        for reason in refused:
+            model_admin.message_user(request, reason, messages.ERROR)
+
+    action.__name__ = f"transition_to_{status}"
+    return action
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    form = TaskAdminForm
+    list_display = ["key_display", "title", "status", "priority", "assignee", "due_date", "updated_at"]
+    list_select_related = ["project", "assignee"]
+    list_filter = ["status", "priority", ("project", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["title", "project__key"]
+    autocomplete_fields = ["project", "assignee", "parent"]
+    readonly_fields = ["key_display", "reporter", "started_at", "closed_at", "created_at", "updated_at"]
+    ordering = ["project__key", "number"]
+    list_per_page = 50
+    inlines = [DependencyInline, TimeEntryInline, CommitLinkInline, TaskEventInline]
+    actions = [
+        _transition_action(Task.Status.IN_PROGRESS, "In progress"),
+        _transition_action(Task.Status.DONE, "Done"),
+        _transition_action(Task.Status.CANCELLED, "Cancelled"),
+    ]
+
+    @admin.display(description="Key", ordering="number")
+    def key_display(self, obj: Task) -> str:
+        return obj.key if obj.pk else "-"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> list[str]:
+        return [*self.readonly_fields, "project"] if obj is not None else list(self.readonly_fields)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Task], search_term: str
+    ) -> tuple[QuerySet[Task], bool]:
+        # "APM-42" finds that task directly through the (project, number) unique index.
+        match = TASK_KEY_RE.match(search_term.strip().upper())
+        if match:
+            return queryset.filter(project__key=match["project"], number=int(match["number"])), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def save_model(self, request: HttpRequest, obj: Task, form: forms.ModelForm, change: bool) -> None:
+        data = form.cleaned_data
+        if not change:
+            created = task_create(
+                project=data["project"],
+                title=data["title"],
+                description=data["description"],
+                status=data["status"],
+                priority=data["priority"],
+                assignee=data["assignee"],
+                due_date=data["due_date"],
+                estimate_hours=data["estimate_hours"],
+                parent=data["parent"],
+                source=SOURCE,
+                actor=request.user,
+            )
+            instance_adopt(obj, created)
+            return
+        task = Task.objects.select_related("project").get(pk=obj.pk)
+        updates = {name: data[name] for name in form.changed_data if name in TASK_UPDATABLE_FIELDS}
+        task = task_update(task=task, source=SOURCE, actor=request.user, **updates)
+        if "assignee" in form.changed_data:
+            task = task_assign(task=task, assignee=data["assignee"], source=SOURCE, actor=request.user)
+        if "status" in form.changed_data:
+            task = task_transition(task=task, status=data["status"], source=SOURCE, actor=request.user)
+        instance_adopt(obj, task)
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        if formset.model is not TaskDependency:
+            super().save_formset(request, form, formset, change)
+            return
+        task = form.instance
+        for inline_form in formset.forms:
+            data = inline_form.cleaned_data
+            if not data or not inline_form.has_changed():
+                continue
+            # The form has already put the new choice on its instance; the stored one is in `initial`.
+            previous_id = inline_form.initial.get("depends_on")
+            chosen = None if data.get("DELETE") else data.get("depends_on")
+            if previous_id is not None and (chosen is None or chosen.pk != previous_id):
+                previous = Task.objects.select_related("project").get(pk=previous_id)
+                task_dependency_remove(task=task, depends_on=previous, source=SOURCE, actor=request.user)
+            if chosen is not None and chosen.pk != previous_id:
+                task_dependency_add(task=task, depends_on=chosen, source=SOURCE, actor=request.user)
+
+
+@admin.register(TaskEvent)
+class TaskEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "task", "kind", "source", "actor", "from_status", "to_status", "commit_sha"]
+    list_select_related = ["task__project", "actor"]
+    list_filter = ["kind", "source"]
+    search_fields = ["=commit_sha"]
+    show_full_result_count = False
+    ordering = ["-created_at", "-id"]
+    raw_id_fields = ["task", "project", "actor"]
+
+
+@admin.register(TimeEntry)
+class TimeEntryAdmin(admin.ModelAdmin):
+    list_display = ["spent_on", "task", "minutes", "user", "author_email", "source"]
+    list_select_related = ["task__project", "user"]
+    list_filter = ["source"]
+    search_fields = ["author_email", "=source_ref"]
+    autocomplete_fields = ["task", "user"]
+    show_full_result_count = False
+    ordering = ["-spent_on", "-id"]

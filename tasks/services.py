@@ -1,0 +1,371 @@
+"""Writes to tasks. The one path for every change, whatever its source (admin, API, commit, batch job).
+
+Each change records a ``TaskEvent`` naming its source, updates the metrics and invalidates the
+project's caches, so history, dashboards and reports react the same way to every source.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from monitoring.metrics import TASK_TRANSITIONS, TASKS_CREATED
+from projects.models import Membership, Project
+from projects.services import project_cache_invalidate
+from tasks.models import Task, TaskDependency, TaskEvent
+
+Source = TaskEvent.Source
+
+# Fields task_update may change. Status, assignee and dependencies have their own services because
+# they carry rules and history of their own.
+TASK_UPDATABLE_FIELDS = frozenset(
+    {"title", "description", "priority", "due_date", "estimate_hours", "parent"}
+)
+
+
+def _event(
+    *,
+    task: Task,
+    kind: str,
+    source: str,
+    actor: AbstractBaseUser | None,
+    from_status: str = "",
+    to_status: str = "",
+    commit_sha: str = "",
+    data: dict[str, Any] | None = None,
+) -> TaskEvent:
+    if source not in Source.values:
+        raise ValidationError({"source": [f"{source!r} is not an event source."]})
+    return TaskEvent.objects.create(
+        task=task,
+        project_id=task.project_id,
+        kind=kind,
+        source=source,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        from_status=from_status,
+        to_status=to_status,
+        commit_sha=commit_sha,
+        data=data or {},
+    )
+
+
+def _status_validate(status: str) -> None:
+    if status not in Task.Status.values:
+        raise ValidationError(
+            {"status": [f"{status!r} is not a task status; choose one of {', '.join(Task.Status.values)}."]}
+        )
+
+
+def task_assignee_validate(*, project: Project, assignee: AbstractBaseUser | None) -> None:
+    """Raise ``ValidationError`` unless ``assignee`` is empty or a member of ``project`` who may write."""
+    if assignee is None:
+        return
+    role = Membership.objects.filter(project=project, user=assignee).values_list("role", flat=True).first()
+    if role is None or role == Membership.Role.VIEWER:
+        raise ValidationError(
+            {"assignee": [f"{assignee} cannot be assigned: not a member of {project.key} with write access."]}
+        )
+
+
+def task_parent_validate(*, task: Task, parent: Task | None) -> None:
+    """Raise ``ValidationError`` unless ``parent`` is empty or a task of the same project above ``task``."""
+    if parent is None:
+        return
+    if parent.project_id != task.project_id:
+        raise ValidationError({"parent": ["The parent task must belong to the same project."]})
+    if task.pk is None:
+        return
+    # Walk up from the proposed parent: reaching the task itself would make a loop of subtasks.
+    ancestor: Task | None = parent
+    seen: set[int] = set()
+    while ancestor is not None and ancestor.pk not in seen:
+        if ancestor.pk == task.pk:
+            raise ValidationError({"parent": ["A task cannot be its own parent or ancestor."]})
+        seen.add(ancestor.pk)
+        ancestor = ancestor.parent
+
+
+def _task_number_next(*, project: Project) -> int:
+    """Reserve the next task number of ``project``.
+
+    The UPDATE takes the project's row lock (on SQLite, the database write lock), which is held until the
+    surrounding transaction ends, so concurrent creations are serialised and each reads its own number.
+    """
+    Project.objects.filter(pk=project.pk).update(last_task_number=F("last_task_number") + 1)
+    return Project.objects.filter(pk=project.pk).values_list("last_task_number", flat=True).get()
+
+
+@transaction.atomic
+def task_create(
+    *,
+    project: Project,
+    title: str,
+    source: str,
+    actor: AbstractBaseUser | None = None,
+    description: str = "",
+    status: str = Task.Status.TODO,
+    priority: int = Task.Priority.MEDIUM,
+    assignee: AbstractBaseUser | None = None,
+    due_date: datetime.date | None = None,
+    estimate_hours: Decimal | None = None,
+    parent: Task | None = None,
+    depends_on: Iterable[Task] = (),
+) -> Task:
+    """Create a task numbered ``KEY-N`` in ``project``, with its ``created`` event."""
+    _status_validate(status)
+    task = Task(
+        project=project,
+        number=0,  # placeholder so validation passes; the real number is reserved below
+        title=title,
+        description=description,
+        status=status,
+        priority=priority,
+        assignee=assignee,
+        reporter=actor if actor is not None and actor.is_authenticated else None,
+        due_date=due_date,
+        estimate_hours=estimate_hours,
+        parent=parent,
+    )
+    task.full_clean(exclude=["number"], validate_unique=False)
+    task_assignee_validate(project=project, assignee=assignee)
+    task_parent_validate(task=task, parent=parent)
+    now = timezone.now()
+    if status in (Task.Status.IN_PROGRESS, Task.Status.IN_REVIEW):
+        task.started_at = now
+    if status in Task.CLOSED_STATUSES:
+        task.closed_at = now
+    task.number = _task_number_next(project=project)
+    task.save(force_insert=True)
+    _event(task=task, kind=TaskEvent.Kind.CREATED, source=source, actor=actor, to_status=status)
+    for dependency in depends_on:
+        task_dependency_add(task=task, depends_on=dependency, source=source, actor=actor)
+    if status == Task.Status.DONE and task_open_dependencies(task=task):
+        task.status = Task.Status.TODO  # checked as a move from an open status to done
+        task_transition_check(task=task, status=status)
+    transaction.on_commit(lambda: TASKS_CREATED.labels(source=source).inc())
+    project_cache_invalidate(project_id=project.pk)
+    return task
+
+
+@transaction.atomic
+def task_update(*, task: Task, source: str, actor: AbstractBaseUser | None = None, **fields: Any) -> Task:
+    """Change a task's title, description, priority, due date, estimate or parent."""
+    unknown = set(fields) - TASK_UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError(
+            {
+                name: ["This field is changed through its own operation or not at all."]
+                for name in sorted(unknown)
+            }
+        )
+    changed = {name: value for name, value in fields.items() if getattr(task, name) != value}
+    if not changed:
+        return task
+    before = {name: getattr(task, name) for name in changed}
+    for name, value in changed.items():
+        setattr(task, name, value)
+    task.full_clean(validate_unique=False)
+    if "parent" in changed:
+        task_parent_validate(task=task, parent=changed["parent"])
+    task.save(update_fields=[*changed, "updated_at"])
+    _event(
+        task=task,
+        kind=TaskEvent.Kind.UPDATED,
+        source=source,
+        actor=actor,
+        data={
+            name: {"from": _jsonable(before[name]), "to": _jsonable(value)} for name, value in changed.items()
+        },
+    )
+    project_cache_invalidate(project_id=task.project_id)
+    return task
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Task):
+        return value.pk
+    if isinstance(value, datetime.date | Decimal):
+        return str(value)
+    return value
+
+
+@transaction.atomic
+def task_assign(
+    *, task: Task, assignee: AbstractBaseUser | None, source: str, actor: AbstractBaseUser | None = None
+) -> Task:
+    """Give the task to ``assignee`` (a member with write access), or unassign it with ``None``."""
+    if task.assignee_id == (assignee.pk if assignee is not None else None):
+        return task
+    task_assignee_validate(project=task.project, assignee=assignee)
+    previous = task.assignee_id
+    task.assignee = assignee
+    task.save(update_fields=["assignee", "updated_at"])
+    _event(
+        task=task,
+        kind=TaskEvent.Kind.ASSIGNED,
+        source=source,
+        actor=actor,
+        data={"from": previous, "to": assignee.pk if assignee is not None else None},
+    )
+    project_cache_invalidate(project_id=task.project_id)
+    return task
+
+
+def task_open_dependencies(*, task: Task) -> list[Task]:
+    """The tasks ``task`` waits on that are not closed yet (one query)."""
+    return list(
+        Task.objects.filter(dependent_links__task=task)
+        .exclude(status__in=Task.CLOSED_STATUSES)
+        .select_related("project")
+        .order_by("number")
+    )
+
+
+def task_transition_check(*, task: Task, status: str) -> None:
+    """Raise ``ValidationError`` if ``task`` may not move to ``status`` now; return quietly otherwise."""
+    _status_validate(status)
+    if status == Task.Status.DONE and task.status != Task.Status.DONE:
+        waiting_on = task_open_dependencies(task=task)
+        if waiting_on:
+            listed = ", ".join(
+                f"{dependency.key} ({dependency.get_status_display()})" for dependency in waiting_on
+            )
+            raise ValidationError(
+                {"status": [f"{task.key} cannot be done while it waits on {listed}."]},
+                code="blocked",
+            )
+
+
+@transaction.atomic
+def task_transition(
+    *,
+    task: Task,
+    status: str,
+    source: str,
+    actor: AbstractBaseUser | None = None,
+    commit_sha: str = "",
+    note: str = "",
+) -> Task:
+    """Move ``task`` to ``status``, recording who or what did it.
+
+    Moving to the status the task already has changes nothing and records nothing, so a commit that
+    says "fixes APM-12" twice, or a retried request, is harmless.
+    """
+    _status_validate(status)
+    # Lock the row: two concurrent transitions are applied one after the other, each recording the
+    # status it really moved from.
+    locked = Task.objects.select_for_update().get(pk=task.pk)
+    task.status = locked.status
+    if locked.status == status:
+        return task
+    task_transition_check(task=task, status=status)
+    previous = locked.status
+    now = timezone.now()
+    task.status = status
+    update_fields = ["status", "updated_at"]
+    if status in (Task.Status.IN_PROGRESS, Task.Status.IN_REVIEW) and task.started_at is None:
+        task.started_at = now
+        update_fields.append("started_at")
+    if status in Task.CLOSED_STATUSES:
+        task.closed_at = now
+        update_fields.append("closed_at")
+    elif previous in Task.CLOSED_STATUSES:
+        task.closed_at = None
+        update_fields.append("closed_at")
+    task.save(update_fields=update_fields)
+    _event(
+        task=task,
+        kind=TaskEvent.Kind.STATUS_CHANGED,
+        source=source,
+        actor=actor,
+        from_status=previous,
+        to_status=status,
+        commit_sha=commit_sha,
+        data={"note": note} if note else None,
+    )
+    transaction.on_commit(lambda: TASK_TRANSITIONS.labels(to_status=status, source=source).inc())
+    project_cache_invalidate(project_id=task.project_id)
+    return task
+
+
+# One query answers "does ``depends_on`` already (transitively) wait on ``task``?": a recursive walk of
+# the dependency graph that PostgreSQL, MariaDB and SQLite all run. UNION (not UNION ALL) drops rows
+# already seen, so the walk ends even on a graph that somehow holds a cycle.
+_REACHES_SQL = """
+WITH RECURSIVE reachable(id) AS (
+    SELECT depends_on_id FROM task_dependencies WHERE task_id = %s
+    UNION
+    SELECT d.depends_on_id FROM task_dependencies d JOIN reachable r ON d.task_id = r.id
+)
+SELECT 1 FROM reachable WHERE id = %s LIMIT 1
+"""
+
+
+def task_dependency_reaches(*, start: Task, target: Task) -> bool:
+    """Whether ``start`` waits on ``target``, directly or through other tasks."""
+    with connection.cursor() as cursor:
+        cursor.execute(_REACHES_SQL, [start.pk, target.pk])
+        return cursor.fetchone() is not None
+
+
+@transaction.atomic
+def task_dependency_add(
+    *, task: Task, depends_on: Task, source: str, actor: AbstractBaseUser | None = None
+) -> TaskDependency:
+    """Record that ``task`` waits on ``depends_on``; refuse self-dependencies, other projects and cycles."""
+    if depends_on.pk == task.pk:
+        raise ValidationError({"depends_on": ["A task cannot depend on itself."]})
+    if depends_on.project_id != task.project_id:
+        raise ValidationError({"depends_on": [f"{depends_on.key} belongs to another project."]})
+    # The project row lock serialises dependency changes within a project: two requests adding A->B
+    # and B->A at once cannot both pass the cycle check.
+    Project.objects.select_for_update().filter(pk=task.project_id).first()
+    existing = TaskDependency.objects.filter(task=task, depends_on=depends_on).first()
+    if existing is not None:
+        return existing
+    if task_dependency_reaches(start=depends_on, target=task):
+        raise ValidationError(
+            {
+                "depends_on": [
+                    f"{task.key} cannot wait on {depends_on.key}: "
+                    f"{depends_on.key} already waits on {task.key}."
+                ]
+            },
+            code="cycle",
+        )
+    dependency = TaskDependency.objects.create(task=task, depends_on=depends_on)
+    _event(
+        task=task,
+        kind=TaskEvent.Kind.DEPENDENCY_ADDED,
+        source=source,
+        actor=actor,
+        data={"depends_on": depends_on.pk, "key": depends_on.key},
+    )
+    project_cache_invalidate(project_id=task.project_id)
+    return dependency
+
+
+@transaction.atomic
+def task_dependency_remove(
+    *, task: Task, depends_on: Task, source: str, actor: AbstractBaseUser | None = None
+) -> None:
+    """Stop ``task`` waiting on ``depends_on``."""
+    deleted, _ = TaskDependency.objects.filter(task=task, depends_on=depends_on).delete()
+    if not deleted:
+        return
+    _event(
+        task=task,
+        kind=TaskEvent.Kind.DEPENDENCY_REMOVED,
+        source=source,
+        actor=actor,
+        data={"depends_on": depends_on.pk, "key": depends_on.key},
+    )
+    project_cache_invalidate(project_id=task.project_id)
