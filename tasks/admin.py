@@ -51,9 +51,11 @@ class TaskAdminForm(forms.ModelForm):
         project = data.get("project") or (self.instance.project if self.instance.pk else None)
         if project is None:
             return data
+        # On add, the chosen project is not on self.instance yet (the form copies it after clean()).
+        task = self.instance if self.instance.pk is not None else Task(project=project)
         checks = [
             lambda: task_assignee_validate(project=project, assignee=data.get("assignee")),
-            lambda: task_parent_validate(task=self.instance, parent=data.get("parent")),
+            lambda: task_parent_validate(task=task, parent=data.get("parent")),
         ]
         if self.instance.pk is not None and "status" in self.changed_data and data.get("status"):
             checks.append(lambda: task_transition_check(task=self.instance_saved, status=data["status"]))
@@ -209,6 +211,8 @@ class TaskAdmin(admin.ModelAdmin):
             super().save_formset(request, form, formset, change)
             return
         task = form.instance
+        # What formset.save() would record; the admin's change message (history) reads these.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for inline_form in formset.forms:
             data = inline_form.cleaned_data
             if not data or not inline_form.has_changed():
@@ -219,8 +223,16 @@ class TaskAdmin(admin.ModelAdmin):
             if previous_id is not None and (chosen is None or chosen.pk != previous_id):
                 previous = Task.objects.select_related("project").get(pk=previous_id)
                 task_dependency_remove(task=task, depends_on=previous, source=SOURCE, actor=request.user)
+                if chosen is None:
+                    formset.deleted_objects.append(inline_form.instance)
             if chosen is not None and chosen.pk != previous_id:
-                task_dependency_add(task=task, depends_on=chosen, source=SOURCE, actor=request.user)
+                dependency = task_dependency_add(
+                    task=task, depends_on=chosen, source=SOURCE, actor=request.user
+                )
+                if previous_id is None:
+                    formset.new_objects.append(dependency)
+                else:
+                    formset.changed_objects.append((dependency, ["depends_on"]))
 
 
 @admin.register(TaskEvent)

@@ -7,6 +7,7 @@ so a fresh machine with only Python and git can run it.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -54,9 +55,13 @@ def database_config(url: str) -> dict:
     Raises ``ImproperlyConfigured`` naming the problem for a URL that cannot be used, so that a typo is
     reported in one line instead of surfacing later as a driver traceback.
     """
+    if "://" not in url:
+        raise ImproperlyConfigured(f"DATABASE_URL {url!r} is not a database URL (scheme://user@host/name)")
     try:
-        config = environ.Env.db_url_config(url)
-    except Exception as exc:  # django-environ raises bare KeyError/ValueError for unknown schemes
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an unknown scheme is reported below, in our words
+            config = environ.Env.db_url_config(url)
+    except Exception as exc:  # django-environ raises bare KeyError/ValueError for some bad URLs
         raise ImproperlyConfigured(f"DATABASE_URL {url!r} is not a database URL: {exc!r}") from exc
     engine = config.get("ENGINE", "")
     if engine not in _DATABASE_ENGINES:

@@ -6,11 +6,25 @@ PostgreSQL and MariaDB; only what makes tests fast and deterministic is fixed he
 
 from __future__ import annotations
 
+import os
+
 from .base import *  # noqa: F403
-from .base import CACHES, env
+from .base import CACHES, DATABASES, VAR_DIR, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="apm-test-key")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Parallel test processes (pytest-xdist) share one Redis: give each its own key space.
 CACHES["default"]["KEY_PREFIX"] = "apm-test-" + env("PYTEST_XDIST_WORKER", default="main")
+
+# SQLite tests use a file, not the default in-memory database, so that tests with several threads
+# (concurrent task numbering) see one database with real locking, as in production.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # One file per test process, so that parallel runs never share (and delete) each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-apm-{os.getpid()}.sqlite3")}
+# Keep test pools small: the suite may run in parallel processes against one PostgreSQL.
+if "pool" in DATABASES["default"].get("OPTIONS", {}):
+    DATABASES["default"]["OPTIONS"]["pool"].update(
+        min_size=env.int("DATABASE_POOL_SIZE", default=2),
+        max_size=env.int("DATABASE_POOL_SIZE", default=2) + 8,
+    )

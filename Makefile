@@ -1,0 +1,70 @@
+# APM developer commands. `make run` and `make test` are the two that matter; see README.md.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+# Test servers on this machine (CI starts them; see .ci/run).
+PG_URL ?= postgres://postgres@127.0.0.1:5432/apm
+MARIADB_URL ?= mysql://root@127.0.0.1:3306/apm
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run serve test test-postgres test-sqlite test-mariadb lint format check-deploy clean
+
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+## Set up the embedded default (SQLite, local cache, eager Celery), load the demo and serve it.
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	$(MAKE) serve
+
+serve:
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+## The whole suite: on PostgreSQL + Redis when they answer, always on SQLite, and on MariaDB when it
+## answers and its driver is installed. With APM_REQUIRE_SERVICES=1 (CI) a missing server fails.
+test: install
+	@if $(PY) -m tests.services postgres redis; then \
+		$(MAKE) --no-print-directory test-postgres; \
+	elif [ "$$APM_REQUIRE_SERVICES" = "1" ]; then exit 1; \
+	else echo "== PostgreSQL/Redis not running here: that leg is left out"; fi
+	@$(MAKE) --no-print-directory test-sqlite
+	@if $(PY) -m tests.services mariadb; then \
+		$(MAKE) --no-print-directory test-mariadb; \
+	elif [ "$$APM_REQUIRE_SERVICES" = "1" ]; then exit 1; \
+	else echo "== MariaDB (or its driver, requirements/mysql.txt) not here: that leg is left out"; fi
+
+test-postgres: install
+	@echo "== tests on PostgreSQL + Redis"
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-sqlite: install
+	@echo "== tests on the embedded default (SQLite, local-memory cache)"
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+test-mariadb: install
+	@echo "== tests on MariaDB"
+	DATABASE_URL=$(MARIADB_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+check-deploy: install
+	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
+		DJANGO_ALLOWED_HOSTS=apm.example.com $(PY) manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* .pytest_cache .ruff_cache

@@ -1,0 +1,30 @@
+"""Celery task metrics: run time and failures of every task, by name."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery.signals import task_failure, task_postrun, task_prerun
+
+from monitoring.metrics import CELERY_TASK_DURATION, CELERY_TASK_FAILURES
+
+_started: dict[str, float] = {}
+
+
+@task_prerun.connect
+def celery_task_started(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        _started[task_id] = time.perf_counter()
+
+
+@task_postrun.connect
+def celery_task_finished(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    started = _started.pop(task_id, None) if task_id else None
+    if started is not None and task is not None:
+        CELERY_TASK_DURATION.labels(task=task.name).observe(time.perf_counter() - started)
+
+
+@task_failure.connect
+def celery_task_failed(sender: Any = None, **_: Any) -> None:
+    CELERY_TASK_FAILURES.labels(task=getattr(sender, "name", "unknown")).inc()

@@ -1,0 +1,85 @@
+"""A real ``celery -A config worker`` process serves tasks sent through a real broker.
+
+Parametrised over Redis and RabbitMQ, the two brokers APM supports. The worker is started exactly as
+in production (same command, same settings module); the test talks to it only through the broker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from tests.conftest import require_service
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BROKERS = {
+    "redis": (
+        os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/14"),
+        os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/14"),
+    ),
+    "rabbitmq": (os.environ.get("APM_TEST_AMQP_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"), "rpc://"),
+}
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def worker(request: pytest.FixtureRequest) -> Iterator[Celery]:
+    broker_url, backend_url = BROKERS[request.param]
+    require_service(broker_url)
+    queue = f"apm-test-{request.param}-{os.getpid()}"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(ROOT)),
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_RESULT_BACKEND": backend_url,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            queue,
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    client = Celery("apm-test-client", broker=broker_url, backend=backend_url)
+    client.conf.task_default_queue = queue
+    try:
+        yield client
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        client.close()
+
+
+def test_a_worker_answers_through_the_broker(worker: Celery):
+    result = worker.send_task("monitoring.heartbeat")
+
+    answer = result.get(timeout=60)
+
+    assert answer["pid"] != os.getpid()
+    assert answer["hostname"]
+    assert answer["at"]

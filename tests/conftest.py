@@ -1,0 +1,83 @@
+"""Fixtures shared by the whole suite.
+
+The suite runs against whatever DATABASE_URL, REDIS_URL and CELERY_BROKER_URL name (the Makefile runs
+it on PostgreSQL + Redis, on SQLite, and on MariaDB). Tests that need a server beyond the database
+(a broker, Redis) call ``require_service``: they skip on a developer machine without it, and fail in CI
+(APM_REQUIRE_SERVICES=1), where a missing server must never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+
+from tests.factories import UserFactory
+
+
+def services_required() -> bool:
+    return os.environ.get("APM_REQUIRE_SERVICES") == "1"
+
+
+def _reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    default_ports = {"redis": 6379, "amqp": 5672, "pyamqp": 5672}
+    address = (parsed.hostname or "127.0.0.1", parsed.port or default_ports.get(parsed.scheme, 0))
+    try:
+        with socket.create_connection(address, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(url: str) -> None:
+    """Skip (locally) or fail (in CI, APM_REQUIRE_SERVICES=1) when the server at ``url`` does not answer."""
+    if _reachable(url):
+        return
+    problem = f"nothing answers at {url}"
+    if services_required():
+        pytest.fail(f"{problem}, and APM_REQUIRE_SERVICES=1 says it must be there")
+    pytest.skip(problem)
+
+
+@pytest.fixture(autouse=True)
+def _cache_cleared() -> None:
+    """Each test starts with an empty cache.
+
+    On Redis only this process's key prefix is deleted (django-redis' clear() would flush the whole
+    database under parallel test processes).
+    """
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+
+
+@pytest.fixture
+def user(db):  # type: ignore[no-untyped-def]
+    return UserFactory()
+
+
+@pytest.fixture
+def admin_user(db):  # type: ignore[no-untyped-def]
+    return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def admin_client(client, admin_user):  # type: ignore[no-untyped-def]
+    client.force_login(admin_user)
+    return client
+
+
+def database_vendor() -> str:
+    from django.db import connection
+
+    return connection.vendor
+
+
+def redis_in_use() -> bool:
+    return "redis" in settings.CACHES["default"]["BACKEND"].lower()

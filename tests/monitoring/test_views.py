@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+from django.core.cache import caches
+
+from tasks.models import TaskEvent
+from tasks.services import task_create, task_transition
+from tests.factories import ProjectFactory
+
+UNREACHABLE_REDIS = {
+    "default": {
+        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "IGNORE_EXCEPTIONS": True,
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+        },
+    }
+}
+
+
+@pytest.mark.django_db
+def test_healthz_answers_without_touching_anything(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_readyz_checks_the_database_and_the_cache(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["cache"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_readyz_reports_an_unreachable_cache_without_details(client, settings):
+    settings.CACHES = UNREACHABLE_REDIS
+    try:
+        response = client.get("/readyz")
+    finally:
+        caches["default"].close()
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["cache"] == {"ok": False, "ms": body["checks"]["cache"]["ms"]}
+    assert body["checks"]["database"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_metrics_expose_request_database_and_apm_figures(client, django_capture_on_commit_callbacks):
+    project = ProjectFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        task = task_create(project=project, title="Measured", source=TaskEvent.Source.API)
+        task_transition(task=task, status="in_progress", source=TaskEvent.Source.API)
+    client.get("/healthz")
+
+    body = client.get("/metrics").content.decode()
+
+    assert "django_http_requests_total_by_method_total" in body
+    assert "django_db_execute_total" in body
+    assert 'apm_tasks_created_total{source="api"}' in body
+    assert 'apm_task_transitions_total{source="api",to_status="in_progress"}' in body

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from projects.models import Membership, Project
+from projects.selectors import project_portfolio_cached, project_summary_cached
+from projects.services import (
+    membership_remove,
+    membership_set,
+    project_create,
+    project_key_suggest,
+    project_update,
+)
+from tests.factories import ProjectFactory, TaskFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_project_create_makes_the_owner_a_member(user):
+    project = project_create(key="APM", name="AutoProjectManagement", owner=user)
+
+    assert project.key == "APM"
+    assert Membership.objects.get(project=project).role == Membership.Role.OWNER
+
+
+def test_project_key_is_derived_from_the_name_and_never_reused():
+    first = project_create(name="Test Project")
+    second = project_create(name="Test Project")
+    third = project_create(name="Tiny Platform")
+
+    assert [first.key, second.key, third.key] == ["TP", "TP2", "TP3"]
+    assert project_key_suggest(name="kernel") == "KERN"
+    assert project_key_suggest(name="!!") == "PRJ"
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad_field"),
+    [
+        ({"key": "apm", "name": "Lower-case key"}, "key"),
+        ({"key": "A", "name": "Too short"}, "key"),
+        ({"key": "OK", "name": "Bad status", "status": "sleeping"}, "status"),
+        ({"key": "OK", "name": ""}, "name"),
+    ],
+)
+def test_project_create_rejects_bad_fields_by_name(fields, bad_field):
+    with pytest.raises(ValidationError) as excinfo:
+        project_create(**fields)
+
+    assert bad_field in excinfo.value.message_dict
+    assert not Project.objects.exists()
+
+
+def test_project_create_rejects_a_taken_key_without_writing_anything(user):
+    project_create(key="APM", name="First")
+
+    with pytest.raises(ValidationError) as excinfo:
+        project_create(key="APM", name="Second", owner=user)
+
+    assert "key" in excinfo.value.message_dict
+    assert Project.objects.count() == 1
+    assert not Membership.objects.exists()
+
+
+def test_project_dates_must_be_in_order():
+    with pytest.raises(ValidationError, match="target date cannot be before the start date"):
+        project_create(
+            key="APM",
+            name="Backwards",
+            start_date=datetime.date(2026, 5, 1),
+            target_date=datetime.date(2026, 4, 1),
+        )
+
+
+def test_project_update_changes_allowed_fields_only():
+    project = ProjectFactory()
+
+    project_update(project=project, name="Renamed", status=Project.Status.ON_HOLD)
+    project.refresh_from_db()
+    assert (project.name, project.status) == ("Renamed", Project.Status.ON_HOLD)
+
+    with pytest.raises(ValidationError) as excinfo:
+        project_update(project=project, key="NEW")
+    assert "key" in excinfo.value.message_dict
+
+
+def test_project_update_invalidates_the_cached_summary_once_committed(django_capture_on_commit_callbacks):
+    project = ProjectFactory(name="Before")
+    assert project_summary_cached(project=project)["name"] == "Before"
+    assert [row["name"] for row in project_portfolio_cached()] == ["Before"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        project_update(project=project, name="After")
+
+    assert project_summary_cached(project=project)["name"] == "After"
+    assert [row["name"] for row in project_portfolio_cached()] == ["After"]
+
+
+def test_cached_summary_counts_tasks_by_state(django_capture_on_commit_callbacks):
+    project = ProjectFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        TaskFactory(project=project)
+        TaskFactory(project=project, status="done")
+        TaskFactory(project=project, status="cancelled")
+
+    summary = project_summary_cached(project=project)
+
+    assert (summary["tasks_total"], summary["tasks_open"], summary["tasks_done"]) == (3, 1, 1)
+    (row,) = project_portfolio_cached()
+    assert (row["tasks_total"], row["tasks_open"], row["tasks_done"]) == (3, 1, 1)
+
+
+def test_membership_set_adds_and_changes_roles():
+    owner, other = UserFactory(), UserFactory()
+    project = project_create(key="APM", name="APM", owner=owner)
+
+    membership_set(project=project, user=other, role=Membership.Role.VIEWER)
+    membership_set(project=project, user=other, role=Membership.Role.MAINTAINER)
+
+    assert Membership.objects.get(project=project, user=other).role == Membership.Role.MAINTAINER
+    with pytest.raises(ValidationError) as excinfo:
+        membership_set(project=project, user=other, role="emperor")
+    assert "role" in excinfo.value.message_dict
+
+
+def test_the_last_owner_can_neither_leave_nor_be_demoted():
+    owner, successor = UserFactory(), UserFactory()
+    project = project_create(key="APM", name="APM", owner=owner)
+
+    with pytest.raises(ValidationError, match="last owner"):
+        membership_set(project=project, user=owner, role=Membership.Role.MEMBER)
+    with pytest.raises(ValidationError, match="last owner"):
+        membership_remove(project=project, user=owner)
+
+    membership_set(project=project, user=successor, role=Membership.Role.OWNER)
+    membership_remove(project=project, user=owner)
+    assert list(Membership.objects.filter(project=project).values_list("user", "role")) == [
+        (successor.pk, Membership.Role.OWNER)
+    ]
