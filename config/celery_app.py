@@ -10,12 +10,16 @@ import os
 
 from celery import Celery
 from celery.signals import setup_logging
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("apm")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Workers bind the request id that django-structlog put in the task headers, so a request's log lines
+# and those of the tasks it enqueued share one id.
+app.steps["worker"].add(DjangoStructLogInitStep)
 
 
 @setup_logging.connect

@@ -254,6 +254,8 @@ LOG_LEVEL = env("DJANGO_LOG_LEVEL", default="INFO")
 LOG_JSON = env.bool("DJANGO_LOG_JSON", default=False)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = True
+# Keep the X-Request-ID set by nginx/the ingress, so proxy and application logs share one id.
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = env.bool("DJANGO_TRUST_UPSTREAM_REQUEST_ID", default=True)
 
 from config.logging import logging_config  # noqa: E402  (needs LOG_LEVEL and LOG_JSON above)
 

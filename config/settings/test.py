@@ -17,11 +17,14 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Parallel test processes (pytest-xdist) share one Redis: give each its own key space.
 CACHES["default"]["KEY_PREFIX"] = "apm-test-" + env("PYTEST_XDIST_WORKER", default="main")
 
-# SQLite tests use a file, not the default in-memory database, so that tests with several threads
-# (concurrent task numbering) see one database with real locking, as in production.
+# One test database per test process, so that two suites run at once against the same server never
+# share (and drop) each other's database. SQLite tests use a file, not the in-memory default, so that
+# tests with several threads (concurrent task numbering) see one database with real locking.
+_test_database = DATABASES["default"].setdefault("TEST", {})
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # One file per test process, so that parallel runs never share (and delete) each other's database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-apm-{os.getpid()}.sqlite3")}
+    _test_database["NAME"] = str(VAR_DIR / f"test-apm-{os.getpid()}.sqlite3")
+else:
+    _test_database["NAME"] = f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
 # Keep test pools small: the suite may run in parallel processes against one PostgreSQL.
 if "pool" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["OPTIONS"]["pool"].update(
