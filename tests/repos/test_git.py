@@ -96,5 +96,5 @@ def test_git_never_runs_hooks_of_an_ingested_repository(roots: Path, tmp_path: P
 def test_git_failures_carry_gits_reason(roots: Path):
     repo = make_repo(roots / "empty")
 
-    with pytest.raises(GitError, match="git log failed: .*does not have any commits"):
+    with pytest.raises(GitError, match=r"git log failed: .*does not have any commits"):
         git_run("log", git_dir=str(repo / ".git"))
