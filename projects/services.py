@@ -43,13 +43,20 @@ def project_key_suggest(*, name: str) -> str:
         base = "PRJ"
     if len(base) < 2:
         base = (base + "PRJ")[:3]
-    taken = set(Project.objects.filter(key__startswith=base).values_list("key", flat=True))
+    # Suffixed keys may shorten the base (see _key_with_suffix), so look at everything sharing its start.
+    taken = set(Project.objects.filter(key__startswith=base[:7]).values_list("key", flat=True))
     if base not in taken:
         return base
     suffix = 2
-    while f"{base}{suffix}" in taken:
+    while _key_with_suffix(base, suffix) in taken:
         suffix += 1
-    return f"{base}{suffix}"[:10]
+    return _key_with_suffix(base, suffix)
+
+
+def _key_with_suffix(base: str, suffix: int) -> str:
+    # The base gives way to the number, so keys stay within 10 characters and distinct.
+    digits = str(suffix)
+    return f"{base[: 10 - len(digits)]}{digits}"
 
 
 def _project_validate(project: Project, *, exclude: list[str] | None = None) -> None:

@@ -138,18 +138,22 @@ def task_create(
     task_assignee_validate(project=project, assignee=assignee)
     task_parent_validate(task=task, parent=parent)
     now = timezone.now()
-    if status in (Task.Status.IN_PROGRESS, Task.Status.IN_REVIEW):
+    if status in (Task.Status.IN_PROGRESS, Task.Status.IN_REVIEW, Task.Status.DONE):
         task.started_at = now
     if status in Task.CLOSED_STATUSES:
         task.closed_at = now
     task.number = _task_number_next(project=project)
     task.save(force_insert=True)
-    _event(task=task, kind=TaskEvent.Kind.CREATED, source=source, actor=actor, to_status=status)
+    _event(
+        task=task,
+        kind=TaskEvent.Kind.CREATED,
+        source=source,
+        actor=actor,
+        to_status=status,
+        data={"assignee": assignee.pk} if assignee is not None else None,
+    )
     for dependency in depends_on:
         task_dependency_add(task=task, depends_on=dependency, source=source, actor=actor)
-    if status == Task.Status.DONE and task_open_dependencies(task=task):
-        task.status = Task.Status.TODO  # checked as a move from an open status to done
-        task_transition_check(task=task, status=status)
     transaction.on_commit(lambda: TASKS_CREATED.labels(source=source).inc())
     project_cache_invalidate(project_id=project.pk)
     return task
@@ -260,27 +264,32 @@ def task_transition(
     says "fixes APM-12" twice, or a retried request, is harmless.
     """
     _status_validate(status)
-    # Lock the row: two concurrent transitions are applied one after the other, each recording the
-    # status it really moved from.
+    # Lock the row and work on the stored state, not on the caller's copy (which may be stale): two
+    # concurrent transitions are applied one after the other, each recording the status it moved from.
     locked = Task.objects.select_for_update().get(pk=task.pk)
-    task.status = locked.status
+    locked.project = task.project
     if locked.status == status:
+        _task_copy_state(target=task, source=locked)
         return task
-    task_transition_check(task=task, status=status)
+    task_transition_check(task=locked, status=status)
     previous = locked.status
     now = timezone.now()
-    task.status = status
+    locked.status = status
     update_fields = ["status", "updated_at"]
-    if status in (Task.Status.IN_PROGRESS, Task.Status.IN_REVIEW) and task.started_at is None:
-        task.started_at = now
+    if (
+        status in (Task.Status.IN_PROGRESS, Task.Status.IN_REVIEW, Task.Status.DONE)
+        and locked.started_at is None
+    ):
+        locked.started_at = now
         update_fields.append("started_at")
     if status in Task.CLOSED_STATUSES:
-        task.closed_at = now
+        locked.closed_at = now
         update_fields.append("closed_at")
     elif previous in Task.CLOSED_STATUSES:
-        task.closed_at = None
+        locked.closed_at = None
         update_fields.append("closed_at")
-    task.save(update_fields=update_fields)
+    locked.save(update_fields=update_fields)
+    _task_copy_state(target=task, source=locked)
     _event(
         task=task,
         kind=TaskEvent.Kind.STATUS_CHANGED,
@@ -294,6 +303,12 @@ def task_transition(
     transaction.on_commit(lambda: TASK_TRANSITIONS.labels(to_status=status, source=source).inc())
     project_cache_invalidate(project_id=task.project_id)
     return task
+
+
+def _task_copy_state(*, target: Task, source: Task) -> None:
+    """Bring the caller's instance up to date with the row the service read and wrote."""
+    for field in ("status", "started_at", "closed_at", "updated_at"):
+        setattr(target, field, getattr(source, field))
 
 
 # One query answers "does ``depends_on`` already (transitively) wait on ``task``?": a recursive walk of
@@ -331,6 +346,15 @@ def task_dependency_add(
     existing = TaskDependency.objects.filter(task=task, depends_on=depends_on).first()
     if existing is not None:
         return existing
+    if task.status == Task.Status.DONE and depends_on.status not in Task.CLOSED_STATUSES:
+        raise ValidationError(
+            {
+                "depends_on": [
+                    f"{task.key} is done; it cannot start waiting on {depends_on.key}, which is open."
+                ]
+            },
+            code="blocked",
+        )
     if task_dependency_reaches(start=depends_on, target=task):
         raise ValidationError(
             {

@@ -36,6 +36,16 @@ def test_project_key_is_derived_from_the_name_and_never_reused():
     assert project_key_suggest(name="!!") == "PRJ"
 
 
+def test_derived_keys_stay_within_ten_characters_past_a_hundred_projects():
+    name = "Alpha Beta Gamma Delta Epsilon Zeta Eta Theta"
+    keys = [project_create(name=name).key for _ in range(101)]
+
+    assert keys[:2] == ["ABGDEZET", "ABGDEZET2"]
+    assert keys[-1] == "ABGDEZE101"
+    assert len(set(keys)) == 101
+    assert max(len(key) for key in keys) == 10
+
+
 @pytest.mark.parametrize(
     ("fields", "bad_field"),
     [

@@ -135,10 +135,39 @@ def test_creating_a_task_as_done_respects_its_dependencies():
     project = ProjectFactory()
     blocker = TaskFactory(project=project)
 
-    with pytest.raises(ValidationError, match="cannot be done while it waits on"):
+    with pytest.raises(ValidationError, match="is done; it cannot start waiting on"):
         task_create(project=project, title="Premature", status="done", depends_on=[blocker], source=API)
 
     assert list(Task.objects.values_list("pk", flat=True)) == [blocker.pk]
+
+
+def test_a_done_task_cannot_start_waiting_on_an_open_one():
+    project = ProjectFactory(key="APM")
+    done = TaskFactory(project=project, status="done")
+    still_open = TaskFactory(project=project)
+
+    with pytest.raises(ValidationError) as excinfo:
+        task_dependency_add(task=done, depends_on=still_open, source=API)
+
+    assert excinfo.value.message_dict["depends_on"] == [
+        "APM-1 is done; it cannot start waiting on APM-2, which is open."
+    ]
+    assert not TaskDependency.objects.exists()
+
+
+def test_transition_works_on_the_stored_row_not_a_stale_copy():
+    task = TaskFactory()
+    stale = Task.objects.get(pk=task.pk)
+    task_transition(task=task, status="in_progress", source=API)
+    started_at = Task.objects.get(pk=task.pk).started_at
+
+    task_transition(task=stale, status="in_review", source=API)
+
+    stored = Task.objects.get(pk=task.pk)
+    assert (stored.status, stored.started_at) == ("in_review", started_at)
+    assert stale.started_at == started_at
+    last = TaskEvent.objects.filter(task=task, kind="status_changed").latest("id")
+    assert (last.from_status, last.to_status) == ("in_progress", "in_review")
 
 
 def test_reopening_a_task_clears_its_closing_time():
