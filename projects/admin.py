@@ -114,15 +114,30 @@ class ProjectAdmin(admin.ModelAdmin):
             super().save_formset(request, form, formset, change)
             return
         project = form.instance
-        # Additions and role changes first, removals last, so an owner handover never leaves the project
-        # without an owner in between.
-        for inline_form in formset.forms:
+        # What formset.save() would record; the admin's change message (history) reads these.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        # Additions and role changes first (new owners before anyone else), removals last, so an owner
+        # handover never leaves the project without an owner in between.
+        changed_forms = [
+            inline_form
+            for inline_form in formset.forms
+            if inline_form.cleaned_data
+            and not inline_form.cleaned_data.get("DELETE")
+            and inline_form.has_changed()
+        ]
+        changed_forms.sort(key=lambda inline_form: inline_form.cleaned_data["role"] != Membership.Role.OWNER)
+        for inline_form in changed_forms:
             data = inline_form.cleaned_data
-            if data and not data.get("DELETE") and inline_form.has_changed():
-                membership_set(project=project, user=data["user"], role=data["role"])
+            is_new = inline_form.instance.pk is None
+            membership = membership_set(project=project, user=data["user"], role=data["role"])
+            if is_new:
+                formset.new_objects.append(membership)
+            else:
+                formset.changed_objects.append((membership, inline_form.changed_data))
         for inline_form in formset.deleted_forms:
             if inline_form.instance.pk is not None:
                 membership_remove(project=project, user=inline_form.instance.user)
+                formset.deleted_objects.append(inline_form.instance)
 
 
 class MembershipAdminForm(forms.ModelForm):

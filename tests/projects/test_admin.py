@@ -1,0 +1,193 @@
+"""The admin for projects and memberships, driven through its HTTP views."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.db.models import Model
+from django.urls import reverse
+
+from projects.models import Membership, Project
+from tests.admin_helpers import admin_form_data, changelist_query_count, inline_formset
+from tests.factories import MembershipFactory, ProjectFactory, TaskFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+OWNER = Membership.Role.OWNER
+MEMBER = Membership.Role.MEMBER
+
+
+@pytest.fixture
+def owner():
+    return UserFactory(username="olivia")
+
+
+@pytest.fixture
+def project(owner) -> Project:
+    project = ProjectFactory(key="APM", name="Auto project management")
+    MembershipFactory(project=project, user=owner, role=OWNER)
+    TaskFactory(project=project)
+    return project
+
+
+@pytest.fixture
+def rows(project) -> dict[str, Model]:
+    return {"project": project, "membership": project.memberships.get()}
+
+
+# --- Smoke: every page of every registered model renders for a superuser ------------------------------
+
+
+@pytest.mark.parametrize("model", ["project", "membership"])
+def test_changelist_lists_the_row(admin_client, rows, model):
+    response = admin_client.get(reverse(f"admin:projects_{model}_changelist"))
+
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [rows[model]]
+
+
+@pytest.mark.parametrize("model", ["project", "membership"])
+def test_add_page_renders(admin_client, model):
+    response = admin_client.get(reverse(f"admin:projects_{model}_add"))
+
+    assert response.status_code == 200
+    assert response.context["add"] is True
+
+
+@pytest.mark.parametrize("model", ["project", "membership"])
+def test_change_page_renders(admin_client, rows, model):
+    obj = rows[model]
+
+    response = admin_client.get(reverse(f"admin:projects_{model}_change", args=[obj.pk]))
+
+    assert response.status_code == 200
+    assert response.context["original"] == obj
+    assert response.context["has_change_permission"] is True
+
+
+# --- Query counts: a changelist costs the same number of queries for 1 row and for 50 ------------------
+
+
+def _projects(count: int) -> None:
+    for _ in range(count):
+        TaskFactory(project=ProjectFactory())  # an open task, so the open-task count has something to count
+
+
+def _memberships(count: int) -> None:
+    for _ in range(count):
+        MembershipFactory()  # a project and a user of its own each
+
+
+@pytest.mark.parametrize(
+    ("model", "add_rows", "expected"),
+    [
+        # 1 session, 2 user, 3 COUNT for the paginator, 4 COUNT of all rows ("50 total",
+        # show_full_result_count), 5 the rows with their open-task count (one LEFT JOIN tasks ... GROUP BY)
+        pytest.param("project", _projects, 5, id="project"),
+        # 1 session, 2 user, 3 COUNT for the paginator, 4 COUNT of all rows,
+        # 5 the rows with project and user joined (list_select_related)
+        pytest.param("membership", _memberships, 5, id="membership"),
+    ],
+)
+def test_changelist_queries_do_not_grow_with_rows(
+    admin_client, django_assert_num_queries, model: str, add_rows: Callable[[int], None], expected: int
+):
+    url = reverse(f"admin:projects_{model}_changelist")
+    add_rows(1)
+    with_one_row = changelist_query_count(admin_client, url, rows=1)
+    add_rows(49)
+    with_fifty_rows = changelist_query_count(admin_client, url, rows=50)
+
+    assert with_one_row == with_fifty_rows
+    with django_assert_num_queries(expected):
+        admin_client.get(url)
+
+
+# --- Behaviour -------------------------------------------------------------------------------------------
+
+
+def test_add_project_makes_the_admin_user_its_owner(admin_client, admin_user):
+    url = reverse("admin:projects_project_add")
+    data = admin_form_data(admin_client.get(url), key="NEW", name="New project", status="planning")
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302
+    project = Project.objects.get(key="NEW")
+    assert (project.name, project.status) == ("New project", "planning")
+    assert list(project.memberships.values_list("user", "role")) == [(admin_user.pk, OWNER)]
+
+
+def test_project_key_cannot_change_once_created(admin_client, project):
+    url = reverse("admin:projects_project_change", args=[project.pk])
+    data = admin_form_data(admin_client.get(url), key="OTHER", name="Renamed")
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.key, project.name) == ("APM", "Renamed")
+
+
+def test_inline_refuses_to_leave_the_project_without_owner(admin_client, project, owner):
+    url = reverse("admin:projects_project_change", args=[project.pk])
+    response = admin_client.get(url)
+    prefix = inline_formset(response, Membership).prefix
+    data = admin_form_data(response, **{f"{prefix}-0-role": MEMBER})
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200  # the form again, not a redirect
+    assert inline_formset(response, Membership).non_form_errors() == ["A project needs at least one owner."]
+    assert Membership.objects.get(project=project, user=owner).role == OWNER
+
+
+def test_inline_hands_ownership_over_in_one_save(admin_client, admin_user, project, owner):
+    newcomer = MembershipFactory(project=project, role=MEMBER).user
+    url = reverse("admin:projects_project_change", args=[project.pk])
+    response = admin_client.get(url)
+    formset = inline_formset(response, Membership)
+    prefix = formset.prefix
+    forms_by_user = {form.instance.user_id: index for index, form in enumerate(formset.forms)}
+    data = admin_form_data(
+        response,
+        **{
+            f"{prefix}-{forms_by_user[owner.pk]}-role": MEMBER,
+            f"{prefix}-{forms_by_user[newcomer.pk]}-role": OWNER,
+        },
+    )
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302
+    assert dict(project.memberships.values_list("user", "role")) == {owner.pk: MEMBER, newcomer.pk: OWNER}
+    entry = LogEntry.objects.get(user=admin_user, object_id=str(project.pk))
+    assert "Changed Role for membership" in entry.get_change_message()
+
+
+def test_membership_admin_refuses_to_demote_the_last_owner(admin_client, project, owner):
+    membership = project.memberships.get(user=owner)
+    url = reverse("admin:projects_membership_change", args=[membership.pk])
+    data = admin_form_data(admin_client.get(url), role=MEMBER)
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["role"] == [
+        "This is the project's last owner; make someone else owner first."
+    ]
+    membership.refresh_from_db()
+    assert membership.role == OWNER
+
+
+def test_membership_admin_adds_a_member(admin_client, project):
+    newcomer = UserFactory()
+    url = reverse("admin:projects_membership_add")
+    data = admin_form_data(admin_client.get(url), project=project.pk, user=newcomer.pk, role=MEMBER)
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302
+    assert Membership.objects.get(project=project, user=newcomer).role == MEMBER
