@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.core.paginator import Paginator
+from django.db import connections, models
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.functional import cached_property
 
 
 def instance_adopt(target: models.Model, source: models.Model) -> None:
@@ -50,3 +55,43 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that does not COUNT(*) a huge table on every page of an unfiltered list.
+
+    For an unfiltered list it asks the database's statistics for the table's size (PostgreSQL's
+    ``pg_class.reltuples``, MySQL/MariaDB's ``information_schema.TABLES.TABLE_ROWS``) and only counts
+    exactly when that estimate is small. Filtered lists, and SQLite, count exactly.
+    """
+
+    exact_below = 100_000
+
+    @cached_property
+    def count(self) -> int:
+        estimate = _table_row_estimate(self.object_list)
+        if estimate is None or estimate < self.exact_below:
+            return super().count
+        return estimate
+
+
+def _table_row_estimate(queryset: Any) -> int | None:
+    if not isinstance(queryset, QuerySet) or queryset.query.where:
+        return None
+    table = queryset.model._meta.db_table
+    connection = connections[queryset.db]
+    if connection.vendor == "postgresql":
+        sql, params = "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [table]
+    elif connection.vendor == "mysql":
+        sql = (
+            "SELECT TABLE_ROWS FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s"
+        )
+        params = [table]
+    else:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    # PostgreSQL reports -1 for a table never analysed: count exactly then.
+    return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from apm.admin import ReadOnlyInline, instance_adopt
+from apm.admin import ReadOnlyInline, instance_adopt, message_validation_error
 from projects.models import Membership, Project
 from projects.services import (
     PROJECT_UPDATABLE_FIELDS,
@@ -148,14 +148,7 @@ class MembershipAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         instance = self.instance
-        if (
-            instance.pk is not None
-            and instance.role == Membership.Role.OWNER
-            and data.get("role") != Membership.Role.OWNER
-            and not Membership.objects.filter(project_id=instance.project_id, role=Membership.Role.OWNER)
-            .exclude(pk=instance.pk)
-            .exists()
-        ):
+        if instance.pk is not None and data.get("role") != Membership.Role.OWNER and _is_last_owner(instance):
             self.add_error("role", "This is the project's last owner; make someone else owner first.")
         return data
 
@@ -176,5 +169,29 @@ class MembershipAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm, change: bool) -> None:
         instance_adopt(obj, membership_set(project=obj.project, user=obj.user, role=obj.role))
 
+    def has_delete_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
+        # The last owner of a project is not offered for deletion at all.
+        if obj is not None and _is_last_owner(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
         membership_remove(project=obj.project, user=obj.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        # Bulk deletion goes through the service too, one membership at a time, so "delete selected"
+        # cannot remove a project's last owner either; refusals are reported, the rest is deleted.
+        for membership in queryset.select_related("project", "user"):
+            try:
+                membership_remove(project=membership.project, user=membership.user)
+            except ValidationError as exc:
+                message_validation_error(self, request, exc)
+
+
+def _is_last_owner(membership: Membership) -> bool:
+    return (
+        membership.role == Membership.Role.OWNER
+        and not Membership.objects.filter(project_id=membership.project_id, role=Membership.Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.db.models.functions import Left
 from django.http import HttpRequest
 
-from apm.admin import ReadOnlyAdmin, ReadOnlyInline
+from apm.admin import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
 
 
@@ -55,10 +55,13 @@ class CommitAdmin(ReadOnlyAdmin):
         "deletions",
     ]
     list_select_related = ["repository"]
-    list_filter = [("repository", admin.RelatedOnlyFieldListFilter), "is_merge"]
+    # The repository filter lists repositories from their own (small) table; a "related only" filter
+    # would scan every commit for distinct repositories on each page load.
+    list_filter = ["repository", "is_merge"]
     # Prefix and exact matches only: both use an index, a substring search of every message would not.
     search_fields = ["^sha", "=author_email"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     ordering = ["-timestamp"]  # idx_commits_timestamp, read backwards
     list_per_page = 50
     inlines = [CommitTaskLinkInline]
@@ -83,6 +86,7 @@ class FileChangeAdmin(ReadOnlyAdmin):
     list_filter = ["change_type", "is_binary"]
     search_fields = ["^path"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     ordering = ["-id"]
     raw_id_fields = ["commit", "repository"]
     list_per_page = 50
@@ -101,10 +105,11 @@ class FileAdmin(ReadOnlyAdmin):
         "last_changed_at",
     ]
     list_select_related = ["repository"]
-    list_filter = ["language", "is_binary", ("repository", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["language", "is_binary", "repository"]
     search_fields = ["^path"]
     show_full_result_count = False
-    ordering = ["repository", "-churn"]  # idx_files_repo_churn
+    paginator = EstimatedCountPaginator
+    ordering = ["repository_id", "-churn"]  # idx_files_repo_churn
 
 
 @admin.register(CommitTaskLink)
@@ -114,6 +119,7 @@ class CommitTaskLinkAdmin(ReadOnlyAdmin):
     list_filter = ["action"]
     raw_id_fields = ["commit", "task"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
 
 @admin.register(IngestionRun)

@@ -68,7 +68,7 @@ class TaskAdminForm(forms.ModelForm):
 
     @property
     def instance_saved(self) -> Task:
-        # The form has already copied the new values onto self.instance; the checks need the stored row.
+        # The checks need the task as stored, not the instance the form is about to change.
         return Task.objects.select_related("project").get(pk=self.instance.pk)
 
 

@@ -10,6 +10,7 @@ from django.db.models import Model
 from django.urls import reverse
 
 from projects.models import Membership, Project
+from projects.services import membership_set, project_create
 from tests.admin_helpers import admin_form_data, changelist_query_count, inline_formset
 from tests.factories import MembershipFactory, ProjectFactory, TaskFactory, UserFactory
 
@@ -191,3 +192,36 @@ def test_membership_admin_adds_a_member(admin_client, project):
 
     assert response.status_code == 302
     assert Membership.objects.get(project=project, user=newcomer).role == MEMBER
+
+
+def test_the_last_owner_is_not_offered_for_deletion(admin_client):
+    owner, member = UserFactory(), UserFactory()
+    project = project_create(key="SOLO", name="Solo", owner=owner)
+    membership_set(project=project, user=member, role=Membership.Role.MEMBER)
+    last_owner = Membership.objects.get(project=project, user=owner)
+
+    response = admin_client.post(
+        reverse("admin:projects_membership_delete", args=[last_owner.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 403
+    assert Membership.objects.filter(pk=last_owner.pk).exists()
+
+
+def test_bulk_deletion_goes_through_the_service_and_never_takes_the_last_owner(admin_client):
+    owner, member, viewer = UserFactory(), UserFactory(), UserFactory()
+    project = project_create(key="BULK", name="Bulk", owner=owner)
+    membership_set(project=project, user=member, role=Membership.Role.MEMBER)
+    membership_set(project=project, user=viewer, role=Membership.Role.VIEWER)
+    url = reverse("admin:projects_membership_changelist")
+    everyone = list(Membership.objects.filter(project=project).values_list("pk", flat=True))
+    others = list(Membership.objects.filter(project=project).exclude(user=owner).values_list("pk", flat=True))
+
+    refused = admin_client.post(
+        url, {"action": "delete_selected", "_selected_action": everyone, "post": "yes"}
+    )
+    assert refused.status_code == 403
+    assert Membership.objects.filter(project=project).count() == 3
+
+    admin_client.post(url, {"action": "delete_selected", "_selected_action": others, "post": "yes"})
+    assert list(Membership.objects.filter(project=project).values_list("user", flat=True)) == [owner.pk]
