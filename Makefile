@@ -68,3 +68,49 @@ check-deploy: install
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* .pytest_cache .ruff_cache
+
+## Offline checks of the deployment files (docs/operations.md, "Deploying"): hadolint on the Dockerfile,
+## kubernetes-validate --strict on every manifest in k8s/, promtool on the alert rules and their unit
+## tests, nginx -t on k8s/nginx.conf; the kustomization is also built when kubectl is here. The PyPI tools
+## are pinned in requirements/deploy.txt; promtool and nginx come from Debian (`make deploy-tools`, root).
+.PHONY: deploy-check deploy-tools
+DEPLOY_MANIFESTS := $(filter-out k8s/kustomization.yaml,$(sort $(wildcard k8s/*.yaml)))
+# Empty: the newest Kubernetes schema kubernetes-validate ships. Set it to your cluster's (e.g. 1.33.0).
+KUBERNETES_VERSION ?=
+
+$(VENV)/.deploy-installed: requirements/deploy.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements/deploy.txt
+	touch $@
+
+deploy-tools:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v nginx >/dev/null || missing="$$missing nginx"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "promtool, nginx and openssl are installed"; fi
+
+deploy-check: $(VENV)/.deploy-installed
+	@set -e; started=$$(date +%s); \
+	for tool in promtool nginx openssl; do \
+		command -v $$tool >/dev/null || { echo "deploy-check: $$tool not found; run 'make deploy-tools' (as root) first" >&2; exit 1; }; \
+	done; \
+	echo "== hadolint Dockerfile ($$($(VENV)/bin/hadolint --version))"; \
+	$(VENV)/bin/hadolint Dockerfile; \
+	echo "== kubernetes-validate --strict ($$($(VENV)/bin/kubernetes-validate --version))"; \
+	$(VENV)/bin/kubernetes-validate --strict --quiet $(if $(KUBERNETES_VERSION),-k $(KUBERNETES_VERSION)) $(DEPLOY_MANIFESTS); \
+	echo "   $(words $(DEPLOY_MANIFESTS)) files valid"; \
+	if command -v kubectl >/dev/null; then \
+		echo "== kubectl kustomize k8s/ | kubernetes-validate --strict"; \
+		kubectl kustomize k8s/ >$(VENV)/.deploy-kustomized.yaml; \
+		$(VENV)/bin/kubernetes-validate --strict --quiet $(if $(KUBERNETES_VERSION),-k $(KUBERNETES_VERSION)) $(VENV)/.deploy-kustomized.yaml; \
+		echo "   kustomization builds and validates"; \
+	else echo "== kustomize build skipped: kubectl is not installed (no Debian/PyPI/npm package of its own)"; fi; \
+	echo "== promtool ($$(promtool --version 2>&1 | head -n1))"; \
+	promtool check rules monitoring/alerts.yml; \
+	promtool test rules monitoring/alerts_test.yml; \
+	echo "== nginx -t k8s/nginx.conf"; \
+	bash k8s/nginx-check.sh; \
+	echo "== deploy-check passed in $$(( $$(date +%s) - started ))s"

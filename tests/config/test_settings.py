@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from config.celery_app import app as celery_app
 from config.settings.base import database_config
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run manage.py in a clean environment plus ``env`` (no DATABASE_URL etc. leaking from the suite)."""
-    base = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG", "SYSTEMROOT"}}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.processes import manage
 
 
 def test_postgres_url_uses_the_native_pool_sized_by_the_guide():
