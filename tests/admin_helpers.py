@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -72,3 +73,21 @@ def changelist_query_count(client: Client, url: str, *, rows: int) -> int:
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == rows
     return len(queries)
+
+
+def assert_changelist_queries_fixed(
+    client: Client,
+    assert_num_queries: Callable[..., Any],
+    url: str,
+    add_rows: Callable[[int], None],
+    expected: int,
+) -> None:
+    """The changelist at ``url`` runs ``expected`` queries, with 1 row and with 50 rows alike."""
+    add_rows(1)
+    with_one_row = changelist_query_count(client, url, rows=1)
+    add_rows(49)
+    with_fifty_rows = changelist_query_count(client, url, rows=50)
+
+    assert with_one_row == with_fifty_rows
+    with assert_num_queries(expected):
+        client.get(url)

@@ -11,7 +11,11 @@ from django.urls import reverse
 
 from projects.models import Membership, Project
 from projects.services import membership_set, project_create
-from tests.admin_helpers import admin_form_data, changelist_query_count, inline_formset
+from tests.admin_helpers import (
+    admin_form_data,
+    assert_changelist_queries_fixed,
+    inline_formset,
+)
 from tests.factories import MembershipFactory, ProjectFactory, TaskFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -96,14 +100,7 @@ def test_changelist_queries_do_not_grow_with_rows(
     admin_client, django_assert_num_queries, model: str, add_rows: Callable[[int], None], expected: int
 ):
     url = reverse(f"admin:projects_{model}_changelist")
-    add_rows(1)
-    with_one_row = changelist_query_count(admin_client, url, rows=1)
-    add_rows(49)
-    with_fifty_rows = changelist_query_count(admin_client, url, rows=50)
-
-    assert with_one_row == with_fifty_rows
-    with django_assert_num_queries(expected):
-        admin_client.get(url)
+    assert_changelist_queries_fixed(admin_client, django_assert_num_queries, url, add_rows, expected)
 
 
 # --- Behaviour -------------------------------------------------------------------------------------------
