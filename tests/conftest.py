@@ -13,7 +13,6 @@ import socket
 from urllib.parse import urlparse
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 
 from tests.factories import UserFactory
@@ -71,13 +70,3 @@ def admin_user(db):  # type: ignore[no-untyped-def]
 def admin_client(client, admin_user):  # type: ignore[no-untyped-def]
     client.force_login(admin_user)
     return client
-
-
-def database_vendor() -> str:
-    from django.db import connection
-
-    return connection.vendor
-
-
-def redis_in_use() -> bool:
-    return "redis" in settings.CACHES["default"]["BACKEND"].lower()
