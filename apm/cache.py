@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from django.core.cache import cache
 
+from monitoring.metrics import CACHE_LOOKUPS
+
 T = TypeVar("T")
 
 # Generation numbers never expire on purpose. If one is evicted anyway, it is recreated from the clock,
@@ -63,8 +65,6 @@ def generation_key(namespace: str, *parts: object) -> str:
 
 def cached(key: str, compute: Callable[[], T], *, timeout: int | None = None) -> T:
     """Return the cached value at ``key`` or compute, store and return it."""
-    from monitoring.metrics import CACHE_LOOKUPS
-
     sentinel: Any = object()
     value = cache.get(key, sentinel)
     if value is not sentinel:
