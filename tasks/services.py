@@ -331,6 +331,19 @@ def task_dependency_reaches(*, start: Task, target: Task) -> bool:
         return cursor.fetchone() is not None
 
 
+def _dependency_changed(
+    *, task: Task, depends_on: Task, kind: str, source: str, actor: AbstractBaseUser | None
+) -> None:
+    _event(
+        task=task,
+        kind=kind,
+        source=source,
+        actor=actor,
+        data={"depends_on": depends_on.pk, "key": depends_on.key},
+    )
+    project_cache_invalidate(project_id=task.project_id)
+
+
 @transaction.atomic
 def task_dependency_add(
     *, task: Task, depends_on: Task, source: str, actor: AbstractBaseUser | None = None
@@ -366,14 +379,9 @@ def task_dependency_add(
             code="cycle",
         )
     dependency = TaskDependency.objects.create(task=task, depends_on=depends_on)
-    _event(
-        task=task,
-        kind=TaskEvent.Kind.DEPENDENCY_ADDED,
-        source=source,
-        actor=actor,
-        data={"depends_on": depends_on.pk, "key": depends_on.key},
+    _dependency_changed(
+        task=task, depends_on=depends_on, kind=TaskEvent.Kind.DEPENDENCY_ADDED, source=source, actor=actor
     )
-    project_cache_invalidate(project_id=task.project_id)
     return dependency
 
 
@@ -385,11 +393,6 @@ def task_dependency_remove(
     deleted, _ = TaskDependency.objects.filter(task=task, depends_on=depends_on).delete()
     if not deleted:
         return
-    _event(
-        task=task,
-        kind=TaskEvent.Kind.DEPENDENCY_REMOVED,
-        source=source,
-        actor=actor,
-        data={"depends_on": depends_on.pk, "key": depends_on.key},
+    _dependency_changed(
+        task=task, depends_on=depends_on, kind=TaskEvent.Kind.DEPENDENCY_REMOVED, source=source, actor=actor
     )
-    project_cache_invalidate(project_id=task.project_id)
