@@ -102,12 +102,12 @@ def git_run(*args: str, git_dir: str | None = None, timeout: float = GIT_TIMEOUT
     return completed.stdout.decode("utf-8", "surrogateescape")
 
 
-def git_popen(*args: str, git_dir: str | None = None) -> subprocess.Popen[bytes]:
+def git_popen(*args: str, git_dir: str | None = None, stdin: bool = False) -> subprocess.Popen[bytes]:
     """Start git with its standard output as a byte stream (for ``log``, ``ls-tree``, ``cat-file``)."""
     return subprocess.Popen(  # noqa: S603 (an argument list built by git_command, no shell)
         git_command(*args, git_dir=git_dir),
         env=_git_env(),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

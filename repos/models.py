@@ -147,6 +147,8 @@ class File(models.Model):
     churn = models.PositiveBigIntegerField(default=0, help_text="Lines added plus deleted over history.")
     commit_count = models.PositiveIntegerField(default=0)
     last_changed_at = models.DateTimeField(null=True, blank=True)
+    # The ingestion run that last saw this path in the tree; rows of older runs are paths that are gone.
+    seen_in_run = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         db_table = "files"
@@ -217,6 +219,9 @@ class IngestionRun(models.Model):
     to_sha = models.CharField(max_length=64, blank=True)
     commits_total = models.PositiveIntegerField(default=0)
     commits_done = models.PositiveIntegerField(default=0)
+    # Offsets of the commit chunks already written: a chunk delivered twice is counted once.
+    chunks_done = models.JSONField(default=list, blank=True, editable=False)
+    files_total = models.PositiveIntegerField(default=0)
     file_changes_added = models.PositiveIntegerField(default=0)
     files_indexed = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent in each step.")
@@ -224,6 +229,8 @@ class IngestionRun(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Moved on by every step and chunk; a running run whose heartbeat is old was abandoned by its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

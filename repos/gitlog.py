@@ -1,0 +1,278 @@
+"""Streaming readers of git's own output: ``git log --raw --numstat -z`` and ``git ls-tree -r -l -z``.
+
+Nothing here holds more than one commit (or one tree entry) at a time: the output of a single git
+process is read in blocks and parsed as it arrives, so memory stays flat however long the history is.
+
+Text from git (messages, names, paths) is bytes. It is stored as UTF-8 when it is valid UTF-8, and
+otherwise decoded as Latin-1: every byte becomes one character, so nothing is lost (encoding the text
+back to Latin-1 gives the original bytes) and the text stays readable and searchable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from repos.git import GitError, git_popen
+
+READ_BLOCK = 1 << 16
+
+# Header fields of one commit, NUL-separated; %x1e marks the start of a commit.
+_LOG_FORMAT = "%x1e%H%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B"
+_HEADER_FIELDS = 9
+
+
+def text(raw: bytes) -> str:
+    """Decode git's bytes: UTF-8 when valid, else Latin-1 (lossless, see the module docstring)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+@dataclass
+class ParsedChange:
+    path: str
+    change_type: str
+    old_path: str = ""
+    added: int | None = None
+    deleted: int | None = None
+
+    @property
+    def is_binary(self) -> bool:
+        return self.added is None
+
+
+@dataclass
+class ParsedCommit:
+    sha: str
+    parents: list[str]
+    author_name: str
+    author_email: str
+    authored_at: datetime.datetime
+    committer_name: str
+    committer_email: str
+    timestamp: datetime.datetime
+    message: str
+    changes: list[ParsedChange] = field(default_factory=list)
+
+    @property
+    def additions(self) -> int:
+        return sum(change.added or 0 for change in self.changes)
+
+    @property
+    def deletions(self) -> int:
+        return sum(change.deleted or 0 for change in self.changes)
+
+
+def _tokens(stream) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    """NUL-terminated tokens of a byte stream, read in blocks."""
+    pending = b""
+    while True:
+        block = stream.read(READ_BLOCK)
+        if not block:
+            break
+        pending += block
+        *complete, pending = pending.split(b"\0")
+        yield from complete
+    if pending:
+        yield pending
+
+
+def _epoch(raw: bytes) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(int(raw), tz=datetime.UTC)
+
+
+class _Stream:
+    """A one-token look-ahead over the tokens of one git process."""
+
+    def __init__(self, tokens: Iterator[bytes]) -> None:
+        self._tokens = tokens
+        self._next: bytes | None = next(tokens, None)
+
+    def peek(self) -> bytes | None:
+        return self._next
+
+    def take(self) -> bytes:
+        token = self._next
+        if token is None:
+            raise GitError("git log output ended in the middle of a commit")
+        self._next = next(self._tokens, None)
+        return token
+
+
+def _commit_read(stream: _Stream) -> ParsedCommit:
+    header = [stream.take() for _ in range(_HEADER_FIELDS)]
+    sha, parents, an, ae, at, cn, ce, ct, message = header
+    commit = ParsedCommit(
+        sha=sha[1:].decode("ascii"),
+        parents=parents.decode("ascii").split(),
+        author_name=text(an),
+        author_email=text(ae),
+        authored_at=_epoch(at),
+        committer_name=text(cn),
+        committer_email=text(ce),
+        timestamp=_epoch(ct),
+        message=text(message),
+    )
+    raw_changes: list[ParsedChange] = []
+    numstats: list[tuple[int | None, int | None]] = []
+    while (token := stream.peek()) is not None and not token.startswith(b"\x1e"):
+        token = stream.take().lstrip(b"\n")
+        if token.startswith(b":"):
+            # ":<old mode> <new mode> <old sha> <new sha> <status>", then one path, or two for R/C.
+            status = token.rsplit(b" ", 1)[1].decode("ascii")
+            kind = status[0]
+            if kind in "RC":
+                old_path, path = text(stream.take()), text(stream.take())
+            else:
+                old_path, path = "", text(stream.take())
+            raw_changes.append(ParsedChange(path=path, change_type=kind, old_path=old_path))
+        elif token:
+            # "<added>\t<deleted>\t<path>", or "<added>\t<deleted>\t" then old and new path for renames.
+            added, deleted, path = token.split(b"\t", 2)
+            if not path:
+                stream.take()
+                stream.take()
+            numstats.append(
+                (None if added == b"-" else int(added), None if deleted == b"-" else int(deleted))
+            )
+    # git prints the raw entries and then the numstat entries of the same paths in the same order.
+    for change, (added, deleted) in zip(raw_changes, numstats, strict=False):
+        change.added, change.deleted = added, deleted
+    commit.changes = raw_changes
+    return commit
+
+
+def log_revisions(*, tip: str, exclude: str = "") -> list[str]:
+    """The revision arguments selecting the commits of ``tip`` not reachable from ``exclude``."""
+    return [tip, f"^{exclude}"] if exclude else [tip]
+
+
+def commits_read(
+    *, git_dir: str, revisions: list[str], skip: int = 0, max_count: int | None = None
+) -> Iterator[ParsedCommit]:
+    """Stream the commits selected by ``revisions`` (newest first), with their file changes.
+
+    Merge commits come without file changes, as in ``git log --numstat``: what a merge brings in is
+    counted once, on the commits that made it. Renames and copies are detected (``-M``).
+    """
+    args = ["log", "-z", "--raw", "--numstat", "-M", "--no-abbrev", f"--format={_LOG_FORMAT}"]
+    if skip:
+        args.append(f"--skip={skip}")
+    if max_count is not None:
+        args.append(f"--max-count={max_count}")
+    process = git_popen(*args, "--end-of-options", *revisions, "--", git_dir=git_dir)
+    try:
+        assert process.stdout is not None
+        stream = _Stream(_tokens(process.stdout))
+        while stream.peek() is not None:
+            yield _commit_read(stream)
+    finally:
+        _finish(process, "log")
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str
+    kind: str  # blob or commit (a submodule)
+    sha: str
+    size: int | None
+    path: str
+
+
+def tree_read(*, git_dir: str, tree_ish: str) -> Iterator[TreeEntry]:
+    """Stream every entry of the tree at ``tree_ish``, recursively, with blob sizes."""
+    process = git_popen(
+        "ls-tree", "-r", "-l", "-z", "--full-tree", "--end-of-options", tree_ish, git_dir=git_dir
+    )
+    try:
+        assert process.stdout is not None
+        for token in _tokens(process.stdout):
+            meta, path = token.split(b"\t", 1)
+            mode, kind, sha, size = meta.split()
+            yield TreeEntry(
+                mode=mode.decode("ascii"),
+                kind=kind.decode("ascii"),
+                sha=sha.decode("ascii"),
+                size=None if size == b"-" else int(size),
+                path=text(path),
+            )
+    finally:
+        _finish(process, "ls-tree")
+
+
+def _finish(process, command: str) -> None:  # type: ignore[no-untyped-def]
+    """Reap a streaming git process; raise with git's reason if it failed (not if we stopped early)."""
+    if process.stdout is not None:
+        process.stdout.close()
+    stderr = process.stderr.read() if process.stderr is not None else b""
+    if process.stderr is not None:
+        process.stderr.close()
+    code = process.wait()
+    if code not in (0, -13, 141):  # 141/-13: SIGPIPE because the reader stopped early on purpose
+        lines = stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"git {command} failed: {lines[-1] if lines else f'exit {code}'}")
+
+
+@dataclass(frozen=True)
+class BlobStats:
+    sha: str
+    size: int
+    lines: int
+    is_binary: bool
+
+
+# git's own test for binary content: a NUL byte in the first 8000 bytes.
+_BINARY_PROBE = 8000
+
+
+def blobs_read(*, git_dir: str, shas: list[str]) -> Iterator[BlobStats]:
+    """Size, line count and binary flag of each blob, read from one ``git cat-file --batch`` stream.
+
+    Contents are read in blocks and counted as they pass, so a 50 MB file costs 64 KB of memory.
+    """
+    process = git_popen("cat-file", "--batch", git_dir=git_dir, stdin=True)
+    assert process.stdin is not None
+    assert process.stdout is not None
+
+    def feed() -> None:
+        try:
+            for sha in shas:
+                process.stdin.write(sha.encode("ascii") + b"\n")  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+        finally:
+            process.stdin.close()  # type: ignore[union-attr]
+
+    # Writing the requests from a thread keeps git's input and output pipes from filling each other.
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out = process.stdout
+    try:
+        for _ in shas:
+            header = out.readline().split()
+            if len(header) != 3:
+                raise GitError(f"git cat-file: unexpected answer {b' '.join(header)!r}")
+            sha, size = header[0].decode("ascii"), int(header[2])
+            remaining, lines, is_binary, last = size, 0, False, b""
+            probed = 0
+            while remaining:
+                block = out.read(min(READ_BLOCK, remaining))
+                if not block:
+                    raise GitError("git cat-file output ended in the middle of a blob")
+                if probed < _BINARY_PROBE:
+                    is_binary = is_binary or b"\0" in block[: _BINARY_PROBE - probed]
+                    probed += len(block)
+                lines += block.count(b"\n")
+                last = block[-1:]
+                remaining -= len(block)
+            out.read(1)  # the newline git puts after each object
+            if size and last != b"\n":
+                lines += 1  # a last line without its newline still counts
+            yield BlobStats(sha=sha, size=size, lines=0 if is_binary else lines, is_binary=is_binary)
+    finally:
+        writer.join(timeout=5)
+        _finish(process, "cat-file")

@@ -1,0 +1,192 @@
+"""Bulk writers for ingestion: the fastest path each database offers, idempotent on every one.
+
+PostgreSQL gets ``COPY`` into a transaction-scoped temporary table followed by one
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; MariaDB and SQLite get multi-row inserts with
+conflicts ignored. Either way a chunk written twice (a redelivered Celery task) adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection
+
+from repos.gitlog import ParsedCommit
+from repos.models import Commit, File, FileChange
+
+# Text columns are bounded by the schema; git values longer than that are cut, never rejected.
+_COMMIT_LIMITS = {"author_name": 255, "author_email": 255, "committer_name": 255, "committer_email": 255}
+_PATH_LIMIT = 1024
+
+
+def _cut(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[:limit]
+
+
+def _commit_row(repository_id: int, commit: ParsedCommit) -> dict[str, Any]:
+    return {
+        "repository_id": repository_id,
+        "sha": commit.sha,
+        "parents": commit.parents,
+        "author_name": _cut(commit.author_name, _COMMIT_LIMITS["author_name"]),
+        "author_email": _cut(commit.author_email, _COMMIT_LIMITS["author_email"]),
+        "authored_at": commit.authored_at,
+        "committer_name": _cut(commit.committer_name, _COMMIT_LIMITS["committer_name"]),
+        "committer_email": _cut(commit.committer_email, _COMMIT_LIMITS["committer_email"]),
+        "timestamp": commit.timestamp,
+        "message": commit.message,
+        "additions": commit.additions,
+        "deletions": commit.deletions,
+        "files_changed": len(commit.changes),
+        "is_merge": len(commit.parents) > 1,
+    }
+
+
+def _change_rows(
+    repository_id: int, commits: Sequence[ParsedCommit], ids: dict[str, int]
+) -> Iterable[dict[str, Any]]:
+    for commit in commits:
+        seen: set[str] = set()
+        for change in commit.changes:
+            path = _cut(change.path, _PATH_LIMIT)
+            if path in seen:  # a path is one row per commit, even if git lists it twice (copies)
+                continue
+            seen.add(path)
+            yield {
+                "commit_id": ids[commit.sha],
+                "repository_id": repository_id,
+                "path": path,
+                "old_path": _cut(change.old_path, _PATH_LIMIT),
+                "change_type": change.change_type,
+                "added": change.added,
+                "deleted": change.deleted,
+                "is_binary": change.is_binary,
+            }
+
+
+_COMMIT_COLUMNS = [
+    "repository_id", "sha", "parents", "author_name", "author_email", "authored_at", "committer_name",
+    "committer_email", "timestamp", "message", "additions", "deletions", "files_changed", "is_merge",
+]  # fmt: skip
+_CHANGE_COLUMNS = [
+    "commit_id",
+    "repository_id",
+    "path",
+    "old_path",
+    "change_type",
+    "added",
+    "deleted",
+    "is_binary",
+]
+
+
+def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> int:
+    """Store ``commits`` and their file changes; return the number of file changes in the chunk."""
+    if not commits:
+        return 0
+    commit_rows = [_commit_row(repository_id, commit) for commit in commits]
+    if connection.vendor == "postgresql":
+        _copy_insert(
+            "commits", _COMMIT_COLUMNS, commit_rows, conflict="(repository_id, sha)", json_columns={"parents"}
+        )
+    else:
+        Commit.objects.bulk_create(
+            [Commit(**row) for row in commit_rows], ignore_conflicts=True, batch_size=500
+        )
+    ids = dict(
+        Commit.objects.filter(
+            repository_id=repository_id, sha__in=[commit.sha for commit in commits]
+        ).values_list("sha", "id")
+    )
+    change_rows = list(_change_rows(repository_id, commits, ids))
+    if connection.vendor == "postgresql":
+        _copy_insert("file_changes", _CHANGE_COLUMNS, change_rows, conflict="(commit_id, path)")
+    else:
+        FileChange.objects.bulk_create(
+            [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
+        )
+    return len(change_rows)
+
+
+def _copy_insert(
+    table: str,
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    *,
+    conflict: str,
+    json_columns: frozenset[str] | set[str] = frozenset(),
+) -> None:
+    """PostgreSQL: COPY rows into a temporary twin of ``table``, then insert them, skipping conflicts."""
+    if not rows:
+        return
+    staging = f"apm_staging_{table}"
+    column_list = ", ".join(columns)
+    with connection.cursor() as cursor:
+        # The staging table lives until the end of the transaction the chunk runs in.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} "
+            f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        raw = cursor.cursor
+        with raw.copy(f"COPY {staging} ({column_list}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [json.dumps(row[column]) if column in json_columns else row[column] for column in columns]
+                )
+        cursor.execute(
+            f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {staging} "  # noqa: S608
+            f"ON CONFLICT {conflict} DO NOTHING"
+        )
+        cursor.execute(f"TRUNCATE {staging}")
+
+
+def files_write(*, project_id: int, repository_id: int, run_id: int, rows: list[dict[str, Any]]) -> None:
+    """Insert or refresh the files of one slice of the tree, marking them as seen by ``run_id``."""
+    if not rows:
+        return
+    files = [
+        File(
+            project_id=project_id,
+            repository_id=repository_id,
+            seen_in_run=run_id,
+            **{**row, "path": _cut(row["path"], _PATH_LIMIT)},
+        )
+        for row in rows
+    ]
+    File.objects.bulk_create(
+        files,
+        update_conflicts=True,
+        unique_fields=["repository", "path"],
+        update_fields=["language", "size", "lines", "is_binary", "seen_in_run", "project"],
+        batch_size=500,
+    )
+
+
+# Churn, commit count and last change per file, from the file changes, in one statement the three
+# databases all accept (correlated subqueries over idx_file_changes_repo_path).
+_FILE_HISTORY_SQL = """
+UPDATE files SET
+    churn = COALESCE((
+        SELECT SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0))
+        FROM file_changes fc WHERE fc.repository_id = files.repository_id AND fc.path = files.path
+    ), 0),
+    commit_count = (
+        SELECT COUNT(*) FROM file_changes fc
+        WHERE fc.repository_id = files.repository_id AND fc.path = files.path
+    ),
+    last_changed_at = (
+        SELECT MAX(c.timestamp) FROM file_changes fc JOIN commits c ON c.id = fc.commit_id
+        WHERE fc.repository_id = files.repository_id AND fc.path = files.path
+    )
+WHERE repository_id = %s
+"""
+
+
+def files_history_aggregate(*, repository_id: int, run_id: int) -> int:
+    """Drop files no longer in the tree, then aggregate history onto the rest; return the files kept."""
+    File.objects.filter(repository_id=repository_id).exclude(seen_in_run=run_id).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(_FILE_HISTORY_SQL, [repository_id])
+    return File.objects.filter(repository_id=repository_id).count()

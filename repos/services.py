@@ -1,0 +1,401 @@
+"""Repositories and their ingestion. The Celery tasks, the commands and the admin all call these.
+
+An ingestion runs in steps, each recorded on its ``IngestionRun``:
+
+1. **mirror**  local sources are read in place; remote ones are cloned (``--mirror``) into
+   ``APM_WORKSPACE`` once and fetched afterwards, on whichever worker needs them.
+2. **plan**    the branch tip, the commits new since the last ingested tip, and their chunks.
+3. **commits** each chunk streams one ``git log --raw --numstat`` and writes in bulk (``ingestion.py``).
+4. **files**   the tree at the tip in slices: sizes from ``ls-tree``, lines from ``cat-file --batch``.
+5. **finish**  churn and commit counts per file in SQL, the new tip recorded, caches invalidated.
+
+Idempotence: every row has a natural unique key and is inserted with conflicts ignored; a chunk's
+progress is counted once (``chunks_done``). A run killed anywhere is finished by the next run.
+
+History rewritten by a force push (the last ingested tip is no longer an ancestor of the branch): the
+whole branch is walked again; commits already stored are skipped by their unique key, new ones are
+added, and the stored commits that left the branch are kept (their links to tasks stay meaningful) and
+counted in the run's notes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from projects.models import Project
+from projects.services import project_cache_invalidate
+from repos.git import GitError, git_run, source_parse
+from repos.gitlog import blobs_read, commits_read, log_revisions, tree_read
+from repos.ingestion import commits_write, files_history_aggregate, files_write
+from repos.languages import language_of
+from repos.models import IngestionRun, Repository
+
+Status = IngestionRun.Status
+ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+
+def _setting(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+# --- Registration -------------------------------------------------------------------------------------
+
+
+def repository_register(
+    *, project: Project, source: str, name: str = "", default_branch: str = ""
+) -> Repository:
+    """Register ``source`` for ``project`` (or return it if it is registered already).
+
+    The source is checked first (``repos.git.source_parse``): an unsafe or unusable one is refused with
+    a ``ValidationError`` on ``source`` and nothing is written.
+    """
+    parsed = source_parse(source)
+    stored_source = source.strip() if parsed.kind == Repository.Kind.REMOTE else str(Path(source.strip()))
+    if default_branch:
+        _branch_validate(default_branch)
+    existing = Repository.objects.filter(project=project, source=stored_source).first()
+    if existing is not None:
+        return existing
+    repository = Repository(
+        project=project,
+        name=name or _name_from_source(stored_source),
+        kind=parsed.kind,
+        source=stored_source,
+        default_branch=default_branch,
+    )
+    repository.full_clean()
+    try:
+        with transaction.atomic():
+            repository.save(force_insert=True)
+    except IntegrityError:
+        return Repository.objects.get(project=project, source=stored_source)
+    return repository
+
+
+def _name_from_source(source: str) -> str:
+    path = urlsplit(source).path if "://" in source else source
+    name = PurePosixPath(path.rstrip("/")).name
+    return (name[:-4] if name.endswith(".git") else name) or "repository"
+
+
+def _branch_validate(branch: str) -> None:
+    try:
+        git_run("check-ref-format", "--branch", branch, timeout=10)
+    except GitError as exc:
+        raise ValidationError({"branch": [f"{branch!r} is not a valid branch name."]}) from exc
+
+
+# --- Runs and the one-at-a-time lock ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestionRequest:
+    run: IngestionRun
+    created: bool  # False: a run of this repository was already queued or running, and is returned
+
+
+def ingestion_request(*, repository: Repository, trigger: str, branch: str = "") -> IngestionRequest:
+    """Queue an ingestion of ``repository`` unless one is already under way.
+
+    One ingestion per repository at a time: the repository row is locked while the active runs are
+    looked up, so two requests at once cannot both start one. A run whose worker went silent for
+    longer than ``APM_INGEST_STALE_SECONDS`` is marked failed and no longer blocks new runs.
+    """
+    if branch:
+        _branch_validate(branch)
+    with transaction.atomic():
+        Repository.objects.select_for_update().filter(pk=repository.pk).first()
+        for active in IngestionRun.objects.filter(repository=repository, status__in=ACTIVE_STATUSES):
+            if _is_stale(active):
+                _fail(active, "abandoned: its worker stopped reporting progress")
+                continue
+            return IngestionRequest(run=active, created=False)
+        run = IngestionRun.objects.create(
+            repository=repository,
+            trigger=trigger,
+            branch=branch or repository.default_branch,
+            heartbeat_at=timezone.now(),
+        )
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    return IngestionRequest(run=run, created=True)
+
+
+def _enqueue(run_id: int) -> None:
+    from repos.tasks import repository_ingest_task
+
+    repository_ingest_task.delay(run_id)
+
+
+def _is_stale(run: IngestionRun) -> bool:
+    limit = datetime.timedelta(seconds=_setting("APM_INGEST_STALE_SECONDS", 900))
+    last_sign = run.heartbeat_at or run.created_at
+    return last_sign is not None and timezone.now() - last_sign > limit
+
+
+def _fail(run: IngestionRun, reason: str) -> None:
+    IngestionRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
+        status=Status.FAILED, error=reason[:5000], finished_at=timezone.now()
+    )
+
+
+def ingestion_fail(*, run_id: int, reason: str) -> None:
+    """Mark the run failed with ``reason`` (a line for people, not a traceback)."""
+    _fail(IngestionRun(pk=run_id), reason)
+
+
+@contextmanager
+def _timed(run_id: int, step: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    elapsed = round(time.perf_counter() - started, 3)
+    with transaction.atomic():
+        run = IngestionRun.objects.select_for_update().get(pk=run_id)
+        run.timings = {**run.timings, step: round(run.timings.get(step, 0) + elapsed, 3)}
+        run.heartbeat_at = timezone.now()
+        run.save(update_fields=["timings", "heartbeat_at"])
+
+
+# --- Step 1: the git directory ------------------------------------------------------------------------
+
+
+def repository_git_dir(*, repository: Repository, fetch: bool) -> str:
+    """The git directory to read ``repository`` from on this machine, mirroring remote sources.
+
+    ``fetch`` updates an existing mirror; without it a mirror is only created when missing (chunk
+    tasks on other workers need the commits, not the newest ones).
+    """
+    parsed = source_parse(repository.source)
+    if parsed.kind == Repository.Kind.LOCAL:
+        return parsed.location
+    mirror = Path(settings.APM_WORKSPACE) / f"repository-{repository.pk}.git"
+    if not (mirror / "HEAD").exists():
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        partial = mirror.with_name(mirror.name + f".partial-{os.getpid()}")
+        git_run("clone", "--mirror", "--no-hardlinks", "--", parsed.location, str(partial))
+        # Another worker may have finished its mirror first; then ours is left for cleanup.
+        with contextlib.suppress(OSError):
+            partial.rename(mirror)
+    elif fetch:
+        git_run("fetch", "--prune", "--no-recurse-submodules", "origin", git_dir=str(mirror))
+    return str(mirror)
+
+
+def _branch_tip(git_dir: str, branch: str) -> tuple[str, str]:
+    """(branch, tip sha); ("", "") for a repository without commits."""
+    if not git_run("for-each-ref", "--count=1", "refs/heads/", git_dir=git_dir, timeout=60).strip():
+        return "", ""
+    if not branch:
+        try:
+            branch = git_run(
+                "symbolic-ref", "--quiet", "--short", "HEAD", git_dir=git_dir, timeout=60
+            ).strip()
+        except GitError:
+            branch = ""
+    try:
+        tip = git_run(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"refs/heads/{branch}^{{commit}}",
+            git_dir=git_dir, timeout=60,
+        ).strip()  # fmt: skip
+    except GitError as exc:
+        raise GitError(f"branch {branch!r} does not exist in the repository") from exc
+    return branch, tip
+
+
+def _is_ancestor(git_dir: str, ancestor: str, descendant: str) -> bool:
+    try:
+        git_run(
+            "merge-base",
+            "--is-ancestor",
+            "--end-of-options",
+            ancestor,
+            descendant,
+            git_dir=git_dir,
+            timeout=120,
+        )
+    except GitError:
+        return False
+    return True
+
+
+# --- Step 2: plan -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestionPlan:
+    run_id: int
+    commit_chunks: list[tuple[int, int]]  # (skip, count) of each chunk of new commits
+
+
+def ingestion_plan(*, run_id: int) -> IngestionPlan:
+    """Mirror the repository, find the new commits and cut them into chunks; the run starts here."""
+    IngestionRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    run = IngestionRun.objects.select_related("repository").get(pk=run_id)
+    repository = run.repository
+    with _timed(run_id, "mirror"):
+        git_dir = repository_git_dir(repository=repository, fetch=True)
+    with _timed(run_id, "plan"):
+        branch, tip = _branch_tip(git_dir, run.branch or repository.default_branch)
+        start = repository.last_ingested_sha if branch == repository.default_branch else ""
+        notes = list(run.notes)
+        if start and tip and not _is_ancestor(git_dir, start, tip):
+            notes.append(
+                f"History was rewritten: {start[:12]} is no longer on {branch}; the branch was walked again "
+                "and commits already stored were kept."
+            )
+            start = ""
+        if start == tip:
+            total = 0
+        elif tip:
+            total = int(
+                git_run(
+                    "rev-list",
+                    "--count",
+                    "--end-of-options",
+                    *log_revisions(tip=tip, exclude=start),
+                    git_dir=git_dir,
+                )
+            )
+        else:
+            total = 0
+        IngestionRun.objects.filter(pk=run_id).update(
+            branch=branch, from_sha=start, to_sha=tip, commits_total=total, notes=notes
+        )
+    size = _setting("APM_INGEST_CHUNK_COMMITS", 2000)
+    return IngestionPlan(
+        run_id=run_id, commit_chunks=[(skip, min(size, total - skip)) for skip in range(0, total, size)]
+    )
+
+
+# --- Step 3: commits ----------------------------------------------------------------------------------
+
+
+def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
+    """Write one chunk of the run's new commits; safe to run twice (rows and progress count once)."""
+    run = IngestionRun.objects.select_related("repository").get(pk=run_id)
+    if run.status != Status.RUNNING or skip in run.chunks_done:
+        return
+    started = time.perf_counter()
+    git_dir = repository_git_dir(repository=run.repository, fetch=False)
+    commits = list(
+        commits_read(
+            git_dir=git_dir,
+            revisions=log_revisions(tip=run.to_sha, exclude=run.from_sha),
+            skip=skip,
+            max_count=count,
+        )
+    )
+    with transaction.atomic():
+        changes = commits_write(repository_id=run.repository_id, commits=commits)
+        locked = IngestionRun.objects.select_for_update().get(pk=run_id)
+        if skip in locked.chunks_done:
+            return  # another delivery of this chunk got here first; its rows were the same
+        locked.chunks_done = [*locked.chunks_done, skip]
+        locked.commits_done = F("commits_done") + len(commits)
+        locked.file_changes_added = F("file_changes_added") + changes
+        locked.timings = {
+            **locked.timings,
+            "commits": round(locked.timings.get("commits", 0) + time.perf_counter() - started, 3),
+        }
+        locked.heartbeat_at = timezone.now()
+        locked.save(
+            update_fields=["chunks_done", "commits_done", "file_changes_added", "timings", "heartbeat_at"]
+        )
+
+
+# --- Step 4: files ------------------------------------------------------------------------------------
+
+
+def ingestion_files_plan(*, run_id: int) -> list[tuple[int, int]]:
+    """Count the entries of the tree at the tip and cut them into slices: (offset, count) each."""
+    run = IngestionRun.objects.select_related("repository").get(pk=run_id)
+    if not run.to_sha or run.from_sha == run.to_sha:
+        return []  # no commits, or the same tip as last time: the tree is what was indexed then
+    with _timed(run_id, "files_plan"):
+        git_dir = repository_git_dir(repository=run.repository, fetch=False)
+        total = sum(1 for _ in tree_read(git_dir=git_dir, tree_ish=run.to_sha))
+        IngestionRun.objects.filter(pk=run_id).update(files_total=total)
+    size = _setting("APM_INGEST_CHUNK_FILES", 5000)
+    return [(offset, min(size, total - offset)) for offset in range(0, total, size)]
+
+
+def ingestion_files_chunk(*, run_id: int, offset: int, count: int) -> None:
+    """Index one slice of the tree: path, size, language, line count, binary flag."""
+    run = IngestionRun.objects.select_related("repository").get(pk=run_id)
+    if run.status != Status.RUNNING:
+        return
+    started = time.perf_counter()
+    git_dir = repository_git_dir(repository=run.repository, fetch=False)
+    entries = []
+    for index, entry in enumerate(tree_read(git_dir=git_dir, tree_ish=run.to_sha)):
+        if index >= offset + count:
+            break
+        if index >= offset:
+            entries.append(entry)
+    blobs = [entry for entry in entries if entry.kind == "blob"]
+    stats = {
+        blob.sha: blob for blob in blobs_read(git_dir=git_dir, shas=sorted({entry.sha for entry in blobs}))
+    }
+    rows = []
+    for entry in entries:
+        blob = stats.get(entry.sha)
+        rows.append(
+            {
+                "path": entry.path,
+                "language": language_of(entry.path, mode=entry.mode),
+                "size": entry.size or 0,
+                "lines": blob.lines if blob is not None and entry.mode != "120000" else 0,
+                "is_binary": blob.is_binary if blob is not None else False,
+            }
+        )
+    with transaction.atomic():
+        files_write(
+            project_id=run.repository.project_id, repository_id=run.repository_id, run_id=run_id, rows=rows
+        )
+        locked = IngestionRun.objects.select_for_update().get(pk=run_id)
+        locked.files_indexed = F("files_indexed") + len(rows)
+        locked.timings = {
+            **locked.timings,
+            "files": round(locked.timings.get("files", 0) + time.perf_counter() - started, 3),
+        }
+        locked.heartbeat_at = timezone.now()
+        locked.save(update_fields=["files_indexed", "timings", "heartbeat_at"])
+
+
+# --- Step 5: finish -----------------------------------------------------------------------------------
+
+
+def ingestion_finish(*, run_id: int) -> IngestionRun:
+    """Aggregate file history, record the new tip and close the run as succeeded."""
+    run = IngestionRun.objects.select_related("repository").get(pk=run_id)
+    if run.status != Status.RUNNING:
+        return run
+    repository = run.repository
+    with _timed(run_id, "finish"), transaction.atomic():
+        kept = files_history_aggregate(repository_id=repository.pk, run_id=run_id)
+        updates = {"last_ingested_sha": run.to_sha, "last_ingested_at": timezone.now()}
+        if run.branch and not repository.default_branch:
+            updates["default_branch"] = run.branch
+        if run.branch == (repository.default_branch or run.branch):
+            Repository.objects.filter(pk=repository.pk).update(**updates)
+        IngestionRun.objects.filter(pk=run_id).update(
+            status=Status.SUCCEEDED, finished_at=timezone.now(), files_indexed=kept
+        )
+        project_cache_invalidate(project_id=repository.project_id)
+    run.refresh_from_db()
+    return run
