@@ -124,10 +124,10 @@ def _copy_insert(
     staging = f"apm_staging_{table}"
     column_list = ", ".join(columns)
     with connection.cursor() as cursor:
-        # The staging table lives until the end of the transaction the chunk runs in.
+        # Same column types as the target, none of its constraints; emptied again after the insert.
         cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} "
-            f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} AS "  # noqa: S608 (fixed identifiers)
+            f"SELECT {column_list} FROM {table} WITH NO DATA"
         )
         raw = cursor.cursor
         with raw.copy(f"COPY {staging} ({column_list}) FROM STDIN") as copy:
@@ -155,10 +155,12 @@ def files_write(*, project_id: int, repository_id: int, run_id: int, rows: list[
         )
         for row in rows
     ]
+    # MySQL/MariaDB upsert on any unique key (ON DUPLICATE KEY UPDATE) and take no conflict target.
+    target = ["repository", "path"] if connection.features.supports_update_conflicts_with_target else None
     File.objects.bulk_create(
         files,
         update_conflicts=True,
-        unique_fields=["repository", "path"],
+        unique_fields=target,
         update_fields=["language", "size", "lines", "is_binary", "seen_in_run", "project"],
         batch_size=500,
     )

@@ -130,7 +130,8 @@ def ingestion_request(*, repository: Repository, trigger: str, branch: str = "")
             branch=branch or repository.default_branch,
             heartbeat_at=timezone.now(),
         )
-        transaction.on_commit(lambda: _enqueue(run.pk))
+        # robust: with eager Celery the whole run happens here, and its failure is already on the run.
+        transaction.on_commit(lambda: _enqueue(run.pk), robust=True)
     return IngestionRequest(run=run, created=True)
 
 
@@ -242,10 +243,12 @@ class IngestionPlan:
 
 def ingestion_plan(*, run_id: int) -> IngestionPlan:
     """Mirror the repository, find the new commits and cut them into chunks; the run starts here."""
-    IngestionRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+    started = IngestionRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
         status=Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
     )
     run = IngestionRun.objects.select_related("repository").get(pk=run_id)
+    if not started and run.status != Status.RUNNING:
+        return IngestionPlan(run_id=run_id, commit_chunks=[])  # finished or failed meanwhile
     repository = run.repository
     with _timed(run_id, "mirror"):
         git_dir = repository_git_dir(repository=repository, fetch=True)
@@ -324,7 +327,7 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
 def ingestion_files_plan(*, run_id: int) -> list[tuple[int, int]]:
     """Count the entries of the tree at the tip and cut them into slices: (offset, count) each."""
     run = IngestionRun.objects.select_related("repository").get(pk=run_id)
-    if not run.to_sha or run.from_sha == run.to_sha:
+    if run.status != Status.RUNNING or not run.to_sha or run.from_sha == run.to_sha:
         return []  # no commits, or the same tip as last time: the tree is what was indexed then
     with _timed(run_id, "files_plan"):
         git_dir = repository_git_dir(repository=run.repository, fetch=False)
