@@ -6,13 +6,23 @@ they show in the same query, order by indexed columns and leave heavy text out o
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.functions import Left
 from django.http import HttpRequest
 
-from apm.admin import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
+from apm.admin import (
+    EstimatedCountPaginator,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    instance_adopt,
+    validation_message,
+)
+from repos.git import source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
+from repos.services import ingestion_request, repository_register
 
 
 class IngestionRunInline(ReadOnlyInline):
@@ -23,15 +33,61 @@ class IngestionRunInline(ReadOnlyInline):
     max_num = 0
 
 
+class RepositoryAdminForm(forms.ModelForm):
+    class Meta:
+        model = Repository
+        fields = ["project", "name", "source", "default_branch", "is_active"]
+
+    def clean_source(self) -> str:
+        source = self.cleaned_data["source"]
+        if self.instance.pk is None:
+            try:
+                source_parse(source)
+            except ValidationError as exc:
+                raise ValidationError(exc.message_dict["source"]) from exc
+        return source
+
+
 @admin.register(Repository)
 class RepositoryAdmin(admin.ModelAdmin):
+    form = RepositoryAdminForm
     list_display = ["name", "project", "kind", "source", "default_branch", "last_ingested_at", "is_active"]
     list_select_related = ["project"]
     list_filter = ["kind", "is_active"]
     search_fields = ["name", "source", "project__key"]
     autocomplete_fields = ["project"]
-    readonly_fields = ["last_ingested_sha", "last_ingested_at", "created_at", "updated_at"]
+    readonly_fields = ["kind", "last_ingested_sha", "last_ingested_at", "created_at", "updated_at"]
     inlines = [IngestionRunInline]
+    actions = ["ingest_now"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Repository | None = None) -> list[str]:
+        # The source is checked once, at registration; changing it would mix two histories.
+        return [*self.readonly_fields, "project", "source"] if obj is not None else list(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: Repository, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        instance_adopt(
+            obj,
+            repository_register(
+                project=obj.project, source=obj.source, name=obj.name, default_branch=obj.default_branch
+            ),
+        )
+
+    @admin.action(description="Ingest now (incrementally)", permissions=["change"])
+    def ingest_now(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
+        # The work is enqueued; the page returns at once and the runs show their progress.
+        for repository in queryset:
+            try:
+                result = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.ADMIN)
+            except ValidationError as exc:
+                self.message_user(request, f"{repository}: {validation_message(exc)}", messages.ERROR)
+                continue
+            verb = "queued" if result.created else "already under way"
+            self.message_user(
+                request, f"{repository}: ingestion run {result.run.pk} {verb}.", messages.SUCCESS
+            )
 
 
 class CommitTaskLinkInline(ReadOnlyInline):
