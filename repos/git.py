@@ -66,7 +66,7 @@ def _git_env() -> dict[str, str]:
 
 def _allowed_protocols() -> list[str]:
     protocols = ["https", "file"]
-    if getattr(settings, "APM_ALLOW_SSH", False):
+    if settings.APM_ALLOW_SSH:
         protocols.append("ssh")
     return protocols
 
@@ -143,7 +143,7 @@ def source_parse(source: str) -> RepositorySource:
 
 def _remote_parse(source: str) -> RepositorySource:
     parts = urlsplit(source)
-    allowed = ["https"] + (["ssh"] if getattr(settings, "APM_ALLOW_SSH", False) else [])
+    allowed = ["https"] + (["ssh"] if settings.APM_ALLOW_SSH else [])
     if parts.scheme not in allowed:
         raise _refuse(f"Only {' and '.join(f'{scheme}://' for scheme in allowed)} URLs are allowed.")
     if parts.password is not None or (parts.username is not None and parts.scheme == "https"):

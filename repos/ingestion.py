@@ -117,8 +117,13 @@ def _copy_insert(
     *,
     conflict: str,
     json_columns: frozenset[str] | set[str] = frozenset(),
+    action: str = "DO NOTHING",
 ) -> None:
-    """PostgreSQL: COPY rows into a temporary twin of ``table``, then insert them, skipping conflicts."""
+    """PostgreSQL: COPY rows into a temporary twin of ``table``, then insert them.
+
+    ``conflict`` names the unique key; ``action`` says what a row that is already there gets (by
+    default nothing, so a chunk written twice adds nothing).
+    """
     if not rows:
         return
     staging = f"apm_staging_{table}"
@@ -137,58 +142,100 @@ def _copy_insert(
                 )
         cursor.execute(
             f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {staging} "  # noqa: S608
-            f"ON CONFLICT {conflict} DO NOTHING"
+            f"ON CONFLICT {conflict} {action}"
         )
         cursor.execute(f"TRUNCATE {staging}")
+
+
+_FILE_COLUMNS = [
+    "project_id", "repository_id", "path", "language", "size", "lines", "is_binary", "seen_in_run",
+    "churn", "commit_count",
+]  # fmt: skip
+_FILE_REFRESHED = ["project_id", "language", "size", "lines", "is_binary", "seen_in_run"]
 
 
 def files_write(*, project_id: int, repository_id: int, run_id: int, rows: list[dict[str, Any]]) -> None:
     """Insert or refresh the files of one slice of the tree, marking them as seen by ``run_id``."""
     if not rows:
         return
-    files = [
-        File(
-            project_id=project_id,
-            repository_id=repository_id,
-            seen_in_run=run_id,
-            **{**row, "path": _cut(row["path"], _PATH_LIMIT)},
-        )
+    full_rows = [
+        {
+            **row,
+            "path": _cut(row["path"], _PATH_LIMIT),
+            "project_id": project_id,
+            "repository_id": repository_id,
+            "seen_in_run": run_id,
+            "churn": 0,
+            "commit_count": 0,
+        }
         for row in rows
     ]
+    if connection.vendor == "postgresql":
+        refreshed = ", ".join(f"{column} = EXCLUDED.{column}" for column in _FILE_REFRESHED)
+        _copy_insert(
+            "files",
+            _FILE_COLUMNS,
+            full_rows,
+            conflict="(repository_id, path)",
+            action=f"DO UPDATE SET {refreshed}",
+        )
+        return
     # MySQL/MariaDB upsert on any unique key (ON DUPLICATE KEY UPDATE) and take no conflict target.
     target = ["repository", "path"] if connection.features.supports_update_conflicts_with_target else None
     File.objects.bulk_create(
-        files,
+        [File(**row) for row in full_rows],
         update_conflicts=True,
         unique_fields=target,
-        update_fields=["language", "size", "lines", "is_binary", "seen_in_run", "project"],
+        update_fields=[column.removesuffix("_id") for column in _FILE_REFRESHED],
         batch_size=500,
     )
 
 
-# Churn, commit count and last change per file, from the file changes, in one statement the three
-# databases all accept (correlated subqueries over idx_file_changes_repo_path).
-_FILE_HISTORY_SQL = """
-UPDATE files SET
-    churn = COALESCE((
-        SELECT SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0))
-        FROM file_changes fc WHERE fc.repository_id = files.repository_id AND fc.path = files.path
-    ), 0),
-    commit_count = (
-        SELECT COUNT(*) FROM file_changes fc
-        WHERE fc.repository_id = files.repository_id AND fc.path = files.path
-    ),
-    last_changed_at = (
-        SELECT MAX(c.timestamp) FROM file_changes fc JOIN commits c ON c.id = fc.commit_id
-        WHERE fc.repository_id = files.repository_id AND fc.path = files.path
-    )
-WHERE repository_id = %s
+# Churn, commit count and last change per file, from the file changes: one grouped pass over the
+# repository's changes joined back to its files (PostgreSQL and SQLite: UPDATE ... FROM; MySQL/MariaDB:
+# UPDATE ... JOIN). Files are matched on (repository_id, path), the unique key of files.
+_FILE_HISTORY_AGGREGATE = """
+SELECT fc.path AS path,
+       SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)) AS churn,
+       COUNT(*) AS commit_count,
+       MAX(c.timestamp) AS last_changed_at
+FROM file_changes fc JOIN commits c ON c.id = fc.commit_id
+WHERE fc.repository_id = %s
+GROUP BY fc.path
 """
+_FILE_HISTORY_SQL = {
+    "mysql": f"""
+UPDATE files JOIN ({_FILE_HISTORY_AGGREGATE}) history ON history.path = files.path
+SET files.churn = history.churn, files.commit_count = history.commit_count,
+    files.last_changed_at = history.last_changed_at
+WHERE files.repository_id = %s
+""",  # noqa: S608 (constant text, no input)
+    "default": f"""
+UPDATE files SET churn = history.churn, commit_count = history.commit_count,
+    last_changed_at = history.last_changed_at
+FROM ({_FILE_HISTORY_AGGREGATE}) history
+WHERE files.repository_id = %s AND files.path = history.path
+""",  # noqa: S608 (constant text, no input)
+}
 
 
 def files_history_aggregate(*, repository_id: int, run_id: int) -> int:
     """Drop files no longer in the tree, then aggregate history onto the rest; return the files kept."""
     File.objects.filter(repository_id=repository_id).exclude(seen_in_run=run_id).delete()
+    sql = _FILE_HISTORY_SQL.get(connection.vendor, _FILE_HISTORY_SQL["default"])
     with connection.cursor() as cursor:
-        cursor.execute(_FILE_HISTORY_SQL, [repository_id])
+        cursor.execute(sql, [repository_id, repository_id])
     return File.objects.filter(repository_id=repository_id).count()
+
+
+def chunk_durability_relax() -> None:
+    """PostgreSQL: let the current transaction commit without waiting for its WAL flush.
+
+    Safe for ingestion chunks only: a database crash can lose the last chunks written this way, but
+    never corrupts anything, and the run that wrote them is not finished (its tip is recorded by a
+    normally committed finish step, which flushes everything before it), so the next run writes
+    them again. It saves a disk flush per chunk.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")

@@ -40,16 +40,12 @@ from projects.models import Project
 from projects.services import project_cache_invalidate
 from repos.git import GitError, git_run, source_parse
 from repos.gitlog import blobs_read, commits_read, log_revisions, tree_read
-from repos.ingestion import commits_write, files_history_aggregate, files_write
+from repos.ingestion import chunk_durability_relax, commits_write, files_history_aggregate, files_write
 from repos.languages import language_of
 from repos.models import IngestionRun, Repository
 
 Status = IngestionRun.Status
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
-
-
-def _setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
 
 
 # --- Registration -------------------------------------------------------------------------------------
@@ -142,7 +138,7 @@ def _enqueue(run_id: int) -> None:
 
 
 def _is_stale(run: IngestionRun) -> bool:
-    limit = datetime.timedelta(seconds=_setting("APM_INGEST_STALE_SECONDS", 900))
+    limit = datetime.timedelta(seconds=settings.APM_INGEST_STALE_SECONDS)
     last_sign = run.heartbeat_at or run.created_at
     return last_sign is not None and timezone.now() - last_sign > limit
 
@@ -279,7 +275,7 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
         IngestionRun.objects.filter(pk=run_id).update(
             branch=branch, from_sha=start, to_sha=tip, commits_total=total, notes=notes
         )
-    size = _setting("APM_INGEST_CHUNK_COMMITS", 2000)
+    size = settings.APM_INGEST_CHUNK_COMMITS
     return IngestionPlan(
         run_id=run_id, commit_chunks=[(skip, min(size, total - skip)) for skip in range(0, total, size)]
     )
@@ -304,6 +300,7 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         )
     )
     with transaction.atomic():
+        chunk_durability_relax()
         changes = commits_write(repository_id=run.repository_id, commits=commits)
         locked = IngestionRun.objects.select_for_update().get(pk=run_id)
         if skip in locked.chunks_done:
@@ -324,49 +321,53 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
 # --- Step 4: files ------------------------------------------------------------------------------------
 
 
-def ingestion_files_plan(*, run_id: int) -> list[tuple[int, int]]:
-    """Count the entries of the tree at the tip and cut them into slices: (offset, count) each."""
+# One tree entry as handed to a file chunk: (path, mode, blob sha or "", size).
+TreeSlice = list[tuple[str, str, str, int]]
+
+
+def ingestion_files_plan(*, run_id: int) -> list[TreeSlice]:
+    """List the tree at the tip once and cut it into slices for the file chunks."""
     run = IngestionRun.objects.select_related("repository").get(pk=run_id)
     if run.status != Status.RUNNING or not run.to_sha or run.from_sha == run.to_sha:
         return []  # no commits, or the same tip as last time: the tree is what was indexed then
+    size = settings.APM_INGEST_CHUNK_FILES
+    slices: list[TreeSlice] = [[]]
     with _timed(run_id, "files_plan"):
         git_dir = repository_git_dir(repository=run.repository, fetch=False)
-        total = sum(1 for _ in tree_read(git_dir=git_dir, tree_ish=run.to_sha))
+        for entry in tree_read(git_dir=git_dir, tree_ish=run.to_sha):
+            if len(slices[-1]) == size:
+                slices.append([])
+            slices[-1].append(
+                (entry.path, entry.mode, entry.sha if entry.kind == "blob" else "", entry.size or 0)
+            )
+        total = sum(len(piece) for piece in slices)
         IngestionRun.objects.filter(pk=run_id).update(files_total=total)
-    size = _setting("APM_INGEST_CHUNK_FILES", 5000)
-    return [(offset, min(size, total - offset)) for offset in range(0, total, size)]
+    return slices if total else []
 
 
-def ingestion_files_chunk(*, run_id: int, offset: int, count: int) -> None:
+def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
     """Index one slice of the tree: path, size, language, line count, binary flag."""
     run = IngestionRun.objects.select_related("repository").get(pk=run_id)
     if run.status != Status.RUNNING:
         return
     started = time.perf_counter()
     git_dir = repository_git_dir(repository=run.repository, fetch=False)
-    entries = []
-    for index, entry in enumerate(tree_read(git_dir=git_dir, tree_ish=run.to_sha)):
-        if index >= offset + count:
-            break
-        if index >= offset:
-            entries.append(entry)
-    blobs = [entry for entry in entries if entry.kind == "blob"]
-    stats = {
-        blob.sha: blob for blob in blobs_read(git_dir=git_dir, shas=sorted({entry.sha for entry in blobs}))
-    }
+    shas = sorted({sha for _, mode, sha, _ in entries if sha and mode != "120000"})
+    stats = {blob.sha: blob for blob in blobs_read(git_dir=git_dir, shas=shas)}
     rows = []
-    for entry in entries:
-        blob = stats.get(entry.sha)
+    for path, mode, sha, size in entries:
+        blob = stats.get(sha)
         rows.append(
             {
-                "path": entry.path,
-                "language": language_of(entry.path, mode=entry.mode),
-                "size": entry.size or 0,
-                "lines": blob.lines if blob is not None and entry.mode != "120000" else 0,
+                "path": path,
+                "language": language_of(path, mode=mode),
+                "size": size,
+                "lines": blob.lines if blob is not None else 0,
                 "is_binary": blob.is_binary if blob is not None else False,
             }
         )
     with transaction.atomic():
+        chunk_durability_relax()
         files_write(
             project_id=run.repository.project_id, repository_id=run.repository_id, run_id=run_id, rows=rows
         )

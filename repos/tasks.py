@@ -7,13 +7,17 @@ With the embedded default (eager Celery) the same graph runs in the calling proc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import structlog
-from celery import chord, shared_task
+from celery import Signature, chord, current_app, shared_task
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connections
 
 from repos import services
 
@@ -37,17 +41,45 @@ def _run_step(run_id: int) -> Iterator[None]:
         services.ingestion_fail(run_id=run_id, reason=reason or type(exc).__name__)
 
 
+def _fan_out(header: list[Signature], *, then: Signature) -> None:
+    """Run ``header`` in parallel, then ``then``.
+
+    On workers this is a chord: the chunks spread over every worker process on every machine. With the
+    embedded default (eager Celery, no workers) the process does the spreading itself: a thread pool
+    runs the chunks, so their git processes use every core while the threads wait on git and the
+    database.
+    """
+    if not header:
+        then.delay()
+        return
+    if not current_app.conf.task_always_eager:
+        chord(header)(then)
+        return
+    threads = settings.APM_INGEST_THREADS or os.cpu_count() or 1
+    if threads <= 1 or len(header) == 1:
+        for signature in header:
+            signature.apply()
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="apm-ingest") as executor:
+            for future in [executor.submit(_apply_closing_connections, signature) for signature in header]:
+                future.result()
+    then.apply()
+
+
+def _apply_closing_connections(signature: Signature) -> None:
+    try:
+        signature.apply()
+    finally:
+        connections.close_all()  # give this thread's connection back (to the pool on PostgreSQL)
+
+
 @shared_task(name="repos.ingest", **RETRY)
 def repository_ingest_task(run_id: int) -> None:
     """Plan run ``run_id`` and fan its commit chunks out; the file step follows when all are written."""
     with _run_step(run_id):
         plan = services.ingestion_plan(run_id=run_id)
-        files_step = repository_files_task.si(run_id)
         chunks = [repository_commits_chunk_task.si(run_id, skip, count) for skip, count in plan.commit_chunks]
-        if chunks:
-            chord(chunks)(files_step)
-        else:
-            files_step.delay()
+        _fan_out(chunks, then=repository_files_task.si(run_id))
 
 
 @shared_task(name="repos.ingest_commits_chunk", **RETRY)
@@ -61,17 +93,16 @@ def repository_files_task(run_id: int) -> None:
     """Plan the file step of run ``run_id`` and fan its slices out; the run finishes after them."""
     with _run_step(run_id):
         slices = services.ingestion_files_plan(run_id=run_id)
-        finish = repository_finish_task.si(run_id)
-        if slices:
-            chord([repository_files_chunk_task.si(run_id, offset, count) for offset, count in slices])(finish)
-        else:
-            finish.delay()
+        _fan_out(
+            [repository_files_chunk_task.si(run_id, entries) for entries in slices],
+            then=repository_finish_task.si(run_id),
+        )
 
 
 @shared_task(name="repos.ingest_files_chunk", **RETRY)
-def repository_files_chunk_task(run_id: int, offset: int, count: int) -> None:
+def repository_files_chunk_task(run_id: int, entries: list[list[Any]]) -> None:
     with _run_step(run_id):
-        services.ingestion_files_chunk(run_id=run_id, offset=offset, count=count)
+        services.ingestion_files_chunk(run_id=run_id, entries=[tuple(entry) for entry in entries])
 
 
 @shared_task(name="repos.ingest_finish", **RETRY)

@@ -266,3 +266,11 @@ LOGGING = logging_config(level=LOG_LEVEL, json=LOG_JSON)
 APM_REPO_ROOTS = env.list("APM_REPO_ROOTS", default=[str(BASE_DIR)])
 # Where remote repositories are mirrored.
 APM_WORKSPACE = env("APM_WORKSPACE", default=str(VAR_DIR / "workspace"))
+# Allow ssh:// remotes (needs an ssh client and keys on the workers).
+APM_ALLOW_SSH = env.bool("APM_ALLOW_SSH", default=False)
+# Ingestion: commits per chunk task, tree entries per file task, threads used when Celery runs eagerly
+# (0: one per core), and how long a running ingestion may go without progress before it is abandoned.
+APM_INGEST_CHUNK_COMMITS = env.int("APM_INGEST_CHUNK_COMMITS", default=2000)
+APM_INGEST_CHUNK_FILES = env.int("APM_INGEST_CHUNK_FILES", default=5000)
+APM_INGEST_THREADS = env.int("APM_INGEST_THREADS", default=0)
+APM_INGEST_STALE_SECONDS = env.int("APM_INGEST_STALE_SECONDS", default=900)

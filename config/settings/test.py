@@ -31,3 +31,6 @@ if "pool" in DATABASES["default"].get("OPTIONS", {}):
         min_size=env.int("DATABASE_POOL_SIZE", default=2),
         max_size=env.int("DATABASE_POOL_SIZE", default=2) + 8,
     )
+# Ingestion threads get connections of their own, which cannot see a test's uncommitted transaction:
+# tests run ingestion in the test's thread, except the transactional ones that ask for threads.
+APM_INGEST_THREADS = 1

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)  # runs are enqueued on com
 def repo(tmp_path: Path, settings) -> GitRepo:
     settings.APM_REPO_ROOTS = [str(tmp_path)]
     settings.APM_WORKSPACE = str(tmp_path / "workspace")
+    settings.APM_INGEST_THREADS = 2  # committed data: the eager fan-out runs its chunks on two threads
+    settings.APM_INGEST_CHUNK_COMMITS = 1
     repo = GitRepo(tmp_path / "service")
     for number in range(3):
         repo.write(f"module_{number}.py", "x = 1\n" * (number + 1))
