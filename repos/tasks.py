@@ -1,7 +1,7 @@
 """Celery tasks of ingestion: thin, take ids, call one service each, retry transient errors only.
 
-``repository_ingest_task`` plans the run and fans the commit chunks out to the workers as a chord; the
-chord's body plans the file step and fans its slices out the same way; the last body finishes the run.
+``repository_ingest_task`` plans the run and fans its commit chunks and file slices out to the workers
+as one chord, whose body finishes the run.
 With the embedded default (eager Celery) the same graph runs in the calling process.
 """
 
@@ -79,24 +79,14 @@ def repository_ingest_task(run_id: int) -> None:
     with _run_step(run_id):
         plan = services.ingestion_plan(run_id=run_id)
         chunks = [repository_commits_chunk_task.si(run_id, skip, count) for skip, count in plan.commit_chunks]
-        _fan_out(chunks, then=repository_files_task.si(run_id))
+        chunks += [repository_files_chunk_task.si(run_id, entries) for entries in plan.file_slices]
+        _fan_out(chunks, then=repository_finish_task.si(run_id))
 
 
 @shared_task(name="repos.ingest_commits_chunk", **RETRY)
 def repository_commits_chunk_task(run_id: int, skip: int, count: int) -> None:
     with _run_step(run_id):
         services.ingestion_commits_chunk(run_id=run_id, skip=skip, count=count)
-
-
-@shared_task(name="repos.ingest_files", **RETRY)
-def repository_files_task(run_id: int) -> None:
-    """Plan the file step of run ``run_id`` and fan its slices out; the run finishes after them."""
-    with _run_step(run_id):
-        slices = services.ingestion_files_plan(run_id=run_id)
-        _fan_out(
-            [repository_files_chunk_task.si(run_id, entries) for entries in slices],
-            then=repository_finish_task.si(run_id),
-        )
 
 
 @shared_task(name="repos.ingest_files_chunk", **RETRY)
