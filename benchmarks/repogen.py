@@ -56,7 +56,8 @@ def history_stream(*, commits: int, files: int = 2000, touched: int = 4, seed: i
 def wide_commit_stream(*, files: int) -> Iterator[bytes]:
     """fast-import commands for one commit adding ``files`` small files."""
     yield b"commit refs/heads/main\n"
-    yield f"author Wide <wide@example.com> {_EPOCH} +0000\ncommitter Wide <wide@example.com> {_EPOCH} +0000\n".encode()
+    identity = f"Wide <wide@example.com> {_EPOCH} +0000"
+    yield f"author {identity}\ncommitter {identity}\n".encode()
     yield _data(b"Add many files\n")
     for index in range(files):
         path = f"generated/{index % 100:02d}/file_{index}.txt".encode()
@@ -66,9 +67,9 @@ def wide_commit_stream(*, files: int) -> Iterator[bytes]:
 def repository_create(path: Path, stream: Iterator[bytes]) -> Path:
     """A new repository at ``path`` holding what ``stream`` describes; returns its path."""
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)  # noqa: S607
-    process = subprocess.Popen(  # noqa: S603
-        ["git", "-C", str(path), "fast-import", "--quiet", "--done"],  # noqa: S607
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    process = subprocess.Popen(
+        ["git", "-C", str(path), "fast-import", "--quiet", "--done"],
         stdin=subprocess.PIPE,
     )
     assert process.stdin is not None
@@ -78,5 +79,5 @@ def repository_create(path: Path, stream: Iterator[bytes]) -> Path:
     process.stdin.close()
     if process.wait() != 0:
         raise RuntimeError("git fast-import failed")
-    subprocess.run(["git", "-C", str(path), "reset", "-q", "--hard", "main"], check=True)  # noqa: S607
+    subprocess.run(["git", "-C", str(path), "reset", "-q", "--hard", "main"], check=True)
     return path

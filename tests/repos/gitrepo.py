@@ -23,6 +23,14 @@ class GitRepo:
         path.mkdir(parents=True, exist_ok=True)
         self.git("init", "-q", "-b", "main")
 
+    @classmethod
+    def existing(cls, path: Path) -> GitRepo:
+        """Drive a repository that is already there (built by ``benchmarks.repogen``, say)."""
+        repo = cls.__new__(cls)
+        repo.path = path
+        repo._clock = 1_700_000_000
+        return repo
+
     def env(self) -> dict[str, str]:
         self._clock += 60
         date = f"@{self._clock} +0000"

@@ -78,7 +78,7 @@ def test_ingest_repo_names_an_unknown_project(repo: GitRepo):
 def test_ingest_repo_reports_a_failed_run(repo: GitRepo):
     ProjectFactory(key="APM")
 
-    with pytest.raises(CommandError, match="failed .*branch 'missing' does not exist"):
+    with pytest.raises(CommandError, match=r"failed .*branch 'missing' does not exist"):
         run_command("ingest_repo", str(repo.path), "--project", "APM", "--branch", "missing")
 
     assert IngestionRun.objects.get().status == "failed"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.repogen import repository_create, wide_commit_stream
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
 from repos.services import ingestion_commits_chunk, ingestion_request, repository_register
 from tests.factories import ProjectFactory
@@ -283,3 +284,29 @@ def test_a_repository_that_disappeared_fails_the_run(root: Path, django_capture_
 
     assert run.status == "failed"
     assert "does not exist" in run.error
+
+
+def test_a_commit_of_ten_thousand_files_and_a_fifty_megabyte_file(
+    root: Path, django_capture_on_commit_callbacks
+):
+    path = repository_create(root / "big", wide_commit_stream(files=10_000))
+    repo = GitRepo.existing(path)
+    big_line = b"x" * 99 + b"\n"
+    repo.write("assets/big.log", big_line * (50 * 1024 * 1024 // len(big_line)))
+    big_commit = repo.commit("Add a 50 MB log")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert run.status == "succeeded", run.error
+    assert_matches_git(repo, repository)
+    wide = Commit.objects.get(repository=repository, message="Add many files\n")
+    assert wide.files_changed == FileChange.objects.filter(commit=wide).count() == 10_000
+    big = File.objects.get(repository=repository, path="assets/big.log")
+    assert (big.size, big.lines, big.is_binary) == (
+        len(big_line) * (50 * 1024 * 1024 // len(big_line)),
+        524_288,
+        False,
+    )
+    assert FileChange.objects.get(commit__sha=big_commit, path="assets/big.log").added == 524_288
+    assert run.files_indexed == 10_001
