@@ -62,7 +62,7 @@ def worker(request: pytest.FixtureRequest) -> Iterator[Celery]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    client = Celery("apm-test-client", broker=broker_url, backend=backend_url)
+    client = Celery("apm-test-client", broker=broker_url, backend=backend_url, set_as_current=False)
     client.conf.task_default_queue = queue
     try:
         yield client

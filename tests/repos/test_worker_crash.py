@@ -1,0 +1,129 @@
+"""A worker killed with SIGKILL in the middle of an ingestion loses nothing and duplicates nothing.
+
+A real ``celery -A config worker`` ingests through a real Redis broker into the test database; it is
+killed mid-run. The next run (once the dead one is recognised as abandoned) must finish with exactly
+the rows git describes: the chunks the dead worker committed are skipped by their unique keys, the
+one it was writing was rolled back with its transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+from django.db import connection
+
+from benchmarks.repogen import history_stream, repository_create
+from repos.models import Commit, IngestionRun
+from repos.services import ingestion_request, repository_register
+from tests.conftest import require_service
+from tests.factories import ProjectFactory
+from tests.repos.gitrepo import GitRepo
+from tests.repos.test_ingestion import assert_matches_git
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BROKER = os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/13")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    """The URL of the database this test runs on, for the worker process."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    scheme = {"postgresql": "postgres", "mysql": "mysql"}[connection.vendor]
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"{scheme}://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT']}/{db['NAME']}"
+
+
+def wait_for(condition, *, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_a_killed_worker_leaves_a_state_the_next_run_finishes_exactly(tmp_path: Path, settings):
+    require_service(BROKER)
+    redis.Redis.from_url(BROKER).flushdb()
+    settings.APM_REPO_ROOTS = [str(tmp_path)]
+    settings.APM_WORKSPACE = str(tmp_path / "workspace")
+    path = repository_create(tmp_path / "history", history_stream(commits=1200, files=200))
+    repo = GitRepo.existing(path)
+    repository = repository_register(project=ProjectFactory(), source=str(path))
+    run = IngestionRun.objects.create(repository=repository, trigger="command")
+    queue = f"apm-crash-{os.getpid()}"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url(),
+        "DATABASE_POOL_SIZE": "1",
+        "CELERY_BROKER_URL": BROKER,
+        "CELERY_RESULT_BACKEND": BROKER,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "APM_REPO_ROOTS": str(tmp_path),
+        "APM_WORKSPACE": str(tmp_path / "workspace"),
+        "APM_INGEST_CHUNK_COMMITS": "40",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            queue,
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = Celery("apm-crash-client", broker=BROKER, backend=BROKER, set_as_current=False)
+    try:
+        client.send_task("repos.ingest", args=[run.pk], queue=queue)
+        # Let it get well into the history, then kill it without warning.
+        wait_for(
+            lambda: IngestionRun.objects.get(pk=run.pk).commits_done >= 200,
+            timeout=120,
+            what="the worker to ingest its first chunks",
+        )
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        client.close()
+        redis.Redis.from_url(BROKER).flushdb()
+
+    killed = IngestionRun.objects.get(pk=run.pk)
+    assert killed.status == "running"
+    assert 200 <= killed.commits_done < 1200
+    partial = Commit.objects.filter(repository=repository).count()
+    assert partial == killed.commits_done  # whole chunks only: the interrupted one was rolled back
+
+    settings.APM_INGEST_STALE_SECONDS = 0  # the dead worker's run is recognised as abandoned
+    settings.APM_INGEST_THREADS = 2
+    request = ingestion_request(repository=repository, trigger="command")
+    request.run.refresh_from_db()
+    killed.refresh_from_db()
+
+    assert killed.status == "failed"
+    assert (request.run.status, request.run.commits_total) == ("succeeded", 1200)
+    assert_matches_git(repo, repository)
