@@ -19,10 +19,12 @@ $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 
 install: $(VENV)/.installed
 
-## Set up the embedded default (SQLite, local cache, eager Celery), load the demo and serve it.
+## Set up the embedded default (SQLite, local cache, eager Celery), load the demo, ingest APM's own
+## git history into the demo's PORTAL project (incrementally on every run), and serve it.
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
+	$(PY) manage.py ingest_repo "$(CURDIR)" --project PORTAL --name apm
 	$(MAKE) serve
 
 serve:
