@@ -15,8 +15,8 @@ _EPOCH = 1_600_000_000
 
 
 def _content(path: str, version: int) -> bytes:
-    lines = [f"{path} line {number}\n" for number in range(40)]
-    lines[version % 40] = f"{path} changed in version {version}\n"
+    lines = [f"line {number}\n" for number in range(12)]
+    lines[version % 12] = f"changed in version {version}\n"
     lines.extend(f"extra {version} {n}\n" for n in range(version % 5))
     return "".join(lines).encode()
 

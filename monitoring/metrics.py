@@ -23,3 +23,10 @@ CELERY_TASK_FAILURES = Counter("apm_celery_task_failures_total", "Celery tasks t
 CACHE_LOOKUPS = Counter(
     "apm_cache_lookups_total", "Lookups through APM's cached selectors, by result.", ["result"]
 )
+INGESTION_RUNS = Counter("apm_ingestion_runs_total", "Ingestion runs that ended, by outcome.", ["status"])
+INGESTED_COMMITS = Counter("apm_ingested_commits_total", "Commits written by ingestion.")
+INGESTION_DURATION = Histogram(
+    "apm_ingestion_duration_seconds",
+    "Wall time of successful ingestion runs, from start to finish.",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
+)

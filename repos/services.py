@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from monitoring.metrics import INGESTED_COMMITS, INGESTION_DURATION, INGESTION_RUNS
 from projects.models import Project
 from projects.services import project_cache_invalidate
 from repos.git import GitError, git_run, source_parse
@@ -145,9 +147,11 @@ def _is_stale(run: IngestionRun) -> bool:
 
 
 def _fail(run: IngestionRun, reason: str) -> None:
-    IngestionRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
+    failed = IngestionRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
         status=Status.FAILED, error=reason[:5000], finished_at=timezone.now()
     )
+    if failed:
+        INGESTION_RUNS.labels(status=Status.FAILED).inc()
 
 
 def ingestion_fail(*, run_id: int, reason: str) -> None:
@@ -183,6 +187,7 @@ def repository_git_dir(*, repository: Repository, fetch: bool) -> str:
     if not (mirror / "HEAD").exists():
         mirror.parent.mkdir(parents=True, exist_ok=True)
         partial = mirror.with_name(mirror.name + f".partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)  # what a clone that failed here before left behind
         git_run("clone", "--mirror", "--no-hardlinks", "--", parsed.location, str(partial))
         # Another worker may have finished its mirror first; then ours is left for cleanup.
         with contextlib.suppress(OSError):
@@ -405,4 +410,8 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
         )
         project_cache_invalidate(project_id=repository.project_id)
     run.refresh_from_db()
+    INGESTION_RUNS.labels(status=Status.SUCCEEDED).inc()
+    INGESTED_COMMITS.inc(run.commits_done)
+    if run.started_at and run.finished_at:
+        INGESTION_DURATION.observe((run.finished_at - run.started_at).total_seconds())
     return run

@@ -310,3 +310,19 @@ def test_a_commit_of_ten_thousand_files_and_a_fifty_megabyte_file(
     )
     assert FileChange.objects.get(commit__sha=big_commit, path="assets/big.log").added == 524_288
     assert run.files_indexed == 10_001
+
+
+def test_runs_are_counted_in_the_metrics(root: Path, django_capture_on_commit_callbacks, client):
+    repo = GitRepo(root / "measured")
+    repo.write("a.py", "a = 1\n")
+    repo.commit("a")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+
+    ingest(repository, django_capture_on_commit_callbacks)
+    ingest(repository, django_capture_on_commit_callbacks, branch="missing")
+
+    body = client.get("/metrics").content.decode()
+    assert 'apm_ingestion_runs_total{status="succeeded"}' in body
+    assert 'apm_ingestion_runs_total{status="failed"}' in body
+    assert "apm_ingested_commits_total" in body
+    assert "apm_ingestion_duration_seconds_bucket" in body
