@@ -22,3 +22,35 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``celery -A config worker`` as production does, one process, consuming ``queue``.
+
+    ``env`` adds to a clean environment (broker, result backend, database ...).
+    """
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            queue,
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", str(ROOT)),
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from celery import Celery
 
 from tests.conftest import require_service
+from tests.processes import celery_worker_start
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,33 +34,8 @@ def worker(request: pytest.FixtureRequest) -> Iterator[Celery]:
     broker_url, backend_url = BROKERS[request.param]
     require_service(broker_url)
     queue = f"apm-test-{request.param}-{os.getpid()}"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", str(ROOT)),
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "CELERY_BROKER_URL": broker_url,
-        "CELERY_RESULT_BACKEND": backend_url,
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "solo",
-            "-Q",
-            queue,
-            "-l",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process = celery_worker_start(
+        queue=queue, env={"CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": backend_url}
     )
     client = Celery("apm-test-client", broker=broker_url, backend=backend_url, set_as_current=False)
     client.conf.task_default_queue = queue

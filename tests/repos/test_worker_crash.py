@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from repos.models import Commit, IngestionRun
 from repos.services import ingestion_request, repository_register
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
+from tests.processes import celery_worker_start
 from tests.repos.gitrepo import GitRepo
 from tests.repos.test_ingestion import assert_matches_git
 
@@ -62,38 +61,19 @@ def test_a_killed_worker_leaves_a_state_the_next_run_finishes_exactly(tmp_path: 
     repository = repository_register(project=ProjectFactory(), source=str(path))
     run = IngestionRun.objects.create(repository=repository, trigger="command")
     queue = f"apm-crash-{os.getpid()}"
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url(),
-        "DATABASE_POOL_SIZE": "1",
-        "CELERY_BROKER_URL": BROKER,
-        "CELERY_RESULT_BACKEND": BROKER,
-        "CELERY_TASK_DEFAULT_QUEUE": queue,
-        "APM_REPO_ROOTS": str(tmp_path),
-        "APM_WORKSPACE": str(tmp_path / "workspace"),
-        "APM_INGEST_CHUNK_COMMITS": "40",
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "solo",
-            "-Q",
-            queue,
-            "-l",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    worker = celery_worker_start(
+        queue=queue,
+        env={
+            "HOME": str(tmp_path),
+            "DATABASE_URL": database_url(),
+            "DATABASE_POOL_SIZE": "1",
+            "CELERY_BROKER_URL": BROKER,
+            "CELERY_RESULT_BACKEND": BROKER,
+            "CELERY_TASK_DEFAULT_QUEUE": queue,
+            "APM_REPO_ROOTS": str(tmp_path),
+            "APM_WORKSPACE": str(tmp_path / "workspace"),
+            "APM_INGEST_CHUNK_COMMITS": "40",
+        },
     )
     client = Celery("apm-crash-client", broker=BROKER, backend=BROKER, set_as_current=False)
     try:
