@@ -229,6 +229,8 @@ class IngestionRun(models.Model):
     chunks_done = models.JSONField(default=list, blank=True, editable=False)
     files_total = models.PositiveIntegerField(default=0)
     file_changes_added = models.PositiveIntegerField(default=0)
+    lines_added = models.PositiveBigIntegerField(default=0)
+    lines_deleted = models.PositiveBigIntegerField(default=0)
     files_indexed = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent in each step.")
     notes = models.JSONField(default=list, blank=True, help_text="Warnings that did not stop the run.")

@@ -322,13 +322,23 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         locked.chunks_done = [*locked.chunks_done, skip]
         locked.commits_done = F("commits_done") + len(commits)
         locked.file_changes_added = F("file_changes_added") + changes
+        locked.lines_added = F("lines_added") + sum(commit.additions for commit in commits)
+        locked.lines_deleted = F("lines_deleted") + sum(commit.deletions for commit in commits)
         locked.timings = {
             **locked.timings,
             "commits": round(locked.timings.get("commits", 0) + time.perf_counter() - started, 3),
         }
         locked.heartbeat_at = timezone.now()
         locked.save(
-            update_fields=["chunks_done", "commits_done", "file_changes_added", "timings", "heartbeat_at"]
+            update_fields=[
+                "chunks_done",
+                "commits_done",
+                "file_changes_added",
+                "lines_added",
+                "lines_deleted",
+                "timings",
+                "heartbeat_at",
+            ]
         )
 
 

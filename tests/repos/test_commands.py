@@ -43,7 +43,7 @@ def test_ingest_repo_registers_ingests_and_summarises(repo: GitRepo):
     repository = Repository.objects.get()
     assert (repository.name, repository.kind, repository.project.key) == ("service", "local", "APM")
     assert Commit.objects.filter(repository=repository).count() == 3
-    assert "service: 3 new commits, 3 file changes, 3 files at" in output
+    assert "service: 3 new commits, 3 file changes, +6/-0 lines, 3 files at" in output
     assert "on main in" in output
 
     repo.write("module_9.py", "y = 2\n")

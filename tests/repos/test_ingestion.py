@@ -123,6 +123,11 @@ def test_full_ingestion_matches_git(root: Path, django_capture_on_commit_callbac
 
     assert (run.status, run.error) == (IngestionRun.Status.SUCCEEDED, "")
     assert run.commits_total == run.commits_done == len(repo.rev_list())
+    numstat = repo.numstat()
+    assert run.lines_added == sum(added or 0 for changes in numstat.values() for added, _ in changes.values())
+    assert run.lines_deleted == sum(
+        deleted or 0 for changes in numstat.values() for _, deleted in changes.values()
+    )
     assert run.to_sha == repo.head("main")
     assert_matches_git(repo, repository)
     repository.refresh_from_db()

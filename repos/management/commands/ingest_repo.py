@@ -61,6 +61,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"{repository.name}: {run.commits_done} new commits, {run.file_changes_added} file changes, "
+                f"+{run.lines_added}/-{run.lines_deleted} lines, "
                 f"{run.files_indexed} files at {run.to_sha[:12] or 'no commits'} on {run.branch or '-'} "
                 f"in {seconds:.1f} s (run {run.pk})."
             )
