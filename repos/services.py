@@ -92,6 +92,8 @@ def _name_from_source(source: str) -> str:
 
 
 def _branch_validate(branch: str) -> None:
+    if branch.startswith("-"):
+        raise ValidationError({"branch": [f"{branch!r} is not a valid branch name."]})
     try:
         git_run("check-ref-format", "--branch", branch, timeout=10)
     except GitError as exc:

@@ -331,3 +331,18 @@ def test_runs_are_counted_in_the_metrics(root: Path, django_capture_on_commit_ca
     assert 'apm_ingestion_runs_total{status="failed"}' in body
     assert "apm_ingested_commits_total" in body
     assert "apm_ingestion_duration_seconds_bucket" in body
+
+
+@pytest.mark.parametrize("branch", ["--upload-pack=touch x", "a..b", "with space", "-x"])
+def test_unsafe_branch_names_are_refused_before_anything_is_written(root: Path, branch: str):
+    from django.core.exceptions import ValidationError
+
+    repo = GitRepo(root / "named")
+    repo.commit("one", allow_empty=True)
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+
+    with pytest.raises(ValidationError) as excinfo:
+        ingestion_request(repository=repository, trigger="command", branch=branch)
+
+    assert "is not a valid branch name" in excinfo.value.message_dict["branch"][0]
+    assert not IngestionRun.objects.exists()
