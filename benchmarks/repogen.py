@@ -37,13 +37,16 @@ def history_stream(*, commits: int, files: int = 2000, touched: int = 4, seed: i
         yield f"author {author} {when} +0000\ncommitter {author} {when} +0000\n".encode()
         yield _data(message)
         if number == 1:
-            initial = [f"src/pkg{index % 40}/module_{index}.py" for index in range(min(files, 200))]
+            initial = [f"src/pkg{index % 40}/module_{index}.py" for index in range(files)]
             for path in initial:
                 versions[path] = 0
                 yield b"M 100644 inline " + path.encode() + b"\n" + _data(_content(path, 0))
             continue
         for _ in range(touched):
-            path = f"src/pkg{rng.randrange(40)}/module_{rng.randrange(files)}.py"
+            # ``files`` distinct paths in 40 packages: the tree stays the size of a real project
+            # instead of growing with every commit.
+            index = rng.randrange(files)
+            path = f"src/pkg{index % 40}/module_{index}.py"
             version = versions.get(path, -1) + 1
             versions[path] = version
             yield b"M 100644 inline " + path.encode() + b"\n" + _data(_content(path, version))
