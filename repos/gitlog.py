@@ -85,65 +85,64 @@ def _epoch(raw: bytes) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(int(raw), tz=datetime.UTC)
 
 
-class _Stream:
-    """A one-token look-ahead over the tokens of one git process."""
+def _commits_parse(tokens: list[bytes]) -> Iterator[ParsedCommit]:
+    """Parse the NUL-separated tokens of ``git log -z --raw --numstat`` into commits.
 
-    def __init__(self, tokens: Iterator[bytes]) -> None:
-        self._tokens = tokens
-        self._next: bytes | None = next(tokens, None)
-
-    def peek(self) -> bytes | None:
-        return self._next
-
-    def take(self) -> bytes:
-        token = self._next
-        if token is None:
+    Each commit is 9 header tokens (the first starts with 0x1e), then its raw entries (":<modes>
+    <shas> <status>" followed by one path, or two for renames and copies), then as many numstat entries
+    ("<added>\t<deleted>\t<path>", or "<added>\t<deleted>\t" followed by two paths). Paths are consumed
+    by that structure, never searched for, so no path can be mistaken for anything else.
+    """
+    count, index = len(tokens), 0
+    while index < count:
+        if not tokens[index].startswith(b"\x1e"):
+            index += 1  # the empty token after the last NUL
+            continue
+        if index + _HEADER_FIELDS > count:
             raise GitError("git log output ended in the middle of a commit")
-        self._next = next(self._tokens, None)
-        return token
-
-
-def _commit_read(stream: _Stream) -> ParsedCommit:
-    header = [stream.take() for _ in range(_HEADER_FIELDS)]
-    sha, parents, an, ae, at, cn, ce, ct, message = header
-    commit = ParsedCommit(
-        sha=sha[1:].decode("ascii"),
-        parents=parents.decode("ascii").split(),
-        author_name=text(an),
-        author_email=text(ae),
-        authored_at=_epoch(at),
-        committer_name=text(cn),
-        committer_email=text(ce),
-        timestamp=_epoch(ct),
-        message=text(message),
-    )
-    raw_changes: list[ParsedChange] = []
-    numstats: list[tuple[int | None, int | None]] = []
-    while (token := stream.peek()) is not None and not token.startswith(b"\x1e"):
-        token = stream.take().lstrip(b"\n")
-        if token.startswith(b":"):
-            # ":<old mode> <new mode> <old sha> <new sha> <status>", then one path, or two for R/C.
-            status = token.rsplit(b" ", 1)[1].decode("ascii")
-            kind = status[0]
-            if kind in "RC":
-                old_path, path = text(stream.take()), text(stream.take())
-            else:
-                old_path, path = "", text(stream.take())
-            raw_changes.append(ParsedChange(path=path, change_type=kind, old_path=old_path))
-        elif token:
-            # "<added>\t<deleted>\t<path>", or "<added>\t<deleted>\t" then old and new path for renames.
-            added, deleted, path = token.split(b"\t", 2)
-            if not path:
-                stream.take()
-                stream.take()
-            numstats.append(
-                (None if added == b"-" else int(added), None if deleted == b"-" else int(deleted))
-            )
-    # git prints the raw entries and then the numstat entries of the same paths in the same order.
-    for change, (added, deleted) in zip(raw_changes, numstats, strict=False):
-        change.added, change.deleted = added, deleted
-    commit.changes = raw_changes
-    return commit
+        sha, parents, an, ae, at, cn, ce, ct, message = tokens[index : index + _HEADER_FIELDS]
+        index += _HEADER_FIELDS
+        changes: list[ParsedChange] = []
+        numstats: list[tuple[int | None, int | None]] = []
+        while index < count and not tokens[index].startswith(b"\x1e"):
+            token = tokens[index]
+            index += 1
+            if token[:1] == b"\n":
+                token = token[1:]
+            if token[:1] == b":":
+                kind = token[token.rindex(b" ") + 1 : token.rindex(b" ") + 2].decode("ascii")
+                if kind in "RC":
+                    changes.append(
+                        ParsedChange(
+                            path=text(tokens[index + 1]), change_type=kind, old_path=text(tokens[index])
+                        )
+                    )
+                    index += 2
+                else:
+                    changes.append(ParsedChange(path=text(tokens[index]), change_type=kind))
+                    index += 1
+            elif token:
+                added, deleted, path = token.split(b"\t", 2)
+                if not path:
+                    index += 2  # a rename's old and new path, already known from its raw entry
+                numstats.append(
+                    (None if added == b"-" else int(added), None if deleted == b"-" else int(deleted))
+                )
+        # git lists the numstat entries for the same paths, in the same order, as the raw entries.
+        for change, (added_lines, deleted_lines) in zip(changes, numstats, strict=False):
+            change.added, change.deleted = added_lines, deleted_lines
+        yield ParsedCommit(
+            sha=sha[1:].decode("ascii"),
+            parents=parents.decode("ascii").split(),
+            author_name=text(an),
+            author_email=text(ae),
+            authored_at=_epoch(at),
+            committer_name=text(cn),
+            committer_email=text(ce),
+            timestamp=_epoch(ct),
+            message=text(message),
+            changes=changes,
+        )
 
 
 def log_revisions(*, tip: str, exclude: str = "") -> list[str]:
@@ -151,27 +150,24 @@ def log_revisions(*, tip: str, exclude: str = "") -> list[str]:
     return [tip, f"^{exclude}"] if exclude else [tip]
 
 
-def commits_read(
-    *, git_dir: str, revisions: list[str], skip: int = 0, max_count: int | None = None
-) -> Iterator[ParsedCommit]:
-    """Stream the commits selected by ``revisions`` (newest first), with their file changes.
+def commits_read(*, git_dir: str, revisions: list[str], skip: int, max_count: int) -> list[ParsedCommit]:
+    """One chunk of the commits selected by ``revisions`` (newest first), with their file changes.
+
+    The chunk's output is read whole and parsed in one pass (much faster than token by token); memory
+    is bounded by the chunk size (``max_count``), never by the length of the history.
 
     Merge commits come without file changes, as in ``git log --numstat``: what a merge brings in is
     counted once, on the commits that made it. Renames and copies are detected (``-M``).
     """
     args = ["log", "-z", "--raw", "--numstat", "-M", "--no-abbrev", f"--format={_LOG_FORMAT}"]
-    if skip:
-        args.append(f"--skip={skip}")
-    if max_count is not None:
-        args.append(f"--max-count={max_count}")
+    args += [f"--skip={skip}", f"--max-count={max_count}"]
     process = git_popen(*args, "--end-of-options", *revisions, "--", git_dir=git_dir)
     try:
         assert process.stdout is not None
-        stream = _Stream(_tokens(process.stdout))
-        while stream.peek() is not None:
-            yield _commit_read(stream)
+        output = process.stdout.read()
     finally:
         _finish(process, "log")
+    return list(_commits_parse(output.split(b"\0")))
 
 
 @dataclass(frozen=True)

@@ -95,11 +95,7 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> int
         Commit.objects.bulk_create(
             [Commit(**row) for row in commit_rows], ignore_conflicts=True, batch_size=500
         )
-    ids = dict(
-        Commit.objects.filter(
-            repository_id=repository_id, sha__in=[commit.sha for commit in commits]
-        ).values_list("sha", "id")
-    )
+    ids = _commit_ids(repository_id, [commit.sha for commit in commits])
     change_rows = list(_change_rows(repository_id, commits, ids))
     if connection.vendor == "postgresql":
         _copy_insert("file_changes", _CHANGE_COLUMNS, change_rows, conflict="(commit_id, path)")
@@ -108,6 +104,19 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> int
             [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
         )
     return len(change_rows)
+
+
+def _commit_ids(repository_id: int, shas: list[str]) -> dict[str, int]:
+    """{sha: id} of the chunk's commits, whether this chunk or an earlier delivery inserted them."""
+    if connection.vendor == "postgresql":
+        # One array parameter instead of thousands of placeholders (which the driver must split).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT sha, id FROM commits WHERE repository_id = %s AND sha = ANY(%s)",
+                [repository_id, shas],
+            )
+            return dict(cursor.fetchall())
+    return dict(Commit.objects.filter(repository_id=repository_id, sha__in=shas).values_list("sha", "id"))
 
 
 def _copy_insert(

@@ -307,13 +307,11 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         return
     started = time.perf_counter()
     git_dir = repository_git_dir(repository=run.repository, fetch=False)
-    commits = list(
-        commits_read(
-            git_dir=git_dir,
-            revisions=log_revisions(tip=run.to_sha, exclude=run.from_sha),
-            skip=skip,
-            max_count=count,
-        )
+    commits = commits_read(
+        git_dir=git_dir,
+        revisions=log_revisions(tip=run.to_sha, exclude=run.from_sha),
+        skip=skip,
+        max_count=count,
     )
     with transaction.atomic():
         chunk_durability_relax()
