@@ -88,18 +88,30 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> int
         return 0
     commit_rows = [_commit_row(repository_id, commit) for commit in commits]
     if connection.vendor == "postgresql":
-        _copy_insert(
-            "commits", _COMMIT_COLUMNS, commit_rows, conflict="(repository_id, sha)", json_columns={"parents"}
+        inserted = _copy_insert(
+            "commits",
+            _COMMIT_COLUMNS,
+            commit_rows,
+            conflict="(repository_id, sha)",
+            json_columns={"parents"},
+            returning="sha, id",
         )
+        # Every commit is new (the usual case): no file change can reference these ids yet, so the
+        # changes are copied straight into their table. A chunk seen before goes through the
+        # conflict-skipping path instead.
+        fresh = len(inserted) == len(commits)
+        ids = dict(inserted) if fresh else _commit_ids(repository_id, [commit.sha for commit in commits])
+        change_rows = list(_change_rows(repository_id, commits, ids))
+        if fresh:
+            _copy_direct("file_changes", _CHANGE_COLUMNS, change_rows)
+        else:
+            _copy_insert("file_changes", _CHANGE_COLUMNS, change_rows, conflict="(commit_id, path)")
     else:
         Commit.objects.bulk_create(
             [Commit(**row) for row in commit_rows], ignore_conflicts=True, batch_size=500
         )
-    ids = _commit_ids(repository_id, [commit.sha for commit in commits])
-    change_rows = list(_change_rows(repository_id, commits, ids))
-    if connection.vendor == "postgresql":
-        _copy_insert("file_changes", _CHANGE_COLUMNS, change_rows, conflict="(commit_id, path)")
-    else:
+        ids = _commit_ids(repository_id, [commit.sha for commit in commits])
+        change_rows = list(_change_rows(repository_id, commits, ids))
         FileChange.objects.bulk_create(
             [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
         )
@@ -127,14 +139,16 @@ def _copy_insert(
     conflict: str,
     json_columns: frozenset[str] | set[str] = frozenset(),
     action: str = "DO NOTHING",
-) -> None:
+    returning: str = "",
+) -> list[tuple[Any, ...]]:
     """PostgreSQL: COPY rows into a temporary twin of ``table``, then insert them.
 
     ``conflict`` names the unique key; ``action`` says what a row that is already there gets (by
-    default nothing, so a chunk written twice adds nothing).
+    default nothing, so a chunk written twice adds nothing); ``returning`` lists columns of the rows
+    actually inserted to return.
     """
     if not rows:
-        return
+        return []
     staging = f"apm_staging_{table}"
     column_list = ", ".join(columns)
     with connection.cursor() as cursor:
@@ -143,17 +157,34 @@ def _copy_insert(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} AS "  # noqa: S608 (fixed identifiers)
             f"SELECT {column_list} FROM {table} WITH NO DATA"
         )
-        raw = cursor.cursor
-        with raw.copy(f"COPY {staging} ({column_list}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(
-                    [json.dumps(row[column]) if column in json_columns else row[column] for column in columns]
-                )
+        _copy_rows(cursor, staging, columns, rows, json_columns)
         cursor.execute(
             f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {staging} "  # noqa: S608
-            f"ON CONFLICT {conflict} {action}"
+            f"ON CONFLICT {conflict} {action}" + (f" RETURNING {returning}" if returning else "")
         )
+        inserted = cursor.fetchall() if returning else []
         cursor.execute(f"TRUNCATE {staging}")
+    return inserted
+
+
+def _copy_direct(table: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: COPY rows straight into ``table`` (only for rows that cannot exist yet)."""
+    with connection.cursor() as cursor:
+        _copy_rows(cursor, table, columns, rows, frozenset())
+
+
+def _copy_rows(
+    cursor: Any,
+    table: str,
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    json_columns: frozenset[str] | set[str],
+) -> None:
+    with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(
+                [json.dumps(row[column]) if column in json_columns else row[column] for column in columns]
+            )
 
 
 _FILE_COLUMNS = [
