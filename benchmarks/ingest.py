@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/ingest.py                     # generated 20,000-commit history
     .venv/bin/python benchmarks/ingest.py --commits 100000    # a longer one (memory must stay flat)
+    .venv/bin/python benchmarks/ingest.py --files 80000 --initial-files 200   # a tree that keeps widening
     .venv/bin/python benchmarks/ingest.py /path/to/repo       # any repository
 
 Prints, for each repository:
@@ -49,15 +50,21 @@ def database_reset(url: str) -> None:
         connection.execute(f'CREATE DATABASE "{name}"')
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("repository", nargs="?", help="An existing repository (default: a generated one).")
     parser.add_argument("--commits", type=int, default=20_000, help="Length of the generated history.")
+    parser.add_argument("--files", type=int, default=2000, help="Distinct paths of the generated history.")
+    parser.add_argument("--initial-files", type=int, default=None, help="Files of its first commit.")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/apm_bench")
     parser.add_argument("--keep", action="store_true", help="Keep the generated repository.")
-    options = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    options = arguments()
 
     workdir = Path(tempfile.mkdtemp(prefix="apm-bench-"))
     if options.repository:
@@ -65,7 +72,10 @@ def main() -> None:
     else:
         repo = workdir / f"history-{options.commits}"
         started = time.perf_counter()
-        repository_create(repo, history_stream(commits=options.commits))
+        repository_create(
+            repo,
+            history_stream(commits=options.commits, files=options.files, initial_files=options.initial_files),
+        )
         print(f"generated {options.commits} commits in {time.perf_counter() - started:.1f} s: {repo}")
 
     database_reset(options.database_url)

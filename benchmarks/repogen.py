@@ -25,8 +25,15 @@ def _data(payload: bytes) -> bytes:
     return b"data %d\n%s\n" % (len(payload), payload)
 
 
-def history_stream(*, commits: int, files: int = 2000, touched: int = 4, seed: int = 7) -> Iterator[bytes]:
-    """fast-import commands for a linear history of ``commits`` commits on ``main``."""
+def history_stream(
+    *, commits: int, files: int = 2000, touched: int = 4, seed: int = 7, initial_files: int | None = None
+) -> Iterator[bytes]:
+    """fast-import commands for a linear history of ``commits`` commits on ``main``.
+
+    Each commit changes ``touched`` of ``files`` possible paths; the first commit adds ``initial_files``
+    of them (all by default). Few initial files out of many possible paths give a tree that widens
+    with every commit.
+    """
     rng = random.Random(seed)
     versions: dict[str, int] = {}
     for number in range(1, commits + 1):
@@ -37,7 +44,8 @@ def history_stream(*, commits: int, files: int = 2000, touched: int = 4, seed: i
         yield f"author {author} {when} +0000\ncommitter {author} {when} +0000\n".encode()
         yield _data(message)
         if number == 1:
-            initial = [f"src/pkg{index % 40}/module_{index}.py" for index in range(files)]
+            count = files if initial_files is None else initial_files
+            initial = [f"src/pkg{index % 40}/module_{index}.py" for index in range(count)]
             for path in initial:
                 versions[path] = 0
                 yield b"M 100644 inline " + path.encode() + b"\n" + _data(_content(path, 0))
