@@ -78,6 +78,8 @@ def git_command(*args: str, git_dir: str | None = None) -> list[str]:
         command += ["-c", entry]
     if "ssh" in _allowed_protocols():
         command += ["-c", "protocol.ssh.allow=always"]
+    if settings.APM_GIT_CA_BUNDLE:
+        command += ["-c", f"http.sslCAInfo={settings.APM_GIT_CA_BUNDLE}"]
     if git_dir is not None:
         command += ["--git-dir", git_dir]
     return [*command, *args]

@@ -268,6 +268,8 @@ LOGGING = logging_config(level=LOG_LEVEL, json=LOG_JSON)
 APM_REPO_ROOTS = env.list("APM_REPO_ROOTS", default=[str(BASE_DIR)])
 # Where remote repositories are mirrored.
 APM_WORKSPACE = env("APM_WORKSPACE", default=str(VAR_DIR / "workspace"))
+# A CA bundle git trusts for https:// remotes signed by a private certificate authority.
+APM_GIT_CA_BUNDLE = env("APM_GIT_CA_BUNDLE", default="")
 # Allow ssh:// remotes (needs an ssh client and keys on the workers).
 APM_ALLOW_SSH = env.bool("APM_ALLOW_SSH", default=False)
 # Ingestion: commits per chunk task, tree entries per file task, threads used when Celery runs eagerly
