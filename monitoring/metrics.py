@@ -30,3 +30,11 @@ INGESTION_DURATION = Histogram(
     "Wall time of successful ingestion runs, from start to finish.",
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
 )
+WEBHOOKS_RECEIVED = Counter(
+    "apm_webhooks_received_total",
+    "Inbound push webhooks, by provider and outcome (queued, ignored, ping, forbidden, invalid).",
+    ["provider", "outcome"],
+)
+API_TOKENS_AUTHENTICATED = Counter(
+    "apm_api_token_authentications_total", "API requests authenticated by token, by outcome.", ["outcome"]
+)

@@ -28,6 +28,9 @@ class Repository(TimeStampedModel):
     is_active = models.BooleanField(
         default=True, help_text="Inactive repositories are skipped by ingest_all."
     )
+    # Shared with the git host to sign push webhooks (HMAC-SHA256). Kept in clear because verifying a
+    # signature needs the secret itself; shown once, when it is created or rotated.
+    webhook_secret = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         db_table = "repositories"

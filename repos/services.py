@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -76,6 +77,7 @@ def repository_register(
         kind=parsed.kind,
         source=stored_source,
         default_branch=default_branch,
+        webhook_secret=_webhook_secret_new(),
     )
     repository.full_clean()
     try:
@@ -83,7 +85,40 @@ def repository_register(
             repository.save(force_insert=True)
     except IntegrityError:
         return Repository.objects.get(project=project, source=stored_source)
+    project_cache_invalidate(project_id=project.pk)
     return repository
+
+
+# Fields repository_update may change. The source is the repository's identity: register a new one.
+REPOSITORY_UPDATABLE_FIELDS = frozenset({"name", "default_branch", "is_active"})
+
+
+@transaction.atomic
+def repository_update(*, repository: Repository, **fields: object) -> Repository:
+    """Rename a repository, change the branch it follows, or (de)activate its scheduled ingestion."""
+    unknown = set(fields) - REPOSITORY_UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError({name: ["This field cannot be changed."] for name in sorted(unknown)})
+    if fields.get("default_branch"):
+        _branch_validate(str(fields["default_branch"]))
+    for name, value in fields.items():
+        setattr(repository, name, value)
+    repository.full_clean()
+    repository.save(update_fields=[*fields, "updated_at"])
+    project_cache_invalidate(project_id=repository.project_id)
+    return repository
+
+
+def _webhook_secret_new() -> str:
+    return secrets.token_hex(32)
+
+
+def repository_webhook_secret_rotate(*, repository: Repository) -> str:
+    """Give ``repository`` a new webhook secret and return it; signatures made with the old one fail."""
+    secret = _webhook_secret_new()
+    Repository.objects.filter(pk=repository.pk).update(webhook_secret=secret, updated_at=timezone.now())
+    repository.webhook_secret = secret
+    return secret
 
 
 def _name_from_source(source: str) -> str:

@@ -198,22 +198,68 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+LOGIN_URL = "/admin/login/"
+
 STATIC_URL = "static/"
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # Sessions for the browsable API and people signed in to the admin; hashed tokens for integrations.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "apm.api.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apm.api.permissions.TokenScopePermission",
+    ],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["apm.api.throttling.UserThrottle", "apm.api.throttling.AnonThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "apm.api.pagination.PagePagination",
     "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "apm.api.exceptions.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# Requests per user (anonymous: per address) and per scope, counted in the default cache (Redis in
+# production), so every web process shares the count.
+APM_API_THROTTLE_RATES = {
+    "user": env("APM_API_RATE_USER", default="1200/min"),
+    "anon": env("APM_API_RATE_ANON", default="60/min"),
+    "tokens": env("APM_API_RATE_TOKENS", default="30/hour"),
+    "hooks": env("APM_API_RATE_HOOKS", default="600/min"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "APM (AutoProjectManagement) API",
+    "DESCRIPTION": (
+        "Projects, tasks, repositories and what APM reads from them. Authenticate with a session or with "
+        '`Authorization: Token apm_...`; errors have the shape `{"detail": ..., "errors": {field: [...]}}`. '
+        "See docs/api.md."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "tasks.models.Task.Status",
+        "ProjectStatusEnum": "projects.models.Project.Status",
+        "IngestionRunStatusEnum": "repos.models.IngestionRun.Status",
+        "TaskEventKindEnum": "tasks.models.TaskEvent.Kind",
+        "RepositoryKindEnum": "repos.models.Repository.Kind",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apm.api.schema.error_responses_add",
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

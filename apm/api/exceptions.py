@@ -1,0 +1,77 @@
+"""One error shape for every API response: ``{"detail": "...", "errors": {"field": ["..."]}}``.
+
+``detail`` is always there and says what went wrong in one sentence; ``errors`` is there for invalid
+input and maps each field (``non_field_errors`` for the request as a whole) to its messages. Services
+raise Django's ``ValidationError``; it is turned into a 400 here, so no view has to catch it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def _django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    if hasattr(exc, "error_dict"):
+        return {
+            ("non_field_errors" if field == "__all__" else field): messages
+            for field, messages in exc.message_dict.items()
+        }
+    return {"non_field_errors": exc.messages}
+
+
+def _flatten(errors: Any) -> Any:
+    """DRF's ``ErrorDetail`` strings as plain strings, nested lists and dicts kept."""
+    if isinstance(errors, dict):
+        return {str(key): _flatten(value) for key, value in errors.items()}
+    if isinstance(errors, list):
+        return [_flatten(value) for value in errors]
+    return str(errors)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(_django_errors(exc))
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a real bug: Django's handler500 answers (in JSON under /api/, see config.urls)
+    if isinstance(exc, exceptions.ValidationError):
+        errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = {"detail": "Invalid input.", "errors": _flatten(errors)}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"])}
+    return response
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error response (documented in the schema)."""
+
+    detail = serializers.CharField()
+
+
+class ValidationErrorSerializer(ErrorSerializer):
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages per field; `non_field_errors` for the request as a whole.",
+    )
+
+
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def api_server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"detail": "Server error. It has been logged; try again later."}, status=500)
+
+
+def api_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse({"detail": "Bad request."}, status=400)
+
+
+def api_permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)

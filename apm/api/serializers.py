@@ -1,0 +1,48 @@
+"""Base serializers of APM's API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from rest_framework import serializers
+
+# Sent by the browsable API's HTML forms; never a field of ours.
+_FORM_FIELDS = frozenset({"csrfmiddlewaretoken", "_method", "_content_type", "_content"})
+
+
+class StrictSerializerMixin:
+    """Refuse fields the client may not write, instead of silently ignoring them.
+
+    A client that sends ``"status": "done"`` in a task update learns that status changes through its own
+    route, rather than believing the task was closed. ``read_only_hints`` says where such a field is
+    changed.
+    """
+
+    read_only_hints: ClassVar[dict[str, str]] = {}
+    fields: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            refused = sorted(set(data) - writable - _FORM_FIELDS)
+            if refused:
+                raise serializers.ValidationError(
+                    {name: [self._refusal(name)] for name in refused}, code="read_only"
+                )
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+    def _refusal(self, name: str) -> str:
+        if name in self.read_only_hints:
+            return self.read_only_hints[name]
+        if name in self.fields:
+            return "This field is read-only."
+        return "Unknown field."
+
+
+class StrictModelSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+    pass
+
+
+class StrictSerializer(StrictSerializerMixin, serializers.Serializer):
+    pass

@@ -1,0 +1,53 @@
+"""Base classes of APM's API views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from rest_framework import exceptions
+from rest_framework.request import Request
+
+from projects.models import Membership, Project
+from projects.selectors import project_ids_visible, project_role
+
+
+class ProjectScopedMixin:
+    """Confine a view to the projects its user is a member of (staff: all), and check roles on writes.
+
+    ``project_path`` is the lookup from the view's model to its project ("project", "repository__project",
+    "pk" for projects themselves).
+    """
+
+    project_path = "project"
+    request: Request
+
+    def project_scope(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        visible = project_ids_visible(user=self.request.user)
+        if visible is None:
+            return queryset
+        return queryset.filter(**{f"{self.project_path}__in": visible})
+
+    def project_role_require(self, project: Project, roles: Iterable[str] = Membership.WRITE_ROLES) -> None:
+        """Raise 403 unless the user has one of ``roles`` in ``project`` (staff always may)."""
+        user = self.request.user
+        if user.is_staff:
+            return
+        role = project_role(project=project, user=user)
+        if role is None:
+            # Not a member: the project does not exist for this user.
+            raise exceptions.NotFound()
+        if role not in roles:
+            raise exceptions.PermissionDenied(
+                f"Your role in {project.key} ({role}) does not allow this; "
+                f"it needs one of: {', '.join(sorted(roles))}."
+            )
+
+
+def owning_project(instance: Model, path: str) -> Project:
+    """Follow ``path`` ("repository__project") from ``instance`` to its project."""
+    target: Any = instance
+    for part in path.split("__"):
+        target = target if part == "pk" else getattr(target, part)
+    return target

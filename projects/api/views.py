@@ -1,0 +1,170 @@
+"""Projects and their members through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from apm.api.views import ProjectScopedMixin
+from projects.api.serializers import (
+    MembershipRoleSerializer,
+    MembershipSerializer,
+    ProjectSerializer,
+    ProjectSummarySerializer,
+    ProjectUpdateSerializer,
+)
+from projects.models import Membership, Project
+from projects.selectors import project_summary_cached
+from projects.services import membership_remove, membership_set, project_create, project_update
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Projects you are a member of (staff: all)"),
+    create=extend_schema(summary="Create a project; you become its owner"),
+    retrieve=extend_schema(summary="One project"),
+    partial_update=extend_schema(summary="Change a project (owners and maintainers)"),
+)
+class ProjectViewSet(
+    ProjectScopedMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Projects. Addressed by key (``/api/v1/projects/APM/``); archived with ``status``, never deleted."""
+
+    project_path = "pk"
+    lookup_field = "key"
+    lookup_value_regex = "[A-Za-z][A-Za-z0-9]{1,9}"
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    filterset_fields = ["status"]
+    search_fields = ["key", "name"]
+    ordering_fields = ["key", "name", "created_at", "target_date"]
+    ordering = ["key"]
+
+    def get_queryset(self) -> QuerySet[Project]:
+        # The caller's role rides along as a subquery: one query for the whole page (no N+1).
+        user = self.request.user
+        role = (
+            Subquery(Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1])
+            if user.is_authenticated
+            else Value(None)
+        )
+        return self.project_scope(Project.objects.annotate(role=role))
+
+    def get_object(self) -> Project:
+        # Keys are case-insensitive for people ("apm" finds APM); stored keys are upper case.
+        self.kwargs[self.lookup_field] = self.kwargs[self.lookup_field].upper()
+        return super().get_object()
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action in ("update", "partial_update"):
+            return ProjectUpdateSerializer
+        if self.action == "summary":
+            return ProjectSummarySerializer
+        return ProjectSerializer
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        project = project_create(owner=self.request.user, **serializer.validated_data)
+        serializer.instance = self.get_queryset().get(pk=project.pk)
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        project = serializer.instance
+        self.project_role_require(project, Membership.ADMIN_ROLES)
+        project_update(project=project, **serializer.validated_data)
+
+    @extend_schema(summary="Counts, progress and recent activity of a project")
+    @action(detail=True, methods=["get"])
+    def summary(self, request: Request, key: str) -> Response:
+        project = self.get_object()
+        return Response(ProjectSummarySerializer(project_summary_cached(project=project)).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Members of a project and their roles"),
+    create=extend_schema(summary="Add a member, or change their role (owners and maintainers)"),
+    retrieve=extend_schema(summary="One member"),
+    partial_update=extend_schema(
+        summary="Change a member's role (owners and maintainers)", request=MembershipRoleSerializer
+    ),
+    destroy=extend_schema(summary="Remove a member; a project keeps at least one owner"),
+)
+class MembershipViewSet(
+    ProjectScopedMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """``/api/v1/projects/{key}/members/{username}/``."""
+
+    serializer_class = MembershipSerializer
+    lookup_field = "user__username"
+    lookup_url_kwarg = "username"
+    lookup_value_regex = "[^/]+"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filterset_fields = ["role"]
+    ordering_fields = ["role", "created_at"]
+    ordering = ["user__username"]
+    pagination_class = None  # a project has tens of members, not thousands
+
+    def project(self) -> Project:
+        if not hasattr(self, "_project"):
+            projects = self.project_scope(Project.objects.all())
+            self._project = get_object_or_404(projects, key=self.kwargs["project_key"].upper())
+        return self._project
+
+    def get_queryset(self) -> QuerySet[Membership]:
+        if getattr(self, "swagger_fake_view", False):
+            return Membership.objects.none()
+        return Membership.objects.filter(project=self.project()).select_related("user")
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action in ("update", "partial_update"):
+            return MembershipRoleSerializer
+        return MembershipSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        project = self.project()
+        self.project_role_require(project, Membership.ADMIN_ROLES)
+        serializer = MembershipSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = membership_set(project=project, **serializer.validated_data)
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=MembershipSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        membership = self.get_object()
+        self.project_role_require(membership.project, Membership.ADMIN_ROLES)
+        serializer = MembershipRoleSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = membership_set(
+            project=self.project(), user=membership.user, role=serializer.validated_data["role"]
+        )
+        return Response(MembershipSerializer(membership).data)
+
+    @extend_schema(responses={204: OpenApiResponse(description="Removed.")})
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        membership = self.get_object()
+        project = self.project()
+        # Anyone may leave a project; removing someone else takes an owner or maintainer.
+        if membership.user_id != request.user.pk:
+            self.project_role_require(project, Membership.ADMIN_ROLES)
+        membership_remove(project=project, user=membership.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(exclude=True)
+class ProjectAliasViewSet(ProjectViewSet):
+    """``/projects``: the project list and creation, at the short path of the guide's load test."""

@@ -1,0 +1,201 @@
+"""Repositories, ingestion runs, commits, file changes and files as the API shows them."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apm.api.serializers import StrictModelSerializer, StrictSerializer
+from projects.api.serializers import ProjectKeyField
+from repos.models import Commit, File, FileChange, IngestionRun, Repository
+
+
+class IngestionRunBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = IngestionRun
+        fields = ["id", "status", "trigger", "commits_done", "commits_total", "created_at", "finished_at"]
+        read_only_fields = fields
+
+
+class RepositorySerializer(StrictModelSerializer):
+    """A registered git repository. ``source`` is fixed once registered; ingestion state is read-only."""
+
+    project = ProjectKeyField()
+    last_run = serializers.SerializerMethodField(help_text="The latest ingestion run, if any.")
+
+    class Meta:
+        model = Repository
+        fields = [
+            "id",
+            "project",
+            "name",
+            "kind",
+            "source",
+            "default_branch",
+            "is_active",
+            "last_ingested_sha",
+            "last_ingested_at",
+            "last_run",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "kind",
+            "last_ingested_sha",
+            "last_ingested_at",
+            "last_run",
+            "created_at",
+            "updated_at",
+        ]
+        extra_kwargs = {"name": {"required": False}, "default_branch": {"required": False}}
+
+    @extend_schema_field(IngestionRunBriefSerializer(allow_null=True))
+    def get_last_run(self, repository: Repository) -> dict[str, object] | None:
+        # Attached by the view for every repository on the page at once (repos.api.views).
+        run = getattr(repository, "last_run", None)
+        return IngestionRunBriefSerializer(run).data if run is not None else None
+
+
+class RepositoryCreatedSerializer(RepositorySerializer):
+    webhook_secret = serializers.CharField(
+        read_only=True,
+        help_text="Secret for signing push webhooks. Shown this once; rotate to get a new one.",
+    )
+
+    class Meta(RepositorySerializer.Meta):
+        fields = [*RepositorySerializer.Meta.fields, "webhook_secret"]
+
+
+class RepositoryUpdateSerializer(RepositorySerializer):
+    read_only_hints = {
+        "source": "A repository's source cannot change; register the new source as another repository.",
+        "project": "A repository stays in its project.",
+    }
+
+    class Meta(RepositorySerializer.Meta):
+        read_only_fields = [*RepositorySerializer.Meta.read_only_fields, "source"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["project"].read_only = True
+        return fields
+
+
+class WebhookSecretSerializer(serializers.Serializer):
+    webhook_secret = serializers.CharField(read_only=True)
+
+
+class IngestSerializer(StrictSerializer):
+    branch = serializers.CharField(
+        required=False, allow_blank=True, max_length=255, help_text="Defaults to the repository's branch."
+    )
+
+
+class IngestAcceptedSerializer(serializers.Serializer):
+    run = serializers.IntegerField(
+        help_text="Id of the ingestion run; follow it at /api/v1/ingestion-runs/{id}/."
+    )
+    created = serializers.BooleanField(help_text="False when a run of this repository was already under way.")
+    status = serializers.CharField()
+
+
+class IngestionRunSerializer(serializers.ModelSerializer):
+    progress = serializers.FloatField(
+        read_only=True, help_text="Share of the planned commits done, 0.0 to 1.0."
+    )
+
+    class Meta:
+        model = IngestionRun
+        fields = [
+            "id",
+            "repository",
+            "status",
+            "trigger",
+            "branch",
+            "from_sha",
+            "to_sha",
+            "commits_total",
+            "commits_done",
+            "progress",
+            "file_changes_added",
+            "lines_added",
+            "lines_deleted",
+            "files_total",
+            "files_indexed",
+            "timings",
+            "notes",
+            "error",
+            "created_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class CommitSerializer(serializers.ModelSerializer):
+    tasks = serializers.SerializerMethodField(help_text="Keys of the tasks this commit is linked to.")
+
+    class Meta:
+        model = Commit
+        fields = [
+            "id",
+            "repository",
+            "sha",
+            "parents",
+            "author_name",
+            "author_email",
+            "authored_at",
+            "committer_name",
+            "committer_email",
+            "timestamp",
+            "message",
+            "additions",
+            "deletions",
+            "files_changed",
+            "is_merge",
+            "tasks",
+        ]
+        read_only_fields = fields
+
+    def get_tasks(self, commit: Commit) -> list[str]:
+        return [link.task.key for link in commit.task_links.all()]
+
+
+class FileChangeSerializer(serializers.ModelSerializer):
+    sha = serializers.CharField(source="commit.sha", read_only=True)
+
+    class Meta:
+        model = FileChange
+        fields = [
+            "id",
+            "commit",
+            "sha",
+            "repository",
+            "path",
+            "old_path",
+            "change_type",
+            "added",
+            "deleted",
+            "is_binary",
+        ]
+        read_only_fields = fields
+
+
+class FileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = File
+        fields = [
+            "id",
+            "repository",
+            "path",
+            "language",
+            "size",
+            "lines",
+            "is_binary",
+            "churn",
+            "commit_count",
+            "last_changed_at",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,223 @@
+"""Repositories, ingestion runs, commits, file changes and files through the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from apm.api.pagination import HistoryCursorPagination
+from apm.api.views import ProjectScopedMixin
+from projects.models import Membership
+from repos.api.filters import CommitFilter, FileChangeFilter, FileFilter, IngestionRunFilter, RepositoryFilter
+from repos.api.serializers import (
+    CommitSerializer,
+    FileChangeSerializer,
+    FileSerializer,
+    IngestAcceptedSerializer,
+    IngestionRunSerializer,
+    IngestSerializer,
+    RepositoryCreatedSerializer,
+    RepositorySerializer,
+    RepositoryUpdateSerializer,
+    WebhookSecretSerializer,
+)
+from repos.models import Commit, File, FileChange, IngestionRun, Repository
+from repos.services import (
+    ingestion_request,
+    repository_register,
+    repository_update,
+    repository_webhook_secret_rotate,
+)
+
+
+def _last_runs_attach(repositories: Iterable[Repository]) -> None:
+    """Give each repository its latest run, read for the whole page in one query."""
+    repositories = list(repositories)
+    runs = IngestionRun.objects.in_bulk([r.last_run_id for r in repositories if r.last_run_id])
+    for repository in repositories:
+        repository.last_run = runs.get(repository.last_run_id)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Repositories of your projects"),
+    create=extend_schema(
+        summary="Register a git repository (owners and maintainers)",
+        responses={201: RepositoryCreatedSerializer},
+    ),
+    retrieve=extend_schema(summary="One repository"),
+    partial_update=extend_schema(summary="Rename, change branch, (de)activate (owners and maintainers)"),
+)
+class RepositoryViewSet(
+    ProjectScopedMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    filterset_class = RepositoryFilter
+    search_fields = ["name", "source"]
+    ordering_fields = ["name", "created_at", "last_ingested_at"]
+    ordering = ["project__key", "name"]
+
+    def get_queryset(self) -> QuerySet[Repository]:
+        # The latest run's id comes from idx_ingestion_runs_repo_time, one subquery per row of the page.
+        last_run = IngestionRun.objects.filter(repository=OuterRef("pk")).order_by("-created_at", "-id")
+        return self.project_scope(
+            Repository.objects.select_related("project").annotate(
+                last_run_id=Subquery(last_run.values("id")[:1])
+            )
+        )
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action in ("update", "partial_update"):
+            return RepositoryUpdateSerializer
+        return RepositorySerializer
+
+    def paginate_queryset(self, queryset: QuerySet[Repository]) -> list[Repository] | None:
+        page = super().paginate_queryset(queryset)
+        if page is not None:
+            _last_runs_attach(page)
+        return page
+
+    def get_object(self) -> Repository:
+        repository = super().get_object()
+        _last_runs_attach([repository])
+        return repository
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        project = data.pop("project")
+        self.project_role_require(project, Membership.ADMIN_ROLES)
+        repository = repository_register(project=project, **data)
+        created = self.get_queryset().get(pk=repository.pk)
+        _last_runs_attach([created])
+        created.webhook_secret = repository.webhook_secret
+        body = RepositoryCreatedSerializer(created, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        repository = serializer.instance
+        self.project_role_require(repository.project, Membership.ADMIN_ROLES)
+        repository_update(repository=repository, **serializer.validated_data)
+
+    @extend_schema(
+        summary="Ingest the repository now (writing members)",
+        request=IngestSerializer,
+        responses={202: IngestAcceptedSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def ingest(self, request: Request, pk: str) -> Response:
+        repository = self.get_object()
+        self.project_role_require(repository.project)
+        serializer = IngestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = ingestion_request(
+            repository=repository,
+            trigger=IngestionRun.Trigger.API,
+            branch=serializer.validated_data.get("branch", ""),
+        )
+        run = outcome.run
+        run.refresh_from_db(fields=["status"])
+        location = reverse("api:ingestion-run-detail", kwargs={"pk": run.pk})
+        return Response(
+            {"run": run.pk, "created": outcome.created, "status": run.status},
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": request.build_absolute_uri(location)},
+        )
+
+    @extend_schema(
+        summary="Replace the push webhook secret (owners and maintainers)",
+        request=None,
+        responses={200: WebhookSecretSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="webhook-secret")
+    def webhook_secret(self, request: Request, pk: str) -> Response:
+        repository = self.get_object()
+        self.project_role_require(repository.project, Membership.ADMIN_ROLES)
+        return Response({"webhook_secret": repository_webhook_secret_rotate(repository=repository)})
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Ingestion runs of your projects' repositories, newest first"),
+    retrieve=extend_schema(summary="One ingestion run: status, progress, timings, error"),
+)
+class IngestionRunViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = IngestionRunSerializer
+    project_path = "repository__project"
+    filterset_class = IngestionRunFilter
+    ordering_fields = ["created_at", "finished_at"]
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self) -> QuerySet[IngestionRun]:
+        return self.project_scope(IngestionRun.objects.all())
+
+
+class CommitCursorPagination(HistoryCursorPagination):
+    # idx_commits_repo_time / idx_commits_timestamp serve both directions; id breaks ties.
+    ordering = ("-timestamp", "-id")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Commits, newest first (cursor pagination)"),
+    retrieve=extend_schema(summary="One commit"),
+)
+class CommitViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = CommitSerializer
+    project_path = "repository__project"
+    pagination_class = CommitCursorPagination
+    filterset_class = CommitFilter
+    ordering_fields = ["timestamp"]
+
+    def get_queryset(self) -> QuerySet[Commit]:
+        # Linked task keys for the whole page in one more query (links with their task and project).
+        return self.project_scope(Commit.objects.all()).prefetch_related("task_links__task__project")
+
+
+class FileChangeCursorPagination(HistoryCursorPagination):
+    # Newest rows first by primary key: ingestion writes a commit's changes together.
+    ordering = ("-id",)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="File changes (cursor pagination)"),
+    retrieve=extend_schema(summary="One file change"),
+)
+class FileChangeViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = FileChangeSerializer
+    project_path = "repository__project"
+    pagination_class = FileChangeCursorPagination
+    filterset_class = FileChangeFilter
+    ordering_fields: list[str] = []
+
+    def get_queryset(self) -> QuerySet[FileChange]:
+        # The commit is joined for its sha only; its message may be large.
+        fields = ("id", "commit__sha", "repository", "path", "old_path", "change_type", "added", "deleted")
+        return self.project_scope(FileChange.objects.select_related("commit").only(*fields, "is_binary"))
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Files at the tip of your repositories, most churned first"),
+    retrieve=extend_schema(summary="One file"),
+)
+class FileViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = FileSerializer
+    filterset_class = FileFilter
+    search_fields = ["path"]
+    ordering_fields = ["churn", "commit_count", "lines", "size", "path", "last_changed_at"]
+    ordering = ["-churn", "id"]
+
+    def get_queryset(self) -> QuerySet[File]:
+        return self.project_scope(File.objects.all())

@@ -1,0 +1,149 @@
+"""Tasks, their dependencies and their history as the API shows and accepts them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apm.api.serializers import StrictModelSerializer, StrictSerializer
+from projects.api.serializers import ProjectKeyField
+from projects.selectors import project_ids_visible
+from tasks.models import Task, TaskEvent
+from tasks.selectors import TASK_KEY_RE
+
+TRANSITION_HINT = "Status changes through POST /api/v1/tasks/{key}/transition/."
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{1,9}-[1-9][0-9]*$", "example": "APM-12"}
+)
+class TaskKeyField(serializers.RelatedField):
+    """A task named by its key (``APM-12``), among the tasks the requesting user can see."""
+
+    default_error_messages = {
+        "invalid": "{value!r} is not a task key such as APM-12.",
+        "does_not_exist": "Task {value} does not exist.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "Task key, e.g. APM-12.")
+        super().__init__(**kwargs)
+
+    def get_queryset(self) -> QuerySet[Task]:
+        request = self.context.get("request")
+        tasks = Task.objects.select_related("project")
+        visible = project_ids_visible(user=request.user) if request is not None else None
+        return tasks if visible is None else tasks.filter(project__in=visible)
+
+    def to_internal_value(self, data: Any) -> Task:
+        match = TASK_KEY_RE.match(str(data).strip().upper())
+        if match is None:
+            self.fail("invalid", value=str(data)[:50])
+        task = self.get_queryset().filter(project__key=match["project"], number=int(match["number"])).first()
+        if task is None:
+            self.fail("does_not_exist", value=match.group(0))
+        return task
+
+    def to_representation(self, value: Task) -> str:
+        return value.key
+
+
+def _username_field(**kwargs: Any) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="username", queryset=get_user_model().objects.filter(is_active=True), **kwargs
+    )
+
+
+class TaskSerializer(StrictModelSerializer):
+    """A task. On creation ``status`` is the initial status; afterwards it changes through transitions."""
+
+    key = serializers.CharField(read_only=True, help_text="e.g. APM-12")
+    project = ProjectKeyField()
+    assignee = _username_field(required=False, allow_null=True, help_text="Username of a writing member.")
+    reporter = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    parent = TaskKeyField(required=False, allow_null=True)
+    depends_on = TaskKeyField(many=True, required=False, help_text="Keys of the tasks this one waits on.")
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "key",
+            "project",
+            "number",
+            "title",
+            "description",
+            "status",
+            "priority",
+            "assignee",
+            "reporter",
+            "due_date",
+            "estimate_hours",
+            "parent",
+            "depends_on",
+            "started_at",
+            "closed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "number", "reporter", "started_at", "closed_at", "created_at", "updated_at"]
+
+
+class TaskUpdateSerializer(TaskSerializer):
+    """What a task update may change; status, project and dependencies have their own routes."""
+
+    read_only_hints = {
+        "status": TRANSITION_HINT,
+        "project": "A task stays in its project.",
+        "depends_on": "Dependencies change through /api/v1/tasks/{key}/dependencies/.",
+    }
+
+    class Meta(TaskSerializer.Meta):
+        read_only_fields = [*TaskSerializer.Meta.read_only_fields, "status", "project", "depends_on"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for name in ("project", "depends_on"):
+            fields[name].read_only = True
+        return fields
+
+
+class TaskBriefSerializer(serializers.ModelSerializer):
+    key = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Task
+        fields = ["id", "key", "title", "status"]
+        read_only_fields = fields
+
+
+class TaskTransitionSerializer(StrictSerializer):
+    status = serializers.ChoiceField(choices=Task.Status.choices)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class TaskDependencySerializer(StrictSerializer):
+    depends_on = TaskKeyField()
+
+
+class TaskEventSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TaskEvent
+        fields = [
+            "id",
+            "kind",
+            "source",
+            "actor",
+            "from_status",
+            "to_status",
+            "commit_sha",
+            "data",
+            "created_at",
+        ]
+        read_only_fields = fields
