@@ -67,7 +67,7 @@ def repository_register(
     parsed = source_parse(source)
     stored_source = source.strip() if parsed.kind == Repository.Kind.REMOTE else str(Path(source.strip()))
     if default_branch:
-        _branch_validate(default_branch)
+        _branch_validate(default_branch, field="default_branch")
     existing = Repository.objects.filter(project=project, source=stored_source).first()
     if existing is not None:
         return existing
@@ -100,7 +100,7 @@ def repository_update(*, repository: Repository, **fields: object) -> Repository
     if unknown:
         raise ValidationError({name: ["This field cannot be changed."] for name in sorted(unknown)})
     if fields.get("default_branch"):
-        _branch_validate(str(fields["default_branch"]))
+        _branch_validate(str(fields["default_branch"]), field="default_branch")
     for name, value in fields.items():
         setattr(repository, name, value)
     repository.full_clean()
@@ -127,13 +127,13 @@ def _name_from_source(source: str) -> str:
     return (name[:-4] if name.endswith(".git") else name) or "repository"
 
 
-def _branch_validate(branch: str) -> None:
+def _branch_validate(branch: str, *, field: str = "branch") -> None:
     if branch.startswith("-"):
-        raise ValidationError({"branch": [f"{branch!r} is not a valid branch name."]})
+        raise ValidationError({field: [f"{branch!r} is not a valid branch name."]})
     try:
         git_run("check-ref-format", "--branch", branch, timeout=10)
     except GitError as exc:
-        raise ValidationError({"branch": [f"{branch!r} is not a valid branch name."]}) from exc
+        raise ValidationError({field: [f"{branch!r} is not a valid branch name."]}) from exc
 
 
 # --- Runs and the one-at-a-time lock ------------------------------------------------------------------

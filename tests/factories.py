@@ -75,6 +75,7 @@ class RepositoryFactory(factory.django.DjangoModelFactory):
     kind = Repository.Kind.REMOTE
     source = factory.Sequence(lambda n: f"https://git.example.com/team/repo{n}.git")
     default_branch = "main"
+    webhook_secret = factory.Sequence(lambda n: f"webhook-secret-{n:04d}")
 
 
 class CommitFactory(factory.django.DjangoModelFactory):

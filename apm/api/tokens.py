@@ -62,10 +62,12 @@ class ApiTokenViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = ApiTokenSerializer
+    # Token first: DRF takes the WWW-Authenticate challenge from the first class, and Session has none,
+    # so with Session first a missing or wrong credential (a bad Basic password) answered 403, not 401.
     authentication_classes = [
-        authentication.SessionAuthentication,
         TokenAuthentication,
         authentication.BasicAuthentication,
+        authentication.SessionAuthentication,
     ]
     throttle_classes = [UserThrottle, ScopedThrottle]
     throttle_scope = "tokens"

@@ -206,9 +206,10 @@ STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     # Sessions for the browsable API and people signed in to the admin; hashed tokens for integrations.
+    # Token first: its WWW-Authenticate challenge makes a request without credentials answer 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "apm.api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",

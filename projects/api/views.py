@@ -110,6 +110,7 @@ class MembershipViewSet(
     """``/api/v1/projects/{key}/members/{username}/``."""
 
     serializer_class = MembershipSerializer
+    project_path = "pk"  # the scope applies to the project in the URL; its members are then all shown
     lookup_field = "user__username"
     lookup_url_kwarg = "username"
     lookup_value_regex = "[^/]+"

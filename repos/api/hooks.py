@@ -35,6 +35,9 @@ from repos.models import IngestionRun, Repository
 from repos.services import ingestion_request
 
 ZERO_SHA = "0" * 40
+# GitHub caps webhook payloads at 25 MB, and a push of many commits easily passes Django's
+# DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default, meant for forms), which answered such a push 400.
+MAX_PAYLOAD_BYTES = 25 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,19 +104,39 @@ def push_event_parse(request: HttpRequest, payload: dict[str, Any]) -> PushEvent
     )
 
 
-def push_signature_valid(request: HttpRequest, secret: str) -> bool:
-    """Whether the request was signed (or carries the token) with ``secret``; constant-time compares."""
+def push_body_read(request: HttpRequest) -> bytes | None:
+    """The raw body, up to ``MAX_PAYLOAD_BYTES`` (None when larger), read past Django's form limit."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_PAYLOAD_BYTES:
+        return None
+    body = request.read(MAX_PAYLOAD_BYTES + 1)
+    return None if len(body) > MAX_PAYLOAD_BYTES else body
+
+
+def push_signature_valid(request: HttpRequest, secret: str, body: bytes) -> bool:
+    """Whether ``body`` was signed (or the request carries the token) with ``secret``; constant-time."""
     if not secret:
         return False
     headers = request.headers
     if "X-Gitlab-Token" in headers:
         return hmac.compare_digest(headers["X-Gitlab-Token"].encode(), secret.encode())
-    expected = hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     github = headers.get("X-Hub-Signature-256", "")
     if github.startswith("sha256="):
         return hmac.compare_digest(github[7:].strip().lower(), expected)
     gitea = headers.get("X-Gitea-Signature", "")
     return bool(gitea) and hmac.compare_digest(gitea.strip().lower(), expected)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 class PushWebhookView(APIView):
@@ -156,15 +179,19 @@ class PushWebhookView(APIView):
             ),
             400: OpenApiResponse(ErrorSerializer, description="The body is not a JSON object."),
             403: OpenApiResponse(ErrorSerializer, description="No repository matches with this secret."),
+            413: OpenApiResponse(ErrorSerializer, description="The body is larger than 25 MB."),
         },
     )
     def post(self, request: Request) -> Response:
-        try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            payload = None
-        if not isinstance(payload, dict):
-            return self._answer("invalid", "The body must be a JSON object.", status.HTTP_400_BAD_REQUEST)
+        body = push_body_read(request._request)
+        payload = _json_object(body) if body is not None else None
+        if payload is None:
+            if body is None:
+                detail = f"The body is larger than {MAX_PAYLOAD_BYTES // (1024 * 1024)} MB."
+                code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+            else:
+                detail, code = "The body must be a JSON object.", status.HTTP_400_BAD_REQUEST
+            return self._answer("invalid", detail, code)
         event = push_event_parse(request._request, payload)
         candidates = Repository.objects.select_related("project")
         repository_id = request.query_params.get("repository", "")
@@ -174,7 +201,7 @@ class PushWebhookView(APIView):
             )
         else:
             candidates = candidates.filter(source__in=event.urls)
-        verified = [r for r in candidates if push_signature_valid(request._request, r.webhook_secret)]
+        verified = [r for r in candidates if push_signature_valid(request._request, r.webhook_secret, body)]
         if not verified:
             return self._answer(
                 "forbidden",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -30,7 +30,7 @@ from repos.api.serializers import (
     RepositoryUpdateSerializer,
     WebhookSecretSerializer,
 )
-from repos.models import Commit, File, FileChange, IngestionRun, Repository
+from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
 from repos.services import (
     ingestion_request,
     repository_register,
@@ -182,8 +182,9 @@ class CommitViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["timestamp"]
 
     def get_queryset(self) -> QuerySet[Commit]:
-        # Linked task keys for the whole page in one more query (links with their task and project).
-        return self.project_scope(Commit.objects.all()).prefetch_related("task_links__task__project")
+        # Linked task keys for the whole page in one more query (links joined to their task and project).
+        links = Prefetch("task_links", queryset=CommitTaskLink.objects.select_related("task__project"))
+        return self.project_scope(Commit.objects.all()).prefetch_related(links)
 
 
 class FileChangeCursorPagination(HistoryCursorPagination):

@@ -13,6 +13,7 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -177,6 +178,9 @@ class TaskViewSet(
         self.project_role_require(task.project)
         field = TaskKeyField()
         field.bind("depends_on", TaskDependencySerializer(context=self.get_serializer_context()))
-        target = field.to_internal_value(depends_on)
+        try:
+            target = field.to_internal_value(depends_on)
+        except ValidationError as exc:
+            raise NotFound(f"Task {depends_on.upper()} does not exist.") from exc
         task_dependency_remove(task=task, depends_on=target, source=SOURCE, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,215 @@
+"""Who may do what, route by route: every role, a non-member, anonymous and a read-only token.
+
+A non-member gets 404 for the project's objects (they do not exist for them), lists included; viewers
+and read-only tokens may read but not write; maintainers and owners also manage the project, its members
+and repositories; staff may do everything. A refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apm.models import ApiToken
+from projects.models import Membership, Project
+from repos.models import IngestionRun, Repository
+from tasks.models import TaskDependency, TaskEvent
+from tasks.services import task_dependency_add
+from tests.factories import MembershipFactory, TaskFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+WHO = ("staff", "owner", "maintainer", "member", "viewer", "read-only token", "outsider", "anonymous")
+
+# (route id, method, path, body, what it needs: read | write | admin)
+ROUTES: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
+    ("project-detail", "get", "/api/v1/projects/ALPHA/", None, "read"),
+    ("project-summary", "get", "/api/v1/projects/ALPHA/summary/", None, "read"),
+    ("project-update", "patch", "/api/v1/projects/ALPHA/", {"name": "Renamed"}, "admin"),
+    ("member-list", "get", "/api/v1/projects/ALPHA/members/", None, "read"),
+    ("member-detail", "get", "/api/v1/projects/ALPHA/members/extra/", None, "read"),
+    (
+        "member-add",
+        "post",
+        "/api/v1/projects/ALPHA/members/",
+        {"user": "newcomer", "role": "member"},
+        "admin",
+    ),
+    ("member-role", "patch", "/api/v1/projects/ALPHA/members/extra/", {"role": "viewer"}, "admin"),
+    ("member-remove", "delete", "/api/v1/projects/ALPHA/members/extra/", None, "admin"),
+    ("task-detail", "get", "/api/v1/tasks/ALPHA-1/", None, "read"),
+    ("task-history", "get", "/api/v1/tasks/ALPHA-1/history/", None, "read"),
+    ("task-dependencies", "get", "/api/v1/tasks/ALPHA-1/dependencies/", None, "read"),
+    ("task-create", "post", "/api/v1/tasks/", {"project": "ALPHA", "title": "New"}, "write"),
+    ("task-update", "patch", "/api/v1/tasks/ALPHA-1/", {"title": "Renamed"}, "write"),
+    ("task-assign", "patch", "/api/v1/tasks/ALPHA-1/", {"assignee": "member"}, "write"),
+    ("task-transition", "post", "/api/v1/tasks/ALPHA-1/transition/", {"status": "in_progress"}, "write"),
+    (
+        "task-dependency-add",
+        "post",
+        "/api/v1/tasks/ALPHA-1/dependencies/",
+        {"depends_on": "ALPHA-3"},
+        "write",
+    ),
+    ("task-dependency-remove", "delete", "/api/v1/tasks/ALPHA-2/dependencies/ALPHA-1/", None, "write"),
+    ("repository-detail", "get", "/api/v1/repositories/{repository}/", None, "read"),
+    (
+        "repository-create",
+        "post",
+        "/api/v1/repositories/",
+        {"project": "ALPHA", "source": "https://git.example.com/team/new.git"},
+        "admin",
+    ),
+    ("repository-update", "patch", "/api/v1/repositories/{repository}/", {"name": "renamed"}, "admin"),
+    ("repository-ingest", "post", "/api/v1/repositories/{repository}/ingest/", {}, "write"),
+    ("repository-webhook-secret", "post", "/api/v1/repositories/{repository}/webhook-secret/", None, "admin"),
+    ("ingestion-run-detail", "get", "/api/v1/ingestion-runs/{run}/", None, "read"),
+    ("commit-detail", "get", "/api/v1/commits/{commit}/", None, "read"),
+    ("file-change-detail", "get", "/api/v1/file-changes/{file_change}/", None, "read"),
+    ("file-detail", "get", "/api/v1/files/{file}/", None, "read"),
+]
+
+ALLOWED = {
+    "read": {"staff", "owner", "maintainer", "member", "viewer", "read-only token"},
+    "write": {"staff", "owner", "maintainer", "member"},
+    "admin": {"staff", "owner", "maintainer"},
+}
+# Creations name their project in the body: to a non-member that project does not exist, reported as
+# for any unknown key (a field error), never as "forbidden".
+BODY_REFERENCES = {"task-create", "repository-create"}
+
+
+def expected_status(route: str, method: str, needs: str, who: str) -> set[int]:
+    if who == "anonymous":
+        return {401}
+    if who == "outsider":
+        return {400} if route in BODY_REFERENCES else {404}
+    if who in ALLOWED[needs]:
+        return {200, 201, 202, 204}
+    return {403}
+
+
+def client_for(world: Any, who: str) -> Any:
+    if who == "read-only token":
+        return world.client("owner", scope=ApiToken.Scope.READ)
+    return world.client(who)
+
+
+def snapshot(world: Any) -> dict[str, Any]:
+    """Everything a write in the matrix could change."""
+    project = Project.objects.get(pk=world.project.pk)
+    return {
+        "project": (project.name, project.last_task_number),
+        "events": TaskEvent.objects.count(),
+        "dependencies": TaskDependency.objects.count(),
+        "memberships": sorted(Membership.objects.values_list("user__username", "role")),
+        "repositories": sorted(Repository.objects.values_list("name", "webhook_secret")),
+        "runs": IngestionRun.objects.count(),
+    }
+
+
+@pytest.fixture
+def matrix_world(world: Any) -> Any:
+    UserFactory(username="newcomer")
+    MembershipFactory(project=world.project, user=UserFactory(username="extra"), role=Membership.Role.MEMBER)
+    # ALPHA-2 waits on ALPHA-1, for the removal route.
+    task_dependency_add(task=world.objects["blocker"], depends_on=world.objects["task"], source="system")
+    TaskFactory(project=world.project, title="Third")  # ALPHA-3, for the dependency route
+    return world
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize(("route", "method", "path", "body", "needs"), ROUTES, ids=[r[0] for r in ROUTES])
+def test_route_answers_by_role(matrix_world, route, method, path, body, needs, who):  # noqa: PLR0917
+    world = matrix_world
+    url = path.format(**{name: obj.pk for name, obj in world.objects.items()})
+    before = snapshot(world)
+
+    response = getattr(client_for(world, who), method)(url, body, format="json")
+
+    assert response.status_code in expected_status(route, method, needs, who), (who, response.content[:300])
+    assert response.status_code == 204 or response["Content-Type"].startswith("application/json")
+    if response.status_code >= 400:
+        assert snapshot(world) == before, "a refused request changed something"
+        assert "detail" in response.json()
+    if response.status_code == 400:
+        # The same words as for a project that does not exist at all: nothing leaks.
+        assert response.json()["errors"]["project"] == ["Object with key=ALPHA does not exist."]
+
+
+LISTS = [
+    ("/api/v1/projects/", "key", "ALPHA"),
+    ("/projects", "key", "ALPHA"),
+    ("/api/v1/tasks/", "key", "ALPHA-1"),
+    ("/api/v1/repositories/", "name", "alpha-repo"),
+    ("/api/v1/ingestion-runs/", "id", "{run}"),
+    ("/api/v1/commits/", "id", "{commit}"),
+    ("/api/v1/file-changes/", "id", "{file_change}"),
+    ("/api/v1/files/", "id", "{file}"),
+]
+
+
+def listed(response: Any, field: str) -> set[str]:
+    body = response.json()
+    rows = body["results"] if isinstance(body, dict) else body
+    return {str(row[field]) for row in rows}
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize(("path", "field", "alpha_value"), LISTS, ids=[path for path, *_ in LISTS])
+def test_lists_hold_only_the_projects_one_belongs_to(world, path, field, alpha_value, who):
+    alpha = alpha_value.format(**{name: obj.pk for name, obj in world.objects.items()})
+
+    response = client_for(world, who).get(path)
+
+    if who == "anonymous":
+        assert response.status_code == 401
+        return
+    assert response.status_code == 200
+    values = listed(response, field)
+    if who == "outsider":
+        assert alpha not in values
+        assert values, "the outsider still sees their own project's rows"
+    else:
+        assert alpha in values
+
+
+def test_dashboard_lists_only_ones_projects(world):
+    keys = {
+        row["key"] for row in world.client("viewer").get("/dashboard", HTTP_ACCEPT="application/json").json()
+    }
+    outsider = {
+        row["key"]
+        for row in world.client("outsider").get("/dashboard", HTTP_ACCEPT="application/json").json()
+    }
+    staff = {
+        row["key"] for row in world.client("staff").get("/dashboard", HTTP_ACCEPT="application/json").json()
+    }
+
+    assert keys == {"ALPHA"}
+    assert outsider == {"BETA"}
+    assert staff == {"ALPHA", "BETA"}
+
+
+def test_members_may_leave_but_not_remove_others(world):
+    member = world.client("member")
+
+    assert member.delete("/api/v1/projects/ALPHA/members/viewer/").status_code == 403
+    assert member.delete("/api/v1/projects/ALPHA/members/member/").status_code == 204
+    assert not Membership.objects.filter(project=world.project, user__username="member").exists()
+
+
+def test_the_last_owner_cannot_leave(world):
+    response = world.client("owner").delete("/api/v1/projects/ALPHA/members/owner/")
+
+    assert response.status_code == 400
+    assert "last owner" in response.json()["errors"]["role"][0]
+
+
+def test_a_new_project_belongs_to_its_creator(world):
+    response = world.client("viewer").post("/api/v1/projects/", {"name": "Viewer's own"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["role"] == "owner"
+    assert Membership.objects.get(project__key=response.json()["key"]).user == world.users["viewer"]

@@ -1,0 +1,179 @@
+"""Every list and detail route costs the same number of queries for 1 row as for 50 (no N+1).
+
+Each request is made by a member with a token that was already used once (so no last-use write).
+Every request starts with one query: the token, joined to its user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apm.cache import project_key
+from projects.models import Membership
+from projects.selectors import project_summary_cached
+from repos.models import CommitTaskLink
+from tasks.services import task_dependency_add, task_transition
+from tests.factories import (
+    CommitFactory,
+    FileChangeFactory,
+    FileFactory,
+    IngestionRunFactory,
+    MembershipFactory,
+    ProjectFactory,
+    RepositoryFactory,
+    TaskFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def more_projects(world: Any, n: int) -> None:
+    for _ in range(n):
+        MembershipFactory(project=ProjectFactory(), user=world.users["member"], role=Membership.Role.VIEWER)
+
+
+def more_tasks(world: Any, n: int) -> None:
+    for _ in range(n):
+        task = TaskFactory(project=world.project, assignee=world.users["member"], actor=world.users["owner"])
+        task_dependency_add(task=task, depends_on=world.objects["task"], source="system")
+
+
+def more_repositories(world: Any, n: int) -> None:
+    for _ in range(n):
+        IngestionRunFactory(repository=RepositoryFactory(project=world.project))
+
+
+def more_runs(world: Any, n: int) -> None:
+    for _ in range(n):
+        IngestionRunFactory(repository=world.objects["repository"])
+
+
+def more_commits(world: Any, n: int) -> None:
+    for _ in range(n):
+        commit = CommitFactory(repository=world.objects["repository"])
+        CommitTaskLink.objects.create(commit=commit, task=world.objects["task"])
+
+
+def more_file_changes(world: Any, n: int) -> None:
+    for _ in range(n):
+        FileChangeFactory(commit=world.objects["commit"])
+
+
+def more_files(world: Any, n: int) -> None:
+    for _ in range(n):
+        FileFactory(repository=world.objects["repository"])
+
+
+def more_members(world: Any, n: int) -> None:
+    for _ in range(n):
+        MembershipFactory(project=world.project, user=UserFactory())
+
+
+def more_events(world: Any, n: int) -> None:
+    task = world.objects["task"]
+    for i in range(n):
+        task_transition(task=task, status="in_progress" if i % 2 == 0 else "todo", source="system")
+
+
+def more_dependencies(world: Any, n: int) -> None:
+    for _ in range(n):
+        task_dependency_add(
+            task=world.objects["task"], depends_on=TaskFactory(project=world.project), source="system"
+        )
+
+
+def more_links(world: Any, n: int) -> None:
+    for _ in range(n):
+        CommitTaskLink.objects.create(commit=world.objects["commit"], task=TaskFactory(project=world.project))
+
+
+# (path, how to add rows, queries; each comment lists them after the token lookup)
+CASES: list[tuple[str, Callable[[Any, int], None], int]] = [
+    # count, page (the caller's role is a subquery of the page query)
+    ("/api/v1/projects/", more_projects, 3),
+    # same view at the load test's path
+    ("/projects", more_projects, 3),
+    # count, page (project, assignee, reporter, parent joined), the page's dependencies
+    ("/api/v1/tasks/", more_tasks, 4),
+    # count, page (latest run id as a subquery), the page's latest runs
+    ("/api/v1/repositories/", more_repositories, 4),
+    # count, page
+    ("/api/v1/ingestion-runs/", more_runs, 3),
+    # page (cursor: no count), the page's task links with task and project
+    ("/api/v1/commits/", more_commits, 3),
+    # page (cursor: no count; commit sha joined)
+    ("/api/v1/file-changes/", more_file_changes, 2),
+    # count, page
+    ("/api/v1/files/", more_files, 3),
+    # the project, its members with their users
+    ("/api/v1/projects/ALPHA/members/", more_members, 3),
+    # the task, its dependencies; count, page of events with their actors
+    ("/api/v1/tasks/ALPHA-1/history/", more_events, 5),
+    # the task, its dependencies; the tasks it waits on
+    ("/api/v1/tasks/ALPHA-1/dependencies/", more_dependencies, 4),
+    # the task, its dependencies
+    ("/api/v1/tasks/ALPHA-1/", more_dependencies, 3),
+    # the project with the caller's role
+    ("/api/v1/projects/ALPHA/", more_members, 2),
+    # the project; its summary comes from the cache filled by the warm-up request (computing it is
+    # counted below)
+    ("/api/v1/projects/ALPHA/summary/", more_events, 2),
+    # the repository (latest run id as a subquery), its latest run
+    ("/api/v1/repositories/{repository}/", more_runs, 3),
+    # the run
+    ("/api/v1/ingestion-runs/{run}/", more_runs, 2),
+    # the commit, its task links with task and project
+    ("/api/v1/commits/{commit}/", more_links, 3),
+    # the file change with its commit's sha
+    ("/api/v1/file-changes/{file_change}/", more_file_changes, 2),
+    # the file
+    ("/api/v1/files/{file}/", more_files, 2),
+    # the caller's project ids; the portfolio comes from the cache
+    ("/dashboard", more_projects, 2),
+]
+
+
+def queries_of(client: Any, url: str) -> int:
+    client.get(url, HTTP_ACCEPT="application/json")  # warm-up: token last use, cached summaries
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content[:300]
+    return len(captured.captured_queries)
+
+
+@pytest.mark.parametrize(("path", "populate", "expected"), CASES, ids=[case[0] for case in CASES])
+def test_queries_do_not_grow_with_rows(world, path, populate, expected):
+    client = world.client("member")
+    url = path.format(**{name: obj.pk for name, obj in world.objects.items()})
+    populate(world, 1)
+    with_one = queries_of(client, url)
+
+    populate(world, 49)
+    with_fifty = queries_of(client, url)
+
+    assert with_one == with_fifty == expected
+
+
+def test_computing_a_summary_costs_the_same_for_any_project_size(world):
+    def summary_queries() -> int:
+        cache.delete(project_key(world.project.pk))
+        with CaptureQueriesContext(connection) as captured:
+            project_summary_cached(project=world.project)
+        return len(captured.captured_queries)
+
+    with_one = summary_queries()
+    more_tasks(world, 50)
+    more_commits(world, 50)
+    more_events(world, 50)
+    with_fifty = summary_queries()
+
+    # task aggregates, tasks by status, overdue tasks, repositories, commit aggregates, latest events,
+    # latest commits
+    assert with_one == with_fifty == 7
