@@ -12,6 +12,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
+from apm.models import ApiToken
+from apm.services import api_token_revoke
+
 
 def instance_adopt(target: models.Model, source: models.Model) -> None:
     """Make the admin's unsaved ``target`` the row a service created as ``source``.
@@ -95,3 +98,40 @@ def _table_row_estimate(queryset: Any) -> int | None:
         row = cursor.fetchone()
     # PostgreSQL reports -1 for a table never analysed: count exactly then.
     return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Operators see who holds which token and revoke them; secrets exist only in the holder's hands.
+
+    Tokens are created through the API (``POST /api/v1/tokens/``) or ``manage.py create_api_token``,
+    which show the secret once.
+    """
+
+    list_display = [
+        "prefix",
+        "name",
+        "user",
+        "scope",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["prefix", "name", "user__username"]
+    readonly_fields = ["user", "prefix", "scope", "created_at", "last_used_at", "revoked_at"]
+    fields = ["user", "name", "prefix", "scope", "expires_at", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            api_token_revoke(token=token)
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} token(s).", level=messages.SUCCESS)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import authentication, mixins, serializers, status, viewsets
+from rest_framework import authentication, exceptions, mixins, serializers, status, throttling, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,6 +45,36 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
 
 
+class FailedAuthenticationThrottle(throttling.SimpleRateThrottle):
+    """Failed logins to the token routes, per address, at the ``tokens`` rate.
+
+    DRF authenticates before its throttles run, so a wrong HTTP Basic password is answered 401 without
+    ever being counted: passwords could be guessed at full speed. Failures are counted here instead,
+    and once the rate is spent every request from that address waits, with the right password too.
+    """
+
+    scope = "tokens"
+
+    def get_rate(self) -> str | None:
+        return settings.APM_API_THROTTLE_RATES.get(self.scope)
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": f"{self.scope}_failed", "ident": self.get_ident(request)}
+
+    def exhausted(self, request: Request) -> bool:
+        if self.rate is None:
+            return False
+        self.key = self.get_cache_key(request, None)
+        self.now = self.timer()
+        self.history = [at for at in self.cache.get(self.key, []) if at > self.now - self.duration]
+        return len(self.history) >= self.num_requests
+
+    def failure_record(self, request: Request) -> None:
+        if self.rate is not None:
+            self.exhausted(request)  # refresh the history: another request may have failed meanwhile
+            self.throttle_success()
+
+
 @extend_schema_view(
     list=extend_schema(summary="Your API tokens (secrets are never shown again)"),
     create=extend_schema(
@@ -73,6 +104,16 @@ class ApiTokenViewSet(
     throttle_scope = "tokens"
     filterset_fields = ["scope"]
     ordering = ["-created_at", "-id"]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        failures = FailedAuthenticationThrottle()
+        if failures.exhausted(request):
+            self.throttled(request, failures.wait())
+        try:
+            super().initial(request, *args, **kwargs)
+        except exceptions.AuthenticationFailed:
+            failures.failure_record(request)
+            raise
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         # Everyone, staff included, sees and revokes their own tokens only; operators use the admin.

@@ -102,7 +102,9 @@ def test_a_validation_error_from_a_service_is_a_400_on_its_field(world):
     client = world.client("member")
     added = client.post("/api/v1/tasks/ALPHA-1/dependencies/", {"depends_on": "ALPHA-2"}, format="json")
     assert added.status_code == 201, added.content
-    assert TaskDependency.objects.filter(task=world.objects["task"], depends_on=world.objects["blocker"]).exists()
+    assert TaskDependency.objects.filter(
+        task=world.objects["task"], depends_on=world.objects["blocker"]
+    ).exists()
 
     response = client.post("/api/v1/tasks/ALPHA-1/transition/", {"status": "done"}, format="json")
 
@@ -133,6 +135,13 @@ def test_a_body_that_is_not_an_object_is_a_non_field_error(world):
     assert set(errors) == {"non_field_errors"}
 
 
+def test_an_invalid_filter_is_a_400_on_its_parameter(world):
+    response = world.client("member").get("/api/v1/tasks/", {"status": "bogus"})
+
+    errors = assert_invalid(response)
+    assert set(errors) == {"status"}
+
+
 def test_malformed_json_is_a_400_with_a_detail(world):
     response = world.client("member").post(
         "/api/v1/tasks/", data=b'{"project": "ALPHA",', content_type="application/json"
@@ -156,7 +165,13 @@ def test_a_permission_error_has_only_a_detail(world):
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/nope/", "/api/v1/", "/api/v2/projects/", "/api/v1/tasks/not-a-key/", "/api/v1/projects/ALPHA/x/"],
+    [
+        "/api/v1/nope/",
+        "/api/v1/",
+        "/api/v2/projects/",
+        "/api/v1/tasks/not-a-key/",
+        "/api/v1/projects/ALPHA/x/",
+    ],
 )
 def test_an_unknown_api_url_is_a_json_404(world, path: str):
     response = world.client("member").get(path)
@@ -172,12 +187,27 @@ def test_an_unknown_api_url_is_json_even_for_a_browser(world):
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/tasks/ALPHA-999/", "/api/v1/tasks/BETA-1/", "/api/v1/projects/BETA/", "/api/v1/tokens/999999/"]
+    "path",
+    [
+        "/api/v1/tasks/ALPHA-999/",
+        "/api/v1/tasks/BETA-1/",
+        "/api/v1/projects/BETA/",
+        "/api/v1/tokens/999999/",
+        "/api/v1/tokens/abc/",
+        "/api/v1/repositories/abc/",
+        "/api/v1/repositories/99999999999999999999999/",
+    ],
 )
 def test_an_object_that_does_not_exist_or_is_not_visible_is_a_json_404(world, path: str):
     response = world.client("member").get(path)
 
     assert assert_error(response, 404) == {"detail": "Not found."}
+
+
+def test_a_page_past_the_end_is_a_json_404(world):
+    response = world.client("member").get("/api/v1/tasks/", {"page": 999})
+
+    assert assert_error(response, 404) == {"detail": "Invalid page."}
 
 
 def test_a_method_that_is_not_allowed_is_a_json_405(world):
@@ -209,9 +239,7 @@ def test_an_unacceptable_media_type_is_a_json_406(world):
 
 
 def test_an_unsupported_media_type_is_a_json_415(world):
-    response = world.client("member").post(
-        "/api/v1/tasks/", data="title=x", content_type="text/plain"
-    )
+    response = world.client("member").post("/api/v1/tasks/", data="title=x", content_type="text/plain")
 
     assert set(assert_error(response, 415)) == {"detail"}
 
@@ -252,21 +280,24 @@ def test_an_unexpected_exception_in_a_write_is_a_json_500_and_writes_nothing(wor
 # --- Every error is JSON ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("who", "method", "path", "body", "status"),
-    [
-        ("anonymous", "get", "/api/v1/projects/", None, 401),
-        ("member", "post", "/api/v1/tasks/", {"project": "ALPHA"}, 400),
-        ("viewer", "patch", "/api/v1/tasks/ALPHA-1/", {"title": "x"}, 403),
-        ("member", "get", "/api/v1/tasks/ALPHA-999/", None, 404),
-        ("member", "get", "/api/v1/does-not-exist/", None, 404),
-        ("owner", "delete", "/api/v1/projects/ALPHA/", None, 405),
-        ("anonymous", "post", "/api/v1/hooks/push/", {"ref": "refs/heads/main"}, 403),
-    ],
-)
-def test_no_error_is_html(world, who: str, method: str, path: str, body: Any, status: int):
-    client = world.client(who)
+# (who, method, path, body, status)
+ERRORS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
+    ("anonymous", "get", "/api/v1/projects/", None, 401),
+    ("member", "post", "/api/v1/tasks/", {"project": "ALPHA"}, 400),
+    ("viewer", "patch", "/api/v1/tasks/ALPHA-1/", {"title": "x"}, 403),
+    ("member", "get", "/api/v1/tasks/ALPHA-999/", None, 404),
+    ("member", "get", "/api/v1/does-not-exist/", None, 404),
+    ("owner", "delete", "/api/v1/projects/ALPHA/", None, 405),
+    ("anonymous", "post", "/api/v1/hooks/push/", {"ref": "refs/heads/main"}, 403),
+]
 
-    response = getattr(client, method)(path, body, format="json") if body else getattr(client, method)(path)
+
+@pytest.mark.parametrize("case", ERRORS, ids=[f"{case[-1]}-{case[1]}-{case[2]}" for case in ERRORS])
+@pytest.mark.parametrize("accept", ["application/json", "*/*"])
+def test_no_error_is_html(world, case: tuple[str, str, str, dict[str, Any] | None, int], accept: str):
+    who, method, path, body, status = case
+    send = getattr(world.client(who), method)
+
+    response = send(path, body, format="json", HTTP_ACCEPT=accept) if body else send(path, HTTP_ACCEPT=accept)
 
     assert_error(response, status)

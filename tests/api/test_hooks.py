@@ -387,7 +387,9 @@ def local(world, tmp_path: Path, settings) -> tuple[GitRepo, Repository]:
 
 def test_the_repository_parameter_selects_a_local_repository(local):
     repo, repository = local
-    payload = github_payload(after=repo.head(), clone_url="https://git.example.com/team/mirror-of-service.git")
+    payload = github_payload(
+        after=repo.head(), clone_url="https://git.example.com/team/mirror-of-service.git"
+    )
 
     without = github_push(payload, repository.webhook_secret)
     with_id = github_push(payload, repository.webhook_secret, query=f"?repository={repository.pk}")
@@ -490,7 +492,12 @@ def test_the_webhook_secret_is_not_shown_in_the_repository_detail(world, reposit
 
 
 def test_the_webhook_is_throttled(repository: Repository, settings):
-    settings.APM_API_THROTTLE_RATES = {"user": "1000/min", "anon": "1000/min", "tokens": "1000/min", "hooks": "2/min"}
+    settings.APM_API_THROTTLE_RATES = {
+        "user": "1000/min",
+        "anon": "1000/min",
+        "tokens": "1000/min",
+        "hooks": "2/min",
+    }
     payload = {"zen": "Hi", "repository": {"clone_url": SOURCE}}
 
     answers = [github_push(payload, repository.webhook_secret, event="ping") for _ in range(3)]
@@ -499,4 +506,3 @@ def test_the_webhook_is_throttled(repository: Repository, settings):
     assert int(answers[2]["Retry-After"]) > 0
     assert answers[2]["Content-Type"].startswith("application/json")
     assert set(answers[2].json()) == {"detail"}
-

@@ -112,9 +112,13 @@ def test_members_are_added_changed_and_listed(world):
 
     UserFactory(username="newcomer")
 
-    added = client.post("/api/v1/projects/ALPHA/members/", {"user": "newcomer", "role": "viewer"}, format="json")
+    added = client.post(
+        "/api/v1/projects/ALPHA/members/", {"user": "newcomer", "role": "viewer"}, format="json"
+    )
     changed = client.patch("/api/v1/projects/ALPHA/members/newcomer/", {"role": "member"}, format="json")
-    unknown = client.post("/api/v1/projects/ALPHA/members/", {"user": "nobody", "role": "viewer"}, format="json")
+    unknown = client.post(
+        "/api/v1/projects/ALPHA/members/", {"user": "nobody", "role": "viewer"}, format="json"
+    )
     bad_role = client.patch("/api/v1/projects/ALPHA/members/newcomer/", {"role": "king"}, format="json")
     listed = client.get("/api/v1/projects/ALPHA/members/", {"role": "member"}).json()
 

@@ -76,7 +76,9 @@ def test_update_and_assign_write_one_event_each(world):
 
     assert response.status_code == 200
     assert (response.json()["title"], response.json()["assignee"]) == ("Renamed", "maintainer")
-    assert sorted(TaskEvent.objects.filter(kind__in=["updated", "assigned"]).values_list("kind", flat=True)) == [
+    assert sorted(
+        TaskEvent.objects.filter(kind__in=["updated", "assigned"]).values_list("kind", flat=True)
+    ) == [
         "assigned",
         "updated",
     ]

@@ -279,7 +279,9 @@ def test_a_read_only_token_reads_but_cannot_write(world):
     assert "read-only" in body["detail"]
     assert not Project.objects.filter(key="GAMMA").exists()
     # The same user's write token may.
-    assert world.client("owner").post("/api/v1/projects/", {"name": "Gamma", "key": "GAMMA"}).status_code == 201
+    assert (
+        world.client("owner").post("/api/v1/projects/", {"name": "Gamma", "key": "GAMMA"}).status_code == 201
+    )
 
 
 def test_a_read_only_token_cannot_create_a_write_token(world):
@@ -349,3 +351,34 @@ def test_authenticating_a_recently_used_token_is_one_query(world, django_assert_
 
     assert again == token
     assert again.user == world.users["member"]
+
+
+# --- Throttling ----------------------------------------------------------------------------------------
+
+RATES = {"user": "1000/min", "anon": "1000/min", "hooks": "1000/min"}
+
+
+def test_token_creation_is_throttled(world, settings):
+    settings.APM_API_THROTTLE_RATES = {**RATES, "tokens": "2/min"}
+    client = world.client("member")
+
+    answers = [client.post(TOKENS, {"name": f"t{n}"}, format="json") for n in range(3)]
+
+    assert [answer.status_code for answer in answers] == [201, 201, 429]
+    assert int(answers[2]["Retry-After"]) > 0
+    assert_error_shape(answers[2], 429)
+    assert ApiToken.objects.filter(user=world.users["member"]).count() == 3  # the fixture's and two
+
+
+def test_guessing_a_password_over_basic_is_throttled(settings):
+    settings.APM_API_THROTTLE_RATES = {**RATES, "tokens": "3/min"}
+    UserFactory(username="ada")
+
+    guesses = [basic_client("ada", f"guess {n}").post(TOKENS, {"name": "CI"}) for n in range(5)]
+
+    assert [guess.status_code for guess in guesses] == [401, 401, 401, 429, 429]
+    assert guesses[3].has_header("Retry-After")
+    assert_error_shape(guesses[3], 429)
+    # Even the right password waits until the window has passed: guessing is not rewarded.
+    assert basic_client("ada").post(TOKENS, {"name": "CI"}).status_code == 429
+    assert not ApiToken.objects.exists()
