@@ -47,6 +47,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = {"detail": "Invalid input.", "errors": _flatten(errors)}
+    elif isinstance(exc, exceptions.ParseError):
+        # A body that is not valid JSON (or form data): still the 400 shape, so clients read one format.
+        detail = str(response.data["detail"])
+        response.data = {"detail": "Malformed request body.", "errors": {"non_field_errors": [detail]}}
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"detail": str(response.data["detail"])}
     return response

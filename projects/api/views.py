@@ -141,7 +141,11 @@ class MembershipViewSet(
         self.project_role_require(project, Membership.ADMIN_ROLES)
         serializer = MembershipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        membership = membership_set(project=project, **serializer.validated_data)
+        membership = membership_set(
+            project=project,
+            user=serializer.validated_data["user"],
+            role=serializer.validated_data.get("role", Membership.Role.MEMBER),
+        )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=MembershipSerializer)

@@ -218,7 +218,8 @@ class PushWebhookView(APIView):
         ignored = []
         for repository in verified:
             branch = repository.default_branch or event.default_branch
-            if event.after == ZERO_SHA or (branch and event.ref != f"refs/heads/{branch}"):
+            followed = repository.is_active and event.after != ZERO_SHA
+            if not followed or (branch and event.ref != f"refs/heads/{branch}"):
                 ignored.append(repository)
                 continue
             outcome = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.WEBHOOK)
@@ -226,7 +227,8 @@ class PushWebhookView(APIView):
         if not runs:
             return self._answer(
                 "ignored",
-                f"Ignored: {event.ref or 'this push'} is not the branch APM follows, or it was deleted.",
+                f"Ignored: {event.ref or 'this push'} is not a branch APM follows (another branch, a deleted "
+                "branch, or a repository switched off with is_active).",
                 status.HTTP_200_OK,
             )
         WEBHOOKS_RECEIVED.labels(provider=event.provider, outcome="queued").inc()

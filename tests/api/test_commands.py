@@ -21,7 +21,9 @@ def test_create_api_token_prints_a_working_secret_once(world):
 
     raw = out.getvalue().strip()
     token = ApiToken.objects.get(user=world.users["viewer"], scope="read")
-    assert raw.startswith("apm_") and token.digest != raw and raw not in err.getvalue()
+    assert raw.startswith("apm_")
+    assert token.digest != raw
+    assert raw not in err.getvalue()
     client = world.client("anonymous")
     client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
     assert client.get("/api/v1/me/").json()["username"] == "viewer"
@@ -46,7 +48,8 @@ def test_operators_revoke_tokens_in_the_admin(world, admin_client):
         "/admin/apm/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}, follow=True
     )
 
-    assert page.status_code == 200 and token.prefix.encode() in page.content
+    assert page.status_code == 200
+    assert token.prefix.encode() in page.content
     assert b"Revoked 1 token(s)." in response.content
     token.refresh_from_db()
     assert token.revoked_at is not None

@@ -142,14 +142,14 @@ def test_an_invalid_filter_is_a_400_on_its_parameter(world):
     assert set(errors) == {"status"}
 
 
-def test_malformed_json_is_a_400_with_a_detail(world):
+def test_malformed_json_is_a_400_in_the_same_shape(world):
     response = world.client("member").post(
         "/api/v1/tasks/", data=b'{"project": "ALPHA",', content_type="application/json"
     )
 
     body = assert_error(response, 400)
-    assert "json" in body["detail"].lower()
-    assert "errors" not in body
+    assert body["detail"] == "Malformed request body."
+    assert "JSON parse error" in body["errors"]["non_field_errors"][0]
 
 
 # --- 401, 403, 404, 405 -------------------------------------------------------------------------------

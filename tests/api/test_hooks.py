@@ -506,3 +506,13 @@ def test_the_webhook_is_throttled(repository: Repository, settings):
     assert int(answers[2]["Retry-After"]) > 0
     assert answers[2]["Content-Type"].startswith("application/json")
     assert set(answers[2].json()) == {"detail"}
+
+
+def test_a_push_to_a_switched_off_repository_is_ignored(repository: Repository):
+    Repository.objects.filter(pk=repository.pk).update(is_active=False)
+
+    response = github_push(github_payload(), repository.webhook_secret)
+
+    assert response.status_code == 200
+    assert "is_active" in response.json()["detail"]
+    assert not runs(repository)

@@ -77,7 +77,8 @@ def test_project_list_filters_searches_orders_and_pages(world):
     assert [row["name"] for row in found["results"]] == ["Zephyr"]
     assert ordered["results"][0]["name"] == "Zephyr"
     assert (page["count"], len(page["results"])) == (4, 1)
-    assert page["next"] and page["previous"]
+    assert page["next"]
+    assert page["previous"]
 
 
 def test_page_size_is_capped(world):
@@ -124,8 +125,10 @@ def test_members_are_added_changed_and_listed(world):
 
     assert (added.status_code, added.json()["role"]) == (201, "viewer")
     assert (changed.status_code, changed.json()["role"]) == (200, "member")
-    assert unknown.status_code == 400 and "user" in unknown.json()["errors"]
-    assert bad_role.status_code == 400 and "role" in bad_role.json()["errors"]
+    assert unknown.status_code == 400
+    assert "user" in unknown.json()["errors"]
+    assert bad_role.status_code == 400
+    assert "role" in bad_role.json()["errors"]
     assert [row["user"] for row in listed] == ["member", "newcomer"]
 
 
@@ -139,7 +142,8 @@ def test_dashboard_is_a_page_for_people_and_json_for_programs(world, client):
     assert (anonymous.status_code, anonymous["Location"]) == (302, "/admin/login/?next=/dashboard")
     assert page.status_code == 200
     assert page["Content-Type"].startswith("text/html")
-    assert b"Alpha" in page.content and b"Beta" not in page.content
+    assert b"Alpha" in page.content
+    assert b"Beta" not in page.content
     assert data.json() == [
         {
             "id": world.project.pk,

@@ -84,8 +84,10 @@ def test_repository_fields_are_checked_on_update(world):
     source = client.patch(url, {"source": "https://git.example.com/other.git"}, format="json")
     fine = client.patch(url, {"default_branch": "develop", "is_active": False}, format="json")
 
-    assert bad_branch.status_code == 400 and "default_branch" in bad_branch.json()["errors"]
-    assert source.status_code == 400 and "register the new source" in source.json()["errors"]["source"][0]
+    assert bad_branch.status_code == 400
+    assert "default_branch" in bad_branch.json()["errors"]
+    assert source.status_code == 400
+    assert "register the new source" in source.json()["errors"]["source"][0]
     assert (fine.status_code, fine.json()["default_branch"], fine.json()["is_active"]) == (
         200,
         "develop",
@@ -123,7 +125,8 @@ def test_ingest_while_a_run_is_under_way_returns_that_run(world):
         False,
         first.json()["run"],
     )
-    assert bad.status_code == 400 and "branch" in bad.json()["errors"]
+    assert bad.status_code == 400
+    assert "branch" in bad.json()["errors"]
 
 
 def test_commits_page_by_cursor_in_git_order(world, ingested, repo):

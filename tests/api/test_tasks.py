@@ -116,7 +116,8 @@ def test_transitions_go_through_the_service_and_respect_dependencies(world):
     assert "waits on ALPHA-2 (To do)" in blocked.json()["errors"]["status"][0]
     assert (done.status_code, done.json()["status"]) == (200, "done")
     assert done.json()["closed_at"] is not None
-    assert bad.status_code == 400 and "status" in bad.json()["errors"]
+    assert bad.status_code == 400
+    assert "status" in bad.json()["errors"]
     event = TaskEvent.objects.filter(task__number=2, kind="status_changed").get()
     assert (event.source, event.actor.username, event.data) == ("api", "member", {"note": "shipped"})
 
@@ -180,4 +181,5 @@ def test_task_filters_search_and_ordering(world):
     assert keys(ordering="-priority", project="ALPHA") == ["ALPHA-2", "ALPHA-1"]
     assert keys(project="BETA") == []  # not a member: as if it did not exist
     bad = client.get("/api/v1/tasks/", {"status": "sleeping"})
-    assert bad.status_code == 400 and "status" in bad.json()["errors"]
+    assert bad.status_code == 400
+    assert "status" in bad.json()["errors"]

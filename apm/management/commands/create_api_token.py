@@ -44,5 +44,6 @@ class Command(BaseCommand):
             raise CommandError("; ".join(exc.messages)) from exc
         self.stdout.write(raw)
         self.stderr.write(
-            f"Token {token.prefix}… ({token.scope}) for {user.get_username()}; store it now, it is not shown again."
+            f"Token {token.prefix}… ({token.scope}) for {user.get_username()}; "
+            "store it now, it is not shown again."
         )
