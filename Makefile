@@ -9,7 +9,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/apm
 MARIADB_URL ?= mysql://root@127.0.0.1:3306/apm
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run serve test test-postgres test-sqlite test-mariadb lint format check-deploy clean
+.PHONY: install run serve test test-postgres test-sqlite test-mariadb lint format check-deploy clean api-check
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ lint: install
 format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+## The API against a live gunicorn on the embedded default: the schema validated with --fail-on-warn,
+## the curl walk-through of docs/api.md run as written, and Schemathesis over every route (.ci/api-check).
+api-check: install
+	PY=$(PY) bash .ci/api-check
 
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
