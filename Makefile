@@ -9,7 +9,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/apm
 MARIADB_URL ?= mysql://root@127.0.0.1:3306/apm
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run serve test test-postgres test-sqlite test-mariadb lint format check-deploy clean api-check
+.PHONY: install run serve test test-postgres test-sqlite test-mariadb lint format check-deploy clean api-check loadtest
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,16 @@ format: install
 ## the curl walk-through of docs/api.md run as written, and Schemathesis over every route (.ci/api-check).
 api-check: install
 	PY=$(PY) bash .ci/api-check
+
+## The guide's load test (loadtests/locustfile.py: GET /dashboard, POST /projects) against gunicorn on
+## 127.0.0.1; stops by itself. See loadtests/run for the settings (users, duration, database).
+.venv-loadtest/.installed: requirements/loadtest.txt
+	$(PYTHON) -m venv .venv-loadtest
+	.venv-loadtest/bin/python -m pip install --quiet -r requirements/loadtest.txt
+	touch $@
+
+loadtest: install .venv-loadtest/.installed
+	bash loadtests/run
 
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \

@@ -43,3 +43,18 @@ class PrefixIndex(models.Index):
             col_suffixes=col_suffixes,
             **kwargs,
         )
+
+
+# SQLSTATE 40P01 (PostgreSQL) and error 1213 (MySQL/MariaDB): the database chose this transaction as the
+# victim of a deadlock and rolled it back; running the transaction again is the documented remedy.
+_DEADLOCK_SQLSTATES = frozenset({"40P01", "40001"})
+_MYSQL_DEADLOCK = 1213
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database deadlock (or serialization failure) that a retry resolves."""
+    cause = exc.__cause__ or exc
+    if getattr(cause, "sqlstate", None) in _DEADLOCK_SQLSTATES:
+        return True
+    args = getattr(cause, "args", ())
+    return bool(args) and args[0] == _MYSQL_DEADLOCK

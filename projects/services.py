@@ -9,9 +9,10 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 
 from apm.cache import PROJECTS_LIST_KEY, generation_bump, project_key
+from apm.db import is_deadlock
 from projects.models import Membership, Project
 
 # Fields a project update may change. The key is fixed once tasks are numbered under it.
@@ -65,7 +66,15 @@ def _project_validate(project: Project, *, exclude: list[str] | None = None) -> 
     project.full_clean(exclude=exclude)
 
 
-@transaction.atomic
+# Concurrent creations deriving the same key each lose at most once per winner: the loser's transaction
+# is rolled back and it derives again, now seeing the winner's key.
+_DERIVED_KEY_ATTEMPTS = 50
+
+
+class _DerivedKeyTaken(Exception):
+    pass
+
+
 def project_create(
     *,
     name: str,
@@ -79,29 +88,42 @@ def project_create(
     """Create a project, and make ``owner`` (when given) its first owner.
 
     Without ``key`` one is derived from the name. Two concurrent creations with the same derived key
-    cannot both win: the loser derives the next free key and tries again.
+    cannot both win: the unique index decides, and the loser derives the next free key and tries again
+    in a new transaction. A new transaction, not a savepoint: InnoDB keeps the locks a failed insert
+    took until the transaction ends, and two losers retrying inside theirs deadlock each other.
     """
-    explicit_key = key is not None
-    for _attempt in range(5):
-        project = Project(
-            key=key if explicit_key else project_key_suggest(name=name),
-            name=name,
-            description=description,
-            status=status,
-            start_date=start_date,
-            target_date=target_date,
-        )
-        _project_validate(project)
+    fields = {
+        "name": name,
+        "description": description,
+        "status": status,
+        "start_date": start_date,
+        "target_date": target_date,
+    }
+    retry_allowed = not transaction.get_connection().in_atomic_block
+    for _attempt in range(1 if key is not None else _DERIVED_KEY_ATTEMPTS):
         try:
             with transaction.atomic():
-                project.save(force_insert=True)
-        except IntegrityError as exc:
-            if explicit_key or not Project.objects.filter(key=project.key).exists():
-                raise ValidationError({"key": [f"Project key {project.key} is already taken."]}) from exc
+                return _project_insert(key=key, owner=owner, fields=fields)
+        except _DerivedKeyTaken:
             continue
-        break
-    else:
-        raise ValidationError({"key": ["Could not find a free project key; give one explicitly."]})
+        except OperationalError as exc:
+            if not (retry_allowed and is_deadlock(exc)):
+                raise
+    raise ValidationError({"key": ["Could not find a free project key; give one explicitly."]})
+
+
+def _project_insert(*, key: str | None, owner: AbstractBaseUser | None, fields: dict[str, Any]) -> Project:
+    project = Project(key=key if key is not None else project_key_suggest(name=fields["name"]), **fields)
+    # Field rules, choices and the date order; the key's uniqueness is left to the unique index, which
+    # is the only check that holds under concurrent creations.
+    project.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            project.save(force_insert=True)
+    except IntegrityError as exc:
+        if key is None and Project.objects.filter(key=project.key).exists():
+            raise _DerivedKeyTaken from exc
+        raise ValidationError({"key": [f"Project key {project.key} is already taken."]}) from exc
     if owner is not None:
         Membership.objects.create(project=project, user=owner, role=Membership.Role.OWNER)
     project_cache_invalidate(project_id=project.pk)
