@@ -141,12 +141,18 @@ class MembershipViewSet(
         self.project_role_require(project, Membership.ADMIN_ROLES)
         serializer = MembershipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        membership = membership_set(
-            project=project,
-            user=serializer.validated_data["user"],
-            role=serializer.validated_data.get("role", Membership.Role.MEMBER),
-        )
+        user = serializer.validated_data["user"]
+        role = serializer.validated_data.get("role", Membership.Role.MEMBER)
+        current = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+        self._owner_role_guard(project, current=current, new=role)
+        membership = membership_set(project=project, user=user, role=role)
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    def _owner_role_guard(self, project: Project, *, current: str | None, new: str | None) -> None:
+        # Maintainers manage members, but only owners make owners or change what an owner is: otherwise
+        # a maintainer could promote themselves and demote the owners.
+        if Membership.Role.OWNER in (current, new):
+            self.project_role_require(project, {Membership.Role.OWNER})
 
     @extend_schema(responses=MembershipSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -154,6 +160,9 @@ class MembershipViewSet(
         self.project_role_require(membership.project, Membership.ADMIN_ROLES)
         serializer = MembershipRoleSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        self._owner_role_guard(
+            membership.project, current=membership.role, new=serializer.validated_data["role"]
+        )
         membership = membership_set(
             project=self.project(), user=membership.user, role=serializer.validated_data["role"]
         )
@@ -166,6 +175,7 @@ class MembershipViewSet(
         # Anyone may leave a project; removing someone else takes an owner or maintainer.
         if membership.user_id != request.user.pk:
             self.project_role_require(project, Membership.ADMIN_ROLES)
+            self._owner_role_guard(project, current=membership.role, new=None)
         membership_remove(project=project, user=membership.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

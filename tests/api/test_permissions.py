@@ -213,3 +213,26 @@ def test_a_new_project_belongs_to_its_creator(world):
     assert response.status_code == 201
     assert response.json()["role"] == "owner"
     assert Membership.objects.get(project__key=response.json()["key"]).user == world.users["viewer"]
+
+
+def test_only_owners_make_owners_or_change_them(world):
+    maintainer = world.client("maintainer")
+
+    promote_self = maintainer.patch(
+        "/api/v1/projects/ALPHA/members/maintainer/", {"role": "owner"}, format="json"
+    )
+    demote_owner = maintainer.patch(
+        "/api/v1/projects/ALPHA/members/owner/", {"role": "viewer"}, format="json"
+    )
+    remove_owner = maintainer.delete("/api/v1/projects/ALPHA/members/owner/")
+    add_owner = maintainer.post(
+        "/api/v1/projects/ALPHA/members/", {"user": "outsider", "role": "owner"}, format="json"
+    )
+    by_owner = world.client("owner").patch(
+        "/api/v1/projects/ALPHA/members/maintainer/", {"role": "owner"}, format="json"
+    )
+
+    assert [r.status_code for r in (promote_self, demote_owner, remove_owner, add_owner)] == [403] * 4
+    assert by_owner.status_code == 200
+    roles = dict(Membership.objects.filter(project=world.project).values_list("user__username", "role"))
+    assert (roles["owner"], roles["maintainer"], "outsider" in roles) == ("owner", "owner", False)
