@@ -144,7 +144,11 @@ def source_parse(source: str) -> RepositorySource:
 
 
 def _remote_parse(source: str) -> RepositorySource:
-    parts = urlsplit(source)
+    try:
+        parts = urlsplit(source)
+        parts.port  # noqa: B018 (parses the port, raising on a malformed one)
+    except ValueError as exc:
+        raise _refuse("This is not a valid URL.") from exc
     allowed = ["https"] + (["ssh"] if settings.APM_ALLOW_SSH else [])
     if parts.scheme not in allowed:
         raise _refuse(f"Only {' and '.join(f'{scheme}://' for scheme in allowed)} URLs are allowed.")

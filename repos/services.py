@@ -57,12 +57,13 @@ ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 
 
 def repository_register(
-    *, project: Project, source: str, name: str = "", default_branch: str = ""
+    *, project: Project, source: str, name: str = "", default_branch: str = "", existing_ok: bool = True
 ) -> Repository:
     """Register ``source`` for ``project`` (or return it if it is registered already).
 
     The source is checked first (``repos.git.source_parse``): an unsafe or unusable one is refused with
-    a ``ValidationError`` on ``source`` and nothing is written.
+    a ``ValidationError`` on ``source`` and nothing is written. With ``existing_ok=False`` a source the
+    project already has (however it is spelled) is refused too, instead of being returned.
     """
     parsed = source_parse(source)
     stored_source = source.strip() if parsed.kind == Repository.Kind.REMOTE else str(Path(source.strip()))
@@ -70,6 +71,10 @@ def repository_register(
         _branch_validate(default_branch, field="default_branch")
     existing = Repository.objects.filter(project=project, source=stored_source).first()
     if existing is not None:
+        if not existing_ok:
+            raise ValidationError(
+                {"source": [f"{project.key} already has this source, as repository {existing.name!r}."]}
+            )
         return existing
     repository = Repository(
         project=project,
@@ -84,6 +89,8 @@ def repository_register(
         with transaction.atomic():
             repository.save(force_insert=True)
     except IntegrityError:
+        if not existing_ok:
+            raise ValidationError({"source": [f"{project.key} already has this source."]}) from None
         return Repository.objects.get(project=project, source=stored_source)
     project_cache_invalidate(project_id=project.pk)
     return repository

@@ -120,6 +120,11 @@ class ApiTokenViewSet(
         return ApiToken.objects.filter(user_id=self.request.user.pk)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if isinstance(request.auth, ApiToken):
+            # A leaked token must not outlive its own expiry or revocation by minting a successor.
+            raise exceptions.PermissionDenied(
+                "Tokens are created with a password (HTTP Basic) or a signed-in session, not with a token."
+            )
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         token, raw = api_token_create(user=request.user, **serializer.validated_data)

@@ -230,6 +230,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # How many proxies in front of APM append to X-Forwarded-For. Rate limits count per client address:
+    # with 0, the address is the connection's own and a forged X-Forwarded-For changes nothing.
+    "NUM_PROXIES": env.int("APM_NUM_PROXIES", default=0),
 }
 # Requests per user (anonymous: per address) and per scope, counted in the default cache (Redis in
 # production), so every web process shares the count.

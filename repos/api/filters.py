@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 
+from apm.api.filters import IdFilter
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
 from tasks.selectors import TASK_KEY_RE
 
@@ -22,6 +23,7 @@ class RepositoryFilter(django_filters.FilterSet):
 
 
 class IngestionRunFilter(django_filters.FilterSet):
+    repository = IdFilter(field_name="repository_id", help_text="Repository id.")
     project = django_filters.CharFilter(
         field_name="repository__project__key", lookup_expr="iexact", help_text=PROJECT_HELP
     )
@@ -32,6 +34,7 @@ class IngestionRunFilter(django_filters.FilterSet):
 
 
 class CommitFilter(django_filters.FilterSet):
+    repository = IdFilter(field_name="repository_id", help_text="Repository id.")
     project = django_filters.CharFilter(
         field_name="repository__project__key", lookup_expr="iexact", help_text=PROJECT_HELP
     )
@@ -64,6 +67,8 @@ class CommitFilter(django_filters.FilterSet):
 
 
 class FileChangeFilter(django_filters.FilterSet):
+    repository = IdFilter(field_name="repository_id", help_text="Repository id.")
+    commit = IdFilter(field_name="commit_id", help_text="Commit id.")
     sha = django_filters.CharFilter(field_name="commit__sha", help_text="Full sha of the commit.")
     path_prefix = django_filters.CharFilter(field_name="path", lookup_expr="startswith")
 
@@ -73,6 +78,7 @@ class FileChangeFilter(django_filters.FilterSet):
 
 
 class FileFilter(django_filters.FilterSet):
+    repository = IdFilter(field_name="repository_id", help_text="Repository id.")
     project = django_filters.CharFilter(
         field_name="project__key", lookup_expr="iexact", help_text=PROJECT_HELP
     )

@@ -126,15 +126,15 @@ def push_signature_valid(request: HttpRequest, secret: str, body: bytes) -> bool
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     github = headers.get("X-Hub-Signature-256", "")
     if github.startswith("sha256="):
-        return hmac.compare_digest(github[7:].strip().lower(), expected)
+        return hmac.compare_digest(github[7:].strip().lower().encode(), expected.encode())
     gitea = headers.get("X-Gitea-Signature", "")
-    return bool(gitea) and hmac.compare_digest(gitea.strip().lower(), expected)
+    return bool(gitea) and hmac.compare_digest(gitea.strip().lower().encode(), expected.encode())
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return payload if isinstance(payload, dict) else None
 
@@ -197,7 +197,9 @@ class PushWebhookView(APIView):
         repository_id = request.query_params.get("repository", "")
         if repository_id:
             candidates = (
-                candidates.filter(pk=int(repository_id)) if repository_id.isdigit() else candidates.none()
+                candidates.filter(pk=int(repository_id))
+                if repository_id.isascii() and repository_id.isdigit() and len(repository_id) < 19
+                else candidates.none()
             )
         else:
             candidates = candidates.filter(source__in=event.urls)

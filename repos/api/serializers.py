@@ -49,6 +49,9 @@ class RepositorySerializer(StrictModelSerializer):
             "updated_at",
         ]
         extra_kwargs = {"name": {"required": False}, "default_branch": {"required": False}}
+        # Uniqueness of the source is the service's to decide: it normalises the spelling first and names
+        # the repository that already has it.
+        validators: list[object] = []
 
     @extend_schema_field(IngestionRunBriefSerializer(allow_null=True))
     def get_last_run(self, repository: Repository) -> dict[str, object] | None:

@@ -10,6 +10,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -101,7 +102,13 @@ class RepositoryViewSet(
         data = dict(serializer.validated_data)
         project = data.pop("project")
         self.project_role_require(project, Membership.ADMIN_ROLES)
-        repository = repository_register(project=project, **data)
+        if not request.user.is_staff and "://" not in data["source"]:
+            # A path names a directory on APM's own servers: only operators decide which ones are
+            # ingested, and nobody else learns from the answer what exists there.
+            raise ValidationError(
+                {"source": ["Local paths are registered by operators (staff); give an https:// URL."]}
+            )
+        repository = repository_register(project=project, existing_ok=False, **data)
         created = self.get_queryset().get(pk=repository.pk)
         _last_runs_attach([created])
         created.webhook_secret = repository.webhook_secret

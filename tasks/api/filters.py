@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 
+from apm.api.filters import IdFilter
 from tasks.models import Task
 
 
@@ -18,7 +19,7 @@ class TaskFilter(django_filters.FilterSet):
         method="filter_assignee", help_text="A username, `me`, or `none` for unassigned tasks."
     )
     is_open = django_filters.BooleanFilter(method="filter_is_open", help_text="Open (not done or cancelled).")
-    parent = django_filters.NumberFilter(field_name="parent_id", help_text="Id of the parent task.")
+    parent = IdFilter(field_name="parent_id", help_text="Id of the parent task.")
     due_before = django_filters.DateFilter(field_name="due_date", lookup_expr="lt")
     due_after = django_filters.DateFilter(field_name="due_date", lookup_expr="gte")
     updated_since = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")

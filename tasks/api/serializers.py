@@ -15,6 +15,7 @@ from projects.selectors import project_ids_visible
 from tasks.models import Task, TaskEvent
 from tasks.selectors import TASK_KEY_RE
 
+MAX_DEPENDENCIES_PER_REQUEST = 50
 TRANSITION_HINT = "Status changes through POST /api/v1/tasks/{key}/transition/."
 
 
@@ -91,6 +92,13 @@ class TaskSerializer(StrictModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "number", "reporter", "started_at", "closed_at", "created_at", "updated_at"]
+
+    def validate_depends_on(self, value: list[Task]) -> list[Task]:
+        if len(value) > MAX_DEPENDENCIES_PER_REQUEST:
+            raise serializers.ValidationError(
+                f"At most {MAX_DEPENDENCIES_PER_REQUEST} dependencies at once; add more afterwards."
+            )
+        return value
 
 
 class TaskUpdateSerializer(TaskSerializer):

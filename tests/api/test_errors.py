@@ -301,3 +301,28 @@ def test_no_error_is_html(world, case: tuple[str, str, str, dict[str, Any] | Non
     response = send(path, body, format="json", HTTP_ACCEPT=accept) if body else send(path, HTTP_ACCEPT=accept)
 
     assert_error(response, status)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/tasks/?parent=" + "9" * 30,
+        "/api/v1/commits/?repository=" + "9" * 30,
+        "/api/v1/file-changes/?commit=-1",
+        "/api/v1/files/?repository=abc",
+    ],
+)
+def test_ids_out_of_range_in_filters_are_400(world, url):
+    response = world.client("member").get(url)
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Invalid input."
+
+
+def test_a_filter_on_another_projects_id_looks_like_one_that_does_not_exist(world):
+    client = world.client("outsider")
+    theirs = client.get(f"/api/v1/commits/?repository={world.objects['repository'].pk}")
+    nowhere = client.get("/api/v1/commits/?repository=999999")
+
+    assert theirs.status_code == nowhere.status_code == 200
+    assert theirs.json()["results"] == nowhere.json()["results"] == []

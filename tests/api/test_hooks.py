@@ -516,3 +516,34 @@ def test_a_push_to_a_switched_off_repository_is_ignored(repository: Repository):
     assert response.status_code == 200
     assert "is_active" in response.json()["detail"]
     assert not runs(repository)
+
+
+# --- Hostile input: a clear answer, never a 500 ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "9" * 40])
+def test_a_repository_parameter_that_is_not_an_id_is_403(repository: Repository, value: str):
+    response = github_push(github_payload(), repository.webhook_secret, query=f"?repository={value}")
+
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("header", ["HTTP_X_HUB_SIGNATURE_256", "HTTP_X_GITEA_SIGNATURE"])
+def test_a_signature_with_non_ascii_characters_is_403(repository: Repository, header: str):
+    body = json.dumps(github_payload()).encode()
+    value = "sha256=é" + "0" * 63 if header == "HTTP_X_HUB_SIGNATURE_256" else "é" * 64
+
+    response = post(body, HTTP_X_GITHUB_EVENT="push", **{header: value})
+
+    assert response.status_code == 403
+    assert not runs(repository)
+
+
+def test_deeply_nested_json_is_400(repository: Repository):
+    body = "[" * 100_000 + "]" * 100_000
+
+    response = post(
+        body, HTTP_X_HUB_SIGNATURE_256=f"sha256={signature(repository.webhook_secret, body.encode())}"
+    )
+
+    assert response.status_code == 400

@@ -31,7 +31,7 @@ def repo(tmp_path: Path, settings) -> GitRepo:
 
 @pytest.fixture
 def ingested(world, repo, django_capture_on_commit_callbacks) -> Repository:
-    client = world.client("maintainer")
+    client = world.client("staff")
     created = client.post(
         "/api/v1/repositories/", {"project": "ALPHA", "source": str(repo.path)}, format="json"
     )
@@ -43,7 +43,7 @@ def ingested(world, repo, django_capture_on_commit_callbacks) -> Repository:
 
 
 def test_registering_shows_the_webhook_secret_once(world, repo):
-    client = world.client("owner")
+    client = world.client("staff")
 
     created = client.post(
         "/api/v1/repositories/", {"project": "ALPHA", "source": str(repo.path), "name": "svc"}, format="json"
@@ -186,3 +186,40 @@ def test_file_changes_and_files(world, ingested):
     assert files[0]["churn"] > files[1]["churn"]
     assert [f["path"] for f in markdown] == ["docs/guide.md"]
     assert [f["path"] for f in by_path] == ["docs/guide.md", "src/app.py"]
+
+
+def test_only_staff_register_local_paths_and_the_answer_reveals_nothing(world, repo):
+    owner = world.client("owner")
+
+    existing = owner.post("/api/v1/repositories/", {"project": "ALPHA", "source": str(repo.path)})
+    missing = owner.post("/api/v1/repositories/", {"project": "ALPHA", "source": "/no/such/dir"})
+
+    assert existing.status_code == missing.status_code == 400
+    assert existing.json() == missing.json()
+    assert "operators" in existing.json()["errors"]["source"][0]
+    assert Repository.objects.count() == 2
+
+
+@pytest.mark.parametrize("spelling", ["{path}", "{path}/", "{path}/."])
+def test_a_source_is_registered_once_and_its_secret_never_shown_again(world, repo, spelling):
+    staff = world.client("staff")
+    first = staff.post("/api/v1/repositories/", {"project": "ALPHA", "source": str(repo.path)})
+
+    again = staff.post(
+        "/api/v1/repositories/", {"project": "ALPHA", "source": spelling.format(path=repo.path)}
+    )
+
+    assert first.status_code == 201
+    assert again.status_code == 400
+    assert "already has this source" in again.json()["errors"]["source"][0]
+    assert first.json()["webhook_secret"] not in again.content.decode()
+
+
+@pytest.mark.parametrize(
+    "source", ["https://[::1/a", "https://host:99999999/x.git", "https://host:port/x.git"]
+)
+def test_malformed_urls_are_a_field_error(world, source):
+    response = world.client("owner").post("/api/v1/repositories/", {"project": "ALPHA", "source": source})
+
+    assert response.status_code == 400
+    assert response.json()["errors"]["source"]

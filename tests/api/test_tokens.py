@@ -114,7 +114,7 @@ def test_a_wrong_password_on_basic_is_401_and_creates_nothing():
 def test_an_expiry_in_the_past_is_400_on_expires_at(world):
     past = (timezone.now() - datetime.timedelta(days=1)).isoformat()
 
-    response = world.client("member").post(TOKENS, {"name": "old", "expires_at": past}, format="json")
+    response = basic_client("member").post(TOKENS, {"name": "old", "expires_at": past}, format="json")
 
     body = assert_error_shape(response, 400)
     assert body["detail"] == "Invalid input."
@@ -126,7 +126,7 @@ def test_an_expiry_in_the_past_is_400_on_expires_at(world):
 def test_an_expiry_in_the_future_is_kept(world):
     future = timezone.now() + datetime.timedelta(days=30)
 
-    response = world.client("member").post(TOKENS, {"name": "month", "expires_at": future.isoformat()})
+    response = basic_client("member").post(TOKENS, {"name": "month", "expires_at": future.isoformat()})
 
     assert response.status_code == 201
     token = ApiToken.objects.get(pk=response.json()["id"])
@@ -134,7 +134,7 @@ def test_an_expiry_in_the_future_is_kept(world):
 
 
 def test_clients_cannot_set_read_only_fields_of_a_token(world):
-    response = world.client("member").post(
+    response = basic_client("member").post(
         TOKENS, {"name": "sneaky", "revoked_at": None, "digest": "0" * 64}, format="json"
     )
 
@@ -360,7 +360,7 @@ RATES = {"user": "1000/min", "anon": "1000/min", "hooks": "1000/min"}
 
 def test_token_creation_is_throttled(world, settings):
     settings.APM_API_THROTTLE_RATES = {**RATES, "tokens": "2/min"}
-    client = world.client("member")
+    client = basic_client("member")
 
     answers = [client.post(TOKENS, {"name": f"t{n}"}, format="json") for n in range(3)]
 
@@ -382,3 +382,12 @@ def test_guessing_a_password_over_basic_is_throttled(settings):
     # Even the right password waits until the window has passed: guessing is not rewarded.
     assert basic_client("ada").post(TOKENS, {"name": "CI"}).status_code == 429
     assert not ApiToken.objects.exists()
+
+
+def test_a_token_cannot_create_tokens(world):
+    """A leaked token must not outlive its expiry or revocation by minting a successor."""
+    response = world.client("member").post(TOKENS, {"name": "successor"}, format="json")
+
+    assert_error_shape(response, 403)
+    assert "password" in response.json()["detail"]
+    assert ApiToken.objects.filter(user=world.users["member"]).count() == 1
