@@ -96,8 +96,8 @@ class RecentCommitSerializer(serializers.Serializer):
     deletions = serializers.IntegerField()
 
 
-class ProjectSummarySerializer(serializers.Serializer):
-    """Counts, progress and recent activity of one project."""
+class PortfolioRowSerializer(serializers.Serializer):
+    """One project of the dashboard: its task counts and progress."""
 
     id = serializers.IntegerField()
     key = serializers.CharField()
@@ -106,25 +106,19 @@ class ProjectSummarySerializer(serializers.Serializer):
     tasks_total = serializers.IntegerField()
     tasks_open = serializers.IntegerField()
     tasks_done = serializers.IntegerField()
+    progress = serializers.FloatField(help_text="Done tasks over all tasks but cancelled ones, 0.0 to 1.0.")
+
+
+class ProjectSummarySerializer(PortfolioRowSerializer):
+    """Counts, progress and recent activity of one project."""
+
     tasks_overdue = serializers.IntegerField(help_text="Open tasks whose due date has passed.")
     tasks_by_status = StatusCountsSerializer()
-    progress = serializers.FloatField(help_text="Done tasks over all tasks but cancelled ones, 0.0 to 1.0.")
     repositories = serializers.IntegerField()
     commits = serializers.IntegerField()
     last_commit_at = serializers.DateTimeField(allow_null=True)
     recent_events = RecentEventSerializer(many=True)
     recent_commits = RecentCommitSerializer(many=True)
-
-
-class PortfolioRowSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    key = serializers.CharField()
-    name = serializers.CharField()
-    status = serializers.CharField()
-    tasks_total = serializers.IntegerField()
-    tasks_open = serializers.IntegerField()
-    tasks_done = serializers.IntegerField()
-    progress = serializers.FloatField()
 
 
 class ProjectKeyField(serializers.SlugRelatedField):
