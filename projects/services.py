@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, OperationalError, transaction
 
 from apm.cache import PROJECTS_LIST_KEY, generation_bump, project_key
@@ -145,8 +145,14 @@ def project_update(*, project: Project, **fields: Any) -> Project:
 
 
 @transaction.atomic
-def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
-    """Give ``user`` the ``role`` in ``project``, adding or changing the membership."""
+def membership_set(
+    *, project: Project, user: AbstractBaseUser, role: str, may_change_owners: bool = True
+) -> Membership:
+    """Give ``user`` the ``role`` in ``project``, adding or changing the membership.
+
+    ``may_change_owners=False`` (a maintainer acting) refuses to make an owner or to change one: the
+    check runs under the project's lock, so it holds against a concurrent promotion.
+    """
     if role not in Membership.Role.values:
         raise ValidationError(
             {"role": [f"{role!r} is not a role; choose one of {', '.join(Membership.Role.values)}."]}
@@ -154,6 +160,8 @@ def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Me
     # Locking the project serialises membership changes, so the last-owner check below cannot race.
     Project.objects.select_for_update().filter(pk=project.pk).first()
     membership = Membership.objects.filter(project=project, user=user).first()
+    if not may_change_owners:
+        _owner_change_refuse(role, membership.role if membership is not None else None)
     if membership is None:
         membership = Membership.objects.create(project=project, user=user, role=role)
     elif membership.role != role:
@@ -166,16 +174,23 @@ def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Me
 
 
 @transaction.atomic
-def membership_remove(*, project: Project, user: AbstractBaseUser) -> None:
+def membership_remove(*, project: Project, user: AbstractBaseUser, may_change_owners: bool = True) -> None:
     """Remove ``user`` from ``project``; a project always keeps at least one owner."""
     Project.objects.select_for_update().filter(pk=project.pk).first()
     membership = Membership.objects.filter(project=project, user=user).first()
     if membership is None:
         return
+    if not may_change_owners:
+        _owner_change_refuse(membership.role)
     if membership.role == Membership.Role.OWNER:
         _ensure_another_owner(project=project, user=user)
     membership.delete()
     project_cache_invalidate(project_id=project.pk)
+
+
+def _owner_change_refuse(*roles: str | None) -> None:
+    if Membership.Role.OWNER in roles:
+        raise PermissionDenied("Only an owner can make someone an owner, or change or remove an owner.")
 
 
 def _ensure_another_owner(*, project: Project, user: AbstractBaseUser) -> None:

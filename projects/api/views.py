@@ -22,7 +22,7 @@ from projects.api.serializers import (
     ProjectUpdateSerializer,
 )
 from projects.models import Membership, Project
-from projects.selectors import project_summary_cached
+from projects.selectors import project_role, project_summary_cached
 from projects.services import membership_remove, membership_set, project_create, project_update
 
 
@@ -141,18 +141,19 @@ class MembershipViewSet(
         self.project_role_require(project, Membership.ADMIN_ROLES)
         serializer = MembershipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = serializer.validated_data["user"]
-        role = serializer.validated_data.get("role", Membership.Role.MEMBER)
-        current = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
-        self._owner_role_guard(project, current=current, new=role)
-        membership = membership_set(project=project, user=user, role=role)
+        membership = membership_set(
+            project=project,
+            user=serializer.validated_data["user"],
+            role=serializer.validated_data.get("role", Membership.Role.MEMBER),
+            may_change_owners=self._may_change_owners(project),
+        )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
-    def _owner_role_guard(self, project: Project, *, current: str | None, new: str | None) -> None:
+    def _may_change_owners(self, project: Project) -> bool:
         # Maintainers manage members, but only owners make owners or change what an owner is: otherwise
         # a maintainer could promote themselves and demote the owners.
-        if Membership.Role.OWNER in (current, new):
-            self.project_role_require(project, {Membership.Role.OWNER})
+        user = self.request.user
+        return user.is_staff or project_role(project=project, user=user) == Membership.Role.OWNER
 
     @extend_schema(responses=MembershipSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -160,11 +161,12 @@ class MembershipViewSet(
         self.project_role_require(membership.project, Membership.ADMIN_ROLES)
         serializer = MembershipRoleSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        self._owner_role_guard(
-            membership.project, current=membership.role, new=serializer.validated_data["role"]
-        )
+        project = self.project()
         membership = membership_set(
-            project=self.project(), user=membership.user, role=serializer.validated_data["role"]
+            project=project,
+            user=membership.user,
+            role=serializer.validated_data["role"],
+            may_change_owners=self._may_change_owners(project),
         )
         return Response(MembershipSerializer(membership).data)
 
@@ -173,10 +175,14 @@ class MembershipViewSet(
         membership = self.get_object()
         project = self.project()
         # Anyone may leave a project; removing someone else takes an owner or maintainer.
-        if membership.user_id != request.user.pk:
+        leaving = membership.user_id == request.user.pk
+        if not leaving:
             self.project_role_require(project, Membership.ADMIN_ROLES)
-            self._owner_role_guard(project, current=membership.role, new=None)
-        membership_remove(project=project, user=membership.user)
+        membership_remove(
+            project=project,
+            user=membership.user,
+            may_change_owners=leaving or self._may_change_owners(project),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

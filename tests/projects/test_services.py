@@ -149,3 +149,25 @@ def test_the_last_owner_can_neither_leave_nor_be_demoted():
     assert list(Membership.objects.filter(project=project).values_list("user", "role")) == [
         (successor.pk, Membership.Role.OWNER)
     ]
+
+
+def test_without_owner_rights_nobody_is_made_or_unmade_an_owner(user):
+    from django.core.exceptions import PermissionDenied
+
+    from projects.services import membership_remove, membership_set
+    from tests.factories import UserFactory
+
+    project = project_create(key="APM", name="APM", owner=user)
+    maintainer = UserFactory()
+    membership_set(project=project, user=maintainer, role="maintainer")
+
+    with pytest.raises(PermissionDenied):
+        membership_set(project=project, user=maintainer, role="owner", may_change_owners=False)
+    with pytest.raises(PermissionDenied):
+        membership_set(project=project, user=user, role="member", may_change_owners=False)
+    with pytest.raises(PermissionDenied):
+        membership_remove(project=project, user=user, may_change_owners=False)
+    membership_set(project=project, user=maintainer, role="member", may_change_owners=False)
+
+    roles = dict(Membership.objects.filter(project=project).values_list("user_id", "role"))
+    assert roles == {user.pk: "owner", maintainer.pk: "member"}
