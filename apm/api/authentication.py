@@ -11,6 +11,7 @@ from rest_framework.request import Request
 
 from apm.models import ApiToken
 from apm.services import api_token_authenticate
+from monitoring.metrics import API_TOKENS_AUTHENTICATED
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -30,7 +31,10 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("The token contains invalid characters.")) from exc
         token = api_token_authenticate(raw)
         if token is None:
+            # A burst of these is someone trying tokens, or an integration whose token expired.
+            API_TOKENS_AUTHENTICATED.labels(outcome="refused").inc()
             raise exceptions.AuthenticationFailed(_("Invalid, expired or revoked token."))
+        API_TOKENS_AUTHENTICATED.labels(outcome="accepted").inc()
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

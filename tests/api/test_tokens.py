@@ -391,3 +391,16 @@ def test_a_token_cannot_create_tokens(world):
     assert_error_shape(response, 403)
     assert "password" in response.json()["detail"]
     assert ApiToken.objects.filter(user=world.users["member"]).count() == 1
+
+
+def test_token_authentications_are_counted_by_outcome(world):
+    from monitoring.metrics import API_TOKENS_AUTHENTICATED
+
+    def count(outcome: str) -> float:
+        return API_TOKENS_AUTHENTICATED.labels(outcome=outcome)._value.get()
+
+    accepted, refused = count("accepted"), count("refused")
+    world.client("member").get(ME)
+    token_client("apm_not-a-real-token").get(ME)
+
+    assert (count("accepted") - accepted, count("refused") - refused) == (1, 1)
