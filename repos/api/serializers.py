@@ -163,7 +163,7 @@ class CommitSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_tasks(self, commit: Commit) -> list[str]:
-        return [link.task.key for link in commit.task_links.all()]
+        return commit.task_keys  # attached for the whole page by the view (repos.api.views)
 
 
 class FileChangeSerializer(serializers.ModelSerializer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -189,9 +189,37 @@ class CommitViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["timestamp"]
 
     def get_queryset(self) -> QuerySet[Commit]:
-        # Linked task keys for the whole page in one more query (links joined to their task and project).
-        links = Prefetch("task_links", queryset=CommitTaskLink.objects.select_related("task__project"))
-        return self.project_scope(Commit.objects.all()).prefetch_related(links)
+        return self.project_scope(Commit.objects.all())
+
+    def paginate_queryset(self, queryset: QuerySet[Commit]) -> list[Commit] | None:
+        page = super().paginate_queryset(queryset)
+        if page is not None:
+            _task_keys_attach(page)
+        return page
+
+    def get_object(self) -> Commit:
+        commit = super().get_object()
+        _task_keys_attach([commit])
+        return commit
+
+
+def _task_keys_attach(commits: Iterable[Commit]) -> None:
+    """Give each commit the keys of its linked tasks, read for the whole page in one query.
+
+    Plain values, not model instances: a page of commits is the API's busiest list, and building link,
+    task and project objects for three strings per row cost more than the query itself.
+    """
+    commits = list(commits)
+    keys: dict[int, list[str]] = {commit.pk: [] for commit in commits}
+    links = (
+        CommitTaskLink.objects.filter(commit_id__in=keys)
+        .order_by("task__project__key", "task__number")
+        .values_list("commit_id", "task__project__key", "task__number")
+    )
+    for commit_id, project_key, number in links:
+        keys[commit_id].append(f"{project_key}-{number}")
+    for commit in commits:
+        commit.task_keys = keys[commit.pk]
 
 
 class FileChangeCursorPagination(HistoryCursorPagination):
