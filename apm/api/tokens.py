@@ -100,10 +100,15 @@ class ApiTokenViewSet(
         authentication.BasicAuthentication,
         authentication.SessionAuthentication,
     ]
-    throttle_classes = [UserThrottle, ScopedThrottle]
     throttle_scope = "tokens"
     filterset_fields = ["scope"]
     ordering = ["-created_at", "-id"]
+
+    def get_throttles(self) -> list[throttling.BaseThrottle]:
+        # Creating tokens is rate-limited on its own scope; listing and revoking only as any request.
+        if self.action == "create":
+            return [UserThrottle(), ScopedThrottle()]
+        return [UserThrottle()]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         failures = FailedAuthenticationThrottle()

@@ -404,3 +404,16 @@ def test_token_authentications_are_counted_by_outcome(world):
     token_client("apm_not-a-real-token").get(ME)
 
     assert (count("accepted") - accepted, count("refused") - refused) == (1, 1)
+
+
+def test_only_creation_counts_against_the_token_rate(world, settings):
+    settings.APM_API_THROTTLE_RATES = {**RATES, "user": "1000/min", "tokens": "1/min"}
+    client = basic_client("member")
+
+    created = client.post(TOKENS, {"name": "one"}, format="json")
+    listings = [client.get(TOKENS).status_code for _ in range(3)]
+    again = client.post(TOKENS, {"name": "two"}, format="json")
+
+    assert created.status_code == 201
+    assert listings == [200, 200, 200]
+    assert again.status_code == 429
