@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from apm.api.pagination import HistoryCursorPagination
-from apm.api.views import ProjectScopedMixin
+from apm.api.views import PageAttachMixin, ProjectScopedMixin
 from projects.models import Membership
 from repos.api.filters import CommitFilter, FileChangeFilter, FileFilter, IngestionRunFilter, RepositoryFilter
 from repos.api.serializers import (
@@ -58,6 +58,7 @@ def _last_runs_attach(repositories: Iterable[Repository]) -> None:
     partial_update=extend_schema(summary="Rename, change branch, (de)activate (owners and maintainers)"),
 )
 class RepositoryViewSet(
+    PageAttachMixin,
     ProjectScopedMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
@@ -85,16 +86,8 @@ class RepositoryViewSet(
             return RepositoryUpdateSerializer
         return RepositorySerializer
 
-    def paginate_queryset(self, queryset: QuerySet[Repository]) -> list[Repository] | None:
-        page = super().paginate_queryset(queryset)
-        if page is not None:
-            _last_runs_attach(page)
-        return page
-
-    def get_object(self) -> Repository:
-        repository = super().get_object()
-        _last_runs_attach([repository])
-        return repository
+    def page_attach(self, rows: list[Repository]) -> None:
+        _last_runs_attach(rows)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
@@ -181,7 +174,7 @@ class CommitCursorPagination(HistoryCursorPagination):
     list=extend_schema(summary="Commits, newest first (cursor pagination)"),
     retrieve=extend_schema(summary="One commit"),
 )
-class CommitViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+class CommitViewSet(PageAttachMixin, ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = CommitSerializer
     project_path = "repository__project"
     pagination_class = CommitCursorPagination
@@ -191,16 +184,8 @@ class CommitViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Commit]:
         return self.project_scope(Commit.objects.all())
 
-    def paginate_queryset(self, queryset: QuerySet[Commit]) -> list[Commit] | None:
-        page = super().paginate_queryset(queryset)
-        if page is not None:
-            _task_keys_attach(page)
-        return page
-
-    def get_object(self) -> Commit:
-        commit = super().get_object()
-        _task_keys_attach([commit])
-        return commit
+    def page_attach(self, rows: list[Commit]) -> None:
+        _task_keys_attach(rows)
 
 
 def _task_keys_attach(commits: Iterable[Commit]) -> None:
