@@ -14,12 +14,9 @@ from projects.models import Membership, Project
 
 def project_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
     """Projects ``user`` may see: all of them for staff, the ones they are a member of otherwise."""
+    visible = project_ids_visible(user=user)
     projects = Project.objects.all()
-    if not user.is_authenticated:
-        return projects.none()
-    if user.is_staff:
-        return projects
-    return projects.filter(memberships__user=user)
+    return projects if visible is None else projects.filter(pk__in=visible)
 
 
 def project_role(*, project: Project, user: AbstractBaseUser | AnonymousUser) -> str | None:
@@ -27,13 +24,6 @@ def project_role(*, project: Project, user: AbstractBaseUser | AnonymousUser) ->
     if not user.is_authenticated:
         return None
     return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
-
-
-def project_can_write(*, project: Project, user: AbstractBaseUser | AnonymousUser) -> bool:
-    """Whether ``user`` may change ``project``'s tasks and repositories."""
-    if user.is_authenticated and user.is_staff:
-        return True
-    return project_role(project=project, user=user) in Membership.WRITE_ROLES
 
 
 def _task_counts() -> dict[str, Count]:

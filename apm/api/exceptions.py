@@ -62,13 +62,6 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class ValidationErrorSerializer(ErrorSerializer):
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        help_text="Messages per field; `non_field_errors` for the request as a whole.",
-    )
-
-
 def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return JsonResponse({"detail": "Not found."}, status=404)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from rest_framework import exceptions
 from rest_framework.request import Request
 
@@ -43,14 +43,6 @@ class ProjectScopedMixin:
                 f"Your role in {project.key} ({role}) does not allow this; "
                 f"it needs one of: {', '.join(sorted(roles))}."
             )
-
-
-def owning_project(instance: Model, path: str) -> Project:
-    """Follow ``path`` ("repository__project") from ``instance`` to its project."""
-    target: Any = instance
-    for part in path.split("__"):
-        target = target if part == "pk" else getattr(target, part)
-    return target
 
 
 class PageAttachMixin:
