@@ -29,11 +29,13 @@ class ProjectScopedMixin:
             return queryset
         return queryset.filter(**{f"{self.project_path}__in": visible})
 
-    def project_role_require(self, project: Project, roles: Iterable[str] = Membership.WRITE_ROLES) -> None:
-        """Raise 403 unless the user has one of ``roles`` in ``project`` (staff always may)."""
+    def project_role_require(
+        self, project: Project, roles: Iterable[str] = Membership.WRITE_ROLES
+    ) -> str | None:
+        """The user's role in ``project``; 403 unless it is one of ``roles`` (staff always may: None)."""
         user = self.request.user
         if user.is_staff:
-            return
+            return None
         role = project_role(project=project, user=user)
         if role is None:
             # Not a member: the project does not exist for this user.
@@ -43,6 +45,7 @@ class ProjectScopedMixin:
                 f"Your role in {project.key} ({role}) does not allow this; "
                 f"it needs one of: {', '.join(sorted(roles))}."
             )
+        return role
 
 
 class PageAttachMixin:

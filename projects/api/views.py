@@ -22,7 +22,7 @@ from projects.api.serializers import (
     ProjectUpdateSerializer,
 )
 from projects.models import Membership, Project
-from projects.selectors import project_role, project_summary_cached
+from projects.selectors import project_summary_cached
 from projects.services import membership_remove, membership_set, project_create, project_update
 
 
@@ -138,35 +138,35 @@ class MembershipViewSet(
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         project = self.project()
-        self.project_role_require(project, Membership.ADMIN_ROLES)
+        role = self.project_role_require(project, Membership.ADMIN_ROLES)
         serializer = MembershipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = membership_set(
             project=project,
             user=serializer.validated_data["user"],
             role=serializer.validated_data.get("role", Membership.Role.MEMBER),
-            may_change_owners=self._may_change_owners(project),
+            may_change_owners=self._may_change_owners(role),
         )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
-    def _may_change_owners(self, project: Project) -> bool:
-        # Maintainers manage members, but only owners make owners or change what an owner is: otherwise
-        # a maintainer could promote themselves and demote the owners.
-        user = self.request.user
-        return user.is_staff or project_role(project=project, user=user) == Membership.Role.OWNER
+    def _may_change_owners(self, role: str | None) -> bool:
+        # ``role``: what project_role_require returned. Maintainers manage members, but only owners make
+        # owners or change what an owner is: otherwise a maintainer could promote themselves and demote
+        # the owners.
+        return self.request.user.is_staff or role == Membership.Role.OWNER
 
     @extend_schema(responses=MembershipSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         membership = self.get_object()
-        self.project_role_require(membership.project, Membership.ADMIN_ROLES)
+        project = self.project()
+        role = self.project_role_require(project, Membership.ADMIN_ROLES)
         serializer = MembershipRoleSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        project = self.project()
         membership = membership_set(
             project=project,
             user=membership.user,
             role=serializer.validated_data["role"],
-            may_change_owners=self._may_change_owners(project),
+            may_change_owners=self._may_change_owners(role),
         )
         return Response(MembershipSerializer(membership).data)
 
@@ -176,13 +176,10 @@ class MembershipViewSet(
         project = self.project()
         # Anyone may leave a project; removing someone else takes an owner or maintainer.
         leaving = membership.user_id == request.user.pk
-        if not leaving:
+        may_change_owners = leaving or self._may_change_owners(
             self.project_role_require(project, Membership.ADMIN_ROLES)
-        membership_remove(
-            project=project,
-            user=membership.user,
-            may_change_owners=leaving or self._may_change_owners(project),
         )
+        membership_remove(project=project, user=membership.user, may_change_owners=may_change_owners)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
