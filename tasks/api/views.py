@@ -13,7 +13,7 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -24,7 +24,6 @@ from tasks.api.serializers import (
     TaskBriefSerializer,
     TaskDependencySerializer,
     TaskEventSerializer,
-    TaskKeyField,
     TaskSerializer,
     TaskTransitionSerializer,
     TaskUpdateSerializer,
@@ -176,11 +175,12 @@ class TaskViewSet(
     def dependency_remove(self, request: Request, key: str, depends_on: str) -> Response:
         task = self.get_object()
         self.project_role_require(task.project)
-        field = TaskKeyField()
-        field.bind("depends_on", TaskDependencySerializer(context=self.get_serializer_context()))
-        try:
-            target = field.to_internal_value(depends_on)
-        except ValidationError as exc:
-            raise NotFound(f"Task {depends_on.upper()} does not exist.") from exc
+        # The same lookup as adding one: a key the user cannot see is a task that does not exist.
+        serializer = TaskDependencySerializer(
+            data={"depends_on": depends_on}, context=self.get_serializer_context()
+        )
+        if not serializer.is_valid():
+            raise NotFound(f"Task {depends_on.upper()} does not exist.")
+        target = serializer.validated_data["depends_on"]
         task_dependency_remove(task=task, depends_on=target, source=SOURCE, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
