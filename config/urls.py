@@ -7,6 +7,9 @@ the project list and creation of ``/api/v1/projects/`` (same view, same rules, l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
@@ -33,30 +36,18 @@ if "debug_toolbar" in settings.INSTALLED_APPS:
     urlpatterns += [path("__debug__/", include("debug_toolbar.urls"))]
 
 
-def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/")
+def _json_under_api(api_view: Callable[..., HttpResponse], page_view: Callable[..., HttpResponse]) -> Any:
+    """An error handler that answers in JSON under /api/ and with Django's page elsewhere."""
+
+    def handler(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        view = api_view if request.path.startswith("/api/") else page_view
+        return view(request, *args, **kwargs)
+
+    return handler
 
 
 # Under /api/ every answer is JSON, even a URL that matches nothing or an unexpected error.
-def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
-        return api_exceptions.api_not_found(request, exception)
-    return defaults.page_not_found(request, exception)
-
-
-def handler500(request: HttpRequest) -> HttpResponse:
-    if _is_api(request):
-        return api_exceptions.api_server_error(request)
-    return defaults.server_error(request)
-
-
-def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
-        return api_exceptions.api_bad_request(request, exception)
-    return defaults.bad_request(request, exception)
-
-
-def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
-        return api_exceptions.api_permission_denied(request, exception)
-    return defaults.permission_denied(request, exception)
+handler400 = _json_under_api(api_exceptions.api_bad_request, defaults.bad_request)
+handler403 = _json_under_api(api_exceptions.api_permission_denied, defaults.permission_denied)
+handler404 = _json_under_api(api_exceptions.api_not_found, defaults.page_not_found)
+handler500 = _json_under_api(api_exceptions.api_server_error, defaults.server_error)
