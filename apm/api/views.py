@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
-from rest_framework import exceptions
+from rest_framework import exceptions, mixins, viewsets
 from rest_framework.request import Request
 
 from projects.models import Membership, Project
@@ -68,3 +68,19 @@ class PageAttachMixin:
         instance = super().get_object()  # type: ignore[misc]
         self.page_attach([instance])
         return instance
+
+
+class ProjectScopedViewSet(
+    ProjectScopedMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """List, create, read and change (PATCH) the objects of one's projects; nothing is deleted here.
+
+    Projects are archived, tasks cancelled and repositories switched off instead (docs/api.md).
+    """
+
+    http_method_names = ["get", "post", "patch", "head", "options"]

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from apm.api.views import ProjectScopedMixin
+from apm.api.views import ProjectScopedMixin, ProjectScopedViewSet
 from projects.api.serializers import (
     MembershipRoleSerializer,
     MembershipSerializer,
@@ -32,20 +32,12 @@ from projects.services import membership_remove, membership_set, project_create,
     retrieve=extend_schema(summary="One project"),
     partial_update=extend_schema(summary="Change a project (owners and maintainers)"),
 )
-class ProjectViewSet(
-    ProjectScopedMixin,
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
-):
+class ProjectViewSet(ProjectScopedViewSet):
     """Projects. Addressed by key (``/api/v1/projects/APM/``); archived with ``status``, never deleted."""
 
     project_path = "pk"
     lookup_field = "key"
     lookup_value_regex = "[A-Za-z][A-Za-z0-9]{1,9}"
-    http_method_names = ["get", "post", "patch", "head", "options"]
     filterset_fields = ["status"]
     search_fields = ["key", "name"]
     ordering_fields = ["key", "name", "created_at", "target_date"]

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from apm.api.pagination import HistoryCursorPagination
-from apm.api.views import PageAttachMixin, ProjectScopedMixin
+from apm.api.views import PageAttachMixin, ProjectScopedMixin, ProjectScopedViewSet
 from projects.models import Membership
 from repos.api.filters import CommitFilter, FileChangeFilter, FileFilter, IngestionRunFilter, RepositoryFilter
 from repos.api.serializers import (
@@ -57,16 +57,7 @@ def _last_runs_attach(repositories: Iterable[Repository]) -> None:
     retrieve=extend_schema(summary="One repository"),
     partial_update=extend_schema(summary="Rename, change branch, (de)activate (owners and maintainers)"),
 )
-class RepositoryViewSet(
-    PageAttachMixin,
-    ProjectScopedMixin,
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
-):
-    http_method_names = ["get", "post", "patch", "head", "options"]
+class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
     filterset_class = RepositoryFilter
     search_fields = ["name", "source"]
     ordering_fields = ["name", "created_at", "last_ingested_at"]

@@ -11,14 +11,14 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from apm.api.views import ProjectScopedMixin
+from apm.api.views import ProjectScopedViewSet
 from tasks.api.filters import TaskFilter
 from tasks.api.serializers import (
     TaskBriefSerializer,
@@ -49,19 +49,12 @@ TASK_KEY_PATTERN = "[A-Za-z][A-Za-z0-9]{1,9}-[0-9]+"
     retrieve=extend_schema(summary="One task, by key"),
     partial_update=extend_schema(summary="Change a task's fields or assignee (writing members)"),
 )
-class TaskViewSet(
-    ProjectScopedMixin,
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
-):
+class TaskViewSet(ProjectScopedViewSet):
     """Tasks, addressed by key (``/api/v1/tasks/APM-12/``). Closed or cancelled through transitions."""
 
     lookup_field = "key"
     lookup_value_regex = TASK_KEY_PATTERN
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = [*ProjectScopedViewSet.http_method_names, "delete"]  # dependency removal only
     filterset_class = TaskFilter
     search_fields = ["title", "description"]
     ordering_fields = ["number", "priority", "status", "due_date", "created_at", "updated_at"]
