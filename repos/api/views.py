@@ -93,9 +93,8 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
                 {"source": ["Local paths are registered by operators (staff); give an https:// URL."]}
             )
         repository = repository_register(project=project, existing_ok=False, **data)
-        created = self.get_queryset().get(pk=repository.pk)
-        _last_runs_attach([created])
-        created.webhook_secret = repository.webhook_secret
+        created = self.get_queryset().get(pk=repository.pk)  # the row as lists show it, secret included
+        self.page_attach([created])
         body = RepositoryCreatedSerializer(created, context=self.get_serializer_context()).data
         return Response(body, status=status.HTTP_201_CREATED)
 
