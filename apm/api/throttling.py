@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import throttling
+from rest_framework.request import Request
 
 
 class _SettingsRateMixin:
@@ -27,3 +30,30 @@ class AnonThrottle(_SettingsRateMixin, throttling.AnonRateThrottle):
 
 class ScopedThrottle(_SettingsRateMixin, throttling.ScopedRateThrottle):
     """An extra limit for views that name a ``throttle_scope`` (token creation, push webhooks)."""
+
+
+class FailedAuthenticationThrottle(_SettingsRateMixin, throttling.SimpleRateThrottle):
+    """Failed logins to the token routes, per address, at the ``tokens`` rate.
+
+    DRF authenticates before its throttles run, so a wrong HTTP Basic password is answered 401 without
+    ever being counted: passwords could be guessed at full speed. Failures are counted here instead,
+    and once the rate is spent every request from that address waits, with the right password too.
+    """
+
+    scope = "tokens"
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": f"{self.scope}_failed", "ident": self.get_ident(request)}
+
+    def exhausted(self, request: Request) -> bool:
+        if self.rate is None:
+            return False
+        self.key = self.get_cache_key(request, None)
+        self.now = self.timer()
+        self.history = [at for at in self.cache.get(self.key, []) if at > self.now - self.duration]
+        return len(self.history) >= self.num_requests
+
+    def failure_record(self, request: Request) -> None:
+        if self.rate is not None:
+            self.exhausted(request)  # refresh the history: another request may have failed meanwhile
+            self.throttle_success()

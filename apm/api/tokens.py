@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import authentication, exceptions, mixins, serializers, status, throttling, viewsets
@@ -14,7 +13,7 @@ from rest_framework.views import APIView
 
 from apm.api.authentication import TokenAuthentication
 from apm.api.serializers import StrictModelSerializer
-from apm.api.throttling import ScopedThrottle, UserThrottle
+from apm.api.throttling import FailedAuthenticationThrottle, ScopedThrottle, UserThrottle
 from apm.models import ApiToken
 from apm.services import api_token_create, api_token_revoke
 
@@ -43,36 +42,6 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
-
-
-class FailedAuthenticationThrottle(throttling.SimpleRateThrottle):
-    """Failed logins to the token routes, per address, at the ``tokens`` rate.
-
-    DRF authenticates before its throttles run, so a wrong HTTP Basic password is answered 401 without
-    ever being counted: passwords could be guessed at full speed. Failures are counted here instead,
-    and once the rate is spent every request from that address waits, with the right password too.
-    """
-
-    scope = "tokens"
-
-    def get_rate(self) -> str | None:
-        return settings.APM_API_THROTTLE_RATES.get(self.scope)
-
-    def get_cache_key(self, request: Request, view: Any) -> str:
-        return self.cache_format % {"scope": f"{self.scope}_failed", "ident": self.get_ident(request)}
-
-    def exhausted(self, request: Request) -> bool:
-        if self.rate is None:
-            return False
-        self.key = self.get_cache_key(request, None)
-        self.now = self.timer()
-        self.history = [at for at in self.cache.get(self.key, []) if at > self.now - self.duration]
-        return len(self.history) >= self.num_requests
-
-    def failure_record(self, request: Request) -> None:
-        if self.rate is not None:
-            self.exhausted(request)  # refresh the history: another request may have failed meanwhile
-            self.throttle_success()
 
 
 @extend_schema_view(
