@@ -182,16 +182,14 @@ class PushWebhookView(APIView):
             413: OpenApiResponse(ErrorSerializer, description="The body is larger than 25 MB."),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> Response:  # noqa: PLR0911 (one answer per webhook outcome)
         body = push_body_read(request._request)
-        payload = _json_object(body) if body is not None else None
+        if body is None:
+            detail = f"The body is larger than {MAX_PAYLOAD_BYTES // (1024 * 1024)} MB."
+            return self._answer("invalid", detail, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        payload = _json_object(body)
         if payload is None:
-            if body is None:
-                detail = f"The body is larger than {MAX_PAYLOAD_BYTES // (1024 * 1024)} MB."
-                code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-            else:
-                detail, code = "The body must be a JSON object.", status.HTTP_400_BAD_REQUEST
-            return self._answer("invalid", detail, code)
+            return self._answer("invalid", "The body must be a JSON object.", status.HTTP_400_BAD_REQUEST)
         event = push_event_parse(request._request, payload)
         candidates = Repository.objects.select_related("project")
         repository_id = request.query_params.get("repository", "")
@@ -217,12 +215,10 @@ class PushWebhookView(APIView):
                 "ignored", f"Ignored: {event.kind!r} events are not ingested.", status.HTTP_200_OK
             )
         runs = []
-        ignored = []
         for repository in verified:
             branch = repository.default_branch or event.default_branch
             followed = repository.is_active and event.after != ZERO_SHA
             if not followed or (branch and event.ref != f"refs/heads/{branch}"):
-                ignored.append(repository)
                 continue
             outcome = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.WEBHOOK)
             runs.append({"repository": repository.pk, "run": outcome.run.pk, "created": outcome.created})
