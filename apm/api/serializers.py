@@ -11,14 +11,14 @@ from rest_framework import serializers
 _FORM_FIELDS = frozenset({"csrfmiddlewaretoken", "_method", "_content_type", "_content"})
 
 
+# Comments, not docstrings, on these bases: drf-spectacular would publish a docstring as the description
+# of every serializer without one of its own.
+
+
+# Refuse fields the client may not write, instead of silently ignoring them. A client that sends
+# ``"status": "done"`` in a task update learns that status changes through its own route, rather than
+# believing the task was closed. ``read_only_hints`` says where such a field is changed.
 class StrictSerializerMixin:
-    """Refuse fields the client may not write, instead of silently ignoring them.
-
-    A client that sends ``"status": "done"`` in a task update learns that status changes through its own
-    route, rather than believing the task was closed. ``read_only_hints`` says where such a field is
-    changed.
-    """
-
     read_only_hints: ClassVar[dict[str, str]] = {}
     fields: Any
 
@@ -40,8 +40,16 @@ class StrictSerializerMixin:
         return "Unknown field."
 
 
+# ``Meta.read_only_fields`` also covers the fields a serializer declares itself. DRF applies it to
+# generated fields only, so an update serializer that inherits a declared related field
+# (``project = ProjectKeyField()``) would otherwise keep it writable.
 class StrictModelSerializer(StrictSerializerMixin, serializers.ModelSerializer):
-    pass
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for name in getattr(self.Meta, "read_only_fields", ()):
+            if name in fields:
+                fields[name].read_only = True
+        return fields
 
 
 class StrictSerializer(StrictSerializerMixin, serializers.Serializer):

@@ -77,12 +77,7 @@ class RepositoryUpdateSerializer(RepositorySerializer):
     }
 
     class Meta(RepositorySerializer.Meta):
-        read_only_fields = [*RepositorySerializer.Meta.read_only_fields, "source"]
-
-    def get_fields(self) -> dict[str, serializers.Field]:
-        fields = super().get_fields()
-        fields["project"].read_only = True
-        return fields
+        read_only_fields = [*RepositorySerializer.Meta.read_only_fields, "source", "project"]
 
 
 class WebhookSecretSerializer(serializers.Serializer):

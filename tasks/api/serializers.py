@@ -113,12 +113,6 @@ class TaskUpdateSerializer(TaskSerializer):
     class Meta(TaskSerializer.Meta):
         read_only_fields = [*TaskSerializer.Meta.read_only_fields, "status", "project", "depends_on"]
 
-    def get_fields(self) -> dict[str, serializers.Field]:
-        fields = super().get_fields()
-        for name in ("project", "depends_on"):
-            fields[name].read_only = True
-        return fields
-
 
 class TaskBriefSerializer(serializers.ModelSerializer):
     key = serializers.CharField(read_only=True)
