@@ -14,6 +14,16 @@ PROJECT_KEY_VALIDATOR = RegexValidator(
 )
 
 
+DEFAULT_CLOSE_KEYWORDS = "close closes closed fix fixes fixed resolve resolves resolved"
+DEFAULT_REFERENCE_KEYWORDS = "refs references ref re see"
+
+
+class HealthLevel(models.TextChoices):
+    HEALTHY = "healthy", "Healthy"
+    AT_RISK = "at_risk", "At risk"
+    CRITICAL = "critical", "Critical"
+
+
 class Project(TimeStampedModel):
     """A software project: its tasks are numbered ``KEY-N`` and its repositories feed its status."""
 
@@ -36,6 +46,42 @@ class Project(TimeStampedModel):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects", blank=True
     )
+
+    # How commit messages of the project's repositories move its tasks (see docs/automation.md).
+    commit_automation = models.BooleanField(
+        default=True,
+        help_text="Let commits on the default branch transition tasks and log time. Links are always kept.",
+    )
+    commit_close_keywords = models.CharField(
+        max_length=300,
+        default=DEFAULT_CLOSE_KEYWORDS,
+        help_text="Words that close the task named after them ('fixes APM-12'), separated by spaces.",
+    )
+    commit_reference_keywords = models.CharField(
+        max_length=300,
+        default=DEFAULT_REFERENCE_KEYWORDS,
+        help_text="Words that only reference the task named after them ('refs APM-12'), separated by spaces.",
+    )
+    commit_status_tags = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "Extra transition tags, tag to status ({\"review\": \"in_review\"}). Every status name is a tag "
+            "already ('APM-12 #in_review')."
+        ),
+    )
+    commit_short_references = models.BooleanField(
+        default=True, help_text="Read '#12' in this project's repositories as this project's task 12."
+    )
+    commit_time_logging = models.BooleanField(
+        default=True, help_text="Log time written as 'APM-12 @2h30m' on the task."
+    )
+
+    # The last health assessment (projects.analytics.project_health_record); a change of level is an
+    # event for outgoing webhooks.
+    health_level = models.CharField(max_length=10, choices=HealthLevel.choices, blank=True, editable=False)
+    health_score = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    health_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         db_table = "projects"
@@ -90,3 +136,48 @@ class Membership(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project.key} as {self.role}"
+
+
+class ExportJob(models.Model):
+    """An export of a project's data run by a worker: its filters, its state and, once done, its file.
+
+    The filters are stored as given (not a list of ids), so the job reads the rows as they are when it
+    runs and the row stays small whatever the export's size.
+    """
+
+    class Kind(models.TextChoices):
+        TASKS_CSV = "tasks_csv", "Tasks (CSV)"
+        COMMITS_CSV = "commits_csv", "Commits (CSV)"
+        DIGEST_MD = "digest_md", "Digest (Markdown)"
+        DIGEST_HTML = "digest_html", "Digest (HTML)"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports", db_index=False)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    file = models.FileField(upload_to="exports/%Y/%m/", blank=True)
+    rows = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "export_jobs"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A project's exports, newest first (API list, admin inline).
+            models.Index(fields=["project", "-created_at"], name="idx_export_jobs_project_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.project_id} ({self.status})"
