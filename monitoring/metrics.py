@@ -38,3 +38,8 @@ WEBHOOKS_RECEIVED = Counter(
 API_TOKENS_AUTHENTICATED = Counter(
     "apm_api_token_authentications_total", "API requests authenticated by token, by outcome.", ["outcome"]
 )
+WEBHOOK_DELIVERIES = Counter(
+    "apm_webhook_deliveries_total",
+    "Outgoing webhook delivery attempts, by event and outcome (succeeded, retried, failed, refused).",
+    ["event", "outcome"],
+)

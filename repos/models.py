@@ -170,6 +170,11 @@ class File(models.Model):
             models.Index(fields=["project"], name="idx_files_project_id"),
             # Hotspots of a repository: files ordered by churn.
             models.Index(fields=["repository", "-churn"], name="idx_files_repo_churn"),
+            # Analytics (repos.analytics): the File admin sorted by churn or by commit count over all
+            # repositories (ORDER BY churn DESC, id DESC LIMIT 100, id being the admin's tie-breaker),
+            # read from the index instead of sorting every file; scanned backwards for ascending order.
+            models.Index(fields=["-churn", "-id"], name="idx_files_churn"),
+            models.Index(fields=["-commit_count", "-id"], name="idx_files_commit_count"),
         ]
 
     def __str__(self) -> str:
@@ -186,9 +191,31 @@ class CommitTaskLink(models.Model):
         TIME = "time", "Time spent"
         TRANSITION = "transition", "Transition"
 
+    class Outcome(models.TextChoices):
+        LINKED = "linked", "Linked (nothing to do)"
+        PENDING = "pending", "Waiting for the default branch"
+        HISTORY = "history", "History: linked only"
+        APPLIED = "applied", "Applied"
+        UNCHANGED = "unchanged", "Already so"
+        REFUSED = "refused", "Refused"
+        DISABLED = "disabled", "Automation off"
+
+    # Outcomes that are final: the link's request was considered once and is never considered again.
+    # PENDING is the only one left open: a commit seen on another branch first, whose request applies
+    # when a run of the default branch reaches it.
+    OPEN_OUTCOMES = frozenset({Outcome.PENDING})
+
     commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="task_links", db_index=False)
-    task = models.ForeignKey("tasks.Task", on_delete=models.CASCADE, related_name="commit_links")
+    # idx_commit_task_links_task below starts with the task, so the FK needs no index of its own.
+    task = models.ForeignKey(
+        "tasks.Task", on_delete=models.CASCADE, related_name="commit_links", db_index=False
+    )
     action = models.CharField(max_length=20, choices=Action.choices, default=Action.REFERENCE)
+    # What the message asked beyond the link: the status it moves the task to, the minutes it logs.
+    status = models.CharField(max_length=20, blank=True)
+    minutes = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.LINKED)
+    note = models.CharField(max_length=500, blank=True, help_text="Why the request was refused, for people.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -196,6 +223,10 @@ class CommitTaskLink(models.Model):
         constraints = [
             # A commit is linked to a task once, however often and on how many branches it mentions it.
             models.UniqueConstraint(fields=["commit", "task"], name="commit_task_link_unique"),
+        ]
+        indexes = [
+            # A task's commits, newest link first (task page in the admin, /tasks/{key}/commits/).
+            models.Index(fields=["task", "-created_at"], name="idx_commit_task_links_task"),
         ]
 
     def __str__(self) -> str:
@@ -235,6 +266,10 @@ class IngestionRun(models.Model):
     lines_added = models.PositiveBigIntegerField(default=0)
     lines_deleted = models.PositiveBigIntegerField(default=0)
     files_indexed = models.PositiveIntegerField(default=0)
+    # Commit-to-task links written by the run, and what their messages asked: carried out or refused.
+    task_links_created = models.PositiveIntegerField(default=0)
+    task_requests_applied = models.PositiveIntegerField(default=0)
+    task_requests_refused = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent in each step.")
     notes = models.JSONField(default=list, blank=True, help_text="Warnings that did not stop the run.")
     error = models.TextField(blank=True)

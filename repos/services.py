@@ -43,10 +43,12 @@ from django.utils import timezone
 from monitoring.metrics import INGESTED_COMMITS, INGESTION_DURATION, INGESTION_RUNS
 from projects.models import Project
 from projects.services import project_cache_invalidate
+from projects.webhooks import webhook_event_emit
 from repos.git import GitError, git_run, source_parse
 from repos.gitlog import blobs_read, commits_read, log_revisions, tree_read
 from repos.ingestion import chunk_durability_relax, commits_write, files_history_aggregate, files_write
 from repos.languages import language_of
+from repos.linking import LinkReport, commits_link_tasks
 from repos.models import IngestionRun, Repository
 
 Status = IngestionRun.Status
@@ -197,6 +199,17 @@ def _fail(run: IngestionRun, reason: str) -> None:
     )
     if failed:
         INGESTION_RUNS.labels(status=Status.FAILED).inc()
+        # Outgoing webhooks (projects/webhooks.py): only the call that marked the run failed emits.
+        run = IngestionRun.objects.select_related("repository").get(pk=run.pk)
+        webhook_event_emit(
+            project_id=run.repository.project_id,
+            event="ingestion.failed",
+            data={
+                "run": run.pk,
+                "repository": {"id": run.repository_id, "name": run.repository.name},
+                "reason": reason[:1000],
+            },
+        )
 
 
 def ingestion_fail(*, run_id: int, reason: str) -> None:
@@ -456,6 +469,24 @@ def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
 # --- Step 5: finish -----------------------------------------------------------------------------------
 
 
+def _commits_link(*, run: IngestionRun, repository: Repository) -> LinkReport:
+    """Link the run's commits to tasks; only a later run of the default branch moves tasks or logs time.
+
+    The first run of the default branch is history (links only). A run of another branch leaves what
+    its commits ask pending until the default branch reaches them.
+    """
+    if not run.to_sha:
+        return LinkReport()
+    on_default = run.branch == (repository.default_branch or run.branch)
+    if on_default and not repository.last_ingested_sha:
+        return commits_link_tasks(repository=repository, mode="history")
+    git_dir = repository_git_dir(repository=repository, fetch=False)
+    shas = git_run(
+        "rev-list", "--end-of-options", *log_revisions(tip=run.to_sha, exclude=run.from_sha), git_dir=git_dir
+    ).split()
+    return commits_link_tasks(repository=repository, mode="apply" if on_default else "pending", shas=shas)
+
+
 def ingestion_finish(*, run_id: int) -> IngestionRun:
     """Aggregate file history, record the new tip and close the run as succeeded."""
     run = IngestionRun.objects.select_related("repository").get(pk=run_id)
@@ -464,15 +495,41 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
     repository = run.repository
     with _timed(run_id, "finish"), transaction.atomic():
         kept = files_history_aggregate(repository_id=repository.pk, run_id=run_id)
+        links_started = time.perf_counter()
+        links = _commits_link(run=run, repository=repository)
         updates = {"last_ingested_sha": run.to_sha, "last_ingested_at": timezone.now()}
         if run.branch and not repository.default_branch:
             updates["default_branch"] = run.branch
         if run.branch == (repository.default_branch or run.branch):
             Repository.objects.filter(pk=repository.pk).update(**updates)
         IngestionRun.objects.filter(pk=run_id).update(
-            status=Status.SUCCEEDED, finished_at=timezone.now(), files_indexed=kept
+            status=Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            files_indexed=kept,
+            task_links_created=links.links_created,
+            task_requests_applied=links.applied,
+            task_requests_refused=links.refused,
+            notes=[*run.notes, *links.notes_for_run()],
+            timings={**run.timings, "links": round(time.perf_counter() - links_started, 3)},
         )
         project_cache_invalidate(project_id=repository.project_id)
+        # Outgoing webhooks (projects/webhooks.py): queued with the run's success, sent once it commits.
+        webhook_event_emit(
+            project_id=repository.project_id,
+            event="ingestion.finished",
+            data={
+                "run": run.pk,
+                "repository": {"id": repository.pk, "name": repository.name},
+                "branch": run.branch,
+                "from_sha": run.from_sha or None,
+                "to_sha": run.to_sha,
+                "commits_done": run.commits_done,
+                "file_changes": run.file_changes_added,
+                "duration_seconds": (
+                    round((timezone.now() - run.started_at).total_seconds(), 3) if run.started_at else None
+                ),
+            },
+        )
     run.refresh_from_db()
     INGESTION_RUNS.labels(status=Status.SUCCEEDED).inc()
     INGESTED_COMMITS.inc(run.commits_done)

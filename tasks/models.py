@@ -134,6 +134,7 @@ class TaskEvent(models.Model):
         ASSIGNED = "assigned", "Assigned"
         DEPENDENCY_ADDED = "dependency_added", "Dependency added"
         DEPENDENCY_REMOVED = "dependency_removed", "Dependency removed"
+        TIME_LOGGED = "time_logged", "Time logged"
 
     class Source(models.TextChoices):
         ADMIN = "admin", "Admin"

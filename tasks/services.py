@@ -20,7 +20,8 @@ from django.utils import timezone
 from monitoring.metrics import TASK_TRANSITIONS, TASKS_CREATED
 from projects.models import Membership, Project
 from projects.services import project_cache_invalidate
-from tasks.models import Task, TaskDependency, TaskEvent
+from projects.webhooks import webhook_event_emit
+from tasks.models import Task, TaskDependency, TaskEvent, TimeEntry
 
 Source = TaskEvent.Source
 
@@ -156,6 +157,18 @@ def task_create(
         task_dependency_add(task=task, depends_on=dependency, source=source, actor=actor)
     transaction.on_commit(lambda: TASKS_CREATED.labels(source=source).inc())
     project_cache_invalidate(project_id=project.pk)
+    webhook_event_emit(
+        project_id=project.pk,
+        event="task.created",
+        data={
+            "key": task.key,
+            "title": task.title,
+            "status": task.status,
+            "priority": task.priority,
+            "assignee": assignee.get_username() if assignee is not None else None,
+            "source": source,
+        },
+    )
     return task
 
 
@@ -302,6 +315,18 @@ def task_transition(
     )
     transaction.on_commit(lambda: TASK_TRANSITIONS.labels(to_status=status, source=source).inc())
     project_cache_invalidate(project_id=task.project_id)
+    webhook_event_emit(
+        project_id=task.project_id,
+        event="task.status_changed",
+        data={
+            "key": task.key,
+            "from": previous,
+            "to": status,
+            "source": source,
+            "commit_sha": commit_sha or None,
+            "actor": actor.get_username() if actor is not None and actor.is_authenticated else None,
+        },
+    )
     return task
 
 
@@ -396,3 +421,50 @@ def task_dependency_remove(
     _dependency_changed(
         task=task, depends_on=depends_on, kind=TaskEvent.Kind.DEPENDENCY_REMOVED, source=source, actor=actor
     )
+
+
+@transaction.atomic
+def task_time_log(
+    *,
+    task: Task,
+    minutes: int,
+    spent_on: datetime.date,
+    source: str,
+    actor: AbstractBaseUser | None = None,
+    user: AbstractBaseUser | None = None,
+    author_email: str = "",
+    commit_sha: str = "",
+    note: str = "",
+) -> TimeEntry | None:
+    """Log ``minutes`` spent on ``task``, with a ``time_logged`` event.
+
+    An entry read from a commit is logged once per commit and task (``commit_sha`` is its reference), so
+    a commit ingested again, or present in two repositories, adds nothing: ``None`` is returned then.
+    """
+    if minutes <= 0:
+        raise ValidationError({"minutes": ["Time spent must be a positive number of minutes."]})
+    time_source = TimeEntry.Source.COMMIT if source == Source.COMMIT else source
+    if time_source not in TimeEntry.Source.values:
+        raise ValidationError({"source": [f"{source!r} cannot log time."]})
+    if commit_sha and TimeEntry.objects.filter(source=time_source, source_ref=commit_sha, task=task).exists():
+        return None
+    entry = TimeEntry.objects.create(
+        task=task,
+        user=user,
+        author_email=author_email,
+        minutes=minutes,
+        spent_on=spent_on,
+        source=time_source,
+        source_ref=commit_sha,
+        note=note[:300],
+    )
+    _event(
+        task=task,
+        kind=TaskEvent.Kind.TIME_LOGGED,
+        source=source,
+        actor=actor,
+        commit_sha=commit_sha,
+        data={"minutes": minutes, "spent_on": str(spent_on), "author_email": author_email},
+    )
+    project_cache_invalidate(project_id=task.project_id)
+    return entry

@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 
 from apm.api.tokens import ApiTokenViewSet, MeView
 from projects.api.views import MembershipViewSet, ProjectViewSet
+from projects.api.webhooks import WebhookSubscriptionViewSet
 from repos.api.hooks import PushWebhookView
 from repos.api.views import (
     CommitViewSet,
@@ -25,6 +26,11 @@ router.include_root_view = False
 router.register("projects", ProjectViewSet, basename="project")
 router.register(
     r"projects/(?P<project_key>[A-Za-z][A-Za-z0-9]{1,9})/members", MembershipViewSet, basename="member"
+)
+router.register(
+    r"projects/(?P<project_key>[A-Za-z][A-Za-z0-9]{1,9})/webhooks",
+    WebhookSubscriptionViewSet,
+    basename="webhook",
 )
 router.register("tasks", TaskViewSet, basename="task")
 router.register("repositories", RepositoryViewSet, basename="repository")

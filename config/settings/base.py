@@ -328,3 +328,18 @@ APM_INGEST_CHUNK_COMMITS = env.int("APM_INGEST_CHUNK_COMMITS", default=2000)
 APM_INGEST_CHUNK_FILES = env.int("APM_INGEST_CHUNK_FILES", default=5000)
 APM_INGEST_THREADS = env.int("APM_INGEST_THREADS", default=0)
 APM_INGEST_STALE_SECONDS = env.int("APM_INGEST_STALE_SECONDS", default=900)
+# --- Outgoing webhooks (docs/webhooks.md) ---
+# https:// only unless APM_WEBHOOK_ALLOW_HTTP; targets resolving to loopback, private, link-local or
+# other internal addresses are refused unless inside one of APM_WEBHOOK_ALLOWED_NETWORKS (CIDRs).
+APM_WEBHOOK_ALLOW_HTTP = env.bool("APM_WEBHOOK_ALLOW_HTTP", default=False)
+APM_WEBHOOK_ALLOWED_NETWORKS = env.list("APM_WEBHOOK_ALLOWED_NETWORKS", default=[])
+# Seconds to connect and to wait for the response; attempts before a delivery is given up; the first
+# retry's delay (doubled per attempt, with jitter, capped at APM_WEBHOOK_BACKOFF_MAX).
+APM_WEBHOOK_TIMEOUT = (
+    env.float("APM_WEBHOOK_CONNECT_TIMEOUT", default=5.0),
+    env.float("APM_WEBHOOK_READ_TIMEOUT", default=10.0),
+)
+APM_WEBHOOK_MAX_ATTEMPTS = env.int("APM_WEBHOOK_MAX_ATTEMPTS", default=6)
+APM_WEBHOOK_BACKOFF = env.float("APM_WEBHOOK_BACKOFF", default=10.0)
+APM_WEBHOOK_BACKOFF_MAX = env.float("APM_WEBHOOK_BACKOFF_MAX", default=3600.0)
+# --- end of outgoing webhooks ---

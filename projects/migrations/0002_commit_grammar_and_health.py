@@ -22,11 +22,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='project',
-            name='commit_reference_keywords',
-            field=models.CharField(default='refs references ref re see', help_text="Words that only reference the task named after them ('refs APM-12'), separated by spaces.", max_length=300),
-        ),
-        migrations.AddField(
-            model_name='project',
             name='commit_short_references',
             field=models.BooleanField(default=True, help_text="Read '#12' in this project's repositories as this project's task 12."),
         ),

@@ -66,6 +66,11 @@ class Command(BaseCommand):
                 f"in {seconds:.1f} s (run {run.pk})."
             )
         )
+        if run.task_links_created or run.task_requests_applied or run.task_requests_refused:
+            self.stdout.write(
+                f"Tasks: {run.task_links_created} commit links, {run.task_requests_applied} requests carried "
+                f"out, {run.task_requests_refused} refused."
+            )
         for note in run.notes:
             self.stdout.write(self.style.WARNING(note))
 

@@ -1,0 +1,333 @@
+"""Code analytics of a project, read in bulk SQL: hotspots, change coupling and contributor statistics.
+
+Every selector takes a window of commit time (``since`` inclusive, ``until`` exclusive; by default the
+90 days up to now) and optionally one repository of the project. Each one costs a fixed number of
+queries whatever the size of the history (hotspots 1, coupling 1, contributors 3), and every query
+starts from the commits of the project's repositories in the window (``idx_commits_repo_time``) and
+reaches their file changes through ``file_change_commit_path_unique`` (commit id first), so the work
+grows with the commits in the window, not with the whole history. docs/analytics.md has the formulas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Case, Count, F, Max, Min, QuerySet, Sum, Value, When
+from django.db.models.functions import Coalesce, Left, StrIndex, TruncDate
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apm.cache import cached, generation_key, project_key
+from projects.models import Project
+from repos.models import Commit, FileChange, Repository
+
+T = TypeVar("T")
+
+DEFAULT_WINDOW = dt.timedelta(days=90)
+# Commits touching more files than this are left out of change coupling: a mass rename, a reformat or a
+# licence header update would otherwise make every pair of files look coupled (and the self-join of a
+# commit's changes grows with the square of its files; this bound keeps it at most 435 pairs a commit).
+DEFAULT_COUPLING_MAX_FILES = 30
+MAIN_AREAS = 3
+# The area of files at the top of the tree, which have no directory.
+ROOT_AREA = "(root)"
+# Analytics entries are also dropped by the project's generation bump at the end of every ingestion;
+# the timeout only bounds how long entries of windows nobody asks for again stay in the cache.
+CACHE_TIMEOUT = 24 * 3600
+
+
+def analytics_window(
+    *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """The window ``[since, until)``: until defaults to now, since to 90 days before until."""
+    until = until or timezone.now()
+    return since or until - DEFAULT_WINDOW, until
+
+
+def coupling_max_files() -> int:
+    return int(getattr(settings, "APM_COUPLING_MAX_FILES", DEFAULT_COUPLING_MAX_FILES))
+
+
+def _repository_id(repository: Repository | int | None) -> int | None:
+    return repository.pk if isinstance(repository, Repository) else repository
+
+
+def _scope_sql(*, project: Project, repository: Repository | int | None) -> tuple[str, list[Any]]:
+    """The commits of the project's repositories (or of one of them), as SQL on the alias ``c``.
+
+    The repository is matched inside the project, so an id of another project's repository selects
+    nothing rather than another project's history.
+    """
+    repository_id = _repository_id(repository)
+    sql = "c.repository_id IN (SELECT r.id FROM repositories r WHERE r.project_id = %s"
+    params: list[Any] = [project.pk]
+    if repository_id is not None:
+        sql += " AND r.id = %s"
+        params.append(repository_id)
+    return sql + ")", params
+
+
+def _window_sql(since: dt.datetime, until: dt.datetime) -> tuple[str, list[Any]]:
+    adapt = connection.ops.adapt_datetimefield_value
+    return "c.timestamp >= %s AND c.timestamp < %s", [adapt(since), adapt(until)]
+
+
+def _aware(value: Any) -> dt.datetime | None:
+    """A datetime read by raw SQL as a timezone-aware one (SQLite returns text, MariaDB naive UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, dt.UTC)
+    return value
+
+
+def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+# Hotspots: the window's file changes grouped by (repository, path), joined to the files still in the
+# tree on their unique key (file_repository_path_unique), ranked by changes x lines. A renamed file's
+# earlier changes were recorded under its old path, so only its changes under the current path count.
+_HOTSPOTS_SQL = """
+SELECT f.id AS file, f.repository_id AS repository, f.path AS path, f.language AS language,
+       f.lines AS line_count, h.changes AS changes, h.churn AS churn, h.authors AS authors,
+       h.last_changed_at AS last_changed_at,
+       h.changes * (CASE WHEN f.is_binary = %s OR f.lines < 1 THEN 1 ELSE f.lines END) AS score
+FROM (
+    SELECT c.repository_id AS repository_id, fc.path AS path, COUNT(*) AS changes,
+           SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)) AS churn,
+           COUNT(DISTINCT c.author_email) AS authors, MAX(c.timestamp) AS last_changed_at
+    FROM commits c JOIN file_changes fc ON fc.commit_id = c.id
+    WHERE {scope} AND {window}
+    GROUP BY c.repository_id, fc.path
+) h
+JOIN files f ON f.repository_id = h.repository_id AND f.path = h.path
+ORDER BY score DESC, h.churn DESC, f.path, f.id
+LIMIT %s
+"""
+
+
+def file_hotspots(
+    *,
+    project: Project,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    repository: Repository | int | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """The files of ``project`` still in the tree, ranked by changes in the window x size. One query.
+
+    ``score`` = changes (file change rows in the window) x lines (1 for binary or empty files); each row
+    also has the churn (lines added + deleted) and the number of distinct authors in the window, and the
+    time of the last change.
+    """
+    since, until = analytics_window(since=since, until=until)
+    scope, scope_params = _scope_sql(project=project, repository=repository)
+    window, window_params = _window_sql(since, until)
+    rows = _rows(
+        _HOTSPOTS_SQL.format(scope=scope, window=window),
+        [True, *scope_params, *window_params, limit],
+    )
+    for row in rows:
+        row["lines"] = int(row.pop("line_count"))  # "lines" is a reserved word in MariaDB
+        row["last_changed_at"] = _aware(row["last_changed_at"])
+        for name in ("changes", "churn", "authors", "score"):
+            row[name] = int(row[name])
+    return rows
+
+
+# Change coupling: pairs of paths changed by the same commits. The self-join of file changes on the
+# commit id (file_change_commit_path_unique) is bounded by leaving out merges (which have no changes
+# anyway) and commits with more than APM_COUPLING_MAX_FILES files; ``a.path < b.path`` counts each pair
+# once. Each path's own commit count (in the same commits) comes from one grouped pass, read twice.
+_COUPLING_SQL = """
+WITH counts AS (
+    SELECT c.repository_id AS repository_id, fc.path AS path, COUNT(*) AS changes
+    FROM commits c JOIN file_changes fc ON fc.commit_id = c.id
+    WHERE {eligible}
+    GROUP BY c.repository_id, fc.path
+)
+SELECT p.repository_id AS repository, fa.id AS file_a, p.path_a AS path_a, fb.id AS file_b,
+       p.path_b AS path_b, p.shared AS shared, ca.changes AS changes_a, cb.changes AS changes_b
+FROM (
+    SELECT c.repository_id AS repository_id, a.path AS path_a, b.path AS path_b, COUNT(*) AS shared
+    FROM commits c
+    JOIN file_changes a ON a.commit_id = c.id
+    JOIN file_changes b ON b.commit_id = c.id AND a.path < b.path
+    WHERE {eligible}
+    GROUP BY c.repository_id, a.path, b.path
+    HAVING COUNT(*) >= %s
+) p
+JOIN counts ca ON ca.repository_id = p.repository_id AND ca.path = p.path_a
+JOIN counts cb ON cb.repository_id = p.repository_id AND cb.path = p.path_b
+JOIN files fa ON fa.repository_id = p.repository_id AND fa.path = p.path_a
+JOIN files fb ON fb.repository_id = p.repository_id AND fb.path = p.path_b
+ORDER BY p.shared * 1.0 / (CASE WHEN ca.changes < cb.changes THEN ca.changes ELSE cb.changes END) DESC,
+         p.shared DESC, p.path_a, p.path_b, p.repository_id
+LIMIT %s
+"""
+
+
+def change_coupling(
+    *,
+    project: Project,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    repository: Repository | int | None = None,
+    min_shared: int = 3,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Pairs of files (both still in the tree) changed together by at least ``min_shared`` commits.
+
+    ``degree`` = shared / min(changes_a, changes_b): 1.0 when every change of the less often changed
+    file also changed the other. Merges and commits with more than ``APM_COUPLING_MAX_FILES`` files are
+    not counted, neither in ``shared`` nor in each file's ``changes``. One query.
+    """
+    since, until = analytics_window(since=since, until=until)
+    scope, scope_params = _scope_sql(project=project, repository=repository)
+    window, window_params = _window_sql(since, until)
+    eligible = f"{scope} AND {window} AND c.is_merge = %s AND c.files_changed <= %s"
+    eligible_params = [*scope_params, *window_params, False, coupling_max_files()]
+    rows = _rows(
+        _COUPLING_SQL.format(eligible=eligible),
+        [*eligible_params, *eligible_params, max(1, min_shared), limit],
+    )
+    for row in rows:
+        for name in ("shared", "changes_a", "changes_b"):
+            row[name] = int(row[name])
+        row["degree"] = round(row["shared"] / min(row["changes_a"], row["changes_b"]), 4)
+    return rows
+
+
+def _window_filter(
+    *,
+    prefix: str,
+    project: Project,
+    since: dt.datetime,
+    until: dt.datetime,
+    repository: Repository | int | None,
+) -> dict[str, Any]:
+    """ORM filters for the commits of the window, on ``Commit`` (prefix "") or a relation ("commit__")."""
+    repositories = Repository.objects.filter(project=project)
+    repository_id = _repository_id(repository)
+    if repository_id is not None:
+        repositories = repositories.filter(pk=repository_id)
+    return {
+        f"{prefix}repository_id__in": repositories.values("id"),
+        f"{prefix}timestamp__gte": since,
+        f"{prefix}timestamp__lt": until,
+    }
+
+
+def contributor_stats(
+    *,
+    project: Project,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    repository: Repository | int | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Per author e-mail: commits, lines added and deleted, active days, first and last commit, main areas.
+
+    Most commits first (``limit`` of them, or all). Three queries: the aggregates per e-mail, the names
+    each e-mail used (the latest one is shown), and the lines changed per e-mail and top-level directory
+    (the first three by lines are the main areas). Merges count as commits; they have no file changes,
+    so no lines. Active days are distinct UTC dates of the commit time.
+    """
+    since, until = analytics_window(since=since, until=until)
+    window = {"project": project, "since": since, "until": until, "repository": repository}
+    commits = Commit.objects.filter(**_window_filter(prefix="", **window))
+    changes = FileChange.objects.filter(**_window_filter(prefix="commit__", **window))
+    authors = list(
+        commits.values("author_email")
+        .annotate(
+            commits=Count("id"),
+            lines_added=Sum("additions"),
+            lines_deleted=Sum("deletions"),
+            active_days=Count(TruncDate("timestamp", tzinfo=dt.UTC), distinct=True),
+            first_commit_at=Min("timestamp"),
+            last_commit_at=Max("timestamp"),
+        )
+        .order_by("-commits", "author_email")[:limit]
+    )
+    if not authors:
+        return []
+    emails = [row["author_email"] for row in authors]
+    if limit is not None:
+        # Only the authors shown; without a limit they are all of them, so no (long) list is sent.
+        commits = commits.filter(author_email__in=emails)
+        changes = changes.filter(commit__author_email__in=emails)
+
+    names: dict[str, tuple[dt.datetime, str]] = {}
+    for row in commits.values("author_email", "author_name").annotate(last=Max("timestamp")).order_by():
+        latest = (row["last"], row["author_name"])
+        if row["author_email"] not in names or latest > names[row["author_email"]]:
+            names[row["author_email"]] = latest
+
+    areas: dict[str, list[dict[str, Any]]] = {email: [] for email in emails}
+    for row in _area_lines(changes):
+        areas[row["author_email"]].append({"area": row["area"] or ROOT_AREA, "lines": int(row["changed"])})
+
+    return [
+        {
+            **row,
+            "author_name": names[row["author_email"]][1],
+            "lines_added": int(row["lines_added"] or 0),
+            "lines_deleted": int(row["lines_deleted"] or 0),
+            "main_areas": areas[row["author_email"]],
+        }
+        for row in authors
+    ]
+
+
+def _area_lines(changes: QuerySet[FileChange]) -> list[dict[str, Any]]:
+    """Lines changed per author e-mail and top-level directory, the first ``MAIN_AREAS`` of each author.
+
+    The directory is the path up to and including its first ``/`` (``repos/``); files at the top of the
+    tree give an empty string. The grouping is built by the ORM (portable string functions), and the
+    ranking is a window function around it (ROW_NUMBER over each author), so only three rows an author
+    leave the database. Django cannot put a window over its own GROUP BY without grouping by the window
+    too, hence the wrapping SQL.
+    """
+    area = Case(
+        When(path__contains="/", then=Left("path", StrIndex("path", Value("/")))),
+        default=Value(""),
+    )
+    grouped = (
+        changes.annotate(author_email=F("commit__author_email"), area=area)
+        .values("author_email", "area")
+        .annotate(changed=Sum(Coalesce("added", 0) + Coalesce("deleted", 0)))
+        .order_by()
+    )
+    inner, params = grouped.query.sql_with_params()
+    sql = f"""
+        SELECT ranked.author_email AS author_email, ranked.area AS area, ranked.changed AS changed
+        FROM (
+            SELECT g.author_email AS author_email, g.area AS area, g.changed AS changed,
+                   ROW_NUMBER() OVER (PARTITION BY g.author_email ORDER BY g.changed DESC, g.area) AS place
+            FROM ({inner}) g
+        ) ranked
+        WHERE ranked.place <= %s
+        ORDER BY ranked.author_email, ranked.place
+    """  # noqa: S608 (the inner query is Django's, with its parameters kept apart)
+    return _rows(sql, [*params, MAIN_AREAS])
+
+
+def analytics_cached(
+    *, project: Project, name: str, parts: tuple[object, ...], compute: Callable[[], T]
+) -> T:
+    """``compute()`` cached in the project's generation: dropped by every ingestion of the project.
+
+    ``parts`` must name everything the result depends on (window, repository, limits).
+    """
+    key = generation_key(project_key(project.pk), "analytics", name, *parts)
+    return cached(key, compute, timeout=CACHE_TIMEOUT)

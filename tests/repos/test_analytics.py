@@ -1,0 +1,462 @@
+"""Hotspots, change coupling and contributor statistics against git's own answers.
+
+A real repository is built with known authors, dates and files (a rename, a merge, a mass commit of more
+than 30 files, a binary file), ingested through the ingestion service, and every figure the selectors
+give is compared with what ``git log --numstat`` and ``git ls-tree`` say about the same window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from repos.analytics import change_coupling, contributor_stats, file_hotspots
+from repos.models import Commit, IngestionRun, Repository
+from repos.services import ingestion_request, repository_register
+from tests.factories import ProjectFactory
+from tests.repos.gitrepo import GitRepo
+
+pytestmark = pytest.mark.django_db
+
+ADA = ("Ada Lovelace", "ada@example.com")
+BOB = ("Bob", "bob@example.com")
+BOB_LATER = ("Bob Builder", "bob@example.com")  # the same e-mail under a newer name
+CY = ("Cy Young", "cy@example.com")
+
+# Midnight UTC 20 days ago: every commit but the first falls in the default 90-day window.
+BASE = (timezone.now() - dt.timedelta(days=20)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def at(days: float, hours: float = 0) -> dt.datetime:
+    return BASE + dt.timedelta(days=days, hours=hours)
+
+
+def text(lines: int, tag: str = "") -> str:
+    return "".join(f"{tag}line {n}\n" for n in range(lines))
+
+
+class Repo(GitRepo):
+    """A GitRepo whose commits have chosen authors and dates (and committer dates, which APM orders by)."""
+
+    def env_as(self, who: tuple[str, str], when: dt.datetime, offset: str = "+0000") -> dict[str, str]:
+        stamp = f"@{int(when.timestamp())} {offset}"
+        name, email = who
+        return {
+            **self.env(),
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+            "GIT_AUTHOR_DATE": stamp,
+            "GIT_COMMITTER_DATE": stamp,
+        }
+
+    def commit_as(self, message: str, who: tuple[str, str], when: dt.datetime, offset: str = "+0000") -> str:
+        env = self.env_as(who, when, offset)
+        self.git("add", "-A", env=env)
+        self.git("commit", "-q", "-m", message, env=env)
+        return self.head()
+
+    # --- git's own answers, for the comparison -------------------------------------------------------
+
+    def log(self, ref: str = "main") -> list[dict[str, Any]]:
+        """Every commit with its author, commit time, parents and numstat (from ``git log -M -z``)."""
+        out = self.git("log", "--format=%H%x00%ae%x00%an%x00%ct%x00%P", ref).decode().splitlines()
+        numstat = self.numstat(ref)
+        commits = []
+        for line in out:
+            sha, email, name, stamp, parents = line.split("\0")
+            commits.append(
+                {
+                    "sha": sha,
+                    "email": email,
+                    "name": name,
+                    "time": dt.datetime.fromtimestamp(int(stamp), dt.UTC),
+                    "merge": len(parents.split()) > 1,
+                    "changes": {path.decode(): lines for path, lines in numstat[sha].items()},
+                }
+            )
+        return commits
+
+    def lines_at_tip(self) -> dict[str, tuple[int, bool]]:
+        """{path: (lines, is_binary)} of the files at the tip, read with ``git cat-file``."""
+        result = {}
+        for path in self.tree():
+            blob = self.git("cat-file", "blob", f"main:{path.decode()}")
+            binary = b"\0" in blob
+            result[path.decode()] = (0 if binary else blob.count(b"\n"), binary)
+        return result
+
+
+def build(path: Path) -> Repo:
+    """The history the tests read; comments give what each commit means for the analytics."""
+    repo = Repo(path)
+    repo.write("README.md", text(3))
+    repo.write("legacy.txt", text(2))
+    repo.commit_as("Old import (outside the default window)", ADA, at(-200))
+    repo.write("src/core.py", text(10))
+    repo.write("src/util.py", text(5))
+    repo.write("docs/guide.md", text(10))
+    repo.commit_as("Core, util and a guide", ADA, at(0, 10))
+    repo.write("src/core.py", text(12))
+    repo.write("src/util.py", text(5, "b"))
+    repo.commit_as("Core and util", BOB, at(0, 15))
+    repo.write("src/core.py", text(12, "c"))
+    repo.write("src/util.py", text(6))
+    repo.write("docs/guide.md", text(11))
+    repo.commit_as("Core, util and guide", BOB, at(1, 9))
+    repo.write("src/core.py", text(14))
+    repo.write("src/util.py", text(7))
+    # 23:30 UTC, but 01:30 the next day at the author's +0200: active days count UTC dates.
+    repo.commit_as("Core and util, late", CY, at(1, 23.5), offset="+0200")
+    repo.git("mv", "docs/guide.md", "docs/manual.md")
+    repo.write("docs/manual.md", text(11) + "one more\n")
+    repo.write("src/core.py", text(15))
+    repo.commit_as("Rename the guide to manual, and core", ADA, at(2, 10))
+    repo.write("docs/manual.md", text(11) + "two more\n")
+    repo.write("src/core.py", text(16))
+    repo.commit_as("Manual and core", BOB_LATER, at(3, 10))
+    # A feature branch merged with a merge commit (which has no file changes of its own).
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.write("feature/x.py", text(4))
+    repo.write("src/util.py", text(8))
+    repo.commit_as("Feature", CY, at(4, 9))
+    repo.git("checkout", "-q", "main")
+    repo.write("README.md", text(4))
+    repo.commit_as("Readme", ADA, at(4, 10))
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge feature", "feature", env=repo.env_as(ADA, at(5, 10)))
+    # A mass commit of 37 files: left out of coupling, counted everywhere else.
+    for n in range(35):
+        repo.write(f"gen/f{n:02}.txt", text(1, str(n)))
+    repo.write("src/core.py", text(17))
+    repo.write("src/util.py", text(9))
+    repo.commit_as("Generated files", BOB_LATER, at(6, 10))
+    repo.write("assets/logo.bin", b"\x89PNG\0\0\x01" * 20)
+    repo.commit_as("Logo", CY, at(7, 10))
+    repo.write("assets/logo.bin", b"\x89PNG\0\0\x02" * 30)
+    repo.write("src/util.py", text(10))
+    repo.commit_as("New logo, util", CY, at(8, 10))
+    return repo
+
+
+@pytest.fixture
+def root(tmp_path: Path, settings) -> Path:
+    settings.APM_REPO_ROOTS = [str(tmp_path)]
+    settings.APM_WORKSPACE = str(tmp_path / "workspace")
+    return tmp_path
+
+
+def ingest(repository: Repository, django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        request = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.COMMAND)
+    request.run.refresh_from_db()
+    assert request.run.status == IngestionRun.Status.SUCCEEDED, request.run.error
+
+
+@pytest.fixture
+def history(root: Path, django_capture_on_commit_callbacks) -> tuple[Repo, Repository]:
+    repo = build(root / "main")
+    repository = repository_register(project=ProjectFactory(key="HOT"), source=str(repo.path))
+    ingest(repository, django_capture_on_commit_callbacks)
+    return repo, repository
+
+
+def in_window(repo: Repo, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+    return [commit for commit in repo.log() if since <= commit["time"] < until]
+
+
+# --- what the figures should be, computed from git's answers ----------------------------------------
+
+
+def expected_hotspots(repo: Repo, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+    tip = repo.lines_at_tip()
+    changes: Counter[str] = Counter()
+    churn: Counter[str] = Counter()
+    authors: dict[str, set[str]] = defaultdict(set)
+    last: dict[str, dt.datetime] = {}
+    for commit in in_window(repo, since, until):
+        for path, (added, deleted) in commit["changes"].items():
+            changes[path] += 1
+            churn[path] += (added or 0) + (deleted or 0)
+            authors[path].add(commit["email"])
+            last[path] = max(last.get(path, commit["time"]), commit["time"])
+    rows = [
+        {
+            "path": path,
+            "lines": tip[path][0],
+            "changes": changes[path],
+            "churn": churn[path],
+            "authors": len(authors[path]),
+            "last_changed_at": last[path],
+            "score": changes[path] * (1 if tip[path][1] or tip[path][0] < 1 else tip[path][0]),
+        }
+        for path in changes
+        if path in tip
+    ]
+    return sorted(rows, key=lambda row: (-row["score"], -row["churn"], row["path"]))
+
+
+def expected_contributors(repo: Repo, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+    by_author: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for commit in in_window(repo, since, until):
+        by_author[commit["email"]].append(commit)
+    rows = []
+    for email, commits in by_author.items():
+        areas: Counter[str] = Counter()
+        for commit in commits:
+            for path, (added, deleted) in commit["changes"].items():
+                area = path.split("/", 1)[0] + "/" if "/" in path else "(root)"
+                areas[area] += (added or 0) + (deleted or 0)
+        latest = max(commits, key=lambda commit: commit["time"])
+        rows.append(
+            {
+                "author_email": email,
+                "author_name": latest["name"],
+                "commits": len(commits),
+                "lines_added": sum(a or 0 for c in commits for a, _ in c["changes"].values()),
+                "lines_deleted": sum(d or 0 for c in commits for _, d in c["changes"].values()),
+                "active_days": len({commit["time"].date() for commit in commits}),
+                "first_commit_at": min(commit["time"] for commit in commits),
+                "last_commit_at": latest["time"],
+                "main_areas": [
+                    {"area": area, "lines": lines}
+                    for area, lines in sorted(areas.items(), key=lambda item: (-item[1], item[0]))[:3]
+                ],
+            }
+        )
+    return sorted(rows, key=lambda row: (-row["commits"], row["author_email"]))
+
+
+def expected_pairs(
+    repo: Repo, since: dt.datetime, until: dt.datetime, *, min_shared: int, max_files: int = 30
+) -> list[tuple[str, str, int, int, int]]:
+    tip = repo.lines_at_tip()
+    counts: Counter[str] = Counter()
+    shared: Counter[tuple[str, str]] = Counter()
+    for commit in in_window(repo, since, until):
+        if commit["merge"] or len(commit["changes"]) > max_files:
+            continue
+        paths = sorted(commit["changes"])
+        counts.update(paths)
+        shared.update((a, b) for i, a in enumerate(paths) for b in paths[i + 1 :])
+    rows = [
+        (a, b, n, counts[a], counts[b])
+        for (a, b), n in shared.items()
+        if n >= min_shared and a in tip and b in tip
+    ]
+    return sorted(rows, key=lambda row: (-row[2] / min(row[3], row[4]), -row[2], row[0], row[1]))
+
+
+# --- hotspots ----------------------------------------------------------------------------------------
+
+
+def test_hotspots_match_git_in_the_default_window(history):
+    repo, repository = history
+
+    rows = file_hotspots(project=repository.project)
+
+    expected = expected_hotspots(repo, timezone.now() - dt.timedelta(days=90), timezone.now())
+    assert [{key: row[key] for key in expected[0]} for row in rows] == expected
+    assert {row["repository"] for row in rows} == {repository.pk}
+    top = rows[0]
+    # src/core.py: 7 changes in the window (the mass commit included) x 17 lines at the tip.
+    assert (top["path"], top["changes"], top["lines"], top["score"], top["authors"]) == (
+        "src/core.py",
+        7,
+        17,
+        7 * 17,
+        3,
+    )
+    paths = {row["path"] for row in rows}
+    # legacy.txt changed only before the window; docs/guide.md is no longer in the tree.
+    assert "legacy.txt" not in paths
+    assert "docs/guide.md" not in paths
+    logo = next(row for row in rows if row["path"] == "assets/logo.bin")
+    assert (logo["lines"], logo["score"], logo["churn"]) == (0, 2, 0)  # binary: size counts as 1
+
+
+def test_a_renamed_file_counts_its_changes_under_its_current_path_only(history):
+    _repo, repository = history
+
+    manual = next(row for row in file_hotspots(project=repository.project) if row["path"] == "docs/manual.md")
+
+    # Added to the tree as docs/guide.md (2 changes), renamed, then changed once more.
+    assert manual["changes"] == 2
+
+
+def test_hotspots_of_a_window_and_a_limit(history):
+    repo, repository = history
+    since, until = at(2), at(5)
+
+    rows = file_hotspots(project=repository.project, since=since, until=until, limit=2)
+
+    assert [(row["path"], row["changes"]) for row in rows] == [
+        (row["path"], row["changes"]) for row in expected_hotspots(repo, since, until)[:2]
+    ]
+    assert rows[0]["path"] == "src/core.py"
+    assert rows[0]["changes"] == 2
+
+
+# --- change coupling ---------------------------------------------------------------------------------
+
+
+def test_coupling_pairs_are_the_expected_ones(history):
+    repo, repository = history
+    since, until = at(-1), at(30)
+
+    three = change_coupling(project=repository.project, since=since, until=until)
+    two = change_coupling(project=repository.project, since=since, until=until, min_shared=2)
+
+    as_tuples = [(r["path_a"], r["path_b"], r["shared"], r["changes_a"], r["changes_b"]) for r in three]
+    # core and util change together in 4 of their 6 eligible commits each (the mass commit is out).
+    assert as_tuples == [("src/core.py", "src/util.py", 4, 6, 6)]
+    assert three[0]["degree"] == round(4 / 6, 4)
+    assert as_tuples == expected_pairs(repo, since, until, min_shared=3)
+    # At 2, the manual joins: both of its changes (under its current path) came with core.
+    assert [(r["path_a"], r["path_b"], r["shared"], r["degree"]) for r in two] == [
+        ("docs/manual.md", "src/core.py", 2, 1.0),
+        ("src/core.py", "src/util.py", 4, round(4 / 6, 4)),
+    ]
+    assert [(r["path_a"], r["path_b"], r["shared"], r["changes_a"], r["changes_b"]) for r in two] == (
+        expected_pairs(repo, since, until, min_shared=2)
+    )
+    assert {three[0]["file_a"], three[0]["file_b"]} == set(
+        repository.files.filter(path__in=["src/core.py", "src/util.py"]).values_list("id", flat=True)
+    )
+
+
+def test_coupling_counts_the_mass_commit_when_the_limit_allows_it(history, settings):
+    repo, repository = history
+    settings.APM_COUPLING_MAX_FILES = 40
+
+    rows = change_coupling(project=repository.project, since=at(-1), until=at(30), min_shared=5)
+
+    pairs = {(r["path_a"], r["path_b"]): (r["shared"], r["changes_a"], r["changes_b"]) for r in rows}
+    assert pairs[("src/core.py", "src/util.py")] == (5, 7, 7)
+    assert list(pairs) == [
+        (a, b) for a, b, *_ in expected_pairs(repo, at(-1), at(30), min_shared=5, max_files=40)
+    ]
+
+
+def test_coupling_in_a_window(history):
+    repo, repository = history
+
+    rows = change_coupling(project=repository.project, since=at(1), until=at(30), min_shared=2)
+
+    # From day 1 on, core and util share 2 commits; the manual's two changes still came with core.
+    assert [(r["path_a"], r["path_b"], r["shared"]) for r in rows] == [
+        (a, b, n) for a, b, n, *_ in expected_pairs(repo, at(1), at(30), min_shared=2)
+    ]
+    assert ("src/core.py", "src/util.py", 2) in [(r["path_a"], r["path_b"], r["shared"]) for r in rows]
+
+
+# --- contributors ------------------------------------------------------------------------------------
+
+
+def test_contributors_match_git(history):
+    repo, repository = history
+
+    rows = contributor_stats(project=repository.project)
+
+    assert rows == expected_contributors(repo, timezone.now() - dt.timedelta(days=90), timezone.now())
+    ada = next(row for row in rows if row["author_email"] == ADA[1])
+    bob = next(row for row in rows if row["author_email"] == BOB[1])
+    cy = next(row for row in rows if row["author_email"] == CY[1])
+    # Ada's merge counts as a commit (4 with it) but brings no lines.
+    assert ada["commits"] == 4
+    assert bob["author_name"] == "Bob Builder"  # the name of the latest commit
+    # Cy committed on day 1 at 23:30 UTC (day 2 at their +0200), then days 4, 7 and 8.
+    assert cy["active_days"] == 4
+    # The mass commit's 35 one-line files: gen/ is one of Bob's areas (after src/, which he rewrote).
+    assert [area["area"] for area in bob["main_areas"]] == ["src/", "gen/", "docs/"]
+    assert bob["main_areas"][1] == {"area": "gen/", "lines": 35}
+
+
+def test_contributors_of_a_window_with_a_limit(history):
+    repo, repository = history
+    since, until = at(1), at(4)
+
+    rows = contributor_stats(project=repository.project, since=since, until=until, limit=1)
+
+    assert rows == expected_contributors(repo, since, until)[:1]
+    assert rows[0]["author_email"] == BOB[1]
+
+
+def test_nothing_in_an_empty_window(history):
+    _repo, repository = history
+    since, until = at(100), at(101)
+
+    assert file_hotspots(project=repository.project, since=since, until=until) == []
+    assert change_coupling(project=repository.project, since=since, until=until) == []
+    assert contributor_stats(project=repository.project, since=since, until=until) == []
+
+
+# --- repository filter and query counts -------------------------------------------------------------
+
+
+def test_the_repository_filter(history, root, django_capture_on_commit_callbacks):
+    _repo, repository = history
+    second = Repo(root / "second")
+    for n in range(3):
+        second.write("lib/a.py", text(n + 1))
+        second.write("lib/b.py", text(n + 2))
+        second.commit_as(f"Second {n}", ("Dee", "dee@example.com"), at(3, n))
+    other = repository_register(project=repository.project, source=str(second.path))
+    ingest(other, django_capture_on_commit_callbacks)
+    stranger = repository_register(project=ProjectFactory(), source=str(second.path))
+    ingest(stranger, django_capture_on_commit_callbacks)
+    project = repository.project
+
+    both = file_hotspots(project=project)
+    only = file_hotspots(project=project, repository=other)
+    coupled = change_coupling(project=project, repository=other.pk)
+    people = contributor_stats(project=project, repository=other)
+
+    assert {row["repository"] for row in both} == {repository.pk, other.pk}
+    assert {row["path"] for row in only} == {"lib/a.py", "lib/b.py"}
+    assert {row["repository"] for row in only} == {other.pk}
+    assert [(r["path_a"], r["path_b"], r["shared"], r["degree"]) for r in coupled] == [
+        ("lib/a.py", "lib/b.py", 3, 1.0)
+    ]
+    assert [(row["author_email"], row["commits"]) for row in people] == [("dee@example.com", 3)]
+    # Another project's repository selects nothing, even though its history is the same.
+    assert file_hotspots(project=project, repository=stranger) == []
+    assert change_coupling(project=project, repository=stranger) == []
+    assert contributor_stats(project=project, repository=stranger.pk) == []
+
+
+def queries(call: Any) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    return len(captured.captured_queries)
+
+
+def test_queries_do_not_grow_with_the_history(history, django_capture_on_commit_callbacks):
+    repo, repository = history
+    project = repository.project
+
+    def counts() -> tuple[int, int, int]:
+        return (
+            queries(lambda: file_hotspots(project=project)),
+            queries(lambda: change_coupling(project=project, min_shared=1)),
+            queries(lambda: contributor_stats(project=project)),
+        )
+
+    small = counts()
+    for n in range(30):
+        repo.write(f"more/m{n % 7}.py", text(n + 1))
+        repo.write("src/core.py", text(20 + n))
+        repo.commit_as(f"More {n}", (f"Dev {n}", f"dev{n % 5}@example.com"), at(9 + n / 10))
+    ingest(repository, django_capture_on_commit_callbacks)
+    assert Commit.objects.filter(repository=repository).count() > 40
+
+    # hotspots: one query; coupling: one query; contributors: aggregates per author, names per
+    # author, lines per author and directory (ranked in the database)
+    assert small == counts() == (1, 1, 3)

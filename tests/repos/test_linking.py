@@ -1,0 +1,292 @@
+"""Commits move tasks: links, transitions and time entries from real repositories, and their guards."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from repos.gitlog import commits_read, log_revisions
+from repos.grammar import CLOSED_STATUS
+from repos.ingestion import commits_write
+from repos.linking import commits_link_tasks
+from repos.models import CommitTaskLink, IngestionRun, Repository
+from repos.services import ingestion_request, repository_git_dir, repository_register
+from tasks.models import Task, TaskEvent, TimeEntry
+from tasks.services import task_dependency_add, task_transition
+from tests.factories import ProjectFactory, TaskFactory, UserFactory
+from tests.repos.gitrepo import IDENTITY, GitRepo
+
+pytestmark = pytest.mark.django_db
+
+Outcome = CommitTaskLink.Outcome
+
+
+@pytest.fixture
+def root(tmp_path: Path, settings) -> Path:
+    settings.APM_REPO_ROOTS = [str(tmp_path)]
+    settings.APM_WORKSPACE = str(tmp_path / "workspace")
+    return tmp_path
+
+
+@pytest.fixture
+def project():
+    project = ProjectFactory(key="APM")
+    for number in range(1, 9):
+        TaskFactory(project=project, title=f"Task {number}")
+    return project
+
+
+def ingest(repository: Repository, capture, **options) -> IngestionRun:
+    with capture(execute=True):
+        request = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.COMMAND, **options)
+    request.run.refresh_from_db()
+    assert request.run.status == IngestionRun.Status.SUCCEEDED, request.run.error
+    return request.run
+
+
+def task(project, number: int) -> Task:
+    return Task.objects.get(project=project, number=number)
+
+
+def link(sha: str, number: int) -> CommitTaskLink:
+    return CommitTaskLink.objects.get(commit__sha=sha, task__number=number)
+
+
+def started_repo(root: Path, project) -> tuple[GitRepo, Repository]:
+    repo = GitRepo(root / "app")
+    repo.write("README.md", "hello\n")
+    repo.commit("Initial commit")
+    return repo, repository_register(project=project, source=str(repo.path))
+
+
+def test_closed_status_is_the_done_status() -> None:
+    assert CLOSED_STATUS == Task.Status.DONE
+
+
+def test_history_ingested_the_first_time_only_links(root: Path, project, django_capture_on_commit_callbacks):
+    repo = GitRepo(root / "app")
+    repo.write("a.txt", "1\n")
+    fixes = repo.commit("Fixes APM-1 @2h")
+    repo.write("a.txt", "2\n")
+    review = repo.commit("APM-3 #in_review, refs APM-2")
+    repo.write("a.txt", "3\n")
+    odd = repo.commit("refs APM-999 and APM-2 #wontfix; UTF-8 is not a task")
+    repository = repository_register(project=project, source=str(repo.path))
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert {
+        (row.commit.sha, row.task.number, row.action, row.outcome) for row in CommitTaskLink.objects.all()
+    } == {
+        (fixes, 1, "fix", Outcome.HISTORY),
+        (review, 3, "transition", Outcome.HISTORY),
+        (review, 2, "reference", Outcome.LINKED),
+        (odd, 2, "reference", Outcome.LINKED),
+    }
+    assert link(fixes, 1).minutes == 120
+    assert link(review, 3).status == "in_review"
+    assert set(Task.objects.filter(project=project).values_list("status", flat=True)) == {"todo"}
+    assert not TimeEntry.objects.exists()
+    assert not TaskEvent.objects.filter(source=TaskEvent.Source.COMMIT).exists()
+    assert (run.task_links_created, run.task_requests_applied, run.task_requests_refused) == (4, 0, 0)
+    assert f"{odd[:12]}: APM-999 is not a task of APM." in run.notes
+    assert f"{odd[:12]}: APM-2: #wontfix is not a status or a transition tag of APM." in run.notes
+    assert "links" in run.timings
+
+
+def test_new_commits_on_the_default_branch_move_tasks_and_log_time(
+    root: Path, project, django_capture_on_commit_callbacks
+):
+    author = UserFactory(username="ada", email=IDENTITY["GIT_AUTHOR_EMAIL"])
+    repo, repository = started_repo(root, project)
+    ingest(repository, django_capture_on_commit_callbacks)
+    repo.write("a.txt", "1\n")
+    started = repo.commit("APM-1 #in_progress")
+    repo.write("a.txt", "2\n")
+    fixes = repo.commit("Fix the parser\n\nfixes APM-1 @1h30m, APM-2 #in_review @15m")
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    first, second = task(project, 1), task(project, 2)
+    assert (first.status, second.status) == ("done", "in_review")
+    events = list(
+        TaskEvent.objects.filter(task=first, kind=TaskEvent.Kind.STATUS_CHANGED)
+        .order_by("id")
+        .values_list("source", "from_status", "to_status", "commit_sha")
+    )
+    # Oldest commit first: in progress, then done.
+    assert events == [("commit", "todo", "in_progress", started), ("commit", "in_progress", "done", fixes)]
+    entries = {entry.task.number: entry for entry in TimeEntry.objects.select_related("task")}
+    assert {number: entry.minutes for number, entry in entries.items()} == {1: 90, 2: 15}
+    assert entries[1].source == TimeEntry.Source.COMMIT
+    assert entries[1].source_ref == fixes
+    assert entries[1].user == author
+    assert entries[1].author_email == IDENTITY["GIT_AUTHOR_EMAIL"]
+    assert (
+        TaskEvent.objects.filter(task=first, kind=TaskEvent.Kind.TIME_LOGGED, commit_sha=fixes).count() == 1
+    )
+    assert (link(started, 1).outcome, link(fixes, 1).outcome, link(fixes, 2).outcome) == (
+        Outcome.APPLIED,
+    ) * 3
+    assert (run.task_links_created, run.task_requests_applied, run.task_requests_refused) == (3, 3, 0)
+
+    # The same commits seen again (another run, link_commits) change nothing.
+    assert TaskEvent.objects.filter(source=TaskEvent.Source.COMMIT).count() == 5  # 3 moves, 2 time entries
+    ingest(repository, django_capture_on_commit_callbacks)
+    call_command("link_commits", project="APM", stdout=io.StringIO())
+    assert TimeEntry.objects.count() == 2
+    assert TaskEvent.objects.filter(source=TaskEvent.Source.COMMIT).count() == 5
+
+
+def test_a_commit_never_reopens_or_closes_again_a_closed_task(
+    root: Path, project, django_capture_on_commit_callbacks
+):
+    repo, repository = started_repo(root, project)
+    ingest(repository, django_capture_on_commit_callbacks)
+    task_transition(task=task(project, 4), status="done", source="api")
+    task_transition(task=task(project, 5), status="cancelled", source="api")
+    repo.write("a.txt", "1\n")
+    sha = repo.commit("APM-4 #in_progress; fixes APM-5")
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert (task(project, 4).status, task(project, 5).status) == ("done", "cancelled")
+    assert link(sha, 4).outcome == link(sha, 5).outcome == Outcome.REFUSED
+    assert "never reopens a closed task" in link(sha, 4).note
+    assert run.task_requests_refused == 2
+    assert not TaskEvent.objects.filter(source=TaskEvent.Source.COMMIT).exists()
+
+
+def test_an_open_dependency_keeps_the_task_open_and_the_refusal_is_noted(
+    root: Path, project, django_capture_on_commit_callbacks
+):
+    repo, repository = started_repo(root, project)
+    ingest(repository, django_capture_on_commit_callbacks)
+    task_dependency_add(task=task(project, 6), depends_on=task(project, 7), source="api")
+    repo.write("a.txt", "1\n")
+    sha = repo.commit("closes APM-6 @20m")
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert task(project, 6).status == "todo"
+    refused = link(sha, 6)
+    assert (refused.action, refused.outcome) == ("close", Outcome.REFUSED)
+    assert "APM-6 cannot be done while it waits on APM-7 (To do)" in refused.note
+    assert any("APM-7" in note and note.startswith(sha[:12]) for note in run.notes)
+    # The time spent is still true, and logged.
+    assert TimeEntry.objects.get(task__number=6).minutes == 20
+
+
+def test_only_the_default_branch_transitions_and_a_merged_branch_applies_then(
+    root: Path, project, django_capture_on_commit_callbacks
+):
+    repo, repository = started_repo(root, project)
+    ingest(repository, django_capture_on_commit_callbacks)
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.write("feature.txt", "1\n")
+    sha = repo.commit("fixes APM-8")
+
+    ingest(repository, django_capture_on_commit_callbacks, branch="feature")
+    assert task(project, 8).status == "todo"
+    assert link(sha, 8).outcome == Outcome.PENDING
+
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge feature", "feature")
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert task(project, 8).status == "done"
+    assert link(sha, 8).outcome == Outcome.APPLIED
+    assert run.task_requests_applied == 1
+
+
+def test_a_sha_in_two_repositories_acts_once(root: Path, project, django_capture_on_commit_callbacks):
+    repo, repository = started_repo(root, project)
+    mirror_path = root / "mirror"
+    ingest(repository, django_capture_on_commit_callbacks)
+    repo.write("a.txt", "1\n")
+    sha = repo.commit("APM-2 @45m")
+    ingest(repository, django_capture_on_commit_callbacks)
+    # A second repository of the project with the same history (a fork), first ingested, then updated.
+    repo.git("clone", "-q", str(repo.path), str(mirror_path))
+    mirror = repository_register(project=project, source=str(mirror_path))
+    ingest(mirror, django_capture_on_commit_callbacks)
+    fork = GitRepo.existing(mirror_path)
+    fork.git("reset", "-q", "--hard", "HEAD~1")
+    ingest(mirror, django_capture_on_commit_callbacks)  # force-pushed back: history walked again
+    fork.git("pull", "-q", "--ff-only", "origin", "main")
+    ingest(mirror, django_capture_on_commit_callbacks)
+
+    assert TimeEntry.objects.filter(task__number=2).count() == 1
+    assert CommitTaskLink.objects.filter(commit__sha=sha, task__number=2).count() == 2
+
+
+def test_automation_can_be_turned_off_per_project(root: Path, project, django_capture_on_commit_callbacks):
+    project.commit_automation = False
+    project.save()
+    repo, repository = started_repo(root, project)
+    ingest(repository, django_capture_on_commit_callbacks)
+    repo.write("a.txt", "1\n")
+    sha = repo.commit("fixes APM-1 @1h")
+
+    ingest(repository, django_capture_on_commit_callbacks)
+
+    assert task(project, 1).status == "todo"
+    assert not TimeEntry.objects.exists()
+    assert link(sha, 1).outcome == Outcome.DISABLED
+
+
+def test_link_commits_reapplies_a_changed_grammar_to_history(
+    root: Path, project, django_capture_on_commit_callbacks, capsys
+):
+    repo, repository = started_repo(root, project)
+    repo.write("a.txt", "1\n")
+    sha = repo.commit("Parser: done #4")
+    project.commit_short_references = False
+    project.save()
+    ingest(repository, django_capture_on_commit_callbacks)
+    assert not CommitTaskLink.objects.exists()
+
+    project.commit_short_references = True
+    project.commit_close_keywords = "done"
+    project.save()
+    call_command("link_commits", project="apm")
+
+    assert "app: 2 commits read, 1 new links." in capsys.readouterr().out
+    assert (link(sha, 4).action, link(sha, 4).outcome) == ("close", Outcome.HISTORY)
+    assert task(project, 4).status == "todo"
+
+
+def test_link_commits_names_what_is_wrong(project) -> None:
+    with pytest.raises(CommandError, match="No project has the key 'NOPE'"):
+        call_command("link_commits", project="nope")
+    with pytest.raises(CommandError, match="APM has no repository named 'ghost'"):
+        call_command("link_commits", project="APM", repository="ghost")
+
+
+def test_linking_history_costs_the_same_queries_for_few_and_many_commits(root: Path, project):
+    counts = []
+    for size in (3, 60):
+        repo = GitRepo(root / f"repo{size}")
+        for number in range(size):
+            repo.write("a.txt", f"{number}\n")
+            repo.commit(f"fixes APM-{number % 8 + 1}, refs APM-{(number + 3) % 8 + 1} @1h")
+        repository = repository_register(project=project, source=str(repo.path))
+        git_dir = repository_git_dir(repository=repository, fetch=True)
+        commits_write(
+            repository_id=repository.pk,
+            commits=commits_read(
+                git_dir=git_dir, revisions=log_revisions(tip=repo.head()), skip=0, max_count=size
+            ),
+        )
+        with CaptureQueriesContext(connection) as queries:
+            report = commits_link_tasks(repository=repository, mode="history")
+        assert report.links_created == size * 2
+        counts.append(len(queries))
+    # Commits read, tasks by number, existing links, the multi-row insert (plus its savepoint on some
+    # databases): the same for 3 and for 60 commits.
+    assert counts[0] == counts[1] <= 6
