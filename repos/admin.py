@@ -92,7 +92,7 @@ class RepositoryAdmin(admin.ModelAdmin):
 
 class CommitTaskLinkInline(ReadOnlyInline):
     model = CommitTaskLink
-    fields = ["task", "action", "created_at"]
+    fields = ["task", "action", "status", "minutes", "outcome", "note", "created_at"]
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CommitTaskLink]:
@@ -170,9 +170,10 @@ class FileAdmin(ReadOnlyAdmin):
 
 @admin.register(CommitTaskLink)
 class CommitTaskLinkAdmin(ReadOnlyAdmin):
-    list_display = ["commit", "task", "action", "created_at"]
+    list_display = ["commit", "task", "action", "status", "minutes", "outcome", "note", "created_at"]
     list_select_related = ["commit", "task__project"]
-    list_filter = ["action"]
+    # "Refused" lists every request a commit made that APM would not carry out, with the reason.
+    list_filter = ["outcome", "action"]
     raw_id_fields = ["commit", "task"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator

@@ -117,12 +117,16 @@ class TimeEntryInline(admin.TabularInline):
 
 
 class CommitLinkInline(ReadOnlyInline):
+    """The commits that name the task, what each asked, and what became of it (refusals say why)."""
+
     model = CommitTaskLink
-    fields = ["commit", "action", "created_at"]
+    fields = ["commit", "action", "status", "minutes", "outcome", "note", "created_at"]
     readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    verbose_name_plural = "commits"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CommitTaskLink]:
-        return super().get_queryset(request).select_related("commit")
+        return super().get_queryset(request).select_related("commit__repository")
 
 
 def _transition_action(status: str, label: str):  # type: ignore[no-untyped-def]

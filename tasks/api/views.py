@@ -22,6 +22,7 @@ from apm.api.views import ProjectScopedViewSet
 from tasks.api.filters import TaskFilter
 from tasks.api.serializers import (
     TaskBriefSerializer,
+    TaskCommitLinkSerializer,
     TaskDependencySerializer,
     TaskEventSerializer,
     TaskSerializer,
@@ -29,7 +30,7 @@ from tasks.api.serializers import (
     TaskUpdateSerializer,
 )
 from tasks.models import Task, TaskEvent
-from tasks.selectors import TASK_KEY_RE, task_history
+from tasks.selectors import TASK_KEY_RE, task_commit_links, task_history
 from tasks.services import (
     task_assign,
     task_create,
@@ -125,6 +126,15 @@ class TaskViewSet(ProjectScopedViewSet):
         events = task_history(task=self.get_object())
         page = self.paginate_queryset(events)
         return self.get_paginated_response(TaskEventSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Commits that name this task, newest first", responses=TaskCommitLinkSerializer(many=True)
+    )
+    @action(detail=True, methods=["get"], filterset_class=None, ordering_fields=[], search_fields=[])
+    def commits(self, request: Request, key: str) -> Response:
+        links = task_commit_links(task=self.get_object())
+        page = self.paginate_queryset(links)
+        return self.get_paginated_response(TaskCommitLinkSerializer(page, many=True).data)
 
     @extend_schema(
         methods=["GET"], summary="Tasks this task waits on", responses=TaskBriefSerializer(many=True)

@@ -40,6 +40,7 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
     ("member-remove", "delete", "/api/v1/projects/ALPHA/members/extra/", None, "admin"),
     ("task-detail", "get", "/api/v1/tasks/ALPHA-1/", None, "read"),
     ("task-history", "get", "/api/v1/tasks/ALPHA-1/history/", None, "read"),
+    ("task-commits", "get", "/api/v1/tasks/ALPHA-1/commits/", None, "read"),
     ("task-dependencies", "get", "/api/v1/tasks/ALPHA-1/dependencies/", None, "read"),
     ("task-create", "post", "/api/v1/tasks/", {"project": "ALPHA", "title": "New"}, "write"),
     ("task-update", "patch", "/api/v1/tasks/ALPHA-1/", {"title": "Renamed"}, "write"),

@@ -94,6 +94,13 @@ def more_links(world: Any, n: int) -> None:
         CommitTaskLink.objects.create(commit=world.objects["commit"], task=TaskFactory(project=world.project))
 
 
+def more_task_commits(world: Any, n: int) -> None:
+    for _ in range(n):
+        CommitTaskLink.objects.create(
+            commit=CommitFactory(repository=world.objects["repository"]), task=world.objects["task"]
+        )
+
+
 # (path, how to add rows, queries; each comment lists them after the token lookup)
 CASES: list[tuple[str, Callable[[Any, int], None], int]] = [
     # count, page (the caller's role is a subquery of the page query)
@@ -116,6 +123,8 @@ CASES: list[tuple[str, Callable[[Any, int], None], int]] = [
     ("/api/v1/projects/ALPHA/members/", more_members, 3),
     # the task, its dependencies; count, page of events with their actors
     ("/api/v1/tasks/ALPHA-1/history/", more_events, 5),
+    # the task, its dependencies; count, page of links with their commits and repositories
+    ("/api/v1/tasks/ALPHA-1/commits/", more_task_commits, 5),
     # the task, its dependencies; the tasks it waits on
     ("/api/v1/tasks/ALPHA-1/dependencies/", more_dependencies, 4),
     # the task, its dependencies

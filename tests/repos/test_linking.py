@@ -9,7 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
+from apm.services import api_token_create
 from repos.gitlog import commits_read, log_revisions
 from repos.grammar import CLOSED_STATUS
 from repos.ingestion import commits_write
@@ -290,3 +292,43 @@ def test_linking_history_costs_the_same_queries_for_few_and_many_commits(root: P
     # Commits read, tasks by number, existing links, the multi-row insert (plus its savepoint on some
     # databases): the same for 3 and for 60 commits.
     assert counts[0] == counts[1] <= 6
+
+
+def test_the_api_and_the_admin_show_a_tasks_commits(
+    root: Path, project, django_capture_on_commit_callbacks, admin_client
+):
+
+    staff = UserFactory(username="operator", is_staff=True, is_superuser=True)
+    repo, repository = started_repo(root, project)
+    ingest(repository, django_capture_on_commit_callbacks)
+    task_dependency_add(task=task(project, 1), depends_on=task(project, 2), source="api")
+    repo.write("a.txt", "1\n")
+    sha = repo.commit("Parser\n\nfixes APM-1 @30m")
+    ingest(repository, django_capture_on_commit_callbacks)
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=staff, name='t')[1]}")
+    body = client.get("/api/v1/tasks/APM-1/commits/").json()
+
+    assert body["count"] == 1
+    row = body["results"][0]
+    assert (row["sha"], row["repository_name"], row["subject"], row["action"]) == (
+        sha,
+        "app",
+        "Parser",
+        "fix",
+    )
+    assert (row["status"], row["minutes"], row["outcome"]) == ("done", 30, "refused")
+    assert row["note"].startswith("APM-1 not moved to done: APM-1 cannot be done while it waits on APM-2")
+    run = client.get(f"/api/v1/ingestion-runs/?repository={repository.pk}").json()["results"][0]
+    assert (run["task_links_created"], run["task_requests_applied"], run["task_requests_refused"]) == (
+        1,
+        0,
+        1,
+    )
+
+    page = admin_client.get(f"/admin/tasks/task/{task(project, 1).pk}/change/")
+    assert page.status_code == 200
+    assert "cannot be done while it waits on APM-2" in page.content.decode()
+    refused = admin_client.get("/admin/repos/committasklink/?outcome=refused")
+    assert sha[:12] in refused.content.decode()
