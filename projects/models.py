@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -96,6 +99,30 @@ class Project(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.key} · {self.name}"
+
+    def clean(self) -> None:
+        """Check the commit grammar settings, each problem under its field."""
+        from repos.grammar import keywords_problems  # the grammar module is plain text processing
+        from tasks.models import Task
+
+        errors: dict[str, list[str]] = {}
+        if problems := keywords_problems(self.commit_close_keywords or ""):
+            errors["commit_close_keywords"] = problems
+        tags = self.commit_status_tags
+        if not isinstance(tags, dict):
+            errors["commit_status_tags"] = ['Give an object of tag to status, e.g. {"review": "in_review"}.']
+        else:
+            bad = [
+                f"#{tag} -> {status!r}: tags are letters, digits, _ or -, and {status!r} must be a task status."
+                for tag, status in tags.items()
+                if not isinstance(status, str)
+                or status not in Task.Status.values
+                or not re.fullmatch(r"#?[A-Za-z][\w-]{0,39}", str(tag))
+            ]
+            if bad:
+                errors["commit_status_tags"] = bad
+        if errors:
+            raise ValidationError(errors)
 
 
 class Membership(TimeStampedModel):

@@ -16,7 +16,21 @@ from apm.db import is_deadlock
 from projects.models import Membership, Project
 
 # Fields a project update may change. The key is fixed once tasks are numbered under it.
-PROJECT_UPDATABLE_FIELDS = frozenset({"name", "description", "status", "start_date", "target_date"})
+PROJECT_UPDATABLE_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "status",
+        "start_date",
+        "target_date",
+        # The commit grammar (repos.grammar): how commit messages move the project's tasks.
+        "commit_automation",
+        "commit_close_keywords",
+        "commit_status_tags",
+        "commit_short_references",
+        "commit_time_logging",
+    }
+)
 
 
 def project_cache_invalidate(*, project_id: int) -> None:

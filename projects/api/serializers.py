@@ -32,11 +32,27 @@ class ProjectSerializer(StrictModelSerializer):
             "status",
             "start_date",
             "target_date",
+            "commit_automation",
+            "commit_close_keywords",
+            "commit_status_tags",
+            "commit_short_references",
+            "commit_time_logging",
+            "health_level",
+            "health_score",
+            "health_checked_at",
             "role",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "role", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "health_level",
+            "health_score",
+            "health_checked_at",
+            "role",
+            "created_at",
+            "updated_at",
+        ]
         extra_kwargs = {"key": {"required": False}}
 
 

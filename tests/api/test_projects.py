@@ -168,3 +168,34 @@ def test_writes_record_their_source_and_actor(world):
         world.users["member"],
         {"title": {"from": "First", "to": "Renamed"}},
     )
+
+
+def test_maintainers_set_the_commit_grammar_and_bad_settings_are_field_errors(world):
+    client = world.client("maintainer")
+    url = "/api/v1/projects/ALPHA/"
+
+    bad = client.patch(
+        url, {"commit_close_keywords": "fixes c++", "commit_status_tags": {"review": "nope"}}, format="json"
+    )
+    good = client.patch(
+        url,
+        {"commit_close_keywords": "fixes, done", "commit_status_tags": {"review": "in_review"}},
+        format="json",
+    )
+    refused = world.client("member").patch(url, {"commit_automation": False}, format="json")
+
+    assert bad.status_code == 400
+    assert bad.json()["errors"] == {
+        "commit_close_keywords": ["'c++' is not a keyword: use letters (and hyphens) only."],
+        "commit_status_tags": [
+            "#review -> 'nope': tags are letters, digits, _ or -, and 'nope' must be a task status."
+        ],
+    }
+    assert good.status_code == 200
+    assert (good.json()["commit_close_keywords"], good.json()["commit_status_tags"]) == (
+        "fixes, done",
+        {"review": "in_review"},
+    )
+    assert refused.status_code == 403
+    world.project.refresh_from_db()
+    assert world.project.commit_automation is True
