@@ -8,7 +8,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import FileResponse, Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from apm.admin import (
     EstimatedCountPaginator,
@@ -17,7 +20,17 @@ from apm.admin import (
     instance_adopt,
     message_validation_error,
 )
-from projects.models import Membership, Project, WebhookDelivery, WebhookEvent, WebhookSubscription
+from projects.analytics import project_health, project_progress
+from projects.exports import export_content_type
+from projects.models import (
+    ExportJob,
+    HealthLevel,
+    Membership,
+    Project,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
 from projects.services import (
     PROJECT_UPDATABLE_FIELDS,
     membership_remove,
@@ -26,6 +39,7 @@ from projects.services import (
     project_update,
 )
 from projects.webhooks import (
+    PING_EVENT,
     WEBHOOK_UPDATABLE_FIELDS,
     webhook_delivery_redeliver,
     webhook_subscription_create,
@@ -88,7 +102,52 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
         # Task keys embed the project key, so it cannot change once the project exists.
-        return [*self.readonly_fields, "key"] if obj is not None else list(self.readonly_fields)
+        if obj is None:
+            return list(self.readonly_fields)
+        return [*self.readonly_fields, "key", *self.analytics_panels]
+
+    # --- Health and progress panels (projects.analytics) ---------------------------------------------
+    # Read-only, on the change page only; each panel runs its selector once per page view (a fixed
+    # number of queries whatever the project's size).
+    analytics_panels = ("health_panel", "progress_panel")
+
+    def get_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
+        fields = list(super().get_fields(request, obj))
+        return [*fields, *self.analytics_panels] if obj is not None else fields
+
+    @admin.display(description="Health")
+    def health_panel(self, obj: Project) -> str:
+        health = project_health(project=obj)
+        recorded = (
+            f"last recorded: {obj.get_health_level_display()} ({obj.health_score}/100) "
+            f"on {obj.health_checked_at:%Y-%m-%d %H:%M}"
+            if obj.health_level and obj.health_checked_at
+            else "not recorded yet"
+        )
+        reasons = format_html_join("", "<li>{}</li>", ((reason,) for reason in health["reasons"]))
+        return format_html(
+            "<strong>{}</strong>, score {}/100 now ({})<ul>{}</ul>",
+            HealthLevel(health["level"]).label,
+            health["score"],
+            recorded,
+            reasons or format_html("<li>{}</li>", "No risk signal."),
+        )
+
+    @admin.display(description="Progress")
+    def progress_panel(self, obj: Project) -> str:
+        progress = project_progress(project=obj)
+        return format_html(
+            "{}% done ({} of {} estimate hours, {} of {} tasks done); trend {} points per week over {} days",
+            f"{progress['progress'] * 100:.1f}",
+            f"{progress['estimate_hours_done']:g}",
+            f"{progress['estimate_hours_total']:g}",
+            progress["tasks_done"],
+            progress["tasks_total"] - progress["tasks_cancelled"],
+            f"{progress['trend'] * 100:+.1f}",
+            progress["trend_days"],
+        )
+
+    # --- end of the analytics panels -------------------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
         # One grouped count for the whole page instead of a query per row.
@@ -216,6 +275,7 @@ def _is_last_owner(membership: Membership) -> bool:
 
 
 class WebhookSubscriptionAdminForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple)
 
     class Meta:
@@ -289,6 +349,21 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
             )
 
 
+class WebhookEventFilter(admin.SimpleListFilter):
+    """The events from their list, not from a DISTINCT over the whole delivery log."""
+
+    title = "event"
+    parameter_name = "event"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [*WebhookEvent.choices, (PING_EVENT, "Ping")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]
+    ) -> QuerySet[WebhookDelivery]:
+        return queryset.filter(event=self.value()) if self.value() else queryset
+
+
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """The delivery log: cheap on a big table (no full count, joined subscription, indexed order)."""
@@ -302,7 +377,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "duration_ms",
         "created_at",
     ]
-    list_filter = ["status", "event"]
+    list_filter = ["status", WebhookEventFilter]
     list_select_related = ["subscription"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -320,6 +395,48 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     def send_again(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         queued = sum(
             webhook_delivery_redeliver(delivery=delivery)
-            for delivery in queryset.filter(status=WebhookDelivery.Status.FAILED).only("pk", "delivery_id")
+            for delivery in queryset.filter(status=WebhookDelivery.Status.FAILED)
+            .select_related(None)
+            .only("pk", "delivery_id")
         )
         self.message_user(request, f"Queued {queued} delivery(ies) again.", level=messages.SUCCESS)
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(ReadOnlyAdmin):
+    """Exports requested through the API or by the weekly schedule; the file downloads from here."""
+
+    list_display = ["pk", "project", "kind", "status", "rows", "requested_by", "created_at", "file_link"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["project", "requested_by"]
+    search_fields = ["project__key"]
+    ordering = ["-created_at", "-id"]
+    show_full_result_count = False
+    raw_id_fields = ["project", "requested_by"]
+
+    def get_urls(self) -> list[Any]:
+        download = path(
+            "<int:pk>/download/",
+            self.admin_site.admin_view(self.download_view),
+            name="projects_exportjob_download",
+        )
+        return [download, *super().get_urls()]
+
+    @admin.display(description="File")
+    def file_link(self, job: ExportJob) -> str:
+        if job.status != ExportJob.Status.SUCCEEDED or not job.file:
+            return "-"
+        return format_html(
+            '<a href="{}">download</a>', reverse("admin:projects_exportjob_download", args=[job.pk])
+        )
+
+    def download_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        job = get_object_or_404(ExportJob, pk=pk, status=ExportJob.Status.SUCCEEDED)
+        if not self.has_view_permission(request, job) or not job.file:
+            raise Http404
+        response = FileResponse(
+            job.file.open("rb"), as_attachment=True, filename=job.file.name.rsplit("/", 1)[-1]
+        )
+        response["Content-Type"] = export_content_type(job)
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+        return response

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from monitoring.metrics import INGESTED_COMMITS, INGESTION_DURATION, INGESTION_RUNS
@@ -536,3 +536,44 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
     if run.started_at and run.finished_at:
         INGESTION_DURATION.observe((run.finished_at - run.started_at).total_seconds())
     return run
+
+
+# --- Batch jobs ---------------------------------------------------------------------------------------
+
+
+def repositories_ingest_all(*, trigger: str = IngestionRun.Trigger.SCHEDULE) -> list[IngestionRequest]:
+    """Request an incremental ingestion of every active repository; one already under way is left alone.
+
+    Safe to run twice at once (the schedule and an operator): each repository's row lock lets one run in.
+    """
+    return [
+        ingestion_request(repository=repository, trigger=trigger)
+        for repository in Repository.objects.filter(is_active=True).order_by("pk").iterator(chunk_size=500)
+    ]
+
+
+def ingestion_runs_purge(*, older_than_days: int, batch_size: int = 1000) -> int:
+    """Delete finished runs created more than ``older_than_days`` days ago; return how many went.
+
+    The latest run of each repository is kept whatever its age: the admin and the API show it as the
+    repository's state. Deleted in batches of ids, so no statement locks the table for long, and two
+    purges at once only delete what is there.
+    """
+    if older_than_days < 0:
+        raise ValidationError({"older_than": ["Give a number of days, 0 or more."]})
+    cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
+    latest = (
+        IngestionRun.objects.filter(repository_id=OuterRef("repository_id"))
+        .order_by("-created_at", "-id")
+        .values("id")[:1]
+    )
+    old = (
+        IngestionRun.objects.filter(created_at__lt=cutoff, status__in=[Status.SUCCEEDED, Status.FAILED])
+        .exclude(pk=Subquery(latest))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    purged = 0
+    while ids := list(old[:batch_size]):
+        purged += IngestionRun.objects.filter(pk__in=ids).delete()[0]
+    return purged

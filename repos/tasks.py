@@ -99,3 +99,16 @@ def repository_files_chunk_task(run_id: int, entries: list[list[Any]]) -> None:
 def repository_finish_task(run_id: int) -> None:
     with _run_step(run_id):
         services.ingestion_finish(run_id=run_id)
+
+
+@shared_task(name="repos.ingest_all", **RETRY)
+def repositories_ingest_all_task() -> int:
+    """The schedule's incremental ingestion of every active repository; returns the runs queued."""
+    return sum(1 for request in services.repositories_ingest_all() if request.created)
+
+
+@shared_task(name="repos.purge_ingestion_runs", **RETRY)
+def ingestion_runs_purge_task(older_than_days: int | None = None) -> int:
+    """Delete finished runs older than ``older_than_days`` (APM_INGESTION_RUNS_KEEP_DAYS by default)."""
+    days = settings.APM_INGESTION_RUNS_KEEP_DAYS if older_than_days is None else older_than_days
+    return services.ingestion_runs_purge(older_than_days=days)

@@ -9,10 +9,13 @@ it on PostgreSQL + Redis, on SQLite, and on MariaDB). Tests that need a server b
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 
 from tests.factories import UserFactory
@@ -41,6 +44,13 @@ def require_service(url: str) -> None:
     if services_required():
         pytest.fail(f"{problem}, and APM_REQUIRE_SERVICES=1 says it must be there")
     pytest.skip(problem)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _media_removed() -> Iterator[None]:
+    """Export files written by the tests (config.settings.test gives each process its own directory)."""
+    yield
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

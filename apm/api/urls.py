@@ -7,8 +7,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from apm.api.tokens import ApiTokenViewSet, MeView
+from projects.api.analytics import ProjectAnalyticsViewSet
+from projects.api.exports import ExportJobViewSet
 from projects.api.views import MembershipViewSet, ProjectViewSet
 from projects.api.webhooks import WebhookSubscriptionViewSet
+from repos.api.analytics import CodeAnalyticsViewSet
 from repos.api.hooks import PushWebhookView
 from repos.api.views import (
     CommitViewSet,
@@ -24,6 +27,10 @@ app_name = "api"
 router = DefaultRouter()
 router.include_root_view = False
 router.register("projects", ProjectViewSet, basename="project")
+# progress/, health/, priorities/ and burndown/ of a project (projects.api.analytics).
+router.register("projects", ProjectAnalyticsViewSet, basename="project-analytics")
+# hotspots/, coupling/ and contributors/ of a project (repos.api.analytics).
+router.register("projects", CodeAnalyticsViewSet, basename="project-code")
 router.register(
     r"projects/(?P<project_key>[A-Za-z][A-Za-z0-9]{1,9})/members", MembershipViewSet, basename="member"
 )
@@ -31,6 +38,9 @@ router.register(
     r"projects/(?P<project_key>[A-Za-z][A-Za-z0-9]{1,9})/webhooks",
     WebhookSubscriptionViewSet,
     basename="webhook",
+)
+router.register(
+    r"projects/(?P<project_key>[A-Za-z][A-Za-z0-9]{1,9})/exports", ExportJobViewSet, basename="export"
 )
 router.register("tasks", TaskViewSet, basename="task")
 router.register("repositories", RepositoryViewSet, basename="repository")

@@ -153,6 +153,7 @@ THIRD_PARTY_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_celery_beat",
 ]
 LOCAL_APPS = [
     "apm",
@@ -202,6 +203,10 @@ LOGIN_URL = "/admin/login/"
 
 STATIC_URL = "static/"
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+# Export files (ExportJob.file). Never served at a public URL: downloads go through the API, which
+# checks project membership. Workers and web must share it (a volume, or S3 through django-storages
+# set in STORAGES["default"]).
+MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -241,6 +246,7 @@ APM_API_THROTTLE_RATES = {
     "anon": env("APM_API_RATE_ANON", default="60/min"),
     "tokens": env("APM_API_RATE_TOKENS", default="30/hour"),
     "hooks": env("APM_API_RATE_HOOKS", default="600/min"),
+    "exports": env("APM_API_RATE_EXPORTS", default="60/hour"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "APM (AutoProjectManagement) API",
@@ -298,6 +304,18 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=55 
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Periodic tasks live in the database (django-celery-beat), so operators change them in the admin
+# (Periodic tasks) without a deploy. The defaults below are written there once, by migrate, and never
+# overwritten afterwards (projects.schedule); disable an entry rather than delete it.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+APM_SCHEDULE_DEFAULTS = {
+    # name: (task, crontab fields minute/hour/day_of_week, kwargs)
+    "Ingest every repository": ("repos.ingest_all", {"minute": "*/15"}, {}),
+    "Recompute project health": ("projects.health_recompute", {"minute": "5"}, {}),
+    "Weekly digest": ("projects.digests_weekly", {"minute": "0", "hour": "7", "day_of_week": "1"}, {}),
+    "Purge old ingestion runs": ("repos.purge_ingestion_runs", {"minute": "30", "hour": "3"}, {}),
+    "Purge old exports": ("projects.exports_purge", {"minute": "45", "hour": "3"}, {}),
+}
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 
@@ -328,6 +346,10 @@ APM_INGEST_CHUNK_COMMITS = env.int("APM_INGEST_CHUNK_COMMITS", default=2000)
 APM_INGEST_CHUNK_FILES = env.int("APM_INGEST_CHUNK_FILES", default=5000)
 APM_INGEST_THREADS = env.int("APM_INGEST_THREADS", default=0)
 APM_INGEST_STALE_SECONDS = env.int("APM_INGEST_STALE_SECONDS", default=900)
+# Finished ingestion runs older than this many days are purged by the schedule (the latest run of each
+# repository is always kept); export files are deleted after APM_EXPORT_KEEP_DAYS.
+APM_INGESTION_RUNS_KEEP_DAYS = env.int("APM_INGESTION_RUNS_KEEP_DAYS", default=90)
+APM_EXPORT_KEEP_DAYS = env.int("APM_EXPORT_KEEP_DAYS", default=7)
 # --- Outgoing webhooks (docs/webhooks.md) ---
 # https:// only unless APM_WEBHOOK_ALLOW_HTTP; targets resolving to loopback, private, link-local or
 # other internal addresses are refused unless inside one of APM_WEBHOOK_ALLOWED_NETWORKS (CIDRs).

@@ -34,3 +34,5 @@ if "pool" in DATABASES["default"].get("OPTIONS", {}):
 # Ingestion threads get connections of their own, which cannot see a test's uncommitted transaction:
 # tests run ingestion in the test's thread, except the transactional ones that ask for threads.
 APM_INGEST_THREADS = 1
+# Export files of the tests go to a directory of this process, removed with the test database.
+MEDIA_ROOT = str(VAR_DIR / f"test-media-{os.getpid()}")

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from apm.models import ApiToken
-from projects.models import Membership, Project
+from projects.exports import export_run
+from projects.models import ExportJob, Membership, Project, WebhookDelivery, WebhookSubscription
 from repos.models import IngestionRun, Repository
 from tasks.models import TaskDependency, TaskEvent
 from tasks.services import task_dependency_add
@@ -26,6 +27,10 @@ WHO = ("staff", "owner", "maintainer", "member", "viewer", "read-only token", "o
 ROUTES: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
     ("project-detail", "get", "/api/v1/projects/ALPHA/", None, "read"),
     ("project-summary", "get", "/api/v1/projects/ALPHA/summary/", None, "read"),
+    ("project-progress", "get", "/api/v1/projects/ALPHA/progress/", None, "read"),
+    ("project-health", "get", "/api/v1/projects/ALPHA/health/", None, "read"),
+    ("project-priorities", "get", "/api/v1/projects/ALPHA/priorities/", None, "read"),
+    ("project-burndown", "get", "/api/v1/projects/ALPHA/burndown/", None, "read"),
     ("project-update", "patch", "/api/v1/projects/ALPHA/", {"name": "Renamed"}, "admin"),
     ("member-list", "get", "/api/v1/projects/ALPHA/members/", None, "read"),
     ("member-detail", "get", "/api/v1/projects/ALPHA/members/extra/", None, "read"),
@@ -69,16 +74,56 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
     ("commit-detail", "get", "/api/v1/commits/{commit}/", None, "read"),
     ("file-change-detail", "get", "/api/v1/file-changes/{file_change}/", None, "read"),
     ("file-detail", "get", "/api/v1/files/{file}/", None, "read"),
+    # Code analytics (repos.api.analytics): any member may read them.
+    ("project-hotspots", "get", "/api/v1/projects/ALPHA/hotspots/", None, "read"),
+    ("project-coupling", "get", "/api/v1/projects/ALPHA/coupling/", None, "read"),
+    ("project-contributors", "get", "/api/v1/projects/ALPHA/contributors/", None, "read"),
+    # Outgoing webhooks: managed by owners and maintainers only, reading included (URLs are private).
+    ("webhook-list", "get", "/api/v1/projects/ALPHA/webhooks/", None, "manage-read"),
+    ("webhook-detail", "get", "/api/v1/projects/ALPHA/webhooks/{webhook}/", None, "manage-read"),
+    (
+        "webhook-deliveries",
+        "get",
+        "/api/v1/projects/ALPHA/webhooks/{webhook}/deliveries/",
+        None,
+        "manage-read",
+    ),
+    (
+        "webhook-create",
+        "post",
+        "/api/v1/projects/ALPHA/webhooks/",
+        {"url": "https://93.184.215.14/hook", "events": ["task.created"]},
+        "admin",
+    ),
+    ("webhook-update", "patch", "/api/v1/projects/ALPHA/webhooks/{webhook}/", {"is_active": False}, "admin"),
+    ("webhook-delete", "delete", "/api/v1/projects/ALPHA/webhooks/{webhook}/", None, "admin"),
+    (
+        "webhook-rotate-secret",
+        "post",
+        "/api/v1/projects/ALPHA/webhooks/{webhook}/rotate-secret/",
+        None,
+        "admin",
+    ),
+    ("webhook-ping", "post", "/api/v1/projects/ALPHA/webhooks/{webhook}/ping/", None, "admin"),
+    # Exports: every member follows and downloads them; members who write request them.
+    ("export-list", "get", "/api/v1/projects/ALPHA/exports/", None, "read"),
+    ("export-detail", "get", "/api/v1/projects/ALPHA/exports/{export}/", None, "read"),
+    ("export-download", "get", "/api/v1/projects/ALPHA/exports/{export}/download/", None, "read"),
+    ("export-create", "post", "/api/v1/projects/ALPHA/exports/", {"kind": "tasks_csv"}, "write"),
 ]
 
 ALLOWED = {
     "read": {"staff", "owner", "maintainer", "member", "viewer", "read-only token"},
     "write": {"staff", "owner", "maintainer", "member"},
     "admin": {"staff", "owner", "maintainer"},
+    # Reading what only managers see: an owner's read-only token may read it.
+    "manage-read": {"staff", "owner", "maintainer", "read-only token"},
 }
 # Creations name their project in the body: to a non-member that project does not exist, reported as
 # for any unknown key (a field error), never as "forbidden".
 BODY_REFERENCES = {"task-create", "repository-create"}
+# Routes that answer a file instead of JSON when they succeed.
+FILE_ROUTES = {"export-download": "text/csv; charset=utf-8"}
 
 
 def expected_status(route: str, method: str, needs: str, who: str) -> set[int]:
@@ -107,6 +152,9 @@ def snapshot(world: Any) -> dict[str, Any]:
         "memberships": sorted(Membership.objects.values_list("user__username", "role")),
         "repositories": sorted(Repository.objects.values_list("name", "webhook_secret")),
         "runs": IngestionRun.objects.count(),
+        "webhooks": sorted(WebhookSubscription.objects.values_list("url", "is_active", "secret")),
+        "webhook deliveries": WebhookDelivery.objects.count(),
+        "exports": ExportJob.objects.count(),
     }
 
 
@@ -117,6 +165,13 @@ def matrix_world(world: Any) -> Any:
     # ALPHA-2 waits on ALPHA-1, for the removal route.
     task_dependency_add(task=world.objects["blocker"], depends_on=world.objects["task"], source="system")
     TaskFactory(project=world.project, title="Third")  # ALPHA-3, for the dependency route
+    # A webhook whose target is refused at send time, so the ping route answers without any network.
+    world.objects["webhook"] = WebhookSubscription.objects.create(
+        project=world.project, url="https://127.0.0.1:9/hook", events=["task.created"], secret="s"
+    )
+    world.objects["export"] = export_run(
+        job_id=ExportJob.objects.create(project=world.project, kind=ExportJob.Kind.TASKS_CSV).pk
+    )
     return world
 
 
@@ -130,7 +185,10 @@ def test_route_answers_by_role(matrix_world, route, method, path, body, needs, w
     response = getattr(client_for(world, who), method)(url, body, format="json")
 
     assert response.status_code in expected_status(route, method, needs, who), (who, response.content[:300])
-    assert response.status_code == 204 or response["Content-Type"].startswith("application/json")
+    if response.status_code in {200, 201, 202} and route in FILE_ROUTES:
+        assert response["Content-Type"] == FILE_ROUTES[route]
+    else:
+        assert response.status_code == 204 or response["Content-Type"].startswith("application/json")
     if response.status_code >= 400:
         assert snapshot(world) == before, "a refused request changed something"
         assert "detail" in response.json()

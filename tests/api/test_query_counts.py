@@ -6,6 +6,7 @@ Every request starts with one query: the token, joined to its user.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +15,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apm.cache import project_key
-from projects.models import Membership
+from apm.cache import generation_bump, project_key
+from projects.models import ExportJob, Membership, WebhookDelivery, WebhookSubscription
 from projects.selectors import project_summary_cached
 from repos.models import CommitTaskLink
 from tasks.services import task_dependency_add, task_transition
@@ -89,6 +90,15 @@ def more_dependencies(world: Any, n: int) -> None:
         )
 
 
+def more_code(world: Any, n: int) -> None:
+    """Commits of a few authors, each changing two files of the tree together (code analytics)."""
+    repository = world.objects["repository"]
+    for number in range(n):
+        commit = CommitFactory(repository=repository, author_email=f"dev{number % 7}@example.com")
+        for file in (FileFactory(repository=repository), FileFactory(repository=repository)):
+            FileChangeFactory(commit=commit, path=file.path)
+
+
 def more_links(world: Any, n: int) -> None:
     for _ in range(n):
         CommitTaskLink.objects.create(commit=world.objects["commit"], task=TaskFactory(project=world.project))
@@ -98,6 +108,13 @@ def more_task_commits(world: Any, n: int) -> None:
     for _ in range(n):
         CommitTaskLink.objects.create(
             commit=CommitFactory(repository=world.objects["repository"]), task=world.objects["task"]
+        )
+
+
+def more_exports(world: Any, n: int) -> None:
+    for _ in range(n):
+        ExportJob.objects.create(
+            project=world.project, kind=ExportJob.Kind.TASKS_CSV, requested_by=world.users["member"]
         )
 
 
@@ -125,6 +142,8 @@ CASES: list[tuple[str, Callable[[Any, int], None], int]] = [
     ("/api/v1/tasks/ALPHA-1/history/", more_events, 5),
     # the task, its dependencies; count, page of links with their commits and repositories
     ("/api/v1/tasks/ALPHA-1/commits/", more_task_commits, 5),
+    # the project (visibility as a subquery); count, page with project and requester joined
+    ("/api/v1/projects/ALPHA/exports/", more_exports, 4),
     # the task, its dependencies; the tasks it waits on
     ("/api/v1/tasks/ALPHA-1/dependencies/", more_dependencies, 4),
     # the task, its dependencies
@@ -134,6 +153,12 @@ CASES: list[tuple[str, Callable[[Any, int], None], int]] = [
     # the project; its summary comes from the cache filled by the warm-up request (computing it is
     # counted below)
     ("/api/v1/projects/ALPHA/summary/", more_events, 2),
+    # the project; progress, health, the page of priorities and the burndown come from the cache filled
+    # by the warm-up request (computing them is counted in tests/projects/test_analytics.py)
+    ("/api/v1/projects/ALPHA/progress/", more_tasks, 2),
+    ("/api/v1/projects/ALPHA/health/", more_tasks, 2),
+    ("/api/v1/projects/ALPHA/priorities/", more_tasks, 2),
+    ("/api/v1/projects/ALPHA/burndown/", more_events, 2),
     # the repository (latest run id as a subquery), its latest run
     ("/api/v1/repositories/{repository}/", more_runs, 3),
     # the run
@@ -146,6 +171,13 @@ CASES: list[tuple[str, Callable[[Any, int], None], int]] = [
     ("/api/v1/files/{file}/", more_files, 2),
     # the caller's project ids; the portfolio comes from the cache
     ("/dashboard", more_projects, 2),
+    # Code analytics: the project; the figures come from the cache filled by the warm-up request
+    # (computing them is counted below)
+    ("/api/v1/projects/ALPHA/hotspots/", more_code, 2),
+    ("/api/v1/projects/ALPHA/coupling/", more_code, 2),
+    ("/api/v1/projects/ALPHA/contributors/", more_code, 2),
+    # the project, the repository parameter checked against the project's repositories
+    ("/api/v1/projects/ALPHA/hotspots/?repository={repository}", more_code, 3),
 ]
 
 
@@ -186,3 +218,90 @@ def test_computing_a_summary_costs_the_same_for_any_project_size(world):
     # task aggregates, tasks by status, overdue tasks, repositories, commit aggregates, latest events,
     # latest commits
     assert with_one == with_fifty == 7
+
+
+# Computing each code analytics answer (empty cache), after the token lookup and the project:
+# hotspots and coupling one query each, contributors three (aggregates per author, names per author,
+# lines per author and directory); the repository parameter adds its check.
+CODE_ANALYTICS = [
+    ("/api/v1/projects/ALPHA/hotspots/", 3),
+    ("/api/v1/projects/ALPHA/coupling/?min_shared=1", 3),
+    ("/api/v1/projects/ALPHA/contributors/", 5),
+    ("/api/v1/projects/ALPHA/contributors/?repository={repository}", 6),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), CODE_ANALYTICS, ids=[path for path, _ in CODE_ANALYTICS])
+def test_computing_code_analytics_costs_the_same_for_any_history(world, path, expected):
+    client = world.client("member")
+    url = path.format(repository=world.objects["repository"].pk)
+    client.get("/api/v1/me/")  # the token's first use is recorded once, not in the counts below
+
+    def computed_queries() -> tuple[int, int]:
+        generation_bump(project_key(world.project.pk))  # what an ingestion does: the next answer is computed
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(url)
+        assert response.status_code == 200, response.content[:300]
+        return len(captured.captured_queries), len(response.json()["results"])
+
+    more_code(world, 1)
+    with_one, rows_one = computed_queries()
+    more_code(world, 49)
+    with_fifty, rows_fifty = computed_queries()
+
+    assert rows_fifty >= rows_one > 0
+    assert with_one == with_fifty == expected
+
+
+# --- Outgoing webhooks (projects.api.webhooks): managed by owners, so counted with an owner's token ---
+
+
+def more_webhooks(world: Any, n: int) -> None:
+    for number in range(n):
+        WebhookSubscription.objects.create(
+            project=world.project,
+            url=f"https://93.184.215.14/hook/{number}",
+            events=["task.created"],
+            secret="s",
+            created_by=world.users["maintainer"],
+        )
+
+
+def more_deliveries(world: Any, n: int) -> None:
+    for _ in range(n):
+        WebhookDelivery.objects.create(
+            subscription=world.objects["webhook"], event="task.created", delivery_id=uuid.uuid4(), payload={}
+        )
+
+
+def more_exports(world: Any, n: int) -> None:
+    for _ in range(n):
+        ExportJob.objects.create(
+            project=world.project, kind=ExportJob.Kind.TASKS_CSV, requested_by=world.users["member"]
+        )
+
+
+# (path, how to add rows, queries; each comment lists them after the token lookup)
+WEBHOOK_CASES: list[tuple[str, Callable[[Any, int], None], int]] = [
+    # the project (among the caller's), the caller's role, the subscriptions with their creators
+    ("/api/v1/projects/ALPHA/webhooks/", more_webhooks, 4),
+    # the project, the caller's role, the subscription
+    ("/api/v1/projects/ALPHA/webhooks/{webhook}/", more_webhooks, 4),
+    # the project, the caller's role, the subscription, the page of deliveries (cursor: no count)
+    ("/api/v1/projects/ALPHA/webhooks/{webhook}/deliveries/", more_deliveries, 5),
+]
+
+
+@pytest.mark.parametrize(("path", "populate", "expected"), WEBHOOK_CASES, ids=[c[0] for c in WEBHOOK_CASES])
+def test_webhook_routes_cost_a_fixed_number_of_queries(world, path, populate, expected):
+    client = world.client("owner")
+    more_webhooks(world, 1)
+    world.objects["webhook"] = WebhookSubscription.objects.get(project=world.project)
+    url = path.format(webhook=world.objects["webhook"].pk)
+    populate(world, 1)
+    with_one = queries_of(client, url)
+
+    populate(world, 49)
+    with_fifty = queries_of(client, url)
+
+    assert with_one == with_fifty == expected
