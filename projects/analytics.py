@@ -237,7 +237,7 @@ EXAMPLES = 5
 
 def stale_days() -> int:
     """Days without an event or a linked commit after which an open task is stale (APM_STALE_DAYS)."""
-    return int(getattr(settings, "APM_STALE_DAYS", 14))
+    return settings.APM_STALE_DAYS
 
 
 def _signal(  # noqa: PLR0917 (one row of a table of signals)

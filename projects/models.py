@@ -63,7 +63,7 @@ class Project(TimeStampedModel):
         default=dict,
         blank=True,
         help_text=(
-            "Extra transition tags, tag to status ({\"review\": \"in_review\"}). Every status name is a tag "
+            'Extra transition tags, tag to status ({"review": "in_review"}). Every status name is a tag '
             "already ('APM-12 #in_review')."
         ),
     )
@@ -113,7 +113,8 @@ class Project(TimeStampedModel):
             errors["commit_status_tags"] = ['Give an object of tag to status, e.g. {"review": "in_review"}.']
         else:
             bad = [
-                f"#{tag} -> {status!r}: tags are letters, digits, _ or -, and {status!r} must be a task status."
+                f"#{tag} -> {status!r}: tags are letters, digits, _ or -, "
+                f"and {status!r} must be a task status."
                 for tag, status in tags.items()
                 if not isinstance(status, str)
                 or status not in Task.Status.values

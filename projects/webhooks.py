@@ -79,16 +79,27 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         raise ImproperlyConfigured(f"APM_WEBHOOK_ALLOWED_NETWORKS holds an invalid network: {exc}") from exc
 
 
+_INTERNAL_KINDS = (
+    ("loopback", "a loopback address"),
+    ("unspecified", "an unspecified address"),
+    ("link_local", "a link-local address"),
+    ("multicast", "a multicast address"),
+    ("private", "a private address"),
+    ("reserved", "a reserved address"),
+)
+
+
 def _address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why ``address`` is internal (None: it is a public address)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         # ::ffff:127.0.0.1 reaches 127.0.0.1: judge the IPv4 address inside.
         address = address.ipv4_mapped
-    for kind in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+    # The most telling name first: 169.254.169.254 is private too, but link-local says why it matters.
+    for kind, words in _INTERNAL_KINDS:
         if getattr(address, f"is_{kind}"):
-            return kind.replace("_", "-")
+            return words
     if not address.is_global:
-        return "not global"  # shared (carrier-grade NAT) and other special-purpose ranges
+        return "a non-public address"  # shared (carrier-grade NAT) and other special-purpose ranges
     return None
 
 
@@ -125,7 +136,7 @@ def _target_resolve(url: str) -> WebhookTarget:
             # ANY internal address refuses the URL: a name resolving to a public and a private address
             # could otherwise be used to reach the private one.
             raise WebhookTargetRefused(
-                f"The host {host} resolves to {text}, a {reason} address; webhooks only go to public "
+                f"The host {host} resolves to {text}, {reason}; webhooks only go to public "
                 "addresses (operators may allow networks with APM_WEBHOOK_ALLOWED_NETWORKS)."
             )
         if text not in addresses:
@@ -386,12 +397,9 @@ def _claim(delivery_id: str, attempt: int) -> WebhookDelivery | None:
     or is handling: sending again would deliver twice.
     """
     with transaction.atomic():
-        delivery = (
-            WebhookDelivery.objects.select_for_update()
-            .select_related("subscription__project")
-            .filter(delivery_id=delivery_id)
-            .first()
-        )
+        # The delivery row only: joining the subscription here would lock its row (and on PostgreSQL
+        # FOR UPDATE locks every joined row), which the API's updates of the subscription would wait on.
+        delivery = WebhookDelivery.objects.select_for_update().filter(delivery_id=delivery_id).first()
         if delivery is None or delivery.status != Status.PENDING or delivery.attempts > attempt:
             return None
         delivery.attempts += 1

@@ -145,34 +145,31 @@ def file_hotspots(
     return rows
 
 
-# Change coupling: pairs of paths changed by the same commits. The self-join of file changes on the
-# commit id (file_change_commit_path_unique) is bounded by leaving out merges (which have no changes
-# anyway) and commits with more than APM_COUPLING_MAX_FILES files; ``a.path < b.path`` counts each pair
-# once. Each path's own commit count (in the same commits) comes from one grouped pass, read twice.
+# Change coupling: pairs of files changed by the same commits. The window's eligible changes of files
+# still in the tree (files joined on their unique key) are read once, each with its file's number of
+# changes (a window function), then joined to themselves on the commit id: the pair's count and both
+# files' counts come out of one grouping, with no join after it whose size the planner would have to
+# guess. The self-join is bounded by leaving out merges (which have no changes anyway) and commits with
+# more than APM_COUPLING_MAX_FILES files (at most 435 pairs a commit); ``a.path < b.path`` counts each
+# pair once.
 _COUPLING_SQL = """
-WITH counts AS (
-    SELECT c.repository_id AS repository_id, fc.path AS path, COUNT(*) AS changes
-    FROM commits c JOIN file_changes fc ON fc.commit_id = c.id
-    WHERE {eligible}
-    GROUP BY c.repository_id, fc.path
-)
-SELECT p.repository_id AS repository, fa.id AS file_a, p.path_a AS path_a, fb.id AS file_b,
-       p.path_b AS path_b, p.shared AS shared, ca.changes AS changes_a, cb.changes AS changes_b
-FROM (
-    SELECT c.repository_id AS repository_id, a.path AS path_a, b.path AS path_b, COUNT(*) AS shared
+WITH changes AS (
+    SELECT fc.commit_id AS commit_id, c.repository_id AS repository_id, f.id AS file_id, fc.path AS path,
+           COUNT(*) OVER (PARTITION BY f.id) AS file_changes
     FROM commits c
-    JOIN file_changes a ON a.commit_id = c.id
-    JOIN file_changes b ON b.commit_id = c.id AND a.path < b.path
+    JOIN file_changes fc ON fc.commit_id = c.id
+    JOIN files f ON f.repository_id = c.repository_id AND f.path = fc.path
     WHERE {eligible}
-    GROUP BY c.repository_id, a.path, b.path
-    HAVING COUNT(*) >= %s
-) p
-JOIN counts ca ON ca.repository_id = p.repository_id AND ca.path = p.path_a
-JOIN counts cb ON cb.repository_id = p.repository_id AND cb.path = p.path_b
-JOIN files fa ON fa.repository_id = p.repository_id AND fa.path = p.path_a
-JOIN files fb ON fb.repository_id = p.repository_id AND fb.path = p.path_b
-ORDER BY p.shared * 1.0 / (CASE WHEN ca.changes < cb.changes THEN ca.changes ELSE cb.changes END) DESC,
-         p.shared DESC, p.path_a, p.path_b, p.repository_id
+)
+SELECT a.repository_id AS repository, a.file_id AS file_a, a.path AS path_a, b.file_id AS file_b,
+       b.path AS path_b, COUNT(*) AS shared, MAX(a.file_changes) AS changes_a,
+       MAX(b.file_changes) AS changes_b
+FROM changes a JOIN changes b ON b.commit_id = a.commit_id AND a.path < b.path
+GROUP BY a.repository_id, a.file_id, a.path, b.file_id, b.path
+HAVING COUNT(*) >= %s
+ORDER BY COUNT(*) * 1.0 / (CASE WHEN MAX(a.file_changes) < MAX(b.file_changes)
+                               THEN MAX(a.file_changes) ELSE MAX(b.file_changes) END) DESC,
+         COUNT(*) DESC, a.path, b.path, a.repository_id
 LIMIT %s
 """
 
@@ -199,7 +196,7 @@ def change_coupling(
     eligible_params = [*scope_params, *window_params, False, coupling_max_files()]
     rows = _rows(
         _COUPLING_SQL.format(eligible=eligible),
-        [*eligible_params, *eligible_params, max(1, min_shared), limit],
+        [*eligible_params, max(1, min_shared), limit],
     )
     for row in rows:
         for name in ("shared", "changes_a", "changes_b"):

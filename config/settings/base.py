@@ -265,6 +265,10 @@ SPECTACULAR_SETTINGS = {
         "IngestionRunStatusEnum": "repos.models.IngestionRun.Status",
         "TaskEventKindEnum": "tasks.models.TaskEvent.Kind",
         "RepositoryKindEnum": "repos.models.Repository.Kind",
+        "HealthLevelEnum": "projects.models.HealthLevel",
+        "ExportJobKindEnum": "projects.models.ExportJob.Kind",
+        "CommitTaskLinkOutcomeEnum": "repos.models.CommitTaskLink.Outcome",
+        "WebhookEventEnum": "projects.models.WebhookEvent",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -348,6 +352,8 @@ APM_INGEST_THREADS = env.int("APM_INGEST_THREADS", default=0)
 APM_INGEST_STALE_SECONDS = env.int("APM_INGEST_STALE_SECONDS", default=900)
 # Finished ingestion runs older than this many days are purged by the schedule (the latest run of each
 # repository is always kept); export files are deleted after APM_EXPORT_KEEP_DAYS.
+# An open task with no event and no linked commit for this many days is stale (project health).
+APM_STALE_DAYS = env.int("APM_STALE_DAYS", default=14)
 APM_INGESTION_RUNS_KEEP_DAYS = env.int("APM_INGESTION_RUNS_KEEP_DAYS", default=90)
 APM_EXPORT_KEEP_DAYS = env.int("APM_EXPORT_KEEP_DAYS", default=7)
 # --- Outgoing webhooks (docs/webhooks.md) ---

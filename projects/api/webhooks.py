@@ -34,6 +34,8 @@ from projects.webhooks import (
 class WebhookSubscriptionSerializer(StrictModelSerializer):
     """A URL that receives some of the project's events as signed JSON POSTs (docs/webhooks.md)."""
 
+    read_only_hints = {"secret": "APM makes the secret; get a new one with POST .../rotate-secret/."}
+
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=WebhookEvent.choices),
         allow_empty=False,

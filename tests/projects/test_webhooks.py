@@ -9,18 +9,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
 
 from projects.models import WebhookDelivery, WebhookSubscription
 from projects.webhooks import (
@@ -37,50 +37,12 @@ from repos.models import IngestionRun
 from repos.services import ingestion_request, repository_register
 from tasks.models import TaskEvent
 from tasks.services import task_create, task_transition
+from tests.admin_helpers import assert_changelist_queries_fixed
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+from tests.projects.webhook_receiver import Receiver
 from tests.repos.gitrepo import GitRepo
 
 pytestmark = pytest.mark.django_db
-
-
-class Receiver:
-    """An HTTP server answering each POST with the next status of ``statuses`` (then 200)."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = list(statuses)
-        self.requests: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"answer %d " % status + b"x" * 3000)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook?team=a"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -257,10 +219,10 @@ def test_a_rolled_back_change_sends_nothing(local_targets, receiver):
         ("https://10.0.0.1/hook", "resolves to 10.0.0.1, a private address"),
         ("https://192.168.1.1/hook", "resolves to 192.168.1.1, a private address"),
         ("https://169.254.169.254/latest/meta-data/", "a link-local address"),
-        ("https://0.0.0.0/hook", "resolves to 0.0.0.0, a"),
+        ("https://0.0.0.0/hook", "resolves to 0.0.0.0, an unspecified address"),
         ("https://localhost/hook", "a loopback address"),
         ("https://[::ffff:127.0.0.1]/hook", "a loopback address"),
-        ("https://100.64.0.1/hook", "a not global address"),
+        ("https://100.64.0.1/hook", "a non-public address"),
         ("https://224.0.0.1/hook", "a multicast address"),
         ("http://93.184.215.14/hook", "Only https:// URLs are allowed."),
         ("https://user:pass@93.184.215.14/hook", "may not contain a user name or password"),
@@ -352,7 +314,7 @@ def test_only_active_subscriptions_to_the_event_receive_it(
 
 
 def test_emitting_to_nobody_costs_one_query(django_assert_num_queries):
-    project = ProjectFactory()
+    project, without_subscriptions = ProjectFactory(), ProjectFactory()
     webhook_subscription_create(
         project=project, url="https://93.184.215.14/hook", events=["ingestion.failed"]
     )
@@ -361,7 +323,7 @@ def test_emitting_to_nobody_costs_one_query(django_assert_num_queries):
     with django_assert_num_queries(1):
         webhook_event_emit(project_id=project.pk, event="task.created", data={"key": "X-1"})
     with django_assert_num_queries(1):
-        webhook_event_emit(project_id=ProjectFactory().pk, event="task.created", data={})
+        webhook_event_emit(project_id=without_subscriptions.pk, event="task.created", data={})
 
 
 def test_unknown_events_are_refused():
@@ -533,3 +495,80 @@ def test_rotating_the_secret_signs_with_the_new_one(
     assert len(new) >= 43
     assert verify(new, request["headers"], request["body"])
     assert not verify(old, request["headers"], request["body"])
+
+
+# --- Admin ---------------------------------------------------------------------------------------------
+
+
+def test_admin_creates_a_subscription_and_shows_its_secret_once(admin_client, admin_user):
+    project = ProjectFactory()
+    url = reverse("admin:projects_webhooksubscription_add")
+    form = {
+        "project": project.pk,
+        "url": "https://93.184.215.14/in",
+        "events": ["task.created"],
+        "is_active": "on",
+    }
+
+    refused = admin_client.post(url, {**form, "url": "https://169.254.169.254/"})
+    created = admin_client.post(url, form, follow=True)
+
+    assert refused.status_code == 200
+    assert "a link-local address" in refused.context["adminform"].form.errors["url"][0]
+    subscription = WebhookSubscription.objects.get()
+    assert (subscription.created_by, subscription.events) == (admin_user, ["task.created"])
+    shown = [str(message) for message in created.context["messages"]]
+    assert any(subscription.secret in message for message in shown)
+    change_page = admin_client.get(
+        reverse("admin:projects_webhooksubscription_change", args=[subscription.pk])
+    )
+    assert subscription.secret not in change_page.content.decode()
+
+
+def test_admin_rotates_secrets_and_sends_failed_deliveries_again(
+    admin_client, local_targets, receiver, django_capture_on_commit_callbacks
+):
+    server = receiver(404)
+    project = ProjectFactory()
+    subscription = subscribe(project, server.url)
+    with django_capture_on_commit_callbacks(execute=True):
+        task_create(project=project, title="Lost", source="system")
+    delivery = WebhookDelivery.objects.get()
+
+    rotated = admin_client.post(
+        reverse("admin:projects_webhooksubscription_changelist"),
+        {"action": "rotate_secret", "_selected_action": [subscription.pk]},
+        follow=True,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:projects_webhookdelivery_changelist"),
+            {"action": "send_again", "_selected_action": [delivery.pk]},
+        )
+    subscription.refresh_from_db()
+    delivery.refresh_from_db()
+
+    assert any(subscription.secret in str(message) for message in rotated.context["messages"])
+    assert (delivery.status, len(server.requests)) == ("succeeded", 2)
+    assert verify(subscription.secret, server.requests[1]["headers"], server.requests[1]["body"])
+
+
+# The row-estimate lookup of EstimatedCountPaginator; SQLite has no statistics to read.
+ESTIMATE = 0 if os.environ.get("DATABASE_URL", "sqlite").startswith("sqlite") else 1
+
+
+def test_the_delivery_log_costs_the_same_for_1_and_50_rows(admin_client, django_assert_num_queries):
+    subscription = subscribe(ProjectFactory(), "https://93.184.215.14/in")
+
+    def add_rows(n: int) -> None:
+        WebhookDelivery.objects.bulk_create(
+            WebhookDelivery(
+                subscription=subscription, event="task.created", delivery_id=uuid.uuid4(), payload={}
+            )
+            for _ in range(n)
+        )
+
+    # 1 session, 2 user, 3 COUNT for the paginator (no second COUNT: show_full_result_count = False),
+    # 4 the rows with their subscription joined, payloads left out (the filters need no query)
+    url = reverse("admin:projects_webhookdelivery_changelist")
+    assert_changelist_queries_fixed(admin_client, django_assert_num_queries, url, add_rows, 4 + ESTIMATE)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from repos.analytics import change_coupling, contributor_stats, file_hotspots
@@ -460,3 +461,42 @@ def test_queries_do_not_grow_with_the_history(history, django_capture_on_commit_
     # hotspots: one query; coupling: one query; contributors: aggregates per author, names per
     # author, lines per author and directory (ranked in the database)
     assert small == counts() == (1, 1, 3)
+
+
+# --- admin ---------------------------------------------------------------------------------------------
+
+
+def test_the_repository_page_shows_its_hotspots_computed_once(history, admin_client):
+    repo, repository = history
+    url = reverse("admin:repos_repository_change", args=[repository.pk])
+
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(url)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    expected = expected_hotspots(repo, timezone.now() - dt.timedelta(days=90), timezone.now())[:10]
+    assert "Hotspots" in page
+    positions = [page.index(f">{row['path']}</a>") for row in expected]
+    assert positions == sorted(positions)  # in ranking order
+    assert f"<td>{7 * 17}</td>" in page  # src/core.py's score
+    hotspot_queries = [
+        q for q in captured.captured_queries if "GROUP BY c.repository_id, fc.path" in q["sql"]
+    ]
+    assert len(hotspot_queries) == 1
+
+
+def test_the_file_admin_sorts_by_churn_and_commit_count_only(history, admin_client):
+    _repo, repository = history
+    url = reverse("admin:repos_file_changelist")
+    columns = list(admin_client.get(url).context["cl"].list_display)
+
+    by_churn = admin_client.get(url, {"o": f"-{columns.index('churn')}"})
+    by_count = admin_client.get(url, {"o": f"{columns.index('commit_count')}"})
+
+    churns = [file.churn for file in by_churn.context["cl"].result_list]
+    counts = [file.commit_count for file in by_count.context["cl"].result_list]
+    assert churns == sorted(churns, reverse=True)
+    assert len(churns) == repository.files.count()
+    assert counts == sorted(counts)
+    assert set(by_churn.context["cl"].sortable_by) == {"churn", "commit_count"}

@@ -1,0 +1,262 @@
+"""A project's code analytics through the API (read by any member): hotspots, coupling, contributors.
+
+``/api/v1/projects/{key}/hotspots/``, ``/coupling/`` and ``/contributors/``. The figures come from
+repos.analytics and are cached in the project's cache generation, which every ingestion of one of its
+repositories bumps; the window is part of the key, in whole days, so the default window ("the last 90
+days") keeps one entry a day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apm.api.filters import MAX_ID
+from apm.api.views import ProjectScopedMixin
+from projects.models import Project
+from repos.analytics import (
+    DEFAULT_WINDOW,
+    MAIN_AREAS,
+    analytics_cached,
+    change_coupling,
+    contributor_stats,
+    coupling_max_files,
+    file_hotspots,
+)
+from repos.models import Repository
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+WINDOW_DAYS = DEFAULT_WINDOW.days
+
+# --- Query parameters ---------------------------------------------------------------------------------
+
+
+class CodeAnalyticsQuerySerializer(serializers.Serializer):
+    since = serializers.DateField(
+        required=False,
+        help_text=f"First day of the window (YYYY-MM-DD, UTC); default {WINDOW_DAYS - 1} days before until.",
+    )
+    until = serializers.DateField(
+        required=False, help_text="Last day of the window, included (YYYY-MM-DD, UTC); default today."
+    )
+    repository = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="Only this repository of the project (its id); default all of them.",
+    )
+    limit = serializers.IntegerField(
+        required=False,
+        default=DEFAULT_LIMIT,
+        min_value=1,
+        max_value=MAX_LIMIT,
+        help_text=f"At most this many rows (1 to {MAX_LIMIT}, default {DEFAULT_LIMIT}).",
+    )
+
+    def validate_repository(self, value: int) -> int:
+        # An id of another project's repository gets the same answer as one that does not exist.
+        if not Repository.objects.filter(project=self.context["project"], pk=value).exists():
+            raise serializers.ValidationError(f"No repository with id {value} in this project.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        until_day = attrs.get("until") or timezone.now().astimezone(dt.UTC).date()
+        since_day = attrs.get("since") or until_day - dt.timedelta(days=WINDOW_DAYS - 1)
+        if since_day > until_day:
+            raise serializers.ValidationError({"since": ["Must be on or before until."]})
+        # Whole UTC days: since at 00:00, until at 00:00 of the next day (the window is half-open).
+        attrs["since"] = dt.datetime.combine(since_day, dt.time.min, tzinfo=dt.UTC)
+        attrs["until"] = dt.datetime.combine(until_day + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+        return attrs
+
+
+class CouplingQuerySerializer(CodeAnalyticsQuerySerializer):
+    min_shared = serializers.IntegerField(
+        required=False,
+        default=3,
+        min_value=1,
+        max_value=10_000,
+        help_text="Only pairs changed together by at least this many commits (default 3).",
+    )
+
+
+# --- Responses ----------------------------------------------------------------------------------------
+
+
+class WindowSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(help_text="Start of the window (included), 00:00 UTC of since.")
+    until = serializers.DateTimeField(help_text="End of the window (excluded), 00:00 UTC after until.")
+    repository = serializers.IntegerField(
+        allow_null=True, help_text="The repository the figures are confined to, or null for all."
+    )
+
+
+class HotspotSerializer(serializers.Serializer):
+    file = serializers.IntegerField(help_text="Id of the file (/api/v1/files/{id}/).")
+    repository = serializers.IntegerField(help_text="Id of its repository.")
+    path = serializers.CharField(
+        help_text="Path at the tip; changes made under an earlier name are not counted."
+    )
+    language = serializers.CharField()
+    lines = serializers.IntegerField(help_text="Lines at the tip (0 for binary files).")
+    changes = serializers.IntegerField(help_text="Commits that changed the file in the window.")
+    churn = serializers.IntegerField(help_text="Lines added plus deleted in the window.")
+    authors = serializers.IntegerField(help_text="Distinct author e-mails of those commits.")
+    last_changed_at = serializers.DateTimeField(help_text="Commit time of its last change in the window.")
+    score = serializers.IntegerField(
+        help_text="changes x lines (lines counted as 1 for binary or empty files): the ranking."
+    )
+
+
+class HotspotListSerializer(WindowSerializer):
+    """Files ranked by changes in the window x size (docs/analytics.md)."""
+
+    results = HotspotSerializer(many=True)
+
+
+class CouplingSerializer(serializers.Serializer):
+    repository = serializers.IntegerField(help_text="Id of the repository of both files.")
+    file_a = serializers.IntegerField(help_text="Id of the first file (paths in code point order).")
+    path_a = serializers.CharField()
+    file_b = serializers.IntegerField(help_text="Id of the second file.")
+    path_b = serializers.CharField()
+    shared = serializers.IntegerField(help_text="Commits that changed both files.")
+    changes_a = serializers.IntegerField(help_text="Commits that changed the first file.")
+    changes_b = serializers.IntegerField(help_text="Commits that changed the second file.")
+    degree = serializers.FloatField(
+        help_text="shared / min(changes_a, changes_b), 0.0 to 1.0: 1.0 when every change of the less "
+        "often changed file also changed the other."
+    )
+
+
+class CouplingListSerializer(WindowSerializer):
+    """Pairs of files that change in the same commits; merges and mass commits are left out."""
+
+    max_files = serializers.IntegerField(
+        help_text="Commits touching more files than this (APM_COUPLING_MAX_FILES) are not counted."
+    )
+    results = CouplingSerializer(many=True)
+
+
+class AreaSerializer(serializers.Serializer):
+    area = serializers.CharField(help_text="Top-level directory (`docs/`), or `(root)` for top-level files.")
+    lines = serializers.IntegerField(help_text="Lines added plus deleted there by the author in the window.")
+
+
+class ContributorSerializer(serializers.Serializer):
+    author_email = serializers.CharField(help_text="Authors are told apart by e-mail.")
+    author_name = serializers.CharField(help_text="The name of the author's latest commit in the window.")
+    commits = serializers.IntegerField(help_text="Commits in the window, merges included.")
+    lines_added = serializers.IntegerField(help_text="Merges add no lines of their own.")
+    lines_deleted = serializers.IntegerField()
+    active_days = serializers.IntegerField(help_text="Distinct days (UTC) with at least one commit.")
+    first_commit_at = serializers.DateTimeField()
+    last_commit_at = serializers.DateTimeField()
+    main_areas = AreaSerializer(many=True, help_text=f"The {MAIN_AREAS} directories with most lines changed.")
+
+
+class ContributorListSerializer(WindowSerializer):
+    """Authors of the window, most commits first."""
+
+    results = ContributorSerializer(many=True)
+
+
+# --- Views --------------------------------------------------------------------------------------------
+
+
+class CodeAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
+    """Code figures of a project. Members of every role may read them; to others it does not exist."""
+
+    project_path = "pk"
+    lookup_field = "key"
+    lookup_value_regex = "[A-Za-z][A-Za-z0-9]{1,9}"
+    filter_backends: list[Any] = []  # query parameters are validated by each action's serializer
+    http_method_names = ["get", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return self.project_scope(Project.objects.all())
+
+    def get_object(self) -> Project:
+        # Keys are case-insensitive for people ("apm" finds APM); stored keys are upper case.
+        self.kwargs[self.lookup_field] = self.kwargs[self.lookup_field].upper()
+        return super().get_object()
+
+    def _query(
+        self, serializer_class: type[CodeAnalyticsQuerySerializer], project: Project
+    ) -> dict[str, Any]:
+        query = serializer_class(data=self.request.query_params, context={"project": project})
+        query.is_valid(raise_exception=True)
+        return {"repository": None, **query.validated_data}
+
+    @staticmethod
+    def _parts(query: dict[str, Any]) -> tuple[object, ...]:
+        """Everything the answer depends on, as cache key parts without spaces (memcached-safe)."""
+
+        def text(value: object) -> str:
+            return value.strftime("%Y%m%dT%H%M%SZ") if isinstance(value, dt.datetime) else str(value)
+
+        return tuple(f"{name}={text(query[name])}" for name in sorted(query))
+
+    @extend_schema(
+        summary="Hotspots: files ranked by changes x size in a window (default the last 90 days)",
+        parameters=[CodeAnalyticsQuerySerializer],
+        responses=HotspotListSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def hotspots(self, request: Request, key: str) -> Response:
+        project = self.get_object()
+        query = self._query(CodeAnalyticsQuerySerializer, project)
+
+        def compute() -> dict[str, Any]:
+            rows = file_hotspots(project=project, **query)
+            return HotspotListSerializer({**query, "results": rows}).data
+
+        return Response(
+            analytics_cached(project=project, name="hotspots", parts=self._parts(query), compute=compute)
+        )
+
+    @extend_schema(
+        summary="Change coupling: pairs of files changed by the same commits",
+        parameters=[CouplingQuerySerializer],
+        responses=CouplingListSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def coupling(self, request: Request, key: str) -> Response:
+        project = self.get_object()
+        query = {**self._query(CouplingQuerySerializer, project), "max_files": coupling_max_files()}
+
+        def compute() -> dict[str, Any]:
+            arguments = {name: value for name, value in query.items() if name != "max_files"}
+            rows = change_coupling(project=project, **arguments)
+            return CouplingListSerializer({**query, "results": rows}).data
+
+        return Response(
+            analytics_cached(project=project, name="coupling", parts=self._parts(query), compute=compute)
+        )
+
+    @extend_schema(
+        summary="Contributors: commits, lines, active days and main areas per author in a window",
+        parameters=[CodeAnalyticsQuerySerializer],
+        responses=ContributorListSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def contributors(self, request: Request, key: str) -> Response:
+        project = self.get_object()
+        query = self._query(CodeAnalyticsQuerySerializer, project)
+
+        def compute() -> dict[str, Any]:
+            rows = contributor_stats(project=project, **query)
+            return ContributorListSerializer({**query, "results": rows}).data
+
+        return Response(
+            analytics_cached(project=project, name="contributors", parts=self._parts(query), compute=compute)
+        )
