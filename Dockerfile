@@ -2,7 +2,7 @@
 # APM's one image, for its three processes (docs/operations.md, "Deploying"):
 #   web     the default command: gunicorn config.wsgi:application on :8000 (gunicorn.conf.py)
 #   worker  celery -A config worker -l info
-#   beat    celery -A config beat -l info --schedule /tmp/celerybeat-schedule
+#   beat    celery -A config beat -l info
 # Linted offline by `make deploy-check` (hadolint).
 #
 # Base: python:3.11-slim with its Debian release spelled out (trixie), so that the loose apt pins below
