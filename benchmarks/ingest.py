@@ -9,7 +9,12 @@ Prints, for each repository:
   (a) git log --numstat of the whole history to /dev/null (the baseline: one git process),
   (b) APM's full ingestion end to end (mirror, plan, commits, files, finish) and the ratio b/a,
   (c) an incremental run with nothing new,
-  (d) peak resident memory of this process and of the git processes it started.
+  (d) peak resident memory of this process and of the git processes it started,
+  (e) an incremental run of --requests new commits that each close a task and log time ("fixes APM-12
+      @1h"), carried out one by one through the task services: the cost of a commit's request.
+
+The generated messages name tasks (``work on APM-123``), and the project has --tasks tasks, so the first
+run also links its history (the ``links`` step).
 
 The database is PostgreSQL by default (a scratch database ``apm_bench`` is dropped and recreated);
 ``--database-url`` points elsewhere. Celery runs eagerly, in this process, so (b) is a single-process
@@ -26,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,6 +67,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--initial-files", type=int, default=None, help="Files of its first commit.")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/apm_bench")
     parser.add_argument("--keep", action="store_true", help="Keep the generated repository.")
+    parser.add_argument("--tasks", type=int, default=500, help="Tasks APM-1..N of the benchmark project.")
+    parser.add_argument("--requests", type=int, default=200, help="New commits with a request, for (e).")
     return parser.parse_args()
 
 
@@ -67,16 +76,7 @@ def main() -> None:
     options = arguments()
 
     workdir = Path(tempfile.mkdtemp(prefix="apm-bench-"))
-    if options.repository:
-        repo = Path(options.repository).resolve()
-    else:
-        repo = workdir / f"history-{options.commits}"
-        started = time.perf_counter()
-        repository_create(
-            repo,
-            history_stream(commits=options.commits, files=options.files, initial_files=options.initial_files),
-        )
-        print(f"generated {options.commits} commits in {time.perf_counter() - started:.1f} s: {repo}")
+    repo = repository_prepare(options, workdir)
 
     database_reset(options.database_url)
     os.environ.update(
@@ -98,8 +98,9 @@ def main() -> None:
     from django.db import transaction
 
     from projects.services import project_create
-    from repos.models import Commit, FileChange, IngestionRun
+    from repos.models import Commit, CommitTaskLink, FileChange, IngestionRun
     from repos.services import ingestion_request, repository_register
+    from tasks.services import task_create
 
     call_command("migrate", verbosity=0)
 
@@ -108,7 +109,10 @@ def main() -> None:
     subprocess.run(["git", "-C", str(repo), "log", "--numstat"], stdout=subprocess.DEVNULL, check=True)
     baseline = time.perf_counter() - started
 
-    project = project_create(name="Benchmark")
+    project = project_create(name="Benchmark", key="APM")
+    with transaction.atomic():
+        for number in range(options.tasks):
+            task_create(project=project, title=f"Task {number + 1}", source="batch")
     repository = repository_register(project=project, source=str(repo))
 
     def ingest() -> tuple[float, IngestionRun]:
@@ -135,8 +139,55 @@ def main() -> None:
         f"(d) peak memory: this process {peak_mib(resource.RUSAGE_SELF):.0f} MiB, "
         f"largest git child {peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB"
     )
+    links = CommitTaskLink.objects.filter(commit__repository=repository).count()
+    print(f"    links: {links} commit-task links written by the first run")
+
+    if not options.repository and options.requests:
+        requests_measure(repo, options, ingest)
     if not options.keep and not options.repository:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def repository_prepare(options: argparse.Namespace, workdir: Path) -> Path:
+    """The repository given, or a generated history of --commits commits."""
+    if options.repository:
+        return Path(options.repository).resolve()
+    repo = workdir / f"history-{options.commits}"
+    started = time.perf_counter()
+    repository_create(
+        repo,
+        history_stream(commits=options.commits, files=options.files, initial_files=options.initial_files),
+    )
+    print(f"generated {options.commits} commits in {time.perf_counter() - started:.1f} s: {repo}")
+    return repo
+
+
+def requests_measure(
+    repo: Path, options: argparse.Namespace, ingest: Callable[[], tuple[float, Any]]
+) -> None:
+    """(e) New commits, each asking to close a task and log an hour: carried out one by one."""
+    identity = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com"}
+    environment = {
+        **os.environ,
+        **identity,
+        "GIT_COMMITTER_NAME": "Bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.com",
+    }
+    for number in range(options.requests):
+        task = number % max(options.tasks, 1) + 1
+        subprocess.run(
+            ["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", f"fixes APM-{task} @1h"],
+            check=True,
+            env=environment,
+        )
+    seconds, run = ingest()
+    links = run.timings.get("links", 0)
+    per_request = links / max(run.task_requests_applied, 1) * 1000
+    print(
+        f"(e) {options.requests} commits with requests {seconds:8.2f} s   "
+        f"{run.task_requests_applied} carried out, {run.task_requests_refused} refused; "
+        f"links step {links:.2f} s = {per_request:.1f} ms a request"
+    )
 
 
 if __name__ == "__main__":

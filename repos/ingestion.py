@@ -14,7 +14,7 @@ from typing import Any
 from django.db import connection
 
 from repos.gitlog import ParsedCommit
-from repos.models import Commit, File, FileChange
+from repos.models import Commit, CommitTaskLink, File, FileChange
 
 # Text columns are bounded by the schema; git values longer than that are cut, never rejected.
 _COMMIT_LIMITS = {"author_name": 255, "author_email": 255, "committer_name": 255, "committer_email": 255}
@@ -279,3 +279,25 @@ def chunk_durability_relax() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+_LINK_COLUMNS = ["commit_id", "task_id", "action", "status", "minutes", "outcome", "note", "created_at"]
+
+
+def links_write(*, rows: list[dict[str, Any]]) -> int:
+    """Insert commit-task links, skipping any already there; return how many were new.
+
+    A history of 100,000 commits can link as many: on PostgreSQL they are copied in like commits (model
+    instances and a multi-row INSERT cost several times more); elsewhere one multi-row insert per 500.
+    """
+    if not rows:
+        return 0
+    if connection.vendor == "postgresql":
+        inserted = _copy_insert(
+            "commit_task_links", _LINK_COLUMNS, rows, conflict="(commit_id, task_id)", returning="id"
+        )
+        return len(inserted)
+    CommitTaskLink.objects.bulk_create(
+        [CommitTaskLink(**row) for row in rows], ignore_conflicts=True, batch_size=500
+    )
+    return len(rows)

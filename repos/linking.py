@@ -25,14 +25,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from projects.models import Project
 from repos.grammar import CommitGrammar, Mention, grammar_build
+from repos.ingestion import links_write
 from repos.models import Commit, CommitTaskLink, Repository
 from tasks.models import Task, TaskEvent
 from tasks.services import task_time_log, task_transition
@@ -149,35 +151,39 @@ def commits_link_tasks(
         if item.mention.number not in tasks:
             report.note(f"{item.sha[:12]}: {item.mention.task_key} is not a task of {project.key}.")
     found = [item for item in found if item.mention.number in tasks]
-    existing = _links_existing(commit_ids={item.commit_id for item in found})
+    # Existing links matter to "apply" (pending requests). Elsewhere they only keep the count of new
+    # links true, which PostgreSQL's insert reports by itself; a first history skips the lookup there.
+    needs_existing = mode == "apply" or connection.vendor != "postgresql"
+    existing = _links_existing(commit_ids={item.commit_id for item in found}) if needs_existing else {}
 
-    new_links: list[CommitTaskLink] = []
+    now = timezone.now()
+    new_links: list[dict[str, Any]] = []
     to_apply: list[_Found] = []
     for item in found:
         task = tasks[item.mention.number]
-        link = existing.get((item.commit_id, task.pk))
+        outcome = existing.get((item.commit_id, task.pk))
         actionable = item.mention.action != CommitTaskLink.Action.REFERENCE
-        if link is None:
+        if outcome is None:
             outcome = Outcome.LINKED
             if actionable:
-                outcome = {"history": Outcome.HISTORY, "pending": Outcome.PENDING, "apply": Outcome.PENDING}[
-                    mode
-                ]
-            link = CommitTaskLink(
-                commit_id=item.commit_id,
-                task=task,
-                action=item.mention.action,
-                status=item.mention.target_status,
-                minutes=item.mention.minutes,
-                outcome=outcome,
+                outcome = Outcome.HISTORY if mode == "history" else Outcome.PENDING
+            new_links.append(
+                {
+                    "commit_id": item.commit_id,
+                    "task_id": task.pk,
+                    "action": item.mention.action,
+                    "status": item.mention.target_status,
+                    "minutes": item.mention.minutes,
+                    "outcome": outcome,
+                    "note": "",
+                    "created_at": now,
+                }
             )
-            new_links.append(link)
             if mode == "apply" and actionable:
                 to_apply.append(item)
-        elif mode == "apply" and link.outcome in CommitTaskLink.OPEN_OUTCOMES:
+        elif mode == "apply" and outcome in CommitTaskLink.OPEN_OUTCOMES:
             to_apply.append(item)
-    CommitTaskLink.objects.bulk_create(new_links, ignore_conflicts=True, batch_size=500)
-    report.links_created = len(new_links)
+    report.links_created = links_write(rows=new_links)
     if to_apply:
         _requests_apply(project=project, tasks=tasks, to_apply=to_apply, report=report)
     return report
@@ -193,12 +199,16 @@ def _tasks_by_number(*, project: Project, numbers: set[int]) -> dict[int, Task]:
     return tasks
 
 
-def _links_existing(*, commit_ids: set[int]) -> dict[tuple[int, int], CommitTaskLink]:
-    links: dict[tuple[int, int], CommitTaskLink] = {}
+def _links_existing(*, commit_ids: set[int]) -> dict[tuple[int, int], str]:
+    """{(commit id, task id): outcome} of the links these commits already have."""
+    links: dict[tuple[int, int], str] = {}
     ordered = sorted(commit_ids)
     for start in range(0, len(ordered), _BATCH):
-        for link in CommitTaskLink.objects.filter(commit_id__in=ordered[start : start + _BATCH]):
-            links[(link.commit_id, link.task_id)] = link
+        rows = CommitTaskLink.objects.filter(commit_id__in=ordered[start : start + _BATCH]).values_list(
+            "commit_id", "task_id", "outcome"
+        )
+        for commit_id, task_id, outcome in rows:
+            links[(commit_id, task_id)] = outcome
     return links
 
 
