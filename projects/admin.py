@@ -111,9 +111,18 @@ class ProjectAdmin(admin.ModelAdmin):
     # number of queries whatever the project's size).
     analytics_panels = ("health_panel", "progress_panel")
 
+    # How commit messages move the project's tasks (docs/automation.md); set once the project exists.
+    grammar_fields = (
+        "commit_automation",
+        "commit_close_keywords",
+        "commit_status_tags",
+        "commit_short_references",
+        "commit_time_logging",
+    )
+
     def get_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
         fields = list(super().get_fields(request, obj))
-        return [*fields, *self.analytics_panels] if obj is not None else fields
+        return [*fields, *self.grammar_fields, *self.analytics_panels] if obj is not None else fields
 
     @admin.display(description="Health")
     def health_panel(self, obj: Project) -> str:

@@ -746,11 +746,20 @@ def project_burndown(*, project: Project, start: datetime.date, end: datetime.da
 # --- Caching ------------------------------------------------------------------------------------------
 
 
-def analytics_cached(*, project: Project, name: str, parts: tuple[Any, ...], compute: Callable[[], T]) -> T:
-    """``compute()`` cached in ``project``'s cache generation (any change to its tasks drops it).
+def analytics_cached(
+    *,
+    project: Project,
+    name: str,
+    parts: tuple[Any, ...],
+    compute: Callable[[], T],
+    timeout: int = ANALYTICS_CACHE_SECONDS,
+) -> T:
+    """``compute()`` cached in ``project``'s cache generation: any change to its tasks, and every
+    ingestion of its repositories, drops it. ``parts`` names everything else the result depends on.
 
-    The day is part of the key and entries live an hour at most: overdue, stale and trends move with
-    the clock even when nothing is written.
+    The day is part of the key: overdue, stale and windows ending today move with the clock even when
+    nothing is written. Task analytics live an hour at most; code analytics (which change only with an
+    ingestion) pass a longer ``timeout``.
     """
     key = generation_key(project_key(project.pk), "analytics", name, timezone.localdate(), *parts)
-    return cached(key, compute, timeout=ANALYTICS_CACHE_SECONDS)
+    return cached(key, compute, timeout=timeout)

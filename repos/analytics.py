@@ -11,8 +11,7 @@ grows with the commits in the window, not with the whole history. docs/analytics
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -21,17 +20,10 @@ from django.db.models.functions import Coalesce, Left, StrIndex, TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from apm.cache import cached, generation_key, project_key
 from projects.models import Project
 from repos.models import Commit, FileChange, Repository
 
-T = TypeVar("T")
-
 DEFAULT_WINDOW = dt.timedelta(days=90)
-# Commits touching more files than this are left out of change coupling: a mass rename, a reformat or a
-# licence header update would otherwise make every pair of files look coupled (and the self-join of a
-# commit's changes grows with the square of its files; this bound keeps it at most 435 pairs a commit).
-DEFAULT_COUPLING_MAX_FILES = 30
 MAIN_AREAS = 3
 # The area of files at the top of the tree, which have no directory.
 ROOT_AREA = "(root)"
@@ -49,7 +41,13 @@ def analytics_window(
 
 
 def coupling_max_files() -> int:
-    return int(getattr(settings, "APM_COUPLING_MAX_FILES", DEFAULT_COUPLING_MAX_FILES))
+    """Commits touching more files than this (APM_COUPLING_MAX_FILES) are left out of change coupling.
+
+    A mass rename, a reformat or a licence header update would otherwise make every pair of files look
+    coupled, and the self-join of a commit's changes grows with the square of its files: 30 files are
+    at most 435 pairs a commit.
+    """
+    return settings.APM_COUPLING_MAX_FILES
 
 
 def _repository_id(repository: Repository | int | None) -> int | None:
@@ -317,14 +315,3 @@ def _area_lines(changes: QuerySet[FileChange]) -> list[dict[str, Any]]:
         ORDER BY ranked.author_email, ranked.place
     """  # noqa: S608 (the inner query is Django's, with its parameters kept apart)
     return _rows(sql, [*params, MAIN_AREAS])
-
-
-def analytics_cached(
-    *, project: Project, name: str, parts: tuple[object, ...], compute: Callable[[], T]
-) -> T:
-    """``compute()`` cached in the project's generation: dropped by every ingestion of the project.
-
-    ``parts`` must name everything the result depends on (window, repository, limits).
-    """
-    key = generation_key(project_key(project.pk), "analytics", name, *parts)
-    return cached(key, compute, timeout=CACHE_TIMEOUT)

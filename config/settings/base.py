@@ -354,6 +354,8 @@ APM_INGEST_STALE_SECONDS = env.int("APM_INGEST_STALE_SECONDS", default=900)
 # repository is always kept); export files are deleted after APM_EXPORT_KEEP_DAYS.
 # An open task with no event and no linked commit for this many days is stale (project health).
 APM_STALE_DAYS = env.int("APM_STALE_DAYS", default=14)
+# Change coupling leaves out commits touching more files than this (mass renames, reformatting).
+APM_COUPLING_MAX_FILES = env.int("APM_COUPLING_MAX_FILES", default=30)
 APM_INGESTION_RUNS_KEEP_DAYS = env.int("APM_INGESTION_RUNS_KEEP_DAYS", default=90)
 APM_EXPORT_KEEP_DAYS = env.int("APM_EXPORT_KEEP_DAYS", default=7)
 # --- Outgoing webhooks (docs/webhooks.md) ---

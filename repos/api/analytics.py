@@ -21,11 +21,12 @@ from rest_framework.response import Response
 
 from apm.api.filters import MAX_ID
 from apm.api.views import ProjectScopedMixin
+from projects.analytics import analytics_cached
 from projects.models import Project
 from repos.analytics import (
+    CACHE_TIMEOUT,
     DEFAULT_WINDOW,
     MAIN_AREAS,
-    analytics_cached,
     change_coupling,
     contributor_stats,
     coupling_max_files,
@@ -221,7 +222,13 @@ class CodeAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
             return HotspotListSerializer({**query, "results": rows}).data
 
         return Response(
-            analytics_cached(project=project, name="hotspots", parts=self._parts(query), compute=compute)
+            analytics_cached(
+                project=project,
+                name="hotspots",
+                parts=self._parts(query),
+                compute=compute,
+                timeout=CACHE_TIMEOUT,
+            )
         )
 
     @extend_schema(
@@ -240,7 +247,13 @@ class CodeAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
             return CouplingListSerializer({**query, "results": rows}).data
 
         return Response(
-            analytics_cached(project=project, name="coupling", parts=self._parts(query), compute=compute)
+            analytics_cached(
+                project=project,
+                name="coupling",
+                parts=self._parts(query),
+                compute=compute,
+                timeout=CACHE_TIMEOUT,
+            )
         )
 
     @extend_schema(
@@ -258,5 +271,11 @@ class CodeAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
             return ContributorListSerializer({**query, "results": rows}).data
 
         return Response(
-            analytics_cached(project=project, name="contributors", parts=self._parts(query), compute=compute)
+            analytics_cached(
+                project=project,
+                name="contributors",
+                parts=self._parts(query),
+                compute=compute,
+                timeout=CACHE_TIMEOUT,
+            )
         )

@@ -222,3 +222,26 @@ def test_bulk_deletion_goes_through_the_service_and_never_takes_the_last_owner(a
 
     admin_client.post(url, {"action": "delete_selected", "_selected_action": others, "post": "yes"})
     assert list(Membership.objects.filter(project=project).values_list("user", flat=True)) == [owner.pk]
+
+
+def test_operators_set_the_commit_grammar_on_the_project_page(admin_client, project) -> None:
+    url = reverse("admin:projects_project_change", args=[project.pk])
+    page = admin_client.get(url)
+    assert "commit_close_keywords" in page.content.decode()
+
+    bad = admin_client.post(url, admin_form_data(page, commit_status_tags='{"review": "later"}'))
+    data = admin_form_data(
+        page, commit_close_keywords="ships, lands", commit_status_tags='{"review": "in_review"}'
+    )
+    data.pop("commit_time_logging")  # an unticked box is not sent
+    saved = admin_client.post(url, data)
+
+    assert bad.status_code == 200
+    assert "must be a task status" in bad.content.decode()
+    assert saved.status_code == 302
+    project.refresh_from_db()
+    assert (project.commit_close_keywords, project.commit_status_tags) == (
+        "ships, lands",
+        {"review": "in_review"},
+    )
+    assert project.commit_time_logging is False
