@@ -82,10 +82,10 @@ _CHANGE_COLUMNS = [
 ]
 
 
-def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> int:
-    """Store ``commits`` and their file changes; return the number of file changes in the chunk."""
+def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> tuple[int, dict[str, int]]:
+    """Store ``commits`` and their file changes; return the chunk's file changes and ``{sha: row id}``."""
     if not commits:
-        return 0
+        return 0, {}
     commit_rows = [_commit_row(repository_id, commit) for commit in commits]
     if connection.vendor == "postgresql":
         inserted = _copy_insert(
@@ -115,7 +115,7 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> int
         FileChange.objects.bulk_create(
             [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
         )
-    return len(change_rows)
+    return len(change_rows), ids
 
 
 def _commit_ids(repository_id: int, shas: list[str]) -> dict[str, int]:

@@ -1,19 +1,24 @@
 """Commits move tasks: links from commits to the tasks their messages name, and what the messages ask.
 
-``commits_link_tasks`` is the one path, used by the ingestion's finish step and by ``link_commits``.
-It works in bulk: messages are read in one streaming query, tasks resolved with one query per batch of
-numbers, links written with one multi-row insert. Only what a message asks (close, transition, time)
-goes task by task, through the task services, so a commit changes a task exactly as the admin or the
-API would: same rules, same ``TaskEvent`` (source ``commit``, with the sha), same caches, metrics and
-webhooks.
+Two steps, both in bulk:
 
-Modes, decided by the caller from the run:
+* ``commits_link_tasks`` writes the links. Ingestion calls it in every commit chunk, with the messages
+  it has just parsed (so the links are written in parallel, like the commits, and no message is read
+  back); ``link_commits`` calls it over the stored history. Tasks are resolved with one query per batch
+  of numbers and links written with one multi-row insert (``COPY`` on PostgreSQL). A link records what
+  its message asked (``action``, ``status``, ``minutes``); what becomes of the request is its outcome.
+* ``commits_requests_apply`` carries out the requests still ``pending`` on the commits of a run of the
+  default branch, in the finish step, oldest commit first, each through the task services: a commit
+  changes a task exactly as the admin or the API would (same rules, same ``TaskEvent`` with source
+  ``commit`` and the sha, same caches, metrics and webhooks).
 
-* ``history``: links only. History ingested for the first time and ``link_commits`` never move tasks
-  or log time; an actionable link is kept with the outcome ``history``.
-* ``pending``: a run of another branch. Links are written; what they ask waits (outcome ``pending``)
-  until a run of the default branch reaches the commit (a feature branch merged later).
-* ``apply``: a run of the default branch after the first. New links and pending ones are carried out.
+Modes of ``commits_link_tasks``:
+
+* ``history``: history ingested for the first time, and ``link_commits``. An actionable link is kept with
+  the outcome ``history`` and never carried out.
+* ``pending``: any later run. An actionable link waits as ``pending``: a run of the default branch
+  carries it out at its finish; a run of another branch leaves it for the day the default branch
+  reaches the commit (a feature branch merged later).
 
 Guards: a closed task is never reopened or closed again by a commit; a task waiting on an open
 dependency is not closed (the link is kept, the refusal noted on the link and on the run); a sha seen
@@ -22,8 +27,9 @@ in two repositories of the project acts once.
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,7 +45,7 @@ from repos.models import Commit, CommitTaskLink, Repository
 from tasks.models import Task, TaskEvent
 from tasks.services import task_time_log, task_transition
 
-Mode = Literal["history", "pending", "apply"]
+Mode = Literal["history", "pending"]
 Outcome = CommitTaskLink.Outcome
 
 # Cheap test before the grammar runs: a message without "X-9" or "#" names no task. Most do not.
@@ -84,41 +90,59 @@ class LinkReport:
         return self.notes + extra
 
 
+@dataclass(frozen=True)
+class CommitText:
+    """What linking needs of a commit: its row id and what its message and author say."""
+
+    id: int
+    sha: str
+    message: str
+    author_email: str
+    authored_at: datetime.datetime
+
+
 @dataclass
-class _Found:
+class _Request:
+    """A pending link's request, with its commit, ready to be carried out."""
+
     commit_id: int
     sha: str
     author_email: str
-    authored_at: object
+    authored_at: datetime.datetime
     subject: str
-    mention: Mention
+    task: Task
+    status: str
+    minutes: int
 
 
-def _commits_scan(
-    *, repository: Repository, shas: Iterable[str] | None, grammar: CommitGrammar, report: LinkReport
-) -> Iterator[_Found]:
-    """Mentions of the project's own tasks in the chosen commits (all of them when ``shas`` is None)."""
-    columns = ("id", "sha", "message", "author_email", "authored_at")
+def _stored_commits(*, repository: Repository, report: LinkReport) -> Iterator[CommitText]:
+    """Every stored commit of ``repository`` whose message may name a task, streamed."""
+    report.commits_scanned = Commit.objects.filter(repository=repository).count()
     # The database drops the messages that cannot name a task before they cross the wire (a regular
     # expression on PostgreSQL and MariaDB, Django's REGEXP function on SQLite).
-    commits = Commit.objects.filter(repository=repository, message__regex=_MAY_MENTION.pattern)
-    if shas is None:
-        report.commits_scanned = Commit.objects.filter(repository=repository).count()
-        batches: Iterable[Iterable[tuple]] = [commits.values_list(*columns).iterator(chunk_size=2000)]
-    else:
-        shas = list(shas)
-        report.commits_scanned = len(shas)
-        batches = (commits.filter(sha__in=batch).values_list(*columns) for batch in _batched(shas, _BATCH))
-    for rows in batches:
-        for commit_id, sha, message, author_email, authored_at in rows:
-            parsed = grammar.parse(message)
-            for problem in parsed.problems:
-                report.note(f"{sha[:12]}: {problem}")
-            subject = message.split("\n", 1)[0][:200]
-            for mention in parsed.mentions:
-                # Keys of other projects ("UTF-8", another team's "OPS-3") are not ours to link or report.
-                if mention.key == grammar.project_key:
-                    yield _Found(commit_id, sha, author_email, authored_at, subject, mention)
+    rows = (
+        Commit.objects.filter(repository=repository, message__regex=_MAY_MENTION.pattern)
+        .values_list("id", "sha", "message", "author_email", "authored_at")
+        .iterator(chunk_size=2000)
+    )
+    for row in rows:
+        yield CommitText(*row)
+
+
+def _mentions(
+    commits: Iterable[CommitText], *, grammar: CommitGrammar, report: LinkReport
+) -> Iterator[tuple[CommitText, Mention]]:
+    """The project's own tasks each commit names, with what it asks; problems go to the report."""
+    for commit in commits:
+        if not _MAY_MENTION.search(commit.message):
+            continue
+        parsed = grammar.parse(commit.message)
+        for problem in parsed.problems:
+            report.note(f"{commit.sha[:12]}: {problem}")
+        for mention in parsed.mentions:
+            # Keys of other projects ("UTF-8", another team's "OPS-3") are not ours to link or report.
+            if mention.key == grammar.project_key:
+                yield commit, mention
 
 
 def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -133,59 +157,53 @@ def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def commits_link_tasks(
-    *, repository: Repository, mode: Mode, shas: Iterable[str] | None = None
+    *, repository: Repository, mode: Mode, commits: Sequence[CommitText] | None = None
 ) -> LinkReport:
-    """Link the chosen commits of ``repository`` to the tasks they name; carry out requests per ``mode``.
+    """Link ``commits`` of ``repository`` (all its stored commits when None) to the tasks they name.
 
-    Safe to run twice, and beside another run: links are unique per commit and task, a request is
-    carried out once per link, and a time entry once per commit and task.
+    Writes links only; never moves a task. Safe to run twice, and beside another run: a link is unique
+    per commit and task, and one that exists keeps its outcome.
     """
     project = repository.project
     grammar = project_grammar(project)
     report = LinkReport()
-    found = list(_commits_scan(repository=repository, shas=shas, grammar=grammar, report=report))
+    if commits is None:
+        source: Iterable[CommitText] = _stored_commits(repository=repository, report=report)
+    else:
+        report.commits_scanned = len(commits)
+        source = commits
+    found = list(_mentions(source, grammar=grammar, report=report))
     if not found:
         return report
-    tasks = _tasks_by_number(project=project, numbers={item.mention.number for item in found})
-    for item in found:
-        if item.mention.number not in tasks:
-            report.note(f"{item.sha[:12]}: {item.mention.task_key} is not a task of {project.key}.")
-    found = [item for item in found if item.mention.number in tasks]
-    # Existing links matter to "apply" (pending requests). Elsewhere they only keep the count of new
-    # links true, which PostgreSQL's insert reports by itself; a first history skips the lookup there.
-    needs_existing = mode == "apply" or connection.vendor != "postgresql"
-    existing = _links_existing(commit_ids={item.commit_id for item in found}) if needs_existing else {}
-
+    tasks = _tasks_by_number(project=project, numbers={mention.number for _, mention in found})
     now = timezone.now()
-    new_links: list[dict[str, Any]] = []
-    to_apply: list[_Found] = []
-    for item in found:
-        task = tasks[item.mention.number]
-        outcome = existing.get((item.commit_id, task.pk))
-        actionable = item.mention.action != CommitTaskLink.Action.REFERENCE
-        if outcome is None:
-            outcome = Outcome.LINKED
-            if actionable:
-                outcome = Outcome.HISTORY if mode == "history" else Outcome.PENDING
-            new_links.append(
-                {
-                    "commit_id": item.commit_id,
-                    "task_id": task.pk,
-                    "action": item.mention.action,
-                    "status": item.mention.target_status,
-                    "minutes": item.mention.minutes,
-                    "outcome": outcome,
-                    "note": "",
-                    "created_at": now,
-                }
-            )
-            if mode == "apply" and actionable:
-                to_apply.append(item)
-        elif mode == "apply" and outcome in CommitTaskLink.OPEN_OUTCOMES:
-            to_apply.append(item)
-    report.links_created = links_write(rows=new_links)
-    if to_apply:
-        _requests_apply(project=project, tasks=tasks, to_apply=to_apply, report=report)
+    rows: list[dict[str, Any]] = []
+    for commit, mention in found:
+        task = tasks.get(mention.number)
+        if task is None:
+            report.note(f"{commit.sha[:12]}: {mention.task_key} is not a task of {project.key}.")
+            continue
+        outcome = Outcome.LINKED
+        if mention.action != CommitTaskLink.Action.REFERENCE:
+            outcome = Outcome.HISTORY if mode == "history" else Outcome.PENDING
+        rows.append(
+            {
+                "commit_id": commit.id,
+                "task_id": task.pk,
+                "action": mention.action,
+                "status": mention.target_status,
+                "minutes": mention.minutes,
+                "outcome": outcome,
+                "note": "",
+                "created_at": now,
+            }
+        )
+    if connection.vendor != "postgresql":
+        # PostgreSQL's insert reports what it added; elsewhere the links already there are left out
+        # first, so the count of new links stays true.
+        existing = _links_existing(commit_ids={row["commit_id"] for row in rows})
+        rows = [row for row in rows if (row["commit_id"], row["task_id"]) not in existing]
+    report.links_created = links_write(rows=rows)
     return report
 
 
@@ -199,36 +217,64 @@ def _tasks_by_number(*, project: Project, numbers: set[int]) -> dict[int, Task]:
     return tasks
 
 
-def _links_existing(*, commit_ids: set[int]) -> dict[tuple[int, int], str]:
-    """{(commit id, task id): outcome} of the links these commits already have."""
-    links: dict[tuple[int, int], str] = {}
+def _links_existing(*, commit_ids: set[int]) -> set[tuple[int, int]]:
+    """(commit id, task id) of the links these commits already have."""
+    links: set[tuple[int, int]] = set()
     ordered = sorted(commit_ids)
     for start in range(0, len(ordered), _BATCH):
-        rows = CommitTaskLink.objects.filter(commit_id__in=ordered[start : start + _BATCH]).values_list(
-            "commit_id", "task_id", "outcome"
+        links.update(
+            CommitTaskLink.objects.filter(commit_id__in=ordered[start : start + _BATCH]).values_list(
+                "commit_id", "task_id"
+            )
         )
-        for commit_id, task_id, outcome in rows:
-            links[(commit_id, task_id)] = outcome
     return links
 
 
-def _requests_apply(
-    *,
-    project: Project,
-    tasks: dict[int, Task],
-    to_apply: list[_Found],
-    report: LinkReport,
-) -> None:
+def commits_requests_apply(*, repository: Repository, shas: Iterable[str]) -> LinkReport:
+    """Carry out the pending requests of the commits ``shas`` of ``repository``, oldest commit first.
+
+    Called by the finish step of a run of the default branch with the run's commits: the links written
+    by its chunks, and those a run of another branch left pending on the same commits.
+    """
+    project = repository.project
+    report = LinkReport()
+    requests: list[_Request] = []
+    for batch in _batched(shas, _BATCH):
+        pending = CommitTaskLink.objects.filter(
+            commit__repository=repository, commit__sha__in=batch, outcome__in=CommitTaskLink.OPEN_OUTCOMES
+        ).select_related("commit", "task")
+        for link in pending:
+            link.task.project = project
+            commit = link.commit
+            requests.append(
+                _Request(
+                    commit_id=link.commit_id,
+                    sha=commit.sha,
+                    author_email=commit.author_email,
+                    authored_at=commit.authored_at,
+                    subject=commit.message.split("\n", 1)[0][:200],
+                    task=link.task,
+                    status=link.status,
+                    minutes=link.minutes,
+                )
+            )
+    if requests:
+        _requests_apply(project=project, requests=requests, report=report)
+    return report
+
+
+def _requests_apply(*, project: Project, requests: list[_Request], report: LinkReport) -> None:
     """Carry out what the messages ask, oldest commit first, each through the task services."""
-    to_apply.sort(key=lambda item: (item.authored_at, item.commit_id))
+    requests.sort(key=lambda request: (request.authored_at, request.commit_id))
     done_elsewhere = _shas_acted_on(
-        task_ids={tasks[item.mention.number].pk for item in to_apply},
-        shas={item.sha for item in to_apply},
+        task_ids={request.task.pk for request in requests}, shas={request.sha for request in requests}
     )
-    users = _users_by_email({item.author_email for item in to_apply if item.mention.minutes})
-    for item in to_apply:
-        task = tasks[item.mention.number]
-        if (item.sha, task.pk) in done_elsewhere:
+    users = _users_by_email({request.author_email for request in requests if request.minutes})
+    # One instance per task, so that a second request on the same task sees the first one's result.
+    tasks = {request.task.pk: request.task for request in requests}
+    for request in requests:
+        request.task = tasks[request.task.pk]
+        if (request.sha, request.task.pk) in done_elsewhere:
             outcome, note = (
                 Outcome.UNCHANGED,
                 "This commit already acted on the task from another repository.",
@@ -236,22 +282,21 @@ def _requests_apply(
         elif not project.commit_automation:
             outcome, note = Outcome.DISABLED, f"Commit automation is off in {project.key}."
         else:
-            outcome, note = _request_apply(item=item, task=task, user=users.get(item.author_email.lower()))
+            outcome, note = _request_apply(request, user=users.get(request.author_email.lower()))
         if outcome == Outcome.APPLIED:
             report.applied += 1
-            done_elsewhere.add((item.sha, task.pk))
+            done_elsewhere.add((request.sha, request.task.pk))
         elif outcome == Outcome.REFUSED:
             report.refused += 1
-            report.note(f"{item.sha[:12]}: {note}")
-        CommitTaskLink.objects.filter(commit_id=item.commit_id, task=task).update(
+            report.note(f"{request.sha[:12]}: {note}")
+        CommitTaskLink.objects.filter(commit_id=request.commit_id, task=request.task).update(
             outcome=outcome, note=note[:500]
         )
 
 
-def _request_apply(*, item: _Found, task: Task, user: object | None) -> tuple[str, str]:
-    """Apply one commit's request to one task; return the link's outcome and a note for people."""
-    mention = item.mention
-    status = mention.target_status
+def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]:
+    """Apply one commit's request to its task; return the link's outcome and a note for people."""
+    task, status, item = request.task, request.status, request
     outcome, notes = Outcome.UNCHANGED, []
     if status:
         if task.status == status:
@@ -276,11 +321,11 @@ def _request_apply(*, item: _Found, task: Task, user: object | None) -> tuple[st
             except ValidationError as exc:
                 outcome = Outcome.REFUSED
                 notes.append(f"{task.key} not moved to {status}: {'; '.join(exc.messages)}")
-    if mention.minutes:
+    if request.minutes:
         entry = task_time_log(
             task=task,
-            minutes=mention.minutes,
-            spent_on=item.authored_at.date(),  # type: ignore[attr-defined]
+            minutes=request.minutes,
+            spent_on=item.authored_at.date(),
             source=TaskEvent.Source.COMMIT,
             user=user,  # type: ignore[arg-type]
             author_email=item.author_email,
@@ -289,7 +334,7 @@ def _request_apply(*, item: _Found, task: Task, user: object | None) -> tuple[st
         )
         if entry is not None and outcome == Outcome.UNCHANGED:
             outcome = Outcome.APPLIED
-        notes.append(f"{mention.minutes} min logged." if entry is not None else "Time already logged.")
+        notes.append(f"{request.minutes} min logged." if entry is not None else "Time already logged.")
     return outcome, " ".join(notes)
 
 

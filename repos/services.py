@@ -48,7 +48,7 @@ from repos.git import GitError, git_run, source_parse
 from repos.gitlog import blobs_read, commits_read, log_revisions, tree_read
 from repos.ingestion import chunk_durability_relax, commits_write, files_history_aggregate, files_write
 from repos.languages import language_of
-from repos.linking import LinkReport, commits_link_tasks
+from repos.linking import CommitText, LinkReport, Mode, commits_link_tasks, commits_requests_apply
 from repos.models import IngestionRun, Repository
 
 Status = IngestionRun.Status
@@ -368,8 +368,9 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
 
 
 def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
-    """Write one chunk of the run's new commits; safe to run twice (rows and progress count once)."""
-    run = IngestionRun.objects.select_related("repository").get(pk=run_id)
+    """Write one chunk of the run's new commits and their task links; safe to run twice (rows and
+    progress count once)."""
+    run = IngestionRun.objects.select_related("repository__project").get(pk=run_id)
     if run.status != Status.RUNNING or skip in run.chunks_done:
         return
     started = time.perf_counter()
@@ -382,11 +383,22 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
     )
     with transaction.atomic():
         chunk_durability_relax()
-        changes = commits_write(repository_id=run.repository_id, commits=commits)
+        changes, ids = commits_write(repository_id=run.repository_id, commits=commits)
+        links_started = time.perf_counter()
+        links = commits_link_tasks(
+            repository=run.repository,
+            mode=_link_mode(run),
+            commits=[
+                CommitText(ids[c.sha], c.sha, c.message, c.author_email, c.authored_at) for c in commits
+            ],
+        )
+        links_seconds = time.perf_counter() - links_started
         locked = IngestionRun.objects.select_for_update().get(pk=run_id)
         if skip in locked.chunks_done:
             return  # another delivery of this chunk got here first; its rows were the same
         locked.chunks_done = [*locked.chunks_done, skip]
+        locked.task_links_created = F("task_links_created") + links.links_created
+        locked.notes = _notes_add(locked.notes, links.notes_for_run())
         locked.commits_done = F("commits_done") + len(commits)
         locked.file_changes_added = F("file_changes_added") + changes
         locked.lines_added = F("lines_added") + sum(commit.additions for commit in commits)
@@ -394,6 +406,8 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         locked.timings = {
             **locked.timings,
             "commits": round(locked.timings.get("commits", 0) + time.perf_counter() - started, 3),
+            # Part of "commits": reading the messages for task keys and writing the links.
+            "links": round(locked.timings.get("links", 0) + links_seconds, 3),
         }
         locked.heartbeat_at = timezone.now()
         locked.save(
@@ -403,6 +417,8 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
                 "file_changes_added",
                 "lines_added",
                 "lines_deleted",
+                "task_links_created",
+                "notes",
                 "timings",
                 "heartbeat_at",
             ]
@@ -469,22 +485,41 @@ def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
 # --- Step 5: finish -----------------------------------------------------------------------------------
 
 
-def _commits_link(*, run: IngestionRun, repository: Repository) -> LinkReport:
-    """Link the run's commits to tasks; only a later run of the default branch moves tasks or logs time.
-
-    The first run of the default branch is history (links only). A run of another branch leaves what
-    its commits ask pending until the default branch reaches them.
-    """
-    if not run.to_sha:
-        return LinkReport()
+def _link_mode(run: IngestionRun) -> Mode:
+    """History (links only) for the first ingestion of a repository's default branch, else pending."""
+    repository = run.repository
     on_default = run.branch == (repository.default_branch or run.branch)
-    if on_default and not repository.last_ingested_sha:
-        return commits_link_tasks(repository=repository, mode="history")
+    return "history" if on_default and not repository.last_ingested_sha else "pending"
+
+
+# A run's notes are for people: past this many, one line says more were left out.
+MAX_RUN_NOTES = 50
+
+
+def _notes_add(notes: list[str], new: list[str]) -> list[str]:
+    if not new or len(notes) > MAX_RUN_NOTES:
+        return notes
+    room = MAX_RUN_NOTES - len(notes)
+    if len(new) <= room:
+        return [*notes, *new]
+    return [*notes, *new[:room], "Further notes were left out."]
+
+
+def _requests_apply(*, run: IngestionRun, repository: Repository) -> LinkReport:
+    """Carry out the pending requests of the run's commits, when it is a later run of the default branch.
+
+    The chunks wrote the links (``pending`` when actionable); only a run of the default branch after
+    the first moves tasks and logs time. A run of another branch leaves its requests pending.
+    """
+    if not run.to_sha or _link_mode(run) == "history":
+        return LinkReport()
+    if run.branch != (repository.default_branch or run.branch):
+        return LinkReport()
     git_dir = repository_git_dir(repository=repository, fetch=False)
     shas = git_run(
         "rev-list", "--end-of-options", *log_revisions(tip=run.to_sha, exclude=run.from_sha), git_dir=git_dir
     ).split()
-    return commits_link_tasks(repository=repository, mode="apply" if on_default else "pending", shas=shas)
+    return commits_requests_apply(repository=repository, shas=shas)
 
 
 def ingestion_finish(*, run_id: int) -> IngestionRun:
@@ -495,8 +530,8 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
     repository = run.repository
     with _timed(run_id, "finish"), transaction.atomic():
         kept = files_history_aggregate(repository_id=repository.pk, run_id=run_id)
-        links_started = time.perf_counter()
-        links = _commits_link(run=run, repository=repository)
+        requests_started = time.perf_counter()
+        requests = _requests_apply(run=run, repository=repository)
         updates = {"last_ingested_sha": run.to_sha, "last_ingested_at": timezone.now()}
         if run.branch and not repository.default_branch:
             updates["default_branch"] = run.branch
@@ -506,11 +541,10 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
             status=Status.SUCCEEDED,
             finished_at=timezone.now(),
             files_indexed=kept,
-            task_links_created=links.links_created,
-            task_requests_applied=links.applied,
-            task_requests_refused=links.refused,
-            notes=[*run.notes, *links.notes_for_run()],
-            timings={**run.timings, "links": round(time.perf_counter() - links_started, 3)},
+            task_requests_applied=requests.applied,
+            task_requests_refused=requests.refused,
+            notes=_notes_add(run.notes, requests.notes_for_run()),
+            timings={**run.timings, "requests": round(time.perf_counter() - requests_started, 3)},
         )
         project_cache_invalidate(project_id=repository.project_id)
         # Outgoing webhooks (projects/webhooks.py): queued with the run's success, sent once it commits.
