@@ -40,6 +40,7 @@ from django.utils import timezone
 from apm.cache import cached, generation_key, project_key
 from projects.models import HealthLevel, Project
 from projects.selectors import _task_counts
+from projects.services import project_cache_invalidate
 
 T = TypeVar("T")
 
@@ -510,15 +511,18 @@ def project_health_record(
     health = project_health(project=project, now=now)
     level = health["level"]
     with transaction.atomic():
-        previous = (
+        previous, previous_score = (
             Project.objects.select_for_update()
             .filter(pk=project.pk)
-            .values_list("health_level", flat=True)
+            .values_list("health_level", "health_score")
             .get()
         )
         Project.objects.filter(pk=project.pk).update(
             health_level=level, health_score=health["score"], health_checked_at=health["checked_at"]
         )
+        if (previous, previous_score) != (level, health["score"]):
+            # The portfolio (dashboard) shows the recorded level and score.
+            project_cache_invalidate(project_id=project.pk)
         if previous and previous != level:
             from projects.webhooks import webhook_event_emit
 

@@ -44,7 +44,8 @@ def progress_of(row: dict[str, Any]) -> float:
     return round(row["tasks_done"] / counted, 4) if counted else 0.0
 
 
-_PROJECT_SUMMARY_FIELDS = ("id", "key", "name", "status")
+# health_level/health_score: the last recorded assessment (projects.analytics.project_health_record).
+_PROJECT_SUMMARY_FIELDS = ("id", "key", "name", "status", "health_level", "health_score")
 
 
 RECENT_ACTIVITY_ROWS = 10

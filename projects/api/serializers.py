@@ -119,6 +119,11 @@ class PortfolioRowSerializer(serializers.Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
     status = serializers.CharField()
+    health_level = serializers.CharField(
+        allow_blank=True,
+        help_text="Last recorded health (healthy, at_risk, critical); empty before the first.",
+    )
+    health_score = serializers.IntegerField(allow_null=True, help_text="Last recorded health score, 0-100.")
     tasks_total = serializers.IntegerField()
     tasks_open = serializers.IntegerField()
     tasks_done = serializers.IntegerField()

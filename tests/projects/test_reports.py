@@ -276,3 +276,20 @@ def test_the_scheduled_ingestion_queues_every_active_repository(
         ("one", "succeeded"),
         ("two", "succeeded"),
     ]
+
+
+def test_the_dashboard_shows_the_recorded_health(
+    project: Project, admin_client, django_capture_on_commit_callbacks
+) -> None:
+    before = admin_client.get("/dashboard", HTTP_ACCEPT="application/json").json()
+    with django_capture_on_commit_callbacks(execute=True):  # the cache is dropped once the change commits
+        call_command("recompute_progress", stdout=io.StringIO())
+    project.refresh_from_db()
+    after = admin_client.get("/dashboard", HTTP_ACCEPT="application/json").json()
+    page = admin_client.get("/dashboard").content.decode()
+
+    assert [(row["key"], row["health_level"]) for row in before] == [("APM", "")]
+    assert [(row["key"], row["health_level"], row["health_score"]) for row in after] == [
+        ("APM", project.health_level, project.health_score)
+    ]
+    assert f'<span class="health-{project.health_level}" title="{project.health_score}/100">' in page
