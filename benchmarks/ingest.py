@@ -10,6 +10,7 @@ Prints, for each repository:
   (b) APM's full ingestion end to end (mirror, plan, commits, files, finish) and the ratio b/a,
   (c) an incremental run with nothing new,
   (d) peak resident memory of this process and of the git processes it started,
+      and the time link_commits takes to read that history again (it finds every link there),
   (e) an incremental run of --requests new commits that each close a task and log time ("fixes APM-12
       @1h"), carried out one by one through the task services: the cost of a commit's request.
 
@@ -99,6 +100,7 @@ def main() -> None:
     from django.db import transaction
 
     from projects.services import project_create
+    from repos.linking import commits_link_tasks
     from repos.models import Commit, CommitTaskLink, FileChange, IngestionRun
     from repos.services import ingestion_request, repository_register
     from tasks.services import task_create
@@ -141,7 +143,12 @@ def main() -> None:
         f"largest git child {peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB"
     )
     links = CommitTaskLink.objects.filter(commit__repository=repository).count()
-    print(f"    links: {links} commit-task links written by the first run")
+    started = time.perf_counter()
+    relinked = commits_link_tasks(repository=repository, mode="history")  # what link_commits does
+    print(
+        f"    links: {links} commit-task links written by the first run; link_commits over the stored "
+        f"history {time.perf_counter() - started:.2f} s ({relinked.links_created} new)"
+    )
 
     if not options.repository and options.requests:
         requests_measure(repo, options, ingest)

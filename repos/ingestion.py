@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
@@ -82,11 +83,21 @@ _CHANGE_COLUMNS = [
 ]
 
 
-def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> tuple[int, dict[str, int]]:
-    """Store ``commits`` and their file changes; return the chunk's file changes and ``{sha: row id}``."""
+@dataclass(frozen=True)
+class CommitsWritten:
+    """What ``commits_write`` did: file changes in the chunk, every commit's row id, the shas it added."""
+
+    changes: int
+    ids: dict[str, int]
+    added: frozenset[str]
+
+
+def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> CommitsWritten:
+    """Store ``commits`` and their file changes (those already stored are left as they are)."""
     if not commits:
-        return 0, {}
+        return CommitsWritten(0, {}, frozenset())
     commit_rows = [_commit_row(repository_id, commit) for commit in commits]
+    shas = [commit.sha for commit in commits]
     if connection.vendor == "postgresql":
         inserted = _copy_insert(
             "commits",
@@ -96,26 +107,29 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> tup
             json_columns={"parents"},
             returning="sha, id",
         )
+        added = frozenset(sha for sha, _ in inserted)
         # Every commit is new (the usual case): no file change can reference these ids yet, so the
         # changes are copied straight into their table. A chunk seen before goes through the
         # conflict-skipping path instead.
         fresh = len(inserted) == len(commits)
-        ids = dict(inserted) if fresh else _commit_ids(repository_id, [commit.sha for commit in commits])
+        ids = dict(inserted) if fresh else _commit_ids(repository_id, shas)
         change_rows = list(_change_rows(repository_id, commits, ids))
         if fresh:
             _copy_direct("file_changes", _CHANGE_COLUMNS, change_rows)
         else:
             _copy_insert("file_changes", _CHANGE_COLUMNS, change_rows, conflict="(commit_id, path)")
     else:
+        before = _commit_ids(repository_id, shas)
         Commit.objects.bulk_create(
             [Commit(**row) for row in commit_rows], ignore_conflicts=True, batch_size=500
         )
-        ids = _commit_ids(repository_id, [commit.sha for commit in commits])
+        ids = _commit_ids(repository_id, shas)
+        added = frozenset(ids) - frozenset(before)
         change_rows = list(_change_rows(repository_id, commits, ids))
         FileChange.objects.bulk_create(
             [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
         )
-    return len(change_rows), ids
+    return CommitsWritten(len(change_rows), ids, added)
 
 
 def _commit_ids(repository_id: int, shas: list[str]) -> dict[str, int]:

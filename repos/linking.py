@@ -85,6 +85,15 @@ class LinkReport:
         else:
             self.notes_dropped += 1
 
+    def merge(self, other: LinkReport) -> None:
+        self.commits_scanned += other.commits_scanned
+        self.links_created += other.links_created
+        self.applied += other.applied
+        self.refused += other.refused
+        for text in other.notes:
+            self.note(text)
+        self.notes_dropped += other.notes_dropped
+
     def notes_for_run(self) -> list[str]:
         extra = [f"... and {self.notes_dropped} more notes of the same kind."] if self.notes_dropped else []
         return self.notes + extra

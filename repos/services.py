@@ -45,10 +45,16 @@ from projects.models import Project
 from projects.services import project_cache_invalidate
 from projects.webhooks import webhook_event_emit
 from repos.git import GitError, git_run, source_parse
-from repos.gitlog import blobs_read, commits_read, log_revisions, tree_read
-from repos.ingestion import chunk_durability_relax, commits_write, files_history_aggregate, files_write
+from repos.gitlog import ParsedCommit, blobs_read, commits_read, log_revisions, tree_read
+from repos.ingestion import (
+    CommitsWritten,
+    chunk_durability_relax,
+    commits_write,
+    files_history_aggregate,
+    files_write,
+)
 from repos.languages import language_of
-from repos.linking import CommitText, LinkReport, Mode, commits_link_tasks, commits_requests_apply
+from repos.linking import CommitText, LinkReport, commits_link_tasks, commits_requests_apply
 from repos.models import IngestionRun, Repository
 
 Status = IngestionRun.Status
@@ -383,15 +389,10 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
     )
     with transaction.atomic():
         chunk_durability_relax()
-        changes, ids = commits_write(repository_id=run.repository_id, commits=commits)
+        written = commits_write(repository_id=run.repository_id, commits=commits)
+        changes = written.changes
         links_started = time.perf_counter()
-        links = commits_link_tasks(
-            repository=run.repository,
-            mode=_link_mode(run),
-            commits=[
-                CommitText(ids[c.sha], c.sha, c.message, c.author_email, c.authored_at) for c in commits
-            ],
-        )
+        links = _commits_link(run=run, commits=commits, written=written)
         links_seconds = time.perf_counter() - links_started
         locked = IngestionRun.objects.select_for_update().get(pk=run_id)
         if skip in locked.chunks_done:
@@ -485,11 +486,29 @@ def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
 # --- Step 5: finish -----------------------------------------------------------------------------------
 
 
-def _link_mode(run: IngestionRun) -> Mode:
-    """History (links only) for the first ingestion of a repository's default branch, else pending."""
+def _is_backfill(run: IngestionRun) -> bool:
+    """The first ingestion of a repository's default branch: its history only links, never acts."""
     repository = run.repository
     on_default = run.branch == (repository.default_branch or run.branch)
-    return "history" if on_default and not repository.last_ingested_sha else "pending"
+    return on_default and not repository.last_ingested_sha
+
+
+def _commits_link(*, run: IngestionRun, commits: list[ParsedCommit], written: CommitsWritten) -> LinkReport:
+    """Link a chunk's commits to the tasks their messages name.
+
+    What a commit asks waits as ``pending`` only if this run added the commit and is not a backfill.
+    A commit that was stored already (history walked again after a force push, a chunk delivered twice)
+    only links: it was seen before, so its requests are history, and replaying them years later would
+    move tasks nobody asked to move now.
+    """
+    texts = [CommitText(written.ids[c.sha], c.sha, c.message, c.author_email, c.authored_at) for c in commits]
+    new = [text for text in texts if text.sha in written.added]
+    seen = [text for text in texts if text.sha not in written.added]
+    report = LinkReport()
+    for mode, batch in (("history" if _is_backfill(run) else "pending", new), ("history", seen)):
+        if batch:
+            report.merge(commits_link_tasks(repository=run.repository, mode=mode, commits=batch))
+    return report
 
 
 # A run's notes are for people: past this many, one line says more were left out.
@@ -511,7 +530,7 @@ def _requests_apply(*, run: IngestionRun, repository: Repository) -> LinkReport:
     The chunks wrote the links (``pending`` when actionable); only a run of the default branch after
     the first moves tasks and logs time. A run of another branch leaves its requests pending.
     """
-    if not run.to_sha or _link_mode(run) == "history":
+    if not run.to_sha or _is_backfill(run):
         return LinkReport()
     if run.branch != (repository.default_branch or run.branch):
         return LinkReport()

@@ -332,3 +332,30 @@ def test_the_api_and_the_admin_show_a_tasks_commits(
     assert "cannot be done while it waits on APM-2" in page.content.decode()
     refused = admin_client.get("/admin/repos/committasklink/?outcome=refused")
     assert sha[:12] in refused.content.decode()
+
+
+def test_a_force_push_acts_only_on_commits_never_seen_before(
+    root: Path, project, django_capture_on_commit_callbacks
+):
+    project.commit_short_references = False
+    project.save()
+    repo = GitRepo(root / "app")
+    repo.write("a.txt", "1\n")
+    old = repo.commit("fixes #1")  # not a reference while short references are off
+    repo.write("a.txt", "2\n")
+    repo.commit("Dropped by the force push")
+    repository = repository_register(project=project, source=str(repo.path))
+    ingest(repository, django_capture_on_commit_callbacks)
+    project.commit_short_references = True
+    project.save()
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+    repo.write("a.txt", "3\n")
+    new = repo.commit("fixes APM-2")
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert "History was rewritten" in run.notes[0]
+    # The old commit is linked now (the grammar reads it), but as history: a rewrite replays nothing.
+    assert (link(old, 1).outcome, task(project, 1).status) == (Outcome.HISTORY, "todo")
+    assert (link(new, 2).outcome, task(project, 2).status) == (Outcome.APPLIED, "done")
+    assert (run.task_links_created, run.task_requests_applied) == (2, 1)
