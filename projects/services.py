@@ -16,20 +16,18 @@ from apm.db import is_deadlock
 from projects.models import Membership, Project
 
 # Fields a project update may change. The key is fixed once tasks are numbered under it.
-PROJECT_UPDATABLE_FIELDS = frozenset(
+# The commit grammar (repos.grammar): how commit messages move the project's tasks.
+PROJECT_GRAMMAR_FIELDS = frozenset(
     {
-        "name",
-        "description",
-        "status",
-        "start_date",
-        "target_date",
-        # The commit grammar (repos.grammar): how commit messages move the project's tasks.
         "commit_automation",
         "commit_close_keywords",
         "commit_status_tags",
         "commit_short_references",
         "commit_time_logging",
     }
+)
+PROJECT_UPDATABLE_FIELDS = frozenset(
+    {"name", "description", "status", "start_date", "target_date", *PROJECT_GRAMMAR_FIELDS}
 )
 
 
@@ -98,20 +96,27 @@ def project_create(
     status: str = Project.Status.ACTIVE,
     start_date: datetime.date | None = None,
     target_date: datetime.date | None = None,
+    **grammar: Any,
 ) -> Project:
     """Create a project, and make ``owner`` (when given) its first owner.
+
+    ``grammar`` may set the commit grammar fields (``PROJECT_GRAMMAR_FIELDS``); the defaults otherwise.
 
     Without ``key`` one is derived from the name. Two concurrent creations with the same derived key
     cannot both win: the unique index decides, and the loser derives the next free key and tries again
     in a new transaction. A new transaction, not a savepoint: InnoDB keeps the locks a failed insert
     took until the transaction ends, and two losers retrying inside theirs deadlock each other.
     """
+    unknown = set(grammar) - PROJECT_GRAMMAR_FIELDS
+    if unknown:
+        raise ValidationError({name: ["Not a field of a new project."] for name in sorted(unknown)})
     fields = {
         "name": name,
         "description": description,
         "status": status,
         "start_date": start_date,
         "target_date": target_date,
+        **grammar,
     }
     retry_allowed = not transaction.get_connection().in_atomic_block
     for _attempt in range(1 if key is not None else _DERIVED_KEY_ATTEMPTS):

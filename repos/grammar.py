@@ -35,6 +35,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhm])")
 _MINUTES_PER_UNIT = {"w": 5 * 8 * 60, "d": 8 * 60, "h": 60, "m": 1}
 # A spent-time entry longer than this is a typo (@200h meant @2h), not a week of work: reported, not logged.
 MAX_MINUTES = 7 * 24 * 60
+# Only the start of a longer message is read (a squash of hundreds of commits still fits).
+MAX_MESSAGE = 100_000
 # What closing keywords move a task to.
 CLOSED_STATUS = "done"
 _WORD = re.compile(r"[a-z][a-z-]{0,29}")
@@ -112,13 +114,16 @@ class CommitGrammar:
         ref = _REF_TEMPLATE.format(alternatives=alternatives)
         self._patterns["ref"] = re.compile(ref, re.IGNORECASE)
         # A keyword followed by a list of references: "fixes APM-1, APM-2 and #3".
-        listed = rf"{ref}(?:\s*(?:,|&|\band\b)?\s*(?<![\w/.#-])(?:{alternatives})(?![\w-]))*"
+        # Each separator matches one way only (a comma/ampersand/"and" with optional spaces, or spaces
+        # alone): an ambiguous one would let a message of many spaces take quadratic time.
+        separator = r"(?:\s*(?:,|&|\band\b)\s*|\s+)"
+        listed = rf"{ref}(?:{separator}(?<![\w/.#-])(?:{alternatives})(?![\w-]))*"
         if self.close_keywords:
             keywords = "|".join(
                 re.escape(word) for word in sorted(self.close_keywords, key=len, reverse=True)
             )
             self._patterns["close"] = re.compile(
-                rf"(?<![\w-])(?P<keyword>{keywords})\s*:?\s+(?P<list>{listed.replace('?P<ref>', '')})",
+                rf"(?<![\w-])(?P<keyword>{keywords})(?:\s*:\s*|\s+)(?P<list>{listed.replace('?P<ref>', '')})",
                 re.IGNORECASE,
             )
 
@@ -130,6 +135,7 @@ class CommitGrammar:
 
     def parse(self, message: str) -> Parsed:
         """Every task ``message`` names, with what it asks for each; problems for the run's notes."""
+        message = message[:MAX_MESSAGE]
         mentions: dict[tuple[str, int], Mention] = {}
         problems: list[str] = []
 

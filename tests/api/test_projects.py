@@ -201,3 +201,25 @@ def test_maintainers_set_the_commit_grammar_and_bad_settings_are_field_errors(wo
     assert refused.status_code == 403
     world.project.refresh_from_db()
     assert world.project.commit_automation is True
+
+
+def test_a_project_is_created_with_its_commit_grammar(world):
+    client = world.client("member")
+
+    created = client.post(
+        "/api/v1/projects/",
+        {"name": "Grammar", "key": "GRAM", "commit_close_keywords": "ships", "commit_time_logging": False},
+        format="json",
+    )
+    refused = client.post(
+        "/api/v1/projects/", {"name": "Bad", "key": "BAD", "commit_status_tags": ["review"]}, format="json"
+    )
+
+    assert created.status_code == 201
+    assert (created.json()["commit_close_keywords"], created.json()["commit_time_logging"]) == (
+        "ships",
+        False,
+    )
+    assert refused.status_code == 400
+    assert list(refused.json()["errors"]) == ["commit_status_tags"]
+    assert not Project.objects.filter(key="BAD").exists()

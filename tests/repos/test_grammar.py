@@ -109,3 +109,16 @@ def test_keyword_lists_are_checked() -> None:
         "'apm-1' is not a keyword: use letters (and hyphens) only.",
         "'c++' is not a keyword: use letters (and hyphens) only.",
     ]
+
+
+def test_long_runs_of_spaces_take_linear_time() -> None:
+    # Ambiguous separators made these quadratic (90,000 spaces: minutes); now they parse at once.
+    spaces = " " * 90_000
+    assert said(f"fixes APM-1{spaces}x") == {"APM-1": ("fix", "done", 0)}
+    assert said(f"fixes{spaces}x APM-2") == {"APM-2": ("reference", "", 0)}
+    assert said(f"fixes APM-1,{spaces},x") == {"APM-1": ("fix", "done", 0)}
+
+
+def test_only_the_start_of_a_huge_message_is_read() -> None:
+    assert said("x" * 100_000 + " fixes APM-1") == {}
+    assert said("fixes APM-1 " + "x" * 200_000) == {"APM-1": ("fix", "done", 0)}
