@@ -400,7 +400,11 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
             queryset = queryset.defer("payload", "response_excerpt")  # shown on the detail page only
         return queryset
 
-    @admin.action(description="Send again (failed deliveries)", permissions=["view"])
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        # Sending makes APM POST to outside URLs: operators who may only look at the log may not.
+        return request.user.has_perm("projects.change_webhookdelivery")
+
+    @admin.action(description="Send again (failed deliveries)", permissions=["redeliver"])
     def send_again(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         queued = sum(
             webhook_delivery_redeliver(delivery=delivery)

@@ -98,3 +98,11 @@ def exports_purge_task() -> int:
     from projects.exports import exports_purge
 
     return exports_purge()
+
+
+@shared_task(name="projects.webhook_deliveries_resume")
+def webhook_deliveries_resume_task() -> int:
+    """Enqueue pending webhook deliveries that were never enqueued or whose attempt died."""
+    from projects.webhooks import webhook_deliveries_resume
+
+    return webhook_deliveries_resume()

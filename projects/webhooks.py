@@ -25,14 +25,14 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from monitoring.metrics import WEBHOOK_DELIVERIES
@@ -91,9 +91,17 @@ _INTERNAL_KINDS = (
 
 def _address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why ``address`` is internal (None: it is a public address)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # ::ffff:127.0.0.1 reaches 127.0.0.1: judge the IPv4 address inside.
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local:  # fec0::/10, deprecated but still routed inside some networks
+            return "a site-local address"
+        # ::ffff:127.0.0.1 reaches 127.0.0.1, and 6to4 (2002:7f00:1::) and Teredo addresses carry an
+        # IPv4 address a relay would reach: judge the IPv4 address inside.
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        if embedded is not None:
+            reason = _address_refusal(embedded)
+            if reason is not None:
+                return reason
+            address = embedded
     # The most telling name first: 169.254.169.254 is private too, but link-local says why it matters.
     for kind, words in _INTERNAL_KINDS:
         if getattr(address, f"is_{kind}"):
@@ -101,6 +109,11 @@ def _address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> 
     if not address.is_global:
         return "a non-public address"  # shared (carrier-grade NAT) and other special-purpose ranges
     return None
+
+
+# Characters kept as they are when a URL's path and query are percent-encoded (RFC 3986 reserved and
+# unreserved characters, and % so that what is encoded already stays so).
+_URL_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 def _target_resolve(url: str) -> WebhookTarget:
@@ -141,9 +154,10 @@ def _target_resolve(url: str) -> WebhookTarget:
             )
         if text not in addresses:
             addresses.append(text)
-    path = parts.path or "/"
+    # Percent-encoded: http.client sends the request line as ASCII, and a URL may hold any character.
+    path = quote(parts.path or "/", safe=_URL_SAFE)
     if parts.query:
-        path = f"{path}?{parts.query}"
+        path = f"{path}?{quote(parts.query, safe=_URL_SAFE + '?')}"
     return WebhookTarget(scheme=scheme, host=host, port=port, path=path, addresses=tuple(addresses))
 
 
@@ -249,8 +263,12 @@ def _deliveries_enqueue(delivery_ids: Iterable[uuid.UUID]) -> None:
     from projects.tasks import webhook_deliver_task  # the task module imports this one
 
     ids = [str(delivery_id) for delivery_id in delivery_ids]
-    # After the commit: a rolled-back change sends nothing, and the worker finds the rows.
-    transaction.on_commit(lambda: [webhook_deliver_task.delay(delivery_id) for delivery_id in ids])
+    # After the commit: a rolled-back change sends nothing, and the worker finds the rows. Robust: a
+    # broker outage must not turn the committed change into an error; webhook_deliveries_resume sends
+    # the deliveries later.
+    transaction.on_commit(
+        lambda: [webhook_deliver_task.delay(delivery_id) for delivery_id in ids], robust=True
+    )
 
 
 def webhook_event_emit(*, project_id: int, event: str, data: dict[str, Any]) -> None:
@@ -366,7 +384,10 @@ def _post(target: WebhookTarget, *, body: bytes, headers: dict[str, str]) -> _Re
     try:
         connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()
-        excerpt = response.read(RESPONSE_EXCERPT_BYTES).decode("utf-8", errors="replace")
+        # NUL cannot be stored in a PostgreSQL text column; a binary answer is shown with U+FFFD instead.
+        excerpt = (
+            response.read(RESPONSE_EXCERPT_BYTES).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+        )
         return _Response(status=response.status, excerpt=excerpt)
     finally:
         connection.close()
@@ -400,7 +421,13 @@ def _claim(delivery_id: str, attempt: int) -> WebhookDelivery | None:
         # The delivery row only: joining the subscription here would lock its row (and on PostgreSQL
         # FOR UPDATE locks every joined row), which the API's updates of the subscription would wait on.
         delivery = WebhookDelivery.objects.select_for_update().filter(delivery_id=delivery_id).first()
-        if delivery is None or delivery.status != Status.PENDING or delivery.attempts > attempt:
+        if delivery is None or delivery.status != Status.PENDING:
+            return None
+        if delivery.attempts > attempt and (
+            delivery.next_attempt_at is None or delivery.next_attempt_at > timezone.now()
+        ):
+            # Another message made or is making this attempt. Once its time is up (it would have timed
+            # out or been recorded by then), the attempt died with its worker: this message takes over.
             return None
         delivery.attempts += 1
         connect_timeout, read_timeout = settings.APM_WEBHOOK_TIMEOUT
@@ -450,7 +477,9 @@ def webhook_deliver(*, delivery_id: str, attempt: int = 0, allow_retry: bool = T
         except WebhookTargetRefused as exc:
             error, retryable = exc.message, exc.transient
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, TLS, bad reply
-            error, retryable = f"{type(exc).__name__}: {exc}", True
+            error, retryable = f"{type(exc).__name__}: {exc}".replace("\x00", "\ufffd"), True
+        except ValueError as exc:  # what http.client refuses to send (a header it finds invalid, say)
+            error = f"The request could not be sent: {exc}"
         else:
             status_code, excerpt = response.status, response.excerpt
             retryable = status_code == 429 or status_code >= 500
@@ -515,3 +544,27 @@ def webhook_subscription_list(*, project: Project) -> QuerySet[WebhookSubscripti
 def webhook_delivery_list(*, subscription: WebhookSubscription) -> QuerySet[WebhookDelivery]:
     """A subscription's deliveries, newest first (idx_webhook_deliv_sub_time); payloads left out."""
     return WebhookDelivery.objects.filter(subscription=subscription).defer("payload")
+
+
+# A delivery never enqueued (the broker was down) or whose attempt died with its worker is picked up
+# once it is this late.
+RESUME_AFTER = datetime.timedelta(minutes=5)
+
+
+def webhook_deliveries_resume() -> int:
+    """Enqueue the pending deliveries that nothing will send: never enqueued, or their attempt died.
+
+    Run by the schedule. A delivery whose next attempt is due later is left to its own retry; one sent
+    twice by a race with that retry is refused by ``_claim``.
+    """
+    from projects.tasks import webhook_deliver_task  # the task module imports this one
+
+    late = timezone.now() - RESUME_AFTER
+    stalled = WebhookDelivery.objects.filter(status=Status.PENDING).filter(
+        Q(next_attempt_at__lt=late) | Q(next_attempt_at__isnull=True, created_at__lt=late)
+    )
+    count = 0
+    for delivery_id in stalled.values_list("delivery_id", flat=True).iterator(chunk_size=500):
+        webhook_deliver_task.delay(str(delivery_id))
+        count += 1
+    return count

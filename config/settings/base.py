@@ -319,6 +319,7 @@ APM_SCHEDULE_DEFAULTS = {
     "Weekly digest": ("projects.digests_weekly", {"minute": "0", "hour": "7", "day_of_week": "1"}, {}),
     "Purge old ingestion runs": ("repos.purge_ingestion_runs", {"minute": "30", "hour": "3"}, {}),
     "Purge old exports": ("projects.exports_purge", {"minute": "45", "hour": "3"}, {}),
+    "Resume stalled webhook deliveries": ("projects.webhook_deliveries_resume", {"minute": "*/5"}, {}),
 }
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True

@@ -6,6 +6,7 @@ with the backoff set to 0) run when the test's on-commit callbacks do.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from projects.models import WebhookDelivery, WebhookSubscription
+from projects.tasks import webhook_deliveries_resume_task
 from projects.webhooks import (
     webhook_deliver,
     webhook_delivery_redeliver,
@@ -49,8 +53,8 @@ pytestmark = pytest.mark.django_db
 def receiver() -> Iterator[Any]:
     started: list[Receiver] = []
 
-    def start(*statuses: int) -> Receiver:
-        started.append(Receiver(list(statuses)))
+    def start(*statuses: int, body: bytes | None = None) -> Receiver:
+        started.append(Receiver(list(statuses), body=body))
         return started[-1]
 
     yield start
@@ -222,6 +226,14 @@ def test_a_rolled_back_change_sends_nothing(local_targets, receiver):
         ("https://0.0.0.0/hook", "resolves to 0.0.0.0, an unspecified address"),
         ("https://localhost/hook", "a loopback address"),
         ("https://[::ffff:127.0.0.1]/hook", "a loopback address"),
+        # 6to4 and Teredo addresses carry an IPv4 address a relay would reach; site-local is internal.
+        ("https://[2002:7f00:1::]/hook", "resolves to 2002:7f00:1::, a loopback address"),
+        ("https://[2002:a00:1::]/hook", "resolves to 2002:a00:1::, a private address"),
+        ("https://[fec0::1]/hook", "resolves to fec0::1, a site-local address"),
+        (
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
+            "resolves to 2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        ),
         ("https://100.64.0.1/hook", "a non-public address"),
         ("https://224.0.0.1/hook", "a multicast address"),
         ("http://93.184.215.14/hook", "Only https:// URLs are allowed."),
@@ -416,6 +428,7 @@ def test_a_delivery_is_never_sent_twice(local_targets, receiver, django_capture_
 
 
 def test_a_duplicate_message_of_an_attempt_already_made_sends_nothing(local_targets, receiver):
+    local_targets.APM_WEBHOOK_BACKOFF = 60  # the retry is due in about a minute
     server = receiver(503)
     project = ProjectFactory()
     subscribe(project, server.url)
@@ -426,7 +439,12 @@ def test_a_duplicate_message_of_an_attempt_already_made_sends_nothing(local_targ
     duplicate = webhook_deliver(delivery_id=str(delivery.delivery_id), attempt=0)  # the same message again
     retry = webhook_deliver(delivery_id=str(delivery.delivery_id), attempt=1)
 
-    assert (first.status, first.retry_in, duplicate.sent, retry.status) == ("pending", 0, False, "succeeded")
+    assert (first.status, first.retry_in > 0, duplicate.sent, retry.status) == (
+        "pending",
+        True,
+        False,
+        "succeeded",
+    )
     assert len(server.requests) == 2
 
 
@@ -572,3 +590,81 @@ def test_the_delivery_log_costs_the_same_for_1_and_50_rows(admin_client, django_
     # 4 the rows with their subscription joined, payloads left out (the filters need no query)
     url = reverse("admin:projects_webhookdelivery_changelist")
     assert_changelist_queries_fixed(admin_client, django_assert_num_queries, url, add_rows, 4 + ESTIMATE)
+
+
+def test_an_attempt_that_died_with_its_worker_is_taken_over(local_targets, receiver):
+    server = receiver()
+    project = ProjectFactory()
+    subscribe(project, server.url)
+    task_create(project=project, title="Orphan", source="system")  # queued, not sent: no commit here
+    delivery = WebhookDelivery.objects.get()
+    # A worker claimed attempt 1 and died before sending: the row counts it, nothing was sent.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        attempts=1, next_attempt_at=timezone.now() + datetime.timedelta(minutes=1)
+    )
+    before_its_time = webhook_deliver(delivery_id=str(delivery.delivery_id), attempt=0)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+
+    redelivered = webhook_deliver(delivery_id=str(delivery.delivery_id), attempt=0)
+
+    assert (before_its_time.sent, redelivered.status) == (False, "succeeded")
+    assert len(server.requests) == 1
+
+
+def test_stalled_deliveries_are_resumed_by_the_schedule(
+    local_targets, receiver, django_capture_on_commit_callbacks
+):
+    server = receiver()
+    project = ProjectFactory()
+    subscribe(project, server.url)
+    task_create(project=project, title="Never enqueued", source="system")  # as if the broker was down
+    WebhookDelivery.objects.update(created_at=timezone.now() - datetime.timedelta(minutes=10))
+    task_create(project=project, title="Just queued", source="system")  # recent: left to its own message
+
+    resumed = webhook_deliveries_resume_task.apply().get()
+
+    assert resumed == 1
+    assert [json.loads(r["body"])["data"]["title"] for r in server.requests] == ["Never enqueued"]
+
+
+def test_a_url_with_non_ascii_characters_is_sent_percent_encoded(local_targets, receiver):
+    server = receiver()
+    project = ProjectFactory()
+    subscription = subscribe(project, f"http://127.0.0.1:{server.port}/häk?team=é", events=["task.created"])
+
+    delivery = webhook_ping(subscription=subscription)
+
+    assert delivery.status == "succeeded"
+    assert server.requests[0]["path"] == "/h%C3%A4k?team=%C3%A9"
+
+
+def test_a_binary_answer_is_recorded(local_targets, receiver):
+    server = receiver(500, body=b"\x00\xffbinary\x00")
+    project = ProjectFactory()
+    subscription = subscribe(project, server.url)
+
+    delivery = webhook_ping(subscription=subscription)
+
+    assert (delivery.status, delivery.last_status_code) == ("failed", 500)
+    assert delivery.response_excerpt == "\ufffd\ufffdbinary\ufffd"
+
+
+def test_only_operators_who_may_change_deliveries_send_them_again(client, receiver, local_targets):
+    server = receiver(404)
+    project = ProjectFactory()
+    subscription = subscribe(project, server.url)
+    delivery = webhook_ping(subscription=subscription)
+    viewer = UserFactory(username="auditor", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
+    client.force_login(viewer)
+    url = reverse("admin:projects_webhookdelivery_changelist")
+
+    page = client.get(url)
+    client.post(url, {"action": "send_again", "_selected_action": [delivery.pk]})
+
+    assert page.status_code == 200
+    assert "send_again" not in page.content.decode()
+    delivery.refresh_from_db()
+    assert (delivery.status, len(server.requests)) == ("failed", 1)

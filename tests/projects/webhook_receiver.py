@@ -10,8 +10,9 @@ from typing import Any
 class Receiver:
     """An HTTP server answering each POST with the next status of ``statuses`` (then 200)."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], body: bytes | None = None) -> None:
         self.statuses = list(statuses)
+        self.body = body
         self.requests: list[dict[str, Any]] = []
         receiver = self
 
@@ -25,7 +26,9 @@ class Receiver:
                     self.send_header("Location", "http://127.0.0.1:9/elsewhere")
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
-                self.wfile.write(b"answer %d " % status + b"x" * 3000)
+                self.wfile.write(
+                    receiver.body if receiver.body is not None else b"answer %d " % status + b"x" * 3000
+                )
 
             def log_message(self, *args: Any) -> None:
                 pass
