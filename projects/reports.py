@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
+from apm.dates import DAY_RANGE_MESSAGE, day_in_range
 from projects.analytics import project_health, project_progress
 from projects.models import ExportJob, Project
 from repos.analytics import contributor_stats, file_hotspots
@@ -164,9 +165,14 @@ def export_filters_clean(*, project: Project, kind: str, filters: dict[str, Any]
 
 
 def _date_check(project: Project, value: Any) -> str:
-    day = parse_date(value) if isinstance(value, str) else None
+    try:
+        day = parse_date(value) if isinstance(value, str) else None
+    except ValueError:  # well formed, but no such day (2026-02-30)
+        day = None
     if day is None:
         raise ValueError("Give a date as YYYY-MM-DD.")
+    if not day_in_range(day):
+        raise ValueError(DAY_RANGE_MESSAGE)
     return day.isoformat()
 
 

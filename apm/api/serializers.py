@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from rest_framework import serializers
+
+from apm.dates import DAY_RANGE_MESSAGE, day_in_range
 
 # Sent by the browsable API's HTML forms; never a field of ours.
 _FORM_FIELDS = frozenset({"csrfmiddlewaretoken", "_method", "_content_type", "_content"})
@@ -54,3 +57,13 @@ class StrictModelSerializer(StrictSerializerMixin, serializers.ModelSerializer):
 
 class StrictSerializer(StrictSerializerMixin, serializers.Serializer):
     pass
+
+
+class DayField(serializers.DateField):
+    """A day given as YYYY-MM-DD, between 1900-01-01 and 2999-12-31 (apm.dates)."""
+
+    def to_internal_value(self, value: Any) -> datetime.date:
+        day = super().to_internal_value(value)
+        if not day_in_range(day):
+            raise serializers.ValidationError(DAY_RANGE_MESSAGE)
+        return day

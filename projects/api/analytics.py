@@ -18,6 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apm.api.serializers import DayField
 from apm.api.views import ProjectScopedMixin
 from projects.analytics import (
     MAX_BURNDOWN_DAYS,
@@ -56,11 +57,11 @@ class PriorityQuerySerializer(serializers.Serializer):
 
 
 class BurndownQuerySerializer(serializers.Serializer):
-    start = serializers.DateField(
+    start = DayField(
         required=False,
         help_text=f"First day (YYYY-MM-DD); default {BURNDOWN_DEFAULT_DAYS - 1} days before end.",
     )
-    end = serializers.DateField(required=False, help_text="Last day, included (YYYY-MM-DD); default today.")
+    end = DayField(required=False, help_text="Last day, included (YYYY-MM-DD); default today.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         end = attrs.get("end") or timezone.localdate()

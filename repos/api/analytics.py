@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apm.api.filters import MAX_ID
+from apm.api.serializers import DayField
 from apm.api.views import ProjectScopedMixin
 from projects.analytics import analytics_cached
 from projects.models import Project
@@ -42,11 +43,11 @@ WINDOW_DAYS = DEFAULT_WINDOW.days
 
 
 class CodeAnalyticsQuerySerializer(serializers.Serializer):
-    since = serializers.DateField(
+    since = DayField(
         required=False,
         help_text=f"First day of the window (YYYY-MM-DD, UTC); default {WINDOW_DAYS - 1} days before until.",
     )
-    until = serializers.DateField(
+    until = DayField(
         required=False, help_text="Last day of the window, included (YYYY-MM-DD, UTC); default today."
     )
     repository = serializers.IntegerField(

@@ -69,3 +69,20 @@ def test_another_projects_export_does_not_exist_for_a_member(world) -> None:
 
     assert world.client("owner").get(f"/api/v1/projects/BETA/exports/{job.pk}/").status_code == 404
     assert world.client("owner").get(f"/api/v1/projects/ALPHA/exports/{job.pk}/").status_code == 404
+
+
+def test_days_beyond_the_calendars_edges_are_field_errors(world) -> None:
+    client = world.client("owner")
+
+    export = client.post(
+        "/api/v1/projects/ALPHA/exports/",
+        {"kind": "tasks_csv", "filters": {"until": "9999-12-31"}},
+        format="json",
+    )
+    hotspots = client.get("/api/v1/projects/ALPHA/hotspots/?until=9999-12-31")
+    burndown = client.get("/api/v1/projects/ALPHA/burndown/?end=0001-01-05")
+
+    message = ["Give a day between 1900-01-01 and 2999-12-31."]
+    assert (export.status_code, export.json()["errors"]) == (400, {"until": message})
+    assert (hotspots.status_code, hotspots.json()["errors"]) == (400, {"until": message})
+    assert (burndown.status_code, burndown.json()["errors"]) == (400, {"end": message})

@@ -126,6 +126,11 @@ def test_csv_of_tasks_and_commits(project: Project, tmp_path: Path) -> None:
         (["NOPE"], "No project has the key 'NOPE'."),
         (["APM", "--since", "yesterday"], "--since 'yesterday' is not a date; give YYYY-MM-DD."),
         (
+            ["APM", "--until", "9999-12-31"],
+            "--until 9999-12-31: Give a day between 1900-01-01 and 2999-12-31.",
+        ),
+        (["APM", "--since", "2026-02-30"], "--since '2026-02-30' is not a date; give YYYY-MM-DD."),
+        (
             ["APM", "--since", "2026-02-01", "--until", "2026-01-01"],
             "APM: since: The start of the period is after its end.",
         ),

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
+from apm.dates import DAY_RANGE_MESSAGE, day_in_range
 from projects.models import ExportJob, Project
 from projects.reports import csv_write, digest_render, export_filters_clean, project_digest
 
@@ -23,7 +24,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("key", help="Project key, e.g. APM.")
-        parser.add_argument("--since", help="First day of the period, YYYY-MM-DD (default: 7 days ago).")
+        parser.add_argument(
+            "--since",
+            help="First day of the period, YYYY-MM-DD (digest: default 7 days ago; CSV: default no limit).",
+        )
         parser.add_argument("--until", help="Last day of the period, YYYY-MM-DD (default: today).")
         parser.add_argument("--format", choices=["md", "html", "csv"], default="md")
         parser.add_argument(
@@ -82,7 +86,12 @@ class Command(BaseCommand):
     def _date(value: str | None, name: str) -> datetime.date | None:
         if not value:
             return None
-        day = parse_date(value)
+        try:
+            day = parse_date(value)
+        except ValueError:  # well formed, but no such day (2026-02-30)
+            day = None
         if day is None:
             raise CommandError(f"--{name} {value!r} is not a date; give YYYY-MM-DD.")
+        if not day_in_range(day):
+            raise CommandError(f"--{name} {value}: {DAY_RANGE_MESSAGE}")
         return day
