@@ -310,12 +310,6 @@ def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]
     if status:
         if task.status == status:
             notes.append(f"{task.key} is already {task.get_status_display().lower()}.")
-        elif task.is_closed:
-            outcome = Outcome.REFUSED
-            notes.append(
-                f"{task.key} is {task.get_status_display().lower()}: a commit never reopens a closed task "
-                "or closes it again."
-            )
         else:
             try:
                 with transaction.atomic():
@@ -325,6 +319,7 @@ def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]
                         source=TaskEvent.Source.COMMIT,
                         commit_sha=item.sha,
                         note=f"{item.sha[:12]} {item.subject}",
+                        keep_closed=True,  # never reopened or closed again by a commit
                     )
                 outcome = Outcome.APPLIED
             except ValidationError as exc:

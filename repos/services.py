@@ -542,12 +542,27 @@ def _requests_apply(*, run: IngestionRun, repository: Repository) -> LinkReport:
 
 
 def ingestion_finish(*, run_id: int) -> IngestionRun:
-    """Aggregate file history, record the new tip and close the run as succeeded."""
-    run = IngestionRun.objects.select_related("repository").get(pk=run_id)
-    if run.status != Status.RUNNING:
-        return run
-    repository = run.repository
-    with _timed(run_id, "finish"), transaction.atomic():
+    """Aggregate file history, carry out the run's commit requests, record the new tip, close the run.
+
+    The run's row stays locked from the status check to the end: a second delivery of this task waits,
+    then finds the run finished and does nothing (requests, webhooks and metrics happen once).
+    """
+    with transaction.atomic():
+        run = IngestionRun.objects.select_for_update().select_related("repository__project").get(pk=run_id)
+        if run.status != Status.RUNNING:
+            return run
+        _run_finish(run)
+    run.refresh_from_db()
+    INGESTION_RUNS.labels(status=Status.SUCCEEDED).inc()
+    INGESTED_COMMITS.inc(run.commits_done)
+    if run.started_at and run.finished_at:
+        INGESTION_DURATION.observe((run.finished_at - run.started_at).total_seconds())
+    return run
+
+
+def _run_finish(run: IngestionRun) -> None:
+    run_id, repository = run.pk, run.repository
+    with _timed(run_id, "finish"):
         kept = files_history_aggregate(repository_id=repository.pk, run_id=run_id)
         requests_started = time.perf_counter()
         requests = _requests_apply(run=run, repository=repository)
@@ -583,12 +598,6 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
                 ),
             },
         )
-    run.refresh_from_db()
-    INGESTION_RUNS.labels(status=Status.SUCCEEDED).inc()
-    INGESTED_COMMITS.inc(run.commits_done)
-    if run.started_at and run.finished_at:
-        INGESTION_DURATION.observe((run.finished_at - run.started_at).total_seconds())
-    return run
 
 
 # --- Batch jobs ---------------------------------------------------------------------------------------

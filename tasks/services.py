@@ -270,8 +270,12 @@ def task_transition(
     actor: AbstractBaseUser | None = None,
     commit_sha: str = "",
     note: str = "",
+    keep_closed: bool = False,
 ) -> Task:
     """Move ``task`` to ``status``, recording who or what did it.
+
+    ``keep_closed`` refuses to move a closed task anywhere else (commits never reopen a task, or close
+    it again): the rule is checked on the locked row, so a person closing the task meanwhile wins.
 
     Moving to the status the task already has changes nothing and records nothing, so a commit that
     says "fixes APM-12" twice, or a retried request, is harmless.
@@ -284,6 +288,12 @@ def task_transition(
     if locked.status == status:
         _task_copy_state(target=task, source=locked)
         return task
+    if keep_closed and locked.status in Task.CLOSED_STATUSES:
+        _task_copy_state(target=task, source=locked)
+        raise ValidationError(
+            {"status": [f"{task.key} is {locked.get_status_display().lower()}: it stays closed."]},
+            code="closed",
+        )
     task_transition_check(task=locked, status=status)
     previous = locked.status
     now = timezone.now()
@@ -446,8 +456,12 @@ def task_time_log(
     time_source = TimeEntry.Source.COMMIT if source == Source.COMMIT else source
     if time_source not in TimeEntry.Source.values:
         raise ValidationError({"source": [f"{source!r} cannot log time."]})
-    if commit_sha and TimeEntry.objects.filter(source=time_source, source_ref=commit_sha, task=task).exists():
-        return None
+    if commit_sha:
+        # The task's row lock serialises loggers of one task: two runs reading the same commit (a sha in
+        # two repositories) cannot both find no entry and both log it.
+        Task.objects.select_for_update().filter(pk=task.pk).first()
+        if TimeEntry.objects.filter(source=time_source, source_ref=commit_sha, task=task).exists():
+            return None
     entry = TimeEntry.objects.create(
         task=task,
         user=user,

@@ -159,7 +159,7 @@ def test_a_commit_never_reopens_or_closes_again_a_closed_task(
 
     assert (task(project, 4).status, task(project, 5).status) == ("done", "cancelled")
     assert link(sha, 4).outcome == link(sha, 5).outcome == Outcome.REFUSED
-    assert "never reopens a closed task" in link(sha, 4).note
+    assert "APM-4 is done: it stays closed." in link(sha, 4).note
     assert run.task_requests_refused == 2
     assert not TaskEvent.objects.filter(source=TaskEvent.Source.COMMIT).exists()
 

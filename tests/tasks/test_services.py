@@ -240,3 +240,15 @@ def test_parents_stay_in_the_project_and_never_loop():
     assert "parent" in excinfo.value.message_dict
     with pytest.raises(ValidationError, match="same project"):
         task_update(task=story, source=API, parent=TaskFactory())
+
+
+def test_keep_closed_reads_the_locked_row_not_the_callers_copy(db) -> None:
+    stale = TaskFactory(title="Closed meanwhile")
+    task_transition(task=Task.objects.get(pk=stale.pk), status="done", source="api")  # by a person
+    assert stale.status == "todo"  # the caller's copy still says so
+
+    with pytest.raises(ValidationError) as error:
+        task_transition(task=stale, status="in_progress", source="commit", keep_closed=True)
+
+    assert error.value.message_dict["status"] == [f"{stale.key} is done: it stays closed."]
+    assert Task.objects.get(pk=stale.pk).status == "done"
