@@ -15,8 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, Count, F, Max, Min, QuerySet, Sum, Value, When
-from django.db.models.functions import Coalesce, Left, StrIndex, TruncDate
+from django.db.models import Case, Count, Max, Min, QuerySet, Sum, Value, When
+from django.db.models.functions import Coalesce, Left, Lower, StrIndex, TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -103,7 +103,7 @@ SELECT f.id AS file, f.repository_id AS repository, f.path AS path, f.language A
 FROM (
     SELECT c.repository_id AS repository_id, fc.path AS path, COUNT(*) AS changes,
            SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)) AS churn,
-           COUNT(DISTINCT c.author_email) AS authors, MAX(c.timestamp) AS last_changed_at
+           COUNT(DISTINCT LOWER(c.author_email)) AS authors, MAX(c.timestamp) AS last_changed_at
     FROM commits c JOIN file_changes fc ON fc.commit_id = c.id
     WHERE {scope} AND {window}
     GROUP BY c.repository_id, fc.path
@@ -240,10 +240,14 @@ def contributor_stats(
     """
     since, until = analytics_window(since=since, until=until)
     window = {"project": project, "since": since, "until": until, "repository": repository}
-    commits = Commit.objects.filter(**_window_filter(prefix="", **window))
+    # One author per e-mail whatever its case: MariaDB's collation groups "Ada@x" with "ada@x" anyway,
+    # so every database is made to, and each of the three queries keys its rows the same way.
+    commits = Commit.objects.filter(**_window_filter(prefix="", **window)).annotate(
+        email=Lower("author_email")
+    )
     changes = FileChange.objects.filter(**_window_filter(prefix="commit__", **window))
     authors = list(
-        commits.values("author_email")
+        commits.values("email")
         .annotate(
             commits=Count("id"),
             lines_added=Sum("additions"),
@@ -252,21 +256,21 @@ def contributor_stats(
             first_commit_at=Min("timestamp"),
             last_commit_at=Max("timestamp"),
         )
-        .order_by("-commits", "author_email")[:limit]
+        .order_by("-commits", "email")[:limit]
     )
     if not authors:
         return []
-    emails = [row["author_email"] for row in authors]
+    emails = [row["email"] for row in authors]
     if limit is not None:
         # Only the authors shown; without a limit they are all of them, so no (long) list is sent.
-        commits = commits.filter(author_email__in=emails)
-        changes = changes.filter(commit__author_email__in=emails)
+        commits = commits.filter(email__in=emails)
+        changes = changes.annotate(email=Lower("commit__author_email")).filter(email__in=emails)
 
     names: dict[str, tuple[dt.datetime, str]] = {}
-    for row in commits.values("author_email", "author_name").annotate(last=Max("timestamp")).order_by():
+    for row in commits.values("email", "author_name").annotate(last=Max("timestamp")).order_by():
         latest = (row["last"], row["author_name"])
-        if row["author_email"] not in names or latest > names[row["author_email"]]:
-            names[row["author_email"]] = latest
+        if row["email"] not in names or latest > names[row["email"]]:
+            names[row["email"]] = latest
 
     areas: dict[str, list[dict[str, Any]]] = {email: [] for email in emails}
     for row in _area_lines(changes):
@@ -274,13 +278,15 @@ def contributor_stats(
 
     return [
         {
+            "author_email": email,
             **row,
-            "author_name": names[row["author_email"]][1],
+            "author_name": names[email][1],
             "lines_added": int(row["lines_added"] or 0),
             "lines_deleted": int(row["lines_deleted"] or 0),
-            "main_areas": areas[row["author_email"]],
+            "main_areas": areas[email],
         }
         for row in authors
+        for email in [row.pop("email")]
     ]
 
 
@@ -298,7 +304,7 @@ def _area_lines(changes: QuerySet[FileChange]) -> list[dict[str, Any]]:
         default=Value(""),
     )
     grouped = (
-        changes.annotate(author_email=F("commit__author_email"), area=area)
+        changes.annotate(author_email=Lower("commit__author_email"), area=area)
         .values("author_email", "area")
         .annotate(changed=Sum(Coalesce("added", 0) + Coalesce("deleted", 0)))
         .order_by()

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from projects.models import Project
@@ -358,7 +359,8 @@ def _users_by_email(emails: set[str]) -> dict[str, object]:
     users: dict[str, object] = {}
     shared: set[str] = set()
     lowered = {email.lower() for email in emails if email}
-    for user in get_user_model().objects.filter(email__in=lowered, is_active=True):
+    users_by_lowered = get_user_model().objects.annotate(email_lowered=Lower("email"))
+    for user in users_by_lowered.filter(email_lowered__in=lowered, is_active=True):
         key = user.email.lower()
         if key in users:
             shared.add(key)

@@ -21,7 +21,7 @@ from django.utils import timezone
 from repos.analytics import change_coupling, contributor_stats, file_hotspots
 from repos.models import Commit, IngestionRun, Repository
 from repos.services import ingestion_request, repository_register
-from tests.factories import ProjectFactory
+from tests.factories import CommitFactory, FileChangeFactory, ProjectFactory, RepositoryFactory
 from tests.repos.gitrepo import GitRepo
 
 pytestmark = pytest.mark.django_db
@@ -500,3 +500,18 @@ def test_the_file_admin_sorts_by_churn_and_commit_count_only(history, admin_clie
     assert len(churns) == repository.files.count()
     assert counts == sorted(counts)
     assert set(by_churn.context["cl"].sortable_by) == {"churn", "commit_count"}
+
+
+def test_an_author_is_one_person_whatever_the_case_of_the_email(db):
+    repository = RepositoryFactory()
+    for email, name in (("Ada@Example.com", "Ada"), ("ada@example.com", "Ada Lovelace")):
+        FileChangeFactory(
+            commit=CommitFactory(repository=repository, author_email=email, author_name=name), path="src/a.py"
+        )
+
+    rows = contributor_stats(project=repository.project)
+
+    assert [(row["author_email"], row["commits"], row["main_areas"][0]["area"]) for row in rows] == [
+        ("ada@example.com", 2, "src/")
+    ]
+    assert rows[0]["author_name"] in {"Ada", "Ada Lovelace"}  # both commits are at the same instant
