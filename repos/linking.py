@@ -31,7 +31,7 @@ import datetime
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -53,6 +53,9 @@ Outcome = CommitTaskLink.Outcome
 # Kept to what every database's regular expressions read the same way (no classes like \d).
 _MAY_MENTION = re.compile(r"[A-Za-z0-9]-[0-9]|#")
 _BATCH = 1000
+# Mentions resolved and written together by commits_link_tasks.
+_MENTIONS_BATCH = 5000
+T = TypeVar("T")
 # Notes are for people: beyond this many, the run says how many more there were.
 MAX_NOTES = 20
 
@@ -155,8 +158,8 @@ def _mentions(
                 yield commit, mention
 
 
-def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -182,9 +185,15 @@ def commits_link_tasks(
     else:
         report.commits_scanned = len(commits)
         source = commits
-    found = list(_mentions(source, grammar=grammar, report=report))
-    if not found:
-        return report
+    # In batches, so that memory stays flat however long the history link_commits reads.
+    for batch in _batched(_mentions(source, grammar=grammar, report=report), _MENTIONS_BATCH):
+        report.links_created += _links_batch_write(project=project, mode=mode, found=batch, report=report)
+    return report
+
+
+def _links_batch_write(
+    *, project: Project, mode: Mode, found: list[tuple[CommitText, Mention]], report: LinkReport
+) -> int:
     tasks = _tasks_by_number(project=project, numbers={mention.number for _, mention in found})
     now = timezone.now()
     rows: list[dict[str, Any]] = []
@@ -213,8 +222,7 @@ def commits_link_tasks(
         # first, so the count of new links stays true.
         existing = _links_existing(commit_ids={row["commit_id"] for row in rows})
         rows = [row for row in rows if (row["commit_id"], row["task_id"]) not in existing]
-    report.links_created = links_write(rows=rows)
-    return report
+    return links_write(rows=rows)
 
 
 def _tasks_by_number(*, project: Project, numbers: set[int]) -> dict[int, Task]:
