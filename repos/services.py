@@ -65,9 +65,17 @@ ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 
 
 def repository_register(
-    *, project: Project, source: str, name: str = "", default_branch: str = "", existing_ok: bool = True
+    *,
+    project: Project,
+    source: str,
+    name: str = "",
+    default_branch: str = "",
+    is_active: bool = True,
+    existing_ok: bool = True,
 ) -> Repository:
     """Register ``source`` for ``project`` (or return it if it is registered already).
+
+    An inactive repository is registered but left out of scheduled ingestion and push webhooks.
 
     The source is checked first (``repos.git.source_parse``): an unsafe or unusable one is refused with
     a ``ValidationError`` on ``source`` and nothing is written. With ``existing_ok=False`` a source the
@@ -90,6 +98,7 @@ def repository_register(
         kind=parsed.kind,
         source=stored_source,
         default_branch=default_branch,
+        is_active=is_active,
         webhook_secret=_webhook_secret_new(),
     )
     repository.full_clean()

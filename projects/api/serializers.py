@@ -9,13 +9,25 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 
 from apm.api.serializers import StrictModelSerializer, StrictSerializer
-from projects.models import Membership, Project
+from projects.models import HealthLevel, Membership, Project
 from projects.selectors import project_ids_visible
+
+
+class HealthLevelField(serializers.ChoiceField):
+    """The last recorded health level, or null before the project's first assessment."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "Last recorded health level; null before the first assessment.")
+        super().__init__(choices=HealthLevel.choices, allow_null=True, read_only=True, **kwargs)
+
+    def to_representation(self, value: str) -> str | None:
+        return value or None
 
 
 class ProjectSerializer(StrictModelSerializer):
     """A project. ``key`` may be given at creation (derived from the name otherwise) and is fixed after."""
 
+    health_level = HealthLevelField()
     role = serializers.CharField(
         read_only=True,
         allow_null=True,
@@ -119,10 +131,7 @@ class PortfolioRowSerializer(serializers.Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
     status = serializers.CharField()
-    health_level = serializers.CharField(
-        allow_blank=True,
-        help_text="Last recorded health (healthy, at_risk, critical); empty before the first.",
-    )
+    health_level = HealthLevelField()
     health_score = serializers.IntegerField(allow_null=True, help_text="Last recorded health score, 0-100.")
     tasks_total = serializers.IntegerField()
     tasks_open = serializers.IntegerField()

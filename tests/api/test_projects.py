@@ -150,7 +150,7 @@ def test_dashboard_is_a_page_for_people_and_json_for_programs(world, client):
             "key": "ALPHA",
             "name": "Alpha",
             "status": "active",
-            "health_level": "",
+            "health_level": None,
             "health_score": None,
             "tasks_total": 2,
             "tasks_open": 2,

@@ -223,3 +223,14 @@ def test_malformed_urls_are_a_field_error(world, source):
 
     assert response.status_code == 400
     assert response.json()["errors"]["source"]
+
+
+def test_a_repository_can_be_registered_inactive(world):
+    response = world.client("owner").post(
+        "/api/v1/repositories/",
+        {"project": "ALPHA", "source": "https://git.example.com/team/later.git", "is_active": False},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert response.json()["is_active"] is False

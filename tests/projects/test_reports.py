@@ -293,7 +293,7 @@ def test_the_dashboard_shows_the_recorded_health(
     after = admin_client.get("/dashboard", HTTP_ACCEPT="application/json").json()
     page = admin_client.get("/dashboard").content.decode()
 
-    assert [(row["key"], row["health_level"]) for row in before] == [("APM", "")]
+    assert [(row["key"], row["health_level"]) for row in before] == [("APM", None)]
     assert [(row["key"], row["health_level"], row["health_score"]) for row in after] == [
         ("APM", project.health_level, project.health_score)
     ]
