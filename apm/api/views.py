@@ -84,3 +84,31 @@ class ProjectScopedViewSet(
     """
 
     http_method_names = ["get", "post", "patch", "head", "options"]
+
+
+class ProjectFiguresViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
+    """Read-only figures of one project, at ``/projects/{key}/<figure>/``.
+
+    Members of every role may read them; to others the project does not exist (404). Each action
+    validates its query parameters with its own serializer (``query_validate``).
+    """
+
+    project_path = "pk"
+    lookup_field = "key"
+    lookup_value_regex = "[A-Za-z][A-Za-z0-9]{1,9}"
+    filter_backends: list[Any] = []  # query parameters are validated by each action's serializer
+    http_method_names = ["get", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return self.project_scope(Project.objects.all())
+
+    def get_object(self) -> Project:
+        # Keys are case-insensitive for people ("apm" finds APM); stored keys are upper case.
+        self.kwargs[self.lookup_field] = self.kwargs[self.lookup_field].upper()
+        return super().get_object()
+
+    def query_validate(self, serializer_class: type[Any], **context: Any) -> dict[str, Any]:
+        """The request's query parameters, checked by ``serializer_class`` (a 400 naming each bad one)."""
+        query = serializer_class(data=self.request.query_params, context=context)
+        query.is_valid(raise_exception=True)
+        return dict(query.validated_data)

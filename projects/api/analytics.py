@@ -10,16 +10,15 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apm.api.serializers import DayField
-from apm.api.views import ProjectScopedMixin
+from apm.api.views import ProjectFiguresViewSet
 from projects.analytics import (
     MAX_BURNDOWN_DAYS,
     TREND_DAYS,
@@ -31,7 +30,7 @@ from projects.analytics import (
     project_progress,
     task_priorities,
 )
-from projects.models import HealthLevel, Project
+from projects.models import HealthLevel
 from tasks.models import Task
 
 BURNDOWN_DEFAULT_DAYS = 30
@@ -201,28 +200,8 @@ class ProjectBurndownSerializer(serializers.Serializer):
 # --- Views --------------------------------------------------------------------------------------------
 
 
-class ProjectAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
+class ProjectAnalyticsViewSet(ProjectFiguresViewSet):
     """Read-only figures of a project. Members of every role may read them; to others it does not exist."""
-
-    project_path = "pk"
-    lookup_field = "key"
-    lookup_value_regex = "[A-Za-z][A-Za-z0-9]{1,9}"
-    filter_backends: list[Any] = []  # query parameters are validated by each action's serializer
-    http_method_names = ["get", "head", "options"]
-
-    def get_queryset(self) -> QuerySet[Project]:
-        return self.project_scope(Project.objects.all())
-
-    def get_object(self) -> Project:
-        # Keys are case-insensitive for people ("apm" finds APM); stored keys are upper case.
-        self.kwargs[self.lookup_field] = self.kwargs[self.lookup_field].upper()
-        return super().get_object()
-
-    @staticmethod
-    def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-        query = serializer_class(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return dict(query.validated_data)
 
     @extend_schema(
         summary="Progress of a project, weighted by estimate, with its trend",
@@ -232,7 +211,7 @@ class ProjectAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def progress(self, request: Request, key: str) -> Response:
         project = self.get_object()
-        days = self._query(ProgressQuerySerializer, request)["days"]
+        days = self.query_validate(ProgressQuerySerializer)["days"]
         data = analytics_cached(
             project=project,
             name="progress",
@@ -263,7 +242,7 @@ class ProjectAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def priorities(self, request: Request, key: str) -> Response:
         project = self.get_object()
-        quadrant = self._query(PriorityQuerySerializer, request).get("quadrant", "")
+        quadrant = self.query_validate(PriorityQuerySerializer).get("quadrant", "")
         paginator = self.paginator
         assert paginator is not None  # the API's default pagination
 
@@ -282,7 +261,7 @@ class ProjectAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def burndown(self, request: Request, key: str) -> Response:
         project = self.get_object()
-        query = self._query(BurndownQuerySerializer, request)
+        query = self.query_validate(BurndownQuerySerializer)
         data = analytics_cached(
             project=project,
             name="burndown",

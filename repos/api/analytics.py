@@ -11,19 +11,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apm.api.filters import MAX_ID
 from apm.api.serializers import DayField
-from apm.api.views import ProjectScopedMixin
+from apm.api.views import ProjectFiguresViewSet
 from projects.analytics import analytics_cached
-from projects.models import Project
 from repos.analytics import (
     CACHE_TIMEOUT,
     DEFAULT_WINDOW,
@@ -175,29 +173,8 @@ class ContributorListSerializer(WindowSerializer):
 # --- Views --------------------------------------------------------------------------------------------
 
 
-class CodeAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
+class CodeAnalyticsViewSet(ProjectFiguresViewSet):
     """Code figures of a project. Members of every role may read them; to others it does not exist."""
-
-    project_path = "pk"
-    lookup_field = "key"
-    lookup_value_regex = "[A-Za-z][A-Za-z0-9]{1,9}"
-    filter_backends: list[Any] = []  # query parameters are validated by each action's serializer
-    http_method_names = ["get", "head", "options"]
-
-    def get_queryset(self) -> QuerySet[Project]:
-        return self.project_scope(Project.objects.all())
-
-    def get_object(self) -> Project:
-        # Keys are case-insensitive for people ("apm" finds APM); stored keys are upper case.
-        self.kwargs[self.lookup_field] = self.kwargs[self.lookup_field].upper()
-        return super().get_object()
-
-    def _query(
-        self, serializer_class: type[CodeAnalyticsQuerySerializer], project: Project
-    ) -> dict[str, Any]:
-        query = serializer_class(data=self.request.query_params, context={"project": project})
-        query.is_valid(raise_exception=True)
-        return {"repository": None, **query.validated_data}
 
     @staticmethod
     def _parts(query: dict[str, Any]) -> tuple[object, ...]:
@@ -216,7 +193,7 @@ class CodeAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def hotspots(self, request: Request, key: str) -> Response:
         project = self.get_object()
-        query = self._query(CodeAnalyticsQuerySerializer, project)
+        query = {"repository": None, **self.query_validate(CodeAnalyticsQuerySerializer, project=project)}
 
         def compute() -> dict[str, Any]:
             rows = file_hotspots(project=project, **query)
@@ -240,7 +217,11 @@ class CodeAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def coupling(self, request: Request, key: str) -> Response:
         project = self.get_object()
-        query = {**self._query(CouplingQuerySerializer, project), "max_files": coupling_max_files()}
+        query = {
+            "repository": None,
+            **self.query_validate(CouplingQuerySerializer, project=project),
+            "max_files": coupling_max_files(),
+        }
 
         def compute() -> dict[str, Any]:
             arguments = {name: value for name, value in query.items() if name != "max_files"}
@@ -265,7 +246,7 @@ class CodeAnalyticsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def contributors(self, request: Request, key: str) -> Response:
         project = self.get_object()
-        query = self._query(CodeAnalyticsQuerySerializer, project)
+        query = {"repository": None, **self.query_validate(CodeAnalyticsQuerySerializer, project=project)}
 
         def compute() -> dict[str, Any]:
             rows = contributor_stats(project=project, **query)
