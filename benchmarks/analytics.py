@@ -18,29 +18,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import database_reset  # noqa: E402
+from benchmarks.measure import median_ms  # noqa: E402
 
 FILES = 5000
 AUTHORS = 150
-
-
-def median_ms(call: Callable[[], object], repeat: int) -> float:
-    call()  # warm the caches and the connection
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
 
 
 def arguments() -> argparse.Namespace:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -31,19 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import database_reset  # noqa: E402
+from benchmarks.measure import median_ms  # noqa: E402
 
 PAGE = 50
 DEEP_PAGES = 2000
-
-
-def median_ms(call: Callable[[], object], repeat: int = 25) -> float:
-    call()  # warm the caches and the connection
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
 
 
 def arguments() -> argparse.Namespace:
