@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.contrib import admin, messages
@@ -11,6 +12,8 @@ from django.db import connections, models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from apm.models import ApiToken
 from apm.services import api_token_revoke
@@ -135,3 +138,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
             api_token_revoke(token=token)
             revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).", level=messages.SUCCESS)
+
+
+def admin_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, empty: str) -> SafeString:
+    """A read-only panel's table: ``headers`` and escaped cells, or ``empty`` when there is no row."""
+    rows = list(rows)
+    if not rows:
+        return format_html("{}", empty)
+    head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
+    body = format_html_join(
+        "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
+    )
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django import forms
@@ -11,16 +12,19 @@ from django.db.models import Count, Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from apm.admin import (
     EstimatedCountPaginator,
     ReadOnlyAdmin,
     ReadOnlyInline,
+    admin_table,
     instance_adopt,
     message_validation_error,
 )
-from projects.analytics import project_health, project_progress
+from projects.analytics import Quadrant, project_burndown, project_health, project_progress, task_priorities
 from projects.exports import export_content_type
 from projects.models import (
     ExportJob,
@@ -90,6 +94,10 @@ class OpenTaskInline(ReadOnlyInline):
         )
 
 
+# Rows of each read-only analytics table on a change page.
+PANEL_ROWS = 10
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["key", "name", "status", "open_tasks", "start_date", "target_date", "updated_at"]
@@ -109,7 +117,7 @@ class ProjectAdmin(admin.ModelAdmin):
     # --- Health and progress panels (projects.analytics) ---------------------------------------------
     # Read-only, on the change page only; each panel runs its selector once per page view (a fixed
     # number of queries whatever the project's size).
-    analytics_panels = ("health_panel", "progress_panel")
+    analytics_panels = ("health_panel", "progress_panel", "priorities_panel", "burndown_panel")
 
     # How commit messages move the project's tasks (docs/automation.md); set once the project exists.
     grammar_fields = (
@@ -154,6 +162,47 @@ class ProjectAdmin(admin.ModelAdmin):
             progress["tasks_total"] - progress["tasks_cancelled"],
             f"{progress['trend'] * 100:+.1f}",
             progress["trend_days"],
+        )
+
+    @admin.display(description="Priorities")
+    def priorities_panel(self, obj: Project) -> SafeString:
+        tasks = task_priorities(project=obj)[:PANEL_ROWS]
+        return admin_table(
+            ["Task", "Title", "Score", "Quadrant", "Due", "Priority"],
+            (
+                (
+                    task.key,
+                    task.title,
+                    task.score,
+                    Quadrant(task.quadrant).label,
+                    task.due_date or "-",
+                    task.get_priority_display(),
+                )
+                for task in tasks
+            ),
+            empty="No open task.",
+        )
+
+    @admin.display(description="Burndown (last 4 weeks)")
+    def burndown_panel(self, obj: Project) -> SafeString:
+        today = timezone.localdate()
+        days = project_burndown(project=obj, start=today - datetime.timedelta(days=27), end=today)["days"]
+        weeks = [days[first : first + 7] for first in range(0, len(days), 7)]
+        return admin_table(
+            ["Week to", "Scope", "Done", "Remaining", "Ideal", "Added in the week", "Removed in the week"],
+            (
+                (
+                    week[-1]["date"],
+                    week[-1]["scope"],
+                    week[-1]["done"],
+                    week[-1]["remaining"],
+                    week[-1]["ideal"],
+                    sum(day["added"] for day in week),
+                    sum(day["removed"] for day in week),
+                )
+                for week in weeks
+            ),
+            empty="No history.",
         )
 
     # --- end of the analytics panels -------------------------------------------------------------------

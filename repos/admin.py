@@ -7,28 +7,26 @@ they show in the same query, order by indexed columns and leave heavy text out o
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.functions import Left
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from apm.admin import (
     EstimatedCountPaginator,
     ReadOnlyAdmin,
     ReadOnlyInline,
-    instance_adopt,
-    validation_message,
+    admin_table,
 )
-from repos.analytics import DEFAULT_WINDOW, file_hotspots
+from repos.analytics import DEFAULT_WINDOW, change_coupling, contributor_stats, file_hotspots
 from repos.git import source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
-from repos.services import ingestion_request, repository_register
 
-# Rows of the "Hotspots" panel on a repository's page.
+# Rows of each analytics panel (hotspots, coupling, contributors) on a repository's page.
 HOTSPOTS_PANEL_ROWS = 10
 
 
@@ -71,22 +69,25 @@ class RepositoryAdmin(admin.ModelAdmin):
         # The source is checked once, at registration; changing it would mix two histories.
         if obj is None:
             return list(self.readonly_fields)
-        return [*self.readonly_fields, "project", "source", "hotspots_panel"]
+        return [*self.readonly_fields, "project", "source", *self.analytics_panels]
+
+    # Read-only tables of the code analytics (repos.analytics) of the last 90 days, each one selector
+    # call per page view.
+    analytics_panels = ("hotspots_panel", "coupling_panel", "contributors_panel")
 
     @admin.display(description="Hotspots")
     def hotspots_panel(self, obj: Repository) -> SafeString:
-        """The top files by changes x lines over the last 90 days: one selector query per page view."""
+        """The top files by changes x lines over the last 90 days."""
         rows = file_hotspots(project=obj.project, repository=obj, limit=HOTSPOTS_PANEL_ROWS)
-        if not rows:
-            return format_html("No file of the tree changed in the last {} days.", DEFAULT_WINDOW.days)
-        body = format_html_join(
-            "",
-            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
-            "<td>{}</td></tr>",
+        table = admin_table(
+            ["File", "Score", "Changes", "Lines", "Churn", "Authors", "Last change (UTC)"],
             (
                 (
-                    reverse("admin:repos_file_change", args=[row["file"]]),
-                    row["path"],
+                    format_html(
+                        '<a href="{}">{}</a>',
+                        reverse("admin:repos_file_change", args=[row["file"]]),
+                        row["path"],
+                    ),
                     row["score"],
                     row["changes"],
                     row["lines"],
@@ -96,39 +97,42 @@ class RepositoryAdmin(admin.ModelAdmin):
                 )
                 for row in rows
             ),
+            empty=f"No file of the tree changed in the last {DEFAULT_WINDOW.days} days.",
         )
         return format_html(
-            "<p>Last {} days, ranked by changes &times; lines (docs/analytics.md).</p>"
-            "<table><thead><tr><th>File</th><th>Score</th><th>Changes</th><th>Lines</th><th>Churn</th>"
-            "<th>Authors</th><th>Last change (UTC)</th></tr></thead><tbody>{}</tbody></table>",
+            "<p>Last {} days, ranked by changes &times; lines (docs/analytics.md).</p>{}",
             DEFAULT_WINDOW.days,
-            body,
+            table,
         )
 
-    def save_model(self, request: HttpRequest, obj: Repository, form: forms.ModelForm, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        instance_adopt(
-            obj,
-            repository_register(
-                project=obj.project, source=obj.source, name=obj.name, default_branch=obj.default_branch
+    @admin.display(description="Change coupling")
+    def coupling_panel(self, obj: Repository) -> SafeString:
+        """Pairs of files changed by the same commits, over the last 90 days."""
+        rows = change_coupling(project=obj.project, repository=obj, limit=HOTSPOTS_PANEL_ROWS)
+        return admin_table(
+            ["File", "File", "Shared commits", "Degree"],
+            ((row["path_a"], row["path_b"], row["shared"], f"{row['degree']:.0%}") for row in rows),
+            empty="No two files changed together often enough.",
+        )
+
+    @admin.display(description="Contributors")
+    def contributors_panel(self, obj: Repository) -> SafeString:
+        """Authors of the last 90 days, most commits first."""
+        rows = contributor_stats(project=obj.project, repository=obj, limit=HOTSPOTS_PANEL_ROWS)
+        return admin_table(
+            ["Author", "Commits", "Lines +/-", "Active days", "Main areas"],
+            (
+                (
+                    f"{row['author_name']} <{row['author_email']}>",
+                    row["commits"],
+                    f"+{row['lines_added']}/-{row['lines_deleted']}",
+                    row["active_days"],
+                    ", ".join(area["area"] for area in row["main_areas"]),
+                )
+                for row in rows
             ),
+            empty="No commits in the last 90 days.",
         )
-
-    @admin.action(description="Ingest now (incrementally)", permissions=["change"])
-    def ingest_now(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
-        # The work is enqueued; the page returns at once and the runs show their progress.
-        for repository in queryset:
-            try:
-                result = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.ADMIN)
-            except ValidationError as exc:
-                self.message_user(request, f"{repository}: {validation_message(exc)}", messages.ERROR)
-                continue
-            verb = "queued" if result.created else "already under way"
-            self.message_user(
-                request, f"{repository}: ingestion run {result.run.pk} {verb}.", messages.SUCCESS
-            )
 
 
 class CommitTaskLinkInline(ReadOnlyInline):

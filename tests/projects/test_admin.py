@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.db.models import Model
 from django.urls import reverse
+from django.utils import timezone
 
 from projects.models import Membership, Project
 from projects.services import membership_set, project_create
@@ -245,3 +247,20 @@ def test_operators_set_the_commit_grammar_on_the_project_page(admin_client, proj
         {"review": "in_review"},
     )
     assert project.commit_time_logging is False
+
+
+def test_the_project_page_shows_priorities_and_burndown(admin_client) -> None:
+    project = ProjectFactory(key="BURN")
+    overdue = TaskFactory(
+        project=project, title="Late & urgent", due_date=timezone.localdate() - datetime.timedelta(days=2)
+    )
+    TaskFactory(project=project, title="Someday")
+
+    page = admin_client.get(reverse("admin:projects_project_change", args=[project.pk])).content.decode()
+
+    assert "Priorities" in page
+    assert "Burndown (last 4 weeks)" in page
+    # The overdue task ranks first, its title escaped.
+    assert page.index(f"<td>{overdue.key}</td><td>Late &amp; urgent</td>") < page.index("<td>Someday</td>")
+    # Scope 2 by the last week's end, both added that week.
+    assert f"<td>{timezone.localdate()}</td><td>2</td><td>0</td><td>2</td>" in page

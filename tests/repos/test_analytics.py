@@ -515,3 +515,19 @@ def test_an_author_is_one_person_whatever_the_case_of_the_email(db):
         ("ada@example.com", 2, "src/")
     ]
     assert rows[0]["author_name"] in {"Ada", "Ada Lovelace"}  # both commits are at the same instant
+
+
+def test_the_repository_page_shows_coupling_and_contributors(history, admin_client):
+    _repo, repository = history
+    pairs = change_coupling(project=repository.project, repository=repository, limit=10)
+    authors = contributor_stats(project=repository.project, repository=repository, limit=10)
+
+    page = admin_client.get(reverse("admin:repos_repository_change", args=[repository.pk])).content.decode()
+
+    assert pairs
+    assert authors
+    assert f"<td>{pairs[0]['path_a']}</td><td>{pairs[0]['path_b']}</td><td>{pairs[0]['shared']}</td>" in page
+    first = authors[0]
+    assert (
+        f"<td>{first['author_name']} &lt;{first['author_email']}&gt;</td><td>{first['commits']}</td>" in page
+    )
