@@ -314,7 +314,7 @@ def _requests_apply(*, project: Project, requests: list[_Request], report: LinkR
 
 def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]:
     """Apply one commit's request to its task; return the link's outcome and a note for people."""
-    task, status, item = request.task, request.status, request
+    task, status = request.task, request.status
     outcome, notes = Outcome.UNCHANGED, []
     if status:
         if task.status == status:
@@ -326,8 +326,8 @@ def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]
                         task=task,
                         status=status,
                         source=TaskEvent.Source.COMMIT,
-                        commit_sha=item.sha,
-                        note=f"{item.sha[:12]} {item.subject}",
+                        commit_sha=request.sha,
+                        note=f"{request.sha[:12]} {request.subject}",
                         keep_closed=True,  # never reopened or closed again by a commit
                     )
                 outcome = Outcome.APPLIED
@@ -338,12 +338,12 @@ def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]
         entry = task_time_log(
             task=task,
             minutes=request.minutes,
-            spent_on=item.authored_at.date(),
+            spent_on=request.authored_at.date(),
             source=TaskEvent.Source.COMMIT,
             user=user,  # type: ignore[arg-type]
-            author_email=item.author_email,
-            commit_sha=item.sha,
-            note=item.subject,
+            author_email=request.author_email,
+            commit_sha=request.sha,
+            note=request.subject,
         )
         if entry is not None and outcome == Outcome.UNCHANGED:
             outcome = Outcome.APPLIED
