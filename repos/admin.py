@@ -7,7 +7,7 @@ they show in the same query, order by indexed columns and leave heavy text out o
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.functions import Left
@@ -21,10 +21,13 @@ from apm.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     admin_table,
+    instance_adopt,
+    validation_message,
 )
 from repos.analytics import DEFAULT_WINDOW, change_coupling, contributor_stats, file_hotspots
 from repos.git import source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
+from repos.services import ingestion_request, repository_register
 
 # Rows of each analytics panel (hotspots, coupling, contributors) on a repository's page.
 HOTSPOTS_PANEL_ROWS = 10
@@ -133,6 +136,31 @@ class RepositoryAdmin(admin.ModelAdmin):
             ),
             empty="No commits in the last 90 days.",
         )
+
+    def save_model(self, request: HttpRequest, obj: Repository, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        instance_adopt(
+            obj,
+            repository_register(
+                project=obj.project, source=obj.source, name=obj.name, default_branch=obj.default_branch
+            ),
+        )
+
+    @admin.action(description="Ingest now (incrementally)", permissions=["change"])
+    def ingest_now(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
+        # The work is enqueued; the page returns at once and the runs show their progress.
+        for repository in queryset:
+            try:
+                result = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.ADMIN)
+            except ValidationError as exc:
+                self.message_user(request, f"{repository}: {validation_message(exc)}", messages.ERROR)
+                continue
+            verb = "queued" if result.created else "already under way"
+            self.message_user(
+                request, f"{repository}: ingestion run {result.run.pk} {verb}.", messages.SUCCESS
+            )
 
 
 class CommitTaskLinkInline(ReadOnlyInline):
