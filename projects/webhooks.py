@@ -14,7 +14,6 @@ import datetime
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import random
 import secrets
@@ -29,12 +28,13 @@ from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from apm.network import Network, addresses_refusal, host_addresses, networks_parse
 from monitoring.metrics import WEBHOOK_DELIVERIES
 from projects.models import Project, WebhookDelivery, WebhookEvent, WebhookSubscription
 
@@ -72,43 +72,8 @@ class WebhookTarget:
     addresses: tuple[str, ...]
 
 
-def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    try:
-        return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.APM_WEBHOOK_ALLOWED_NETWORKS]
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"APM_WEBHOOK_ALLOWED_NETWORKS holds an invalid network: {exc}") from exc
-
-
-_INTERNAL_KINDS = (
-    ("loopback", "a loopback address"),
-    ("unspecified", "an unspecified address"),
-    ("link_local", "a link-local address"),
-    ("multicast", "a multicast address"),
-    ("private", "a private address"),
-    ("reserved", "a reserved address"),
-)
-
-
-def _address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why ``address`` is internal (None: it is a public address)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.is_site_local:  # fec0::/10, deprecated but still routed inside some networks
-            return "a site-local address"
-        # ::ffff:127.0.0.1 reaches 127.0.0.1, and 6to4 (2002:7f00:1::) and Teredo addresses carry an
-        # IPv4 address a relay would reach: judge the IPv4 address inside.
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
-        if embedded is not None:
-            reason = _address_refusal(embedded)
-            if reason is not None:
-                return reason
-            address = embedded
-    # The most telling name first: 169.254.169.254 is private too, but link-local says why it matters.
-    for kind, words in _INTERNAL_KINDS:
-        if getattr(address, f"is_{kind}"):
-            return words
-    if not address.is_global:
-        return "a non-public address"  # shared (carrier-grade NAT) and other special-purpose ranges
-    return None
+def _allowed_networks() -> list[Network]:
+    return networks_parse(settings.APM_WEBHOOK_ALLOWED_NETWORKS, setting="APM_WEBHOOK_ALLOWED_NETWORKS")
 
 
 # Characters kept as they are when a URL's path and query are percent-encoded (RFC 3986 reserved and
@@ -136,24 +101,15 @@ def _target_resolve(url: str) -> WebhookTarget:
     except ValueError as exc:
         raise WebhookTargetRefused("The URL's port is not a valid port number.") from exc
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+        addresses = host_addresses(host, port)
+    except (OSError, UnicodeError) as exc:
         raise WebhookTargetRefused(f"The host {host} could not be resolved.", transient=True) from exc
-    allowed = _allowed_networks()
-    addresses: list[str] = []
-    for info in infos:
-        text = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone id (fe80::1%eth0)
-        address = ipaddress.ip_address(text)
-        reason = _address_refusal(address)
-        if reason is not None and not any(address in network for network in allowed):
-            # ANY internal address refuses the URL: a name resolving to a public and a private address
-            # could otherwise be used to reach the private one.
-            raise WebhookTargetRefused(
-                f"The host {host} resolves to {text}, {reason}; webhooks only go to public "
-                "addresses (operators may allow networks with APM_WEBHOOK_ALLOWED_NETWORKS)."
-            )
-        if text not in addresses:
-            addresses.append(text)
+    refusal = addresses_refusal(host, addresses, allowed=_allowed_networks())
+    if refusal is not None:
+        raise WebhookTargetRefused(
+            f"{refusal}; webhooks only go to public addresses (operators may allow networks with "
+            "APM_WEBHOOK_ALLOWED_NETWORKS)."
+        )
     # Percent-encoded: http.client sends the request line as ASCII, and a URL may hold any character.
     path = quote(parts.path or "/", safe=_URL_SAFE)
     if parts.query:

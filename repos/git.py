@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from apm.network import addresses_refusal, host_addresses, networks_parse
+
 GIT_TIMEOUT_SECONDS = 600
 
 # Configuration forced on every invocation (``git -c``), whatever the repository's own config says.
@@ -181,3 +183,27 @@ def _local_parse(source: str) -> RepositorySource:
 def _git_dir_of(path: Path) -> str:
     dot_git = path / ".git"
     return str(dot_git if dot_git.is_dir() else path)
+
+
+def remote_host_check(location: str) -> None:
+    """Refuse a remote whose host resolves to an internal address, with a ``ValidationError`` on source.
+
+    Called at registration and before every clone or fetch (DNS answers change). A name that does not
+    resolve now is let through: git reports it when it fetches. Operators open internal networks (an
+    on-premises git server) with ``APM_GIT_ALLOWED_NETWORKS``. git resolves the name again itself, so a
+    DNS answer changed between this check and git's connection is not caught; deployments that must
+    exclude that route git through an egress proxy.
+    """
+    parts = urlsplit(location)
+    host = parts.hostname or ""
+    try:
+        addresses = host_addresses(host, parts.port or (22 if parts.scheme == "ssh" else 443))
+    except (OSError, UnicodeError):
+        return
+    allowed = networks_parse(settings.APM_GIT_ALLOWED_NETWORKS, setting="APM_GIT_ALLOWED_NETWORKS")
+    refusal = addresses_refusal(host, addresses, allowed=allowed)
+    if refusal is not None:
+        raise _refuse(
+            f"{refusal}; repositories are fetched from public hosts only (operators may allow networks "
+            "with APM_GIT_ALLOWED_NETWORKS)."
+        )

@@ -44,7 +44,7 @@ from monitoring.metrics import INGESTED_COMMITS, INGESTION_DURATION, INGESTION_R
 from projects.models import Project
 from projects.services import project_cache_invalidate
 from projects.webhooks import webhook_event_emit
-from repos.git import GitError, git_run, source_parse
+from repos.git import GitError, git_run, remote_host_check, source_parse
 from repos.gitlog import ParsedCommit, blobs_read, commits_read, log_revisions, tree_read
 from repos.ingestion import (
     CommitsWritten,
@@ -82,6 +82,8 @@ def repository_register(
     project already has (however it is spelled) is refused too, instead of being returned.
     """
     parsed = source_parse(source)
+    if parsed.kind == Repository.Kind.REMOTE:
+        remote_host_check(parsed.location)
     stored_source = source.strip() if parsed.kind == Repository.Kind.REMOTE else str(Path(source.strip()))
     if default_branch:
         _branch_validate(default_branch, field="default_branch")
@@ -260,7 +262,10 @@ def repository_git_dir(*, repository: Repository, fetch: bool) -> str:
     """
     parsed = source_parse(repository.source)
     mirror = Path(settings.APM_WORKSPACE) / f"repository-{repository.pk}.git"
-    if not (mirror / "HEAD").exists():
+    exists = (mirror / "HEAD").exists()
+    if parsed.kind == Repository.Kind.REMOTE and (fetch or not exists):
+        remote_host_check(parsed.location)  # before git talks to the host, every time
+    if not exists:
         mirror.parent.mkdir(parents=True, exist_ok=True)
         partial = mirror.with_name(f"{mirror.name}.partial-{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(partial, ignore_errors=True)  # what a clone that failed here before left behind

@@ -343,6 +343,10 @@ APM_REPO_ROOTS = env.list("APM_REPO_ROOTS", default=[str(BASE_DIR)])
 APM_WORKSPACE = env("APM_WORKSPACE", default=str(VAR_DIR / "workspace"))
 # A CA bundle git trusts for https:// remotes signed by a private certificate authority.
 APM_GIT_CA_BUNDLE = env("APM_GIT_CA_BUNDLE", default="")
+# Remotes whose host resolves to a loopback, private, link-local or other internal address are refused
+# (a repository URL must not make APM reach inside its own network); these networks (CIDRs) are allowed,
+# for an on-premises git server.
+APM_GIT_ALLOWED_NETWORKS = env.list("APM_GIT_ALLOWED_NETWORKS", default=[])
 # Allow ssh:// remotes (needs an ssh client and keys on the workers).
 APM_ALLOW_SSH = env.bool("APM_ALLOW_SSH", default=False)
 # Ingestion: commits per chunk task, tree entries per file task, threads used when Celery runs eagerly

@@ -6,8 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 
-from repos.models import Commit, IngestionRun
+from repos.models import Commit, IngestionRun, Repository
 from repos.services import ingestion_request, repository_register
 from tests.factories import ProjectFactory
 from tests.repos.gitrepo import GitRepo
@@ -34,6 +35,7 @@ def test_an_https_remote_is_mirrored_then_fetched(
     certificate = certificate_create(tmp_path)
     settings.APM_WORKSPACE = str(tmp_path / "workspace")
     settings.APM_GIT_CA_BUNDLE = str(certificate[1])
+    settings.APM_GIT_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the test's git server is on loopback
 
     with https_git_server(served, certificate) as base:
         repository = repository_register(project=ProjectFactory(), source=f"{base}/app.git")
@@ -59,6 +61,7 @@ def test_an_untrusted_certificate_fails_the_run_with_the_reason(
     subprocess.run(["git", "clone", "-q", "--bare", str(work.path), str(served / "app.git")], check=True)
     certificate = certificate_create(tmp_path)
     settings.APM_WORKSPACE = str(tmp_path / "workspace")
+    settings.APM_GIT_ALLOWED_NETWORKS = ["127.0.0.0/8"]
 
     with https_git_server(served, certificate) as base:
         repository = repository_register(project=ProjectFactory(), source=f"{base}/app.git")
@@ -68,3 +71,37 @@ def test_an_untrusted_certificate_fails_the_run_with_the_reason(
     assert "git clone failed" in run.error
     assert "certificate" in run.error.lower()
     assert not Commit.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("https://127.0.0.1/team/app.git", "The host 127.0.0.1 resolves to 127.0.0.1, a loopback address"),
+        ("https://localhost:8443/team/app.git", "a loopback address"),
+        ("https://169.254.169.254/latest/app.git", "a link-local address"),
+        ("https://10.1.2.3/team/app.git", "a private address"),
+        ("https://[::ffff:192.168.0.1]/team/app.git", "a private address"),
+    ],
+)
+def test_a_remote_inside_the_network_is_refused_at_registration(source: str, reason: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        repository_register(project=ProjectFactory(), source=source)
+
+    assert reason in error.value.message_dict["source"][0]
+    assert "APM_GIT_ALLOWED_NETWORKS" in error.value.message_dict["source"][0]
+    assert not Repository.objects.exists()
+
+
+def test_a_remote_is_checked_again_before_every_fetch(
+    tmp_path: Path, settings, django_capture_on_commit_callbacks
+):
+    settings.APM_WORKSPACE = str(tmp_path / "workspace")
+    settings.APM_GIT_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    repository = repository_register(project=ProjectFactory(), source="https://127.0.0.1:9/team/app.git")
+    settings.APM_GIT_ALLOWED_NETWORKS = []  # the operator closed the network since
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert run.status == "failed"
+    assert "resolves to 127.0.0.1, a loopback address" in run.error
+    assert not (tmp_path / "workspace" / f"repository-{repository.pk}.git").exists()
