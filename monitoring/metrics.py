@@ -43,3 +43,9 @@ WEBHOOK_DELIVERIES = Counter(
     "Outgoing webhook delivery attempts, by event and outcome (succeeded, retried, failed, refused).",
     ["event", "outcome"],
 )
+COMMIT_TASK_LINKS = Counter("apm_commit_task_links_total", "Links written from commit messages to tasks.")
+COMMIT_REQUESTS = Counter(
+    "apm_commit_requests_total",
+    "What commit messages asked of tasks (close, transition, time), by outcome (applied, refused, ...).",
+    ["outcome"],
+)

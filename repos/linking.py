@@ -39,6 +39,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from monitoring.metrics import COMMIT_REQUESTS, COMMIT_TASK_LINKS
 from projects.models import Project
 from repos.grammar import CommitGrammar, Mention, grammar_build
 from repos.ingestion import links_write
@@ -188,6 +189,8 @@ def commits_link_tasks(
     # In batches, so that memory stays flat however long the history link_commits reads.
     for batch in _batched(_mentions(source, grammar=grammar, report=report), _MENTIONS_BATCH):
         report.links_created += _links_batch_write(project=project, mode=mode, found=batch, report=report)
+    created = report.links_created
+    transaction.on_commit(lambda: COMMIT_TASK_LINKS.inc(created))
     return report
 
 
@@ -310,6 +313,7 @@ def _requests_apply(*, project: Project, requests: list[_Request], report: LinkR
         CommitTaskLink.objects.filter(commit_id=request.commit_id, task=request.task).update(
             outcome=outcome, note=note[:500]
         )
+        transaction.on_commit(lambda outcome=outcome: COMMIT_REQUESTS.labels(outcome=outcome).inc())
 
 
 def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]:

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from apm.services import api_token_create
@@ -172,6 +173,7 @@ def test_an_open_dependency_keeps_the_task_open_and_the_refusal_is_noted(
     task_dependency_add(task=task(project, 6), depends_on=task(project, 7), source="api")
     repo.write("a.txt", "1\n")
     sha = repo.commit("closes APM-6 @20m")
+    refused_before = REGISTRY.get_sample_value("apm_commit_requests_total", {"outcome": "refused"}) or 0
 
     run = ingest(repository, django_capture_on_commit_callbacks)
 
@@ -182,6 +184,9 @@ def test_an_open_dependency_keeps_the_task_open_and_the_refusal_is_noted(
     assert any("APM-7" in note and note.startswith(sha[:12]) for note in run.notes)
     # The time spent is still true, and logged.
     assert TimeEntry.objects.get(task__number=6).minutes == 20
+    assert (
+        REGISTRY.get_sample_value("apm_commit_requests_total", {"outcome": "refused"}) == refused_before + 1
+    )
 
 
 def test_only_the_default_branch_transitions_and_a_merged_branch_applies_then(
