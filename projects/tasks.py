@@ -29,15 +29,16 @@ def webhook_deliver_task(self: Any, delivery_id: str) -> Any:
     return self.retry(countdown=outcome.retry_in, throw=not self.request.is_eager)
 
 
-# --- Health recompute (projects.analytics) -------------------------------------------------------------
-
 # A lost database connection is worth a retry; anything else would fail the same way again.
-_HEALTH_TRANSIENT = (OperationalError, InterfaceError)
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+# --- Health recompute (projects.analytics) -------------------------------------------------------------
 
 
 @shared_task(
     name="projects.health_recompute",
-    autoretry_for=_HEALTH_TRANSIENT,
+    autoretry_for=TRANSIENT,
     retry_backoff=2,
     retry_backoff_max=120,
     max_retries=5,
@@ -62,7 +63,7 @@ def project_health_recompute_task(project_ids: list[int] | None = None) -> dict[
             continue
         try:
             previous, level = project_health_record(project=project)
-        except _HEALTH_TRANSIENT:
+        except TRANSIENT:
             raise
         except Exception:
             logger.exception("project_health_failed", project_id=project_id)
@@ -76,7 +77,7 @@ def project_health_recompute_task(project_ids: list[int] | None = None) -> dict[
 # --- Exports and the weekly digest (projects.exports) -------------------------------------------------
 
 
-@shared_task(name="projects.export_run", autoretry_for=_HEALTH_TRANSIENT, retry_backoff=2, max_retries=5)
+@shared_task(name="projects.export_run", autoretry_for=TRANSIENT, retry_backoff=2, max_retries=5)
 def export_run_task(job_id: int) -> str:
     """Write export ``job_id``'s file (idempotent: a job already taken is left alone)."""
     from projects.exports import export_run

@@ -325,15 +325,15 @@ def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]
             notes.append(f"{task.key} is already {task.get_status_display().lower()}.")
         else:
             try:
-                with transaction.atomic():
-                    task_transition(
-                        task=task,
-                        status=status,
-                        source=TaskEvent.Source.COMMIT,
-                        commit_sha=request.sha,
-                        note=f"{request.sha[:12]} {request.subject}",
-                        keep_closed=True,  # never reopened or closed again by a commit
-                    )
+                # task_transition is atomic itself, and refuses before it writes anything.
+                task_transition(
+                    task=task,
+                    status=status,
+                    source=TaskEvent.Source.COMMIT,
+                    commit_sha=request.sha,
+                    note=f"{request.sha[:12]} {request.subject}",
+                    keep_closed=True,  # never reopened or closed again by a commit
+                )
                 outcome = Outcome.APPLIED
             except ValidationError as exc:
                 outcome = Outcome.REFUSED
