@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
-from django.db import connection
 
 from benchmarks.repogen import history_stream, repository_create
 from repos.models import Commit, IngestionRun
 from repos.services import ingestion_request, repository_register
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
-from tests.processes import celery_worker_start
+from tests.processes import celery_worker_start, database_url, wait_for
 from tests.repos.gitrepo import GitRepo
 from tests.repos.test_ingestion import assert_matches_git
 
@@ -31,24 +29,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 BROKER = os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/13")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    """The URL of the database this test runs on, for the worker process."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    scheme = {"postgresql": "postgres", "mysql": "mysql"}[connection.vendor]
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"{scheme}://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT']}/{db['NAME']}"
-
-
-def wait_for(condition, *, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_a_killed_worker_leaves_a_state_the_next_run_finishes_exactly(tmp_path: Path, settings):
