@@ -25,7 +25,7 @@ from apm.admin import (
     validation_message,
 )
 from repos.analytics import DEFAULT_WINDOW, change_coupling, contributor_stats, file_hotspots
-from repos.git import source_parse
+from repos.git import remote_host_check, source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
 from repos.services import ingestion_request, repository_register
 
@@ -50,7 +50,9 @@ class RepositoryAdminForm(forms.ModelForm):
         source = self.cleaned_data["source"]
         if self.instance.pk is None:
             try:
-                source_parse(source)
+                parsed = source_parse(source)
+                if parsed.kind == Repository.Kind.REMOTE:
+                    remote_host_check(parsed.location)
             except ValidationError as exc:
                 raise ValidationError(exc.message_dict["source"]) from exc
         return source
@@ -144,7 +146,11 @@ class RepositoryAdmin(admin.ModelAdmin):
         instance_adopt(
             obj,
             repository_register(
-                project=obj.project, source=obj.source, name=obj.name, default_branch=obj.default_branch
+                project=obj.project,
+                source=obj.source,
+                name=obj.name,
+                default_branch=obj.default_branch,
+                is_active=obj.is_active,
             ),
         )
 

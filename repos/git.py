@@ -34,6 +34,9 @@ _SAFE_CONFIG = (
     "protocol.file.allow=always",  # local sources, already confined to APM_REPO_ROOTS
     "safe.directory=*",  # local sources may belong to another user; they are only read
     "uploadpack.allowFilter=false",
+    # A remote's host is checked before every fetch (remote_host_check); a redirect would send git to
+    # a host nobody checked, inside the network perhaps. A moved repository is registered again.
+    "http.followRedirects=false",
 )
 
 

@@ -284,9 +284,22 @@ def commits_requests_apply(*, repository: Repository, shas: Iterable[str]) -> Li
     return report
 
 
+def commits_requests_to_history(*, repository: Repository, shas: Iterable[str]) -> int:
+    """Make the pending requests of the commits ``shas`` history (never carried out); return how many."""
+    changed = 0
+    for batch in _batched(shas, _BATCH):
+        commit_ids = Commit.objects.filter(repository=repository, sha__in=batch).values("id")
+        changed += CommitTaskLink.objects.filter(
+            commit_id__in=commit_ids, outcome__in=CommitTaskLink.OPEN_OUTCOMES
+        ).update(outcome=Outcome.HISTORY)
+    return changed
+
+
 def _requests_apply(*, project: Project, requests: list[_Request], report: LinkReport) -> None:
     """Carry out what the messages ask, oldest commit first, each through the task services."""
-    requests.sort(key=lambda request: (request.authored_at, request.commit_id))
+    # Oldest first; ties broken by sha and task, the same in every repository, so two runs moving the
+    # same tasks lock them in the same order.
+    requests.sort(key=lambda request: (request.authored_at, request.sha, request.task.pk))
     done_elsewhere = _shas_acted_on(
         task_ids={request.task.pk for request in requests}, shas={request.sha for request in requests}
     )

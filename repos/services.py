@@ -54,7 +54,13 @@ from repos.ingestion import (
     files_write,
 )
 from repos.languages import language_of
-from repos.linking import CommitText, LinkReport, commits_link_tasks, commits_requests_apply
+from repos.linking import (
+    CommitText,
+    LinkReport,
+    commits_link_tasks,
+    commits_requests_apply,
+    commits_requests_to_history,
+)
 from repos.models import IngestionRun, Repository
 
 Status = IngestionRun.Status
@@ -544,14 +550,17 @@ def _requests_apply(*, run: IngestionRun, repository: Repository) -> LinkReport:
     The chunks wrote the links (``pending`` when actionable); only a run of the default branch after
     the first moves tasks and logs time. A run of another branch leaves its requests pending.
     """
-    if not run.to_sha or _is_backfill(run):
-        return LinkReport()
-    if run.branch != (repository.default_branch or run.branch):
+    if not run.to_sha or run.branch != (repository.default_branch or run.branch):
         return LinkReport()
     git_dir = repository_git_dir(repository=repository, fetch=False)
     shas = git_run(
         "rev-list", "--end-of-options", *log_revisions(tip=run.to_sha, exclude=run.from_sha), git_dir=git_dir
     ).split()
+    if _is_backfill(run):
+        # History, also for requests a run of another branch left pending on these commits before the
+        # default branch was first ingested: a later force push must not find them pending and replay them.
+        commits_requests_to_history(repository=repository, shas=shas)
+        return LinkReport()
     return commits_requests_apply(repository=repository, shas=shas)
 
 
@@ -562,9 +571,12 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
     then finds the run finished and does nothing (requests, webhooks and metrics happen once).
     """
     with transaction.atomic():
-        run = IngestionRun.objects.select_for_update().select_related("repository__project").get(pk=run_id)
+        # The run's row only: FOR UPDATE over a join would lock the repository and the project too,
+        # and with them every task creation of the project, for the whole finish.
+        run = IngestionRun.objects.select_for_update().get(pk=run_id)
         if run.status != Status.RUNNING:
             return run
+        run.repository = Repository.objects.select_related("project").get(pk=run.repository_id)
         _run_finish(run)
     run.refresh_from_db()
     INGESTION_RUNS.labels(status=Status.SUCCEEDED).inc()

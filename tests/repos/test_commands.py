@@ -142,3 +142,35 @@ def test_the_admin_refuses_an_unsafe_source_on_the_form(admin_client, repo: GitR
     assert response.status_code == 200
     assert "Transport helpers" in response.content.decode()
     assert not Repository.objects.exists()
+
+
+def _admin_add(admin_client, project, source: str, **fields: str):
+    return admin_client.post(
+        reverse("admin:repos_repository_add"),
+        {
+            "project": project.pk,
+            "name": "x",
+            "source": source,
+            "default_branch": "",
+            "ingestion_runs-TOTAL_FORMS": "0",
+            "ingestion_runs-INITIAL_FORMS": "0",
+            **fields,
+        },
+    )
+
+
+def test_the_admin_refuses_a_remote_inside_the_network_on_the_form(admin_client):
+    response = _admin_add(
+        admin_client, ProjectFactory(key="APM"), "https://127.0.0.1/team/app.git", is_active="on"
+    )
+
+    assert response.status_code == 200
+    assert "resolves to 127.0.0.1, a loopback address" in response.content.decode()
+    assert not Repository.objects.exists()
+
+
+def test_the_admin_registers_an_inactive_repository(admin_client, repo: GitRepo):
+    response = _admin_add(admin_client, ProjectFactory(key="APM"), str(repo.path))  # the box left unticked
+
+    assert response.status_code == 302
+    assert Repository.objects.get().is_active is False

@@ -364,3 +364,27 @@ def test_a_force_push_acts_only_on_commits_never_seen_before(
     assert (link(old, 1).outcome, task(project, 1).status) == (Outcome.HISTORY, "todo")
     assert (link(new, 2).outcome, task(project, 2).status) == (Outcome.APPLIED, "done")
     assert (run.task_links_created, run.task_requests_applied) == (2, 1)
+
+
+def test_requests_left_pending_before_the_first_ingestion_of_the_default_branch_become_history(
+    root: Path, project, django_capture_on_commit_callbacks
+):
+    repo = GitRepo(root / "app")
+    repo.write("a.txt", "1\n")
+    old = repo.commit("fixes APM-1")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.write("b.txt", "1\n")
+    feature = repo.commit("fixes APM-2")
+    repository = repository_register(project=project, source=str(repo.path), default_branch="main")
+
+    ingest(repository, django_capture_on_commit_callbacks, branch="feature")  # walks main's history too
+    assert link(old, 1).outcome == link(feature, 2).outcome == Outcome.PENDING
+    ingest(repository, django_capture_on_commit_callbacks)  # the first run of main: history
+    assert (link(old, 1).outcome, link(feature, 2).outcome) == (Outcome.HISTORY, Outcome.PENDING)
+
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge feature", "feature")
+    ingest(repository, django_capture_on_commit_callbacks)
+
+    assert (task(project, 1).status, task(project, 2).status) == ("todo", "done")
+    assert (link(old, 1).outcome, link(feature, 2).outcome) == (Outcome.HISTORY, Outcome.APPLIED)
