@@ -388,7 +388,10 @@ def _claim(delivery_id: str, attempt: int) -> WebhookDelivery | None:
         delivery.attempts += 1
         connect_timeout, read_timeout = settings.APM_WEBHOOK_TIMEOUT
         # While the attempt runs, the next one is not due before it can have timed out.
-        delivery.next_attempt_at = timezone.now() + datetime.timedelta(seconds=connect_timeout + read_timeout)
+        # Several addresses each get a connect timeout and the answer takes a few reads: three times
+        # the timeouts, plus time for DNS, bounds an attempt that is still alive.
+        window = 3 * (connect_timeout + read_timeout) + 30
+        delivery.next_attempt_at = timezone.now() + datetime.timedelta(seconds=window)
         delivery.save(update_fields=["attempts", "next_attempt_at"])
         return delivery
 
@@ -454,7 +457,9 @@ def webhook_deliver(*, delivery_id: str, attempt: int = 0, allow_retry: bool = T
         retry_in = _backoff(delivery.attempts)
     else:
         outcome = Status.FAILED
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+    # Only while the row still counts this attempt: had another message taken over (this attempt outlived
+    # its window), its newer result stands.
+    WebhookDelivery.objects.filter(pk=delivery.pk, attempts=delivery.attempts).update(
         status=outcome,
         last_status_code=status_code,
         last_error=error[:500],

@@ -266,24 +266,32 @@ def contributor_stats(
         commits = commits.filter(email__in=emails)
         changes = changes.annotate(email=Lower("commit__author_email")).filter(email__in=emails)
 
-    names: dict[str, tuple[dt.datetime, str]] = {}
-    for row in commits.values("email", "author_name").annotate(last=Max("timestamp")).order_by():
-        latest = (row["last"], row["author_name"])
+    # The name and the spelling of the e-mail the author used last, as shown (git keeps them as typed).
+    names: dict[str, tuple[dt.datetime, str, str]] = {}
+    spellings = (
+        commits.values("email", "author_email", "author_name").annotate(last=Max("timestamp")).order_by()
+    )
+    for row in spellings:
+        latest = (row["last"], row["author_name"], row["author_email"])
         if row["email"] not in names or latest > names[row["email"]]:
             names[row["email"]] = latest
 
     areas: dict[str, list[dict[str, Any]]] = {email: [] for email in emails}
     for row in _area_lines(changes):
-        areas[row["author_email"]].append({"area": row["area"] or ROOT_AREA, "lines": int(row["changed"])})
+        areas.setdefault(row["author_email"], []).append(
+            {"area": row["area"] or ROOT_AREA, "lines": int(row["changed"])}
+        )
 
+    # .get: MariaDB's collation also equates accents and trailing spaces, so a group's key may be spelled
+    # differently in each query; such an author shows without a name or areas rather than failing.
     return [
         {
-            "author_email": email,
+            "author_email": names.get(email, (None, "", email))[2],
             **row,
-            "author_name": names[email][1],
+            "author_name": names.get(email, (None, "", email))[1],
             "lines_added": int(row["lines_added"] or 0),
             "lines_deleted": int(row["lines_deleted"] or 0),
-            "main_areas": areas[email],
+            "main_areas": areas.get(email, []),
         }
         for row in authors
         for email in [row.pop("email")]
