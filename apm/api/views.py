@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from rest_framework import exceptions, mixins, viewsets
 from rest_framework.request import Request
 
@@ -46,6 +47,27 @@ class ProjectScopedMixin:
                 f"it needs one of: {', '.join(sorted(roles))}."
             )
         return role
+
+
+class ProjectInUrlMixin(ProjectScopedMixin):
+    """Views under ``/projects/{key}/<things>/``: the project named in the URL, read once per request.
+
+    A non-member gets 404 (the project does not exist for them). ``project_roles``, when set, are the
+    roles every route of the view needs (403 for other members; staff always may).
+    """
+
+    project_path = "pk"  # the scope applies to the project in the URL
+    project_roles: frozenset[str] | None = None
+    kwargs: dict[str, Any]
+
+    def project(self) -> Project:
+        if not hasattr(self, "_project"):
+            projects = self.project_scope(Project.objects.all())
+            project = get_object_or_404(projects, key=self.kwargs["project_key"].upper())
+            if self.project_roles is not None:
+                self.project_role_require(project, self.project_roles)
+            self._project = project
+        return self._project
 
 
 class PageAttachMixin:

@@ -11,7 +11,6 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -21,9 +20,9 @@ from rest_framework.response import Response
 
 from apm.api.serializers import StrictModelSerializer
 from apm.api.throttling import ScopedThrottle, UserThrottle
-from apm.api.views import ProjectScopedMixin
+from apm.api.views import ProjectInUrlMixin
 from projects.exports import export_content_type, export_request
-from projects.models import ExportJob, Membership, Project
+from projects.models import ExportJob, Membership
 
 
 class ExportJobSerializer(StrictModelSerializer):
@@ -82,14 +81,13 @@ class ExportJobSerializer(StrictModelSerializer):
     ),
 )
 class ExportJobViewSet(
-    ProjectScopedMixin,
+    ProjectInUrlMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
     serializer_class = ExportJobSerializer
-    project_path = "pk"  # the scope applies to the project in the URL
     lookup_value_regex = "[0-9]+"
     filter_backends: list[Any] = []
     throttle_scope = "exports"
@@ -99,12 +97,6 @@ class ExportJobViewSet(
         if self.action == "create":
             return [UserThrottle(), ScopedThrottle()]
         return [UserThrottle()]
-
-    def project(self) -> Project:
-        if not hasattr(self, "_project"):
-            projects = self.project_scope(Project.objects.all())
-            self._project = get_object_or_404(projects, key=self.kwargs["project_key"].upper())
-        return self._project
 
     def get_queryset(self) -> QuerySet[ExportJob]:
         if getattr(self, "swagger_fake_view", False):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery, Value
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -13,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from apm.api.views import ProjectScopedMixin, ProjectScopedViewSet
+from apm.api.views import ProjectInUrlMixin, ProjectScopedViewSet
 from projects.api.serializers import (
     MembershipRoleSerializer,
     MembershipSerializer,
@@ -91,7 +90,7 @@ class ProjectViewSet(ProjectScopedViewSet):
     destroy=extend_schema(summary="Remove a member; a project keeps at least one owner"),
 )
 class MembershipViewSet(
-    ProjectScopedMixin,
+    ProjectInUrlMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -102,7 +101,6 @@ class MembershipViewSet(
     """``/api/v1/projects/{key}/members/{username}/``."""
 
     serializer_class = MembershipSerializer
-    project_path = "pk"  # the scope applies to the project in the URL; its members are then all shown
     lookup_field = "user__username"
     lookup_url_kwarg = "username"
     lookup_value_regex = "[^/]+"
@@ -111,12 +109,6 @@ class MembershipViewSet(
     ordering_fields = ["role", "created_at"]
     ordering = ["user__username"]
     pagination_class = None  # a project has tens of members, not thousands
-
-    def project(self) -> Project:
-        if not hasattr(self, "_project"):
-            projects = self.project_scope(Project.objects.all())
-            self._project = get_object_or_404(projects, key=self.kwargs["project_key"].upper())
-        return self._project
 
     def get_queryset(self) -> QuerySet[Membership]:
         if getattr(self, "swagger_fake_view", False):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -18,8 +17,8 @@ from rest_framework.response import Response
 
 from apm.api.pagination import HistoryCursorPagination
 from apm.api.serializers import StrictModelSerializer
-from apm.api.views import ProjectScopedMixin
-from projects.models import Membership, Project, WebhookDelivery, WebhookEvent, WebhookSubscription
+from apm.api.views import ProjectInUrlMixin
+from projects.models import Membership, WebhookDelivery, WebhookEvent, WebhookSubscription
 from projects.webhooks import (
     webhook_delivery_list,
     webhook_ping,
@@ -105,7 +104,7 @@ class DeliveryCursorPagination(HistoryCursorPagination):
     ),
 )
 class WebhookSubscriptionViewSet(
-    ProjectScopedMixin,
+    ProjectInUrlMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -116,20 +115,11 @@ class WebhookSubscriptionViewSet(
     """``/api/v1/projects/{key}/webhooks/{id}/``."""
 
     serializer_class = WebhookSubscriptionSerializer
-    project_path = "pk"  # the scope applies to the project in the URL
+    project_roles = Membership.ADMIN_ROLES  # reading included: the URLs are the project's business
     lookup_value_regex = "[0-9]+"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     filter_backends: list[Any] = []
     pagination_class = None  # a project has a handful of webhooks
-
-    def project(self) -> Project:
-        """The project in the URL, once its caller is known to manage it (403/404 otherwise)."""
-        if not hasattr(self, "_project"):
-            projects = self.project_scope(Project.objects.all())
-            project = get_object_or_404(projects, key=self.kwargs["project_key"].upper())
-            self.project_role_require(project, Membership.ADMIN_ROLES)
-            self._project = project
-        return self._project
 
     def get_queryset(self) -> QuerySet[WebhookSubscription]:
         if getattr(self, "swagger_fake_view", False):
