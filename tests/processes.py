@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,3 +80,24 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> N
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def worker_database_env(*, home: str, broker: str, queue: str) -> dict[str, str]:
+    """What a worker needs to work on the current test's database through ``broker``, consuming ``queue``."""
+    return {
+        "HOME": home,
+        "DATABASE_URL": database_url(),
+        "DATABASE_POOL_SIZE": "1",
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": broker,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+    }
+
+
+def celery_worker_stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a worker as its supervisor would (SIGTERM, a warm shutdown), killing it if it hangs."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()

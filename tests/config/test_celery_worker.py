@@ -7,8 +7,6 @@ in production (same command, same settings module); the test talks to it only th
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 from celery import Celery
 
 from tests.conftest import require_service
-from tests.processes import celery_worker_start
+from tests.processes import celery_worker_start, celery_worker_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,11 +40,7 @@ def worker(request: pytest.FixtureRequest) -> Iterator[Celery]:
     try:
         yield client
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        celery_worker_stop(process)
         client.close()
 
 

@@ -11,8 +11,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
-import subprocess
 import uuid
 
 import pytest
@@ -22,7 +20,7 @@ from projects.models import WebhookDelivery
 from projects.webhooks import webhook_subscription_create
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
-from tests.processes import celery_worker_start, database_url, wait_for
+from tests.processes import celery_worker_start, celery_worker_stop, wait_for, worker_database_env
 from tests.projects.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,12 +46,7 @@ def test_a_failed_attempt_is_retried_by_a_worker_through_the_broker(settings, tm
     worker = celery_worker_start(
         queue=queue,
         env={
-            "HOME": str(tmp_path),
-            "DATABASE_URL": database_url(),
-            "DATABASE_POOL_SIZE": "1",
-            "CELERY_BROKER_URL": BROKER,
-            "CELERY_RESULT_BACKEND": BROKER,
-            "CELERY_TASK_DEFAULT_QUEUE": queue,
+            **worker_database_env(home=str(tmp_path), broker=BROKER, queue=queue),
             "APM_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
             "APM_WEBHOOK_ALLOW_HTTP": "true",
             "APM_WEBHOOK_BACKOFF": "1",  # seconds before the retry, counted down on the broker
@@ -68,11 +61,7 @@ def test_a_failed_attempt_is_retried_by_a_worker_through_the_broker(settings, tm
             what="the worker to deliver after one retry",
         )
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        celery_worker_stop(worker)
         client.close()
         receiver.close()
 

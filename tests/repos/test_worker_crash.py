@@ -21,7 +21,7 @@ from repos.models import Commit, IngestionRun
 from repos.services import ingestion_request, repository_register
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
-from tests.processes import celery_worker_start, database_url, wait_for
+from tests.processes import celery_worker_start, wait_for, worker_database_env
 from tests.repos.gitrepo import GitRepo
 from tests.repos.test_ingestion import assert_matches_git
 
@@ -44,12 +44,7 @@ def test_a_killed_worker_leaves_a_state_the_next_run_finishes_exactly(tmp_path: 
     worker = celery_worker_start(
         queue=queue,
         env={
-            "HOME": str(tmp_path),
-            "DATABASE_URL": database_url(),
-            "DATABASE_POOL_SIZE": "1",
-            "CELERY_BROKER_URL": BROKER,
-            "CELERY_RESULT_BACKEND": BROKER,
-            "CELERY_TASK_DEFAULT_QUEUE": queue,
+            **worker_database_env(home=str(tmp_path), broker=BROKER, queue=queue),
             "APM_REPO_ROOTS": str(tmp_path),
             "APM_WORKSPACE": str(tmp_path / "workspace"),
             "APM_INGEST_CHUNK_COMMITS": "40",
