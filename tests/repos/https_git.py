@@ -30,6 +30,13 @@ def certificate_create(directory: Path) -> tuple[Path, Path]:
 def _handler(project_root: Path) -> type[BaseHTTPRequestHandler]:
     class GitHandler(BaseHTTPRequestHandler):
         def _backend(self) -> None:
+            if self.path.startswith("/moved/"):
+                # A repository that moved: its old address redirects, as hosting services do.
+                self.send_response(301)
+                self.send_header("Location", self.path.replace("/moved/", "/", 1))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             path, _, query = self.path.partition("?")
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -76,7 +83,10 @@ def _handler(project_root: Path) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def https_git_server(project_root: Path, certificate: tuple[Path, Path]) -> Iterator[str]:
-    """Serve the repositories under ``project_root``; yields the base URL (https://127.0.0.1:PORT)."""
+    """Serve the repositories under ``project_root``; yields the base URL (https://127.0.0.1:PORT).
+
+    Paths under ``/moved/`` answer a redirect to the same path without it.
+    """
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(project_root))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile=str(certificate[1]), keyfile=str(certificate[0]))

@@ -105,3 +105,27 @@ def test_a_remote_is_checked_again_before_every_fetch(
     assert run.status == "failed"
     assert "resolves to 127.0.0.1, a loopback address" in run.error
     assert not (tmp_path / "workspace" / f"repository-{repository.pk}.git").exists()
+
+
+def test_a_redirect_is_not_followed(tmp_path: Path, settings, django_capture_on_commit_callbacks):
+    # A redirect would take git to a host the address check never saw (inside the network, perhaps).
+    served = tmp_path / "served"
+    work = GitRepo(tmp_path / "work")
+    work.commit("Only", allow_empty=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work.path), str(served / "app.git")], check=True)
+    certificate = certificate_create(tmp_path)
+    settings.APM_WORKSPACE = str(tmp_path / "workspace")
+    settings.APM_GIT_CA_BUNDLE = str(certificate[1])
+    settings.APM_GIT_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+    with https_git_server(served, certificate) as base:
+        moved = repository_register(project=ProjectFactory(), source=f"{base}/moved/app.git")
+        refused = ingest(moved, django_capture_on_commit_callbacks)
+        direct = repository_register(project=ProjectFactory(), source=f"{base}/app.git")
+        fetched = ingest(direct, django_capture_on_commit_callbacks)
+
+    assert refused.status == "failed"
+    assert "git clone failed" in refused.error
+    assert "redirect" in refused.error.lower() or "301" in refused.error
+    assert not Commit.objects.filter(repository=moved).exists()
+    assert (fetched.status, fetched.commits_total) == ("succeeded", 1)  # the server itself works
