@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
+from apm.management.base import project_by_key
 from projects.analytics import project_health_record, project_progress
 from projects.models import Project
 from projects.services import project_cache_invalidate
@@ -24,10 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         projects = Project.objects.filter(status=Project.Status.ACTIVE)
         if options["project"]:
-            key = options["project"].upper()
-            projects = Project.objects.filter(key=key)
-            if not projects.exists():
-                raise CommandError(f"No project has the key {key!r}.")
+            projects = Project.objects.filter(pk=project_by_key(options["project"]).pk)
         for project in projects.order_by("key").iterator(chunk_size=200):
             project_cache_invalidate(project_id=project.pk)
             progress = project_progress(project=project)

@@ -11,7 +11,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from apm.dates import DAY_RANGE_MESSAGE, day_in_range
-from projects.models import ExportJob, Project
+from apm.management.base import project_by_key
+from projects.models import ExportJob
 from projects.reports import csv_write, digest_render, export_filters_clean, project_digest
 
 
@@ -39,10 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", help="Write to this file instead of standard output.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        key = options["key"].upper()
-        project = Project.objects.filter(key=key).first()
-        if project is None:
-            raise CommandError(f"No project has the key {key!r}.")
+        project = project_by_key(options["key"])
         days = {name: self._date(options[name], name) for name in ("since", "until")}
         fmt = options["format"]
         out = open(options["output"], "w", encoding="utf-8", newline="") if options["output"] else None  # noqa: SIM115
@@ -74,7 +72,7 @@ class Command(BaseCommand):
                 if hasattr(exc, "error_dict")
                 else exc.messages
             )
-            raise CommandError(f"{key}: {'; '.join(problems)}") from exc
+            raise CommandError(f"{project.key}: {'; '.join(problems)}") from exc
         finally:
             if out is not None:
                 out.close()

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from projects.models import Project
+from apm.management.base import project_by_key
 from repos.linking import commits_link_tasks
 from repos.models import Repository
 
@@ -23,15 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("--repository", help="Only this repository of the project (its name).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        key = options["project"].upper()
-        project = Project.objects.filter(key=key).first()
-        if project is None:
-            raise CommandError(f"No project has the key {key!r}.")
+        project = project_by_key(options["project"])
         repositories = Repository.objects.filter(project=project).select_related("project").order_by("name")
         if options["repository"]:
             repositories = repositories.filter(name=options["repository"])
             if not repositories.exists():
-                raise CommandError(f"{key} has no repository named {options['repository']!r}.")
+                raise CommandError(f"{project.key} has no repository named {options['repository']!r}.")
         for repository in repositories:
             report = commits_link_tasks(repository=repository, mode="history")
             self.stdout.write(
