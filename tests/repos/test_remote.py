@@ -24,6 +24,11 @@ def ingest(repository, django_capture_on_commit_callbacks) -> IngestionRun:  # t
     return request.run
 
 
+def serve(work: GitRepo, bare: Path) -> None:
+    """Publish ``work`` as the bare repository the test's https git server serves."""
+    subprocess.run(["git", "clone", "-q", "--bare", str(work.path), str(bare)], check=True)
+
+
 def test_an_https_remote_is_mirrored_then_fetched(
     tmp_path: Path, settings, django_capture_on_commit_callbacks
 ):
@@ -31,7 +36,7 @@ def test_an_https_remote_is_mirrored_then_fetched(
     work = GitRepo(tmp_path / "work")
     work.write("app.py", "print('v1')\n")
     work.commit("First")
-    subprocess.run(["git", "clone", "-q", "--bare", str(work.path), str(served / "app.git")], check=True)
+    serve(work, served / "app.git")
     certificate = certificate_create(tmp_path)
     settings.APM_WORKSPACE = str(tmp_path / "workspace")
     settings.APM_GIT_CA_BUNDLE = str(certificate[1])
@@ -58,7 +63,7 @@ def test_an_untrusted_certificate_fails_the_run_with_the_reason(
     served = tmp_path / "served"
     work = GitRepo(tmp_path / "work")
     work.commit("Only", allow_empty=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work.path), str(served / "app.git")], check=True)
+    serve(work, served / "app.git")
     certificate = certificate_create(tmp_path)
     settings.APM_WORKSPACE = str(tmp_path / "workspace")
     settings.APM_GIT_ALLOWED_NETWORKS = ["127.0.0.0/8"]
@@ -112,7 +117,7 @@ def test_a_redirect_is_not_followed(tmp_path: Path, settings, django_capture_on_
     served = tmp_path / "served"
     work = GitRepo(tmp_path / "work")
     work.commit("Only", allow_empty=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work.path), str(served / "app.git")], check=True)
+    serve(work, served / "app.git")
     certificate = certificate_create(tmp_path)
     settings.APM_WORKSPACE = str(tmp_path / "workspace")
     settings.APM_GIT_CA_BUNDLE = str(certificate[1])
