@@ -41,6 +41,7 @@ from apm.cache import cached, generation_key, project_key
 from projects.models import HealthLevel, Project
 from projects.selectors import _task_counts
 from projects.services import project_cache_invalidate
+from projects.webhooks import webhook_event_emit
 
 T = TypeVar("T")
 
@@ -524,8 +525,6 @@ def project_health_record(
             # The portfolio (dashboard) shows the recorded level and score.
             project_cache_invalidate(project_id=project.pk)
         if previous and previous != level:
-            from projects.webhooks import webhook_event_emit
-
             webhook_event_emit(
                 project_id=project.pk,
                 event="project.health_changed",
