@@ -200,6 +200,35 @@ def tree_read(*, git_dir: str, tree_ish: str) -> Iterator[TreeEntry]:
         _finish(process, "ls-tree")
 
 
+def tree_changes_read(*, git_dir: str, old: str, new: str) -> Iterator[TreeEntry]:
+    """Stream the paths that differ between the trees of ``old`` and ``new``, as entries of ``new``.
+
+    A path gone from ``new`` comes with mode ``000000``. Renames are a deletion and an addition here
+    (``--no-renames``): the file index is keyed by path. Sizes are not known (``None``).
+    """
+    process = git_popen(
+        "diff-tree", "-r", "-z", "--raw", "--no-renames", "--no-abbrev", "--end-of-options", old, new,
+        git_dir=git_dir,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        tokens = _tokens(process.stdout)
+        for meta in tokens:
+            if not meta.startswith(b":"):
+                continue
+            path = next(tokens)
+            _, mode, _, sha, _ = meta[1:].split(b" ", 4)
+            yield TreeEntry(
+                mode=mode.decode("ascii"),
+                kind="commit" if mode == b"160000" else "blob",
+                sha=sha.decode("ascii"),
+                size=None,
+                path=text(path),
+            )
+    finally:
+        _finish(process, "diff-tree")
+
+
 def _finish(process, command: str) -> None:  # type: ignore[no-untyped-def]
     """Reap a streaming git process; raise with git's reason if it failed (not if we stopped early)."""
     if process.stdout is not None:

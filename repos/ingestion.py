@@ -7,6 +7,7 @@ conflicts ignored. Either way a chunk written twice (a redelivered Celery task) 
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.db import connection
 
-from repos.gitlog import ParsedCommit
+from repos.gitlog import ParsedChange, ParsedCommit
 from repos.models import Commit, CommitTaskLink, File, FileChange
 
 # Text columns are bounded by the schema; git values longer than that are cut, never rejected.
@@ -45,16 +46,21 @@ def _commit_row(repository_id: int, commit: ParsedCommit) -> dict[str, Any]:
     }
 
 
+def _commit_paths(commit: ParsedCommit) -> Iterable[tuple[str, ParsedChange]]:
+    """The paths a commit changed, each once (git can list a path twice, for copies), cut to the schema."""
+    seen: set[str] = set()
+    for change in commit.changes:
+        path = _cut(change.path, _PATH_LIMIT)
+        if path not in seen:
+            seen.add(path)
+            yield path, change
+
+
 def _change_rows(
     repository_id: int, commits: Sequence[ParsedCommit], ids: dict[str, int]
 ) -> Iterable[dict[str, Any]]:
     for commit in commits:
-        seen: set[str] = set()
-        for change in commit.changes:
-            path = _cut(change.path, _PATH_LIMIT)
-            if path in seen:  # a path is one row per commit, even if git lists it twice (copies)
-                continue
-            seen.add(path)
+        for path, change in _commit_paths(commit):
             yield {
                 "commit_id": ids[commit.sha],
                 "repository_id": repository_id,
@@ -65,6 +71,32 @@ def _change_rows(
                 "deleted": change.deleted,
                 "is_binary": change.is_binary,
             }
+
+
+@dataclass(frozen=True)
+class PathHistory:
+    """What some commits add to one path's running totals (``FileHistory``)."""
+
+    path: str
+    churn: int
+    commit_count: int
+    last_changed_at: datetime.datetime
+
+
+def history_deltas(commits: Iterable[ParsedCommit]) -> list[PathHistory]:
+    """Churn, commit count and last change per path, over ``commits`` only."""
+    totals: dict[str, list[Any]] = {}
+    for commit in commits:
+        for path, change in _commit_paths(commit):
+            lines = (change.added or 0) + (change.deleted or 0)
+            entry = totals.get(path)
+            if entry is None:
+                totals[path] = [lines, 1, commit.timestamp]
+            else:
+                entry[0] += lines
+                entry[1] += 1
+                entry[2] = max(entry[2], commit.timestamp)
+    return [PathHistory(path, churn, count, last) for path, (churn, count, last) in totals.items()]
 
 
 _COMMIT_COLUMNS = [
@@ -90,12 +122,14 @@ class CommitsWritten:
     changes: int
     ids: dict[str, int]
     added: frozenset[str]
+    # Per-path figures of the commits this call inserted (not of those stored before).
+    history: list[PathHistory]
 
 
 def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> CommitsWritten:
     """Store ``commits`` and their file changes (those already stored are left as they are)."""
     if not commits:
-        return CommitsWritten(0, {}, frozenset())
+        return CommitsWritten(0, {}, frozenset(), [])
     commit_rows = [_commit_row(repository_id, commit) for commit in commits]
     shas = [commit.sha for commit in commits]
     if connection.vendor == "postgresql":
@@ -129,7 +163,8 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> Com
         FileChange.objects.bulk_create(
             [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
         )
-    return CommitsWritten(len(change_rows), ids, added)
+    history = history_deltas(commit for commit in commits if commit.sha in added)
+    return CommitsWritten(len(change_rows), ids, added, history)
 
 
 def _commit_ids(repository_id: int, shas: list[str]) -> dict[str, int]:
@@ -245,40 +280,112 @@ def files_write(*, project_id: int, repository_id: int, run_id: int, rows: list[
     )
 
 
-# Churn, commit count and last change per file, from the file changes: one grouped pass over the
-# repository's changes joined back to its files (PostgreSQL and SQLite: UPDATE ... FROM; MySQL/MariaDB:
-# UPDATE ... JOIN). Files are matched on (repository_id, path), the unique key of files.
-_FILE_HISTORY_AGGREGATE = """
-SELECT fc.path AS path,
-       SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)) AS churn,
-       COUNT(*) AS commit_count,
-       MAX(c.timestamp) AS last_changed_at
-FROM file_changes fc JOIN commits c ON c.id = fc.commit_id
-WHERE fc.repository_id = %s
-GROUP BY fc.path
-"""
-_FILE_HISTORY_SQL = {
-    "mysql": f"""
-UPDATE files JOIN ({_FILE_HISTORY_AGGREGATE}) history ON history.path = files.path
-SET files.churn = history.churn, files.commit_count = history.commit_count,
-    files.last_changed_at = history.last_changed_at
-WHERE files.repository_id = %s
-""",  # noqa: S608 (constant text, no input)
-    "default": f"""
-UPDATE files SET churn = history.churn, commit_count = history.commit_count,
-    last_changed_at = history.last_changed_at
-FROM ({_FILE_HISTORY_AGGREGATE}) history
-WHERE files.repository_id = %s AND files.path = history.path
-""",  # noqa: S608 (constant text, no input)
+def files_delete(*, repository_id: int, paths: list[str]) -> int:
+    """Remove paths that left the tree from the file index; return how many rows went."""
+    deleted = 0
+    for start in range(0, len(paths), 500):
+        batch = [_cut(path, _PATH_LIMIT) for path in paths[start : start + 500]]
+        deleted += File.objects.filter(repository_id=repository_id, path__in=batch).delete()[0]
+    return deleted
+
+
+_HISTORY_COLUMNS = ["repository_id", "path", "churn", "commit_count", "last_changed_at", "updated_in_run"]
+_HISTORY_UPSERT = {
+    # Running totals: what is already there plus what the chunk brings; the latest change wins.
+    "postgresql": (
+        "DO UPDATE SET churn = file_histories.churn + EXCLUDED.churn, "
+        "commit_count = file_histories.commit_count + EXCLUDED.commit_count, "
+        "last_changed_at = GREATEST(file_histories.last_changed_at, EXCLUDED.last_changed_at), "
+        "updated_in_run = EXCLUDED.updated_in_run"
+    ),
+    "mysql": (
+        "ON DUPLICATE KEY UPDATE churn = churn + VALUES(churn), "
+        "commit_count = commit_count + VALUES(commit_count), "
+        "last_changed_at = GREATEST(COALESCE(last_changed_at, VALUES(last_changed_at)), "
+        "VALUES(last_changed_at)), "
+        "updated_in_run = VALUES(updated_in_run)"
+    ),
+    "sqlite": (
+        "ON CONFLICT (repository_id, path) DO UPDATE SET churn = churn + excluded.churn, "
+        "commit_count = commit_count + excluded.commit_count, "
+        "last_changed_at = MAX(COALESCE(last_changed_at, excluded.last_changed_at), "
+        "excluded.last_changed_at), "
+        "updated_in_run = excluded.updated_in_run"
+    ),
 }
 
 
-def files_history_aggregate(*, repository_id: int, run_id: int) -> int:
-    """Drop files no longer in the tree, then aggregate history onto the rest; return the files kept."""
-    File.objects.filter(repository_id=repository_id).exclude(seen_in_run=run_id).delete()
-    sql = _FILE_HISTORY_SQL.get(connection.vendor, _FILE_HISTORY_SQL["default"])
+def file_histories_add(*, repository_id: int, run_id: int, deltas: Sequence[PathHistory]) -> None:
+    """Add a chunk's figures to the running totals of its paths, marking them as changed by ``run_id``.
+
+    Not idempotent by itself: the caller adds the figures of commits it inserted, once per chunk, under
+    the run's row lock (``repos.services.ingestion_commits_chunk``).
+    """
+    if not deltas:
+        return
+    rows = [
+        {
+            "repository_id": repository_id,
+            "path": delta.path,
+            "churn": delta.churn,
+            "commit_count": delta.commit_count,
+            "last_changed_at": delta.last_changed_at,
+            "updated_in_run": run_id,
+        }
+        for delta in sorted(deltas, key=lambda delta: delta.path)  # one lock order for every writer
+    ]
+    if connection.vendor == "postgresql":
+        _copy_insert(
+            "file_histories",
+            _HISTORY_COLUMNS,
+            rows,
+            conflict="(repository_id, path)",
+            action=_HISTORY_UPSERT["postgresql"],
+        )
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    values = [
+        [*(row[column] for column in _HISTORY_COLUMNS[:4]), adapt(row["last_changed_at"]), run_id]
+        for row in rows
+    ]
+    sql = (
+        f"INSERT INTO file_histories ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608 (fixed identifiers)
+        f"VALUES ({', '.join(['%s'] * len(_HISTORY_COLUMNS))}) {_HISTORY_UPSERT[connection.vendor]}"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [repository_id, repository_id])
+        for start in range(0, len(values), 500):
+            cursor.executemany(sql, values[start : start + 500])
+
+
+# Copy the running totals onto the file index, for the rows a run touched only: the paths its commits
+# changed (file_histories.updated_in_run, idx_file_histories_run) and the files it indexed
+# (files.seen_in_run, idx_files_repo_seen). Each side is found through its index, the other through
+# its (repository_id, path) unique key.
+_REFRESH_SET = "churn = h.churn, commit_count = h.commit_count, last_changed_at = h.last_changed_at"
+_REFRESH_SQL = {
+    "mysql": (
+        "UPDATE files JOIN file_histories h ON h.repository_id = files.repository_id AND h.path = files.path "  # noqa: S608
+        f"SET files.{_REFRESH_SET.replace(', ', ', files.')} WHERE files.repository_id = %s AND {{where}}"
+    ),
+    "default": (
+        f"UPDATE files SET {_REFRESH_SET} FROM file_histories h "  # noqa: S608 (constant text)
+        "WHERE files.repository_id = %s AND h.repository_id = files.repository_id AND h.path = files.path "
+        "AND {where}"
+    ),
+}
+
+
+def files_history_refresh(*, repository_id: int, run_id: int, whole_tree: bool) -> int:
+    """Bring the file index's history figures up to date after run ``run_id``; return the files kept.
+
+    ``whole_tree``: the run listed every path at the tip, so files it did not see have left the tree.
+    """
+    if whole_tree:
+        File.objects.filter(repository_id=repository_id).exclude(seen_in_run=run_id).delete()
+    sql = _REFRESH_SQL.get(connection.vendor, _REFRESH_SQL["default"])
+    with connection.cursor() as cursor:
+        for where in ("h.updated_in_run = %s", "files.seen_in_run = %s"):
+            cursor.execute(sql.format(where=where), [repository_id, run_id])
     return File.objects.filter(repository_id=repository_id).count()
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from apm.db import PrefixIndex
 from apm.models import TimeStampedModel
+
+
+def mirror_key_new() -> str:
+    return uuid.uuid4().hex
 
 
 class Repository(TimeStampedModel):
@@ -31,6 +37,10 @@ class Repository(TimeStampedModel):
     # Shared with the git host to sign push webhooks (HMAC-SHA256). Kept in clear because verifying a
     # signature needs the secret itself; shown once, when it is created or rotated.
     webhook_secret = models.CharField(max_length=64, blank=True, editable=False)
+    # Names this repository's mirror in APM_WORKSPACE and is written into the mirror's own config: a
+    # mirror is used only when it carries this key and mirrors this source. Ids repeat across
+    # installations sharing a workspace and after a database reset; a random key does not.
+    mirror_key = models.CharField(max_length=32, default=mirror_key_new, editable=False)
 
     class Meta:
         db_table = "repositories"
@@ -156,7 +166,8 @@ class File(models.Model):
     churn = models.PositiveBigIntegerField(default=0, help_text="Lines added plus deleted over history.")
     commit_count = models.PositiveIntegerField(default=0)
     last_changed_at = models.DateTimeField(null=True, blank=True)
-    # The ingestion run that last saw this path in the tree; rows of older runs are paths that are gone.
+    # The ingestion run that last indexed this path; after a run that listed the whole tree, rows of
+    # older runs are paths that are gone.
     seen_in_run = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
@@ -175,6 +186,44 @@ class File(models.Model):
             # read from the index instead of sorting every file; scanned backwards for ascending order.
             models.Index(fields=["-churn", "-id"], name="idx_files_churn"),
             models.Index(fields=["-commit_count", "-id"], name="idx_files_commit_count"),
+            # The finish step: the files a run indexed get their history figures, and after a run that
+            # listed the whole tree the others are deleted (repos.ingestion.files_history_refresh).
+            models.Index(fields=["repository", "seen_in_run"], name="idx_files_repo_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class FileHistory(models.Model):
+    """Churn, commit count and last change of every path a repository's stored commits touched.
+
+    Kept as running totals: each commit chunk adds the figures of the commits it inserted (never of
+    commits stored already), so one new commit costs the rows of the paths it changed, not a pass over
+    the whole history. Paths no longer in the tree keep their history, ready for when they come back.
+    ``File`` rows copy these figures for the paths in the tree.
+    """
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+", db_index=False)
+    path = models.CharField(max_length=1024)
+    churn = models.PositiveBigIntegerField(default=0)
+    commit_count = models.PositiveIntegerField(default=0)
+    last_changed_at = models.DateTimeField(null=True, blank=True)
+    # The run whose chunk last added to this row: the finish copies exactly these rows onto File.
+    updated_in_run = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        db_table = "file_histories"
+        verbose_name_plural = "file histories"
+        constraints = [
+            # One running total per path; chunks upsert on it.
+            models.UniqueConstraint(
+                fields=["repository", "path"], name="file_history_repository_path_unique"
+            ),
+        ]
+        indexes = [
+            # The finish step: the paths a run changed (repos.ingestion.files_history_refresh).
+            models.Index(fields=["repository", "updated_in_run"], name="idx_file_histories_run"),
         ]
 
     def __str__(self) -> str:
@@ -249,6 +298,12 @@ class IngestionRun(models.Model):
         WEBHOOK = "webhook", "Push webhook"
         SCHEDULE = "schedule", "Schedule"
 
+    class FilesScope(models.TextChoices):
+        UNCHANGED = "unchanged", "Unchanged (same tip)"
+        CHANGES = "changes", "Paths changed since the last run"
+        TREE = "tree", "Whole tree listed"
+        SKIPPED = "skipped", "Not the default branch"
+
     repository = models.ForeignKey(
         Repository, on_delete=models.CASCADE, related_name="ingestion_runs", db_index=False
     )
@@ -270,6 +325,12 @@ class IngestionRun(models.Model):
     task_links_created = models.PositiveIntegerField(default=0)
     task_requests_applied = models.PositiveIntegerField(default=0)
     task_requests_refused = models.PositiveIntegerField(default=0)
+    files_scope = models.CharField(
+        max_length=10,
+        choices=FilesScope.choices,
+        blank=True,
+        help_text="How the run brought the file index up to date.",
+    )
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent in each step.")
     notes = models.JSONField(default=list, blank=True, help_text="Warnings that did not stop the run.")
     error = models.TextField(blank=True)

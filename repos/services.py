@@ -21,8 +21,8 @@ counted in the run's notes.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
+import fcntl
 import os
 import secrets
 import shutil
@@ -44,13 +44,15 @@ from monitoring.metrics import INGESTED_COMMITS, INGESTION_DURATION, INGESTION_R
 from projects.models import Project
 from projects.services import project_cache_invalidate
 from projects.webhooks import webhook_event_emit
-from repos.git import GitError, git_run, remote_host_check, source_parse
-from repos.gitlog import ParsedCommit, blobs_read, commits_read, log_revisions, tree_read
+from repos.git import GitError, RepositorySource, git_run, remote_host_check, source_parse
+from repos.gitlog import ParsedCommit, blobs_read, commits_read, log_revisions, tree_changes_read, tree_read
 from repos.ingestion import (
     CommitsWritten,
     chunk_durability_relax,
     commits_write,
-    files_history_aggregate,
+    file_histories_add,
+    files_delete,
+    files_history_refresh,
     files_write,
 )
 from repos.languages import language_of
@@ -61,7 +63,7 @@ from repos.linking import (
     commits_requests_apply,
     commits_requests_to_history,
 )
-from repos.models import IngestionRun, Repository
+from repos.models import File, IngestionRun, Repository
 
 Status = IngestionRun.Status
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
@@ -255,36 +257,107 @@ def _timed(run_id: int, step: str) -> Iterator[None]:
 # --- Step 1: the git directory ------------------------------------------------------------------------
 
 
-def repository_git_dir(*, repository: Repository, fetch: bool) -> str:
-    """The mirror of ``repository`` on this machine, created when missing.
+def repository_mirror_path(*, repository: Repository) -> Path:
+    """Where this repository's mirror lives in ``APM_WORKSPACE`` (named by its id and its mirror key)."""
+    return Path(settings.APM_WORKSPACE) / f"repository-{repository.pk}-{repository.mirror_key}.git"
+
+
+def repository_git_dir(*, repository: Repository, fetch: bool, needs: str = "") -> str:
+    """The mirror of ``repository`` on this machine, created (or rebuilt) when missing or not its own.
 
     Every source, local or remote, is read from a mirror APM owns under ``APM_WORKSPACE``: git never
     runs inside someone else's repository (whose configuration could name programs to run), and the
     mirror can carry a commit-graph, which makes every history walk of the run several times faster.
     Local sources are cloned with hard links, so their mirror costs almost no disk and no copying.
 
-    ``fetch`` updates an existing mirror; without it a mirror is only created when missing (chunk
-    tasks on other workers need the commits of the run, not newer ones).
+    A mirror proves it belongs to the repository: its config carries the repository's mirror key and
+    its origin is the repository's source. One that does not (another installation's, a source changed
+    since, a half-removed directory) is rebuilt, never read.
+
+    ``fetch`` updates an existing mirror. Without it the mirror is only fetched when it lacks ``needs``
+    (the tip a run planned): each worker may have a workspace of its own, older than the run, and a
+    chunk reads the run's commits up to that tip, never newer ones.
     """
     parsed = source_parse(repository.source)
-    mirror = Path(settings.APM_WORKSPACE) / f"repository-{repository.pk}.git"
-    exists = (mirror / "HEAD").exists()
-    if parsed.kind == Repository.Kind.REMOTE and (fetch or not exists):
-        remote_host_check(parsed.location)  # before git talks to the host, every time
-    if not exists:
-        mirror.parent.mkdir(parents=True, exist_ok=True)
-        partial = mirror.with_name(f"{mirror.name}.partial-{os.getpid()}-{threading.get_ident()}")
-        shutil.rmtree(partial, ignore_errors=True)  # what a clone that failed here before left behind
-        hard_links = [] if parsed.kind == Repository.Kind.LOCAL else ["--no-hardlinks"]
-        git_run("clone", "--mirror", "--quiet", *hard_links, "--", parsed.location, str(partial))
-        _commit_graph_write(str(partial))
-        # Another worker may have finished its mirror first; then ours is left for cleanup.
-        with contextlib.suppress(OSError):
-            partial.rename(mirror)
-    elif fetch:
-        git_run("fetch", "--quiet", "--prune", "--no-recurse-submodules", "origin", git_dir=str(mirror))
-        _commit_graph_write(str(mirror))
+    remote = parsed.location if parsed.kind == Repository.Kind.REMOTE else None
+    mirror = repository_mirror_path(repository=repository)
+    if not fetch and _mirror_usable(mirror, repository=repository, location=parsed.location, needs=needs):
+        return str(mirror)
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    # One clone or fetch of a mirror at a time on this machine: two chunk tasks of a worker that both
+    # find the tip missing would otherwise fight over git's ref locks. Readers need no lock: git adds
+    # objects before it moves refs.
+    with _mirror_lock(mirror):
+        if not _mirror_owned(mirror, repository=repository, location=parsed.location):
+            _mirror_clone(mirror, repository=repository, parsed=parsed, remote=remote)
+        elif fetch or (needs and not _has_commit(str(mirror), needs)):
+            git_run(
+                "fetch", "--quiet", "--prune", "--no-recurse-submodules", "origin",
+                git_dir=str(mirror), remote=remote,
+            )  # fmt: skip
+            _commit_graph_write(str(mirror))
+    if needs and not _has_commit(str(mirror), needs):
+        raise GitError(
+            f"commit {needs[:12]} is no longer in the source (the branch was rewritten during the run)"
+        )
     return str(mirror)
+
+
+def _mirror_usable(mirror: Path, *, repository: Repository, location: str, needs: str) -> bool:
+    return _mirror_owned(mirror, repository=repository, location=location) and (
+        not needs or _has_commit(str(mirror), needs)
+    )
+
+
+def _mirror_owned(mirror: Path, *, repository: Repository, location: str) -> bool:
+    """Whether ``mirror`` is a mirror of ``location`` made for this repository (its key in its config)."""
+    if not (mirror / "HEAD").exists():
+        return False
+    try:
+        config = git_run(
+            "config", "--null", "--get-regexp", r"^(apm\.repository|remote\.origin\.url)$",
+            git_dir=str(mirror), timeout=30,
+        )  # fmt: skip
+    except GitError:
+        return False
+    values = dict(entry.split("\n", 1) for entry in config.split("\0") if "\n" in entry)
+    return (
+        values.get("apm.repository") == repository.mirror_key and values.get("remote.origin.url") == location
+    )
+
+
+def _mirror_clone(
+    mirror: Path, *, repository: Repository, parsed: RepositorySource, remote: str | None
+) -> None:
+    partial = mirror.with_name(f"{mirror.name}.partial-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(partial, ignore_errors=True)  # what a clone that failed here before left behind
+    hard_links = [] if parsed.kind == Repository.Kind.LOCAL else ["--no-hardlinks"]
+    git_run("clone", "--mirror", "--quiet", *hard_links, "--", parsed.location, str(partial), remote=remote)
+    git_run("config", "apm.repository", repository.mirror_key, git_dir=str(partial), timeout=30)
+    _commit_graph_write(str(partial))
+    if mirror.exists():  # not this repository's: set aside first, so no reader ever sees half of it
+        stale = mirror.with_name(f"{mirror.name}.stale-{os.getpid()}-{threading.get_ident()}")
+        mirror.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    partial.rename(mirror)
+
+
+@contextmanager
+def _mirror_lock(mirror: Path) -> Iterator[None]:
+    with open(mirror.with_name(f"{mirror.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _has_commit(git_dir: str, sha: str) -> bool:
+    try:
+        git_run("cat-file", "-e", "--end-of-options", f"{sha}^{{commit}}", git_dir=git_dir, timeout=60)
+    except GitError:
+        return False
+    return True
 
 
 def _commit_graph_write(git_dir: str) -> None:
@@ -356,7 +429,8 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
         git_dir = repository_git_dir(repository=repository, fetch=True)
     with _timed(run_id, "plan"):
         branch, tip = _branch_tip(git_dir, run.branch or repository.default_branch)
-        start = repository.last_ingested_sha if branch == repository.default_branch else ""
+        on_default = branch == (repository.default_branch or branch)
+        start = repository.last_ingested_sha if on_default else ""
         notes = list(run.notes)
         if start and tip and not _is_ancestor(git_dir, start, tip):
             notes.append(
@@ -378,16 +452,33 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
             )
         else:
             total = 0
+        scope = _files_scope(repository=repository, on_default=on_default, start=start, tip=tip)
         IngestionRun.objects.filter(pk=run_id).update(
-            branch=branch, from_sha=start, to_sha=tip, commits_total=total, notes=notes
+            branch=branch, from_sha=start, to_sha=tip, commits_total=total, notes=notes, files_scope=scope
         )
     size = settings.APM_INGEST_CHUNK_COMMITS
     return IngestionPlan(
         run_id=run_id,
         commit_chunks=[(skip, min(size, total - skip)) for skip in range(0, total, size)],
         # The file step needs only the tip, so its chunks run beside the commit chunks.
-        file_slices=_files_plan(run_id=run_id, git_dir=git_dir, tip=tip, unchanged=start == tip),
+        file_slices=_files_plan(run_id=run_id, git_dir=git_dir, scope=scope, start=start, tip=tip),
     )
+
+
+def _files_scope(*, repository: Repository, on_default: bool, start: str, tip: str) -> str:
+    """How this run brings the file index (the tree at the default branch's tip) up to date.
+
+    The whole tree is listed on the first run, after history was rewritten, and whenever the index is
+    empty (a repository whose files were lost is rebuilt by its next run, even with nothing new);
+    otherwise only the paths changed since the last ingested tip are read, and a tip that did not
+    move changes nothing. Runs of other branches leave the index alone.
+    """
+    scope = IngestionRun.FilesScope
+    if not on_default or not tip:
+        return scope.SKIPPED if tip else scope.UNCHANGED
+    if not start or not File.objects.filter(repository=repository).exists():
+        return scope.TREE
+    return scope.UNCHANGED if start == tip else scope.CHANGES
 
 
 # --- Step 3: commits ----------------------------------------------------------------------------------
@@ -400,7 +491,7 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
     if run.status != Status.RUNNING or skip in run.chunks_done:
         return
     started = time.perf_counter()
-    git_dir = repository_git_dir(repository=run.repository, fetch=False)
+    git_dir = repository_git_dir(repository=run.repository, fetch=False, needs=run.to_sha)
     commits = commits_read(
         git_dir=git_dir,
         revisions=log_revisions(tip=run.to_sha, exclude=run.from_sha),
@@ -417,6 +508,9 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         locked = IngestionRun.objects.select_for_update().get(pk=run_id)
         if skip in locked.chunks_done:
             return  # another delivery of this chunk got here first; its rows were the same
+        # Under the run's row lock and after the check above: the chunk's figures are added to the
+        # running totals once, even when two deliveries of it both believed they inserted its commits.
+        file_histories_add(repository_id=run.repository_id, run_id=run_id, deltas=written.history)
         locked.chunks_done = [*locked.chunks_done, skip]
         locked.task_links_created = F("task_links_created") + links.links_created
         locked.notes = _notes_add(locked.notes, links.notes_for_run())
@@ -449,43 +543,58 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
 # --- Step 4: files ------------------------------------------------------------------------------------
 
 
-def _files_plan(*, run_id: int, git_dir: str, tip: str, unchanged: bool) -> list[TreeSlice]:
-    """List the tree at the tip once and cut it into slices for the file chunks."""
-    if not tip or unchanged:
-        return []  # no commits, or the same tip as last time: the tree is what was indexed then
+# A tree entry whose path left the tree (in a plan of the paths changed since the last run).
+_DELETED_MODE = "000000"
+
+
+def _files_plan(*, run_id: int, git_dir: str, scope: str, start: str, tip: str) -> list[TreeSlice]:
+    """The entries the file chunks index, in slices: the whole tree, or the paths changed since ``start``."""
+    if scope == IngestionRun.FilesScope.TREE:
+        entries: Iterator[tuple[str, str, str, int]] = (
+            (entry.path, entry.mode, entry.sha if entry.kind == "blob" else "", entry.size or 0)
+            for entry in tree_read(git_dir=git_dir, tree_ish=tip)
+        )
+    elif scope == IngestionRun.FilesScope.CHANGES:
+        entries = (
+            (entry.path, entry.mode, entry.sha if entry.kind == "blob" else "", -1)
+            for entry in tree_changes_read(git_dir=git_dir, old=start, new=tip)
+        )
+    else:
+        return []
     size = settings.APM_INGEST_CHUNK_FILES
     slices: list[TreeSlice] = [[]]
     with _timed(run_id, "files_plan"):
-        for entry in tree_read(git_dir=git_dir, tree_ish=tip):
+        for entry in entries:
             if len(slices[-1]) == size:
                 slices.append([])
-            slices[-1].append(
-                (entry.path, entry.mode, entry.sha if entry.kind == "blob" else "", entry.size or 0)
-            )
+            slices[-1].append(entry)
         total = sum(len(piece) for piece in slices)
         IngestionRun.objects.filter(pk=run_id).update(files_total=total)
     return slices if total else []
 
 
 def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
-    """Index one slice of the tree: path, size, language, line count, binary flag."""
+    """Index one slice of the tree (path, size, language, line count, binary flag); drop deleted paths."""
     run = IngestionRun.objects.select_related("repository").get(pk=run_id)
     if run.status != Status.RUNNING:
         return
     started = time.perf_counter()
-    git_dir = repository_git_dir(repository=run.repository, fetch=False)
-    shas = sorted({sha for _, mode, sha, _ in entries if sha and mode != "120000"})
+    git_dir = repository_git_dir(repository=run.repository, fetch=False, needs=run.to_sha)
+    present = [entry for entry in entries if entry[1] != _DELETED_MODE]
+    gone = [path for path, mode, _, _ in entries if mode == _DELETED_MODE]
+    shas = sorted({sha for _, _, sha, _ in present if sha})
     stats = {blob.sha: blob for blob in blobs_read(git_dir=git_dir, shas=shas)}
     rows = []
-    for path, mode, sha, size in entries:
+    for path, mode, sha, size in present:
         blob = stats.get(sha)
+        text_blob = blob is not None and mode != "120000"  # a symlink's blob is its target, not lines
         rows.append(
             {
                 "path": path,
                 "language": language_of(path, mode=mode),
-                "size": size,
-                "lines": blob.lines if blob is not None else 0,
-                "is_binary": blob.is_binary if blob is not None else False,
+                "size": size if size >= 0 else (blob.size if blob is not None else 0),
+                "lines": blob.lines if text_blob else 0,
+                "is_binary": blob.is_binary if text_blob else False,
             }
         )
     with transaction.atomic():
@@ -493,6 +602,7 @@ def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
         files_write(
             project_id=run.repository.project_id, repository_id=run.repository_id, run_id=run_id, rows=rows
         )
+        files_delete(repository_id=run.repository_id, paths=gone)
         locked = IngestionRun.objects.select_for_update().get(pk=run_id)
         locked.files_indexed = F("files_indexed") + len(rows)
         locked.timings = {
@@ -552,7 +662,7 @@ def _requests_apply(*, run: IngestionRun, repository: Repository) -> LinkReport:
     """
     if not run.to_sha or run.branch != (repository.default_branch or run.branch):
         return LinkReport()
-    git_dir = repository_git_dir(repository=repository, fetch=False)
+    git_dir = repository_git_dir(repository=repository, fetch=False, needs=run.to_sha)
     shas = git_run(
         "rev-list", "--end-of-options", *log_revisions(tip=run.to_sha, exclude=run.from_sha), git_dir=git_dir
     ).split()
@@ -589,7 +699,11 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
 def _run_finish(run: IngestionRun) -> None:
     run_id, repository = run.pk, run.repository
     with _timed(run_id, "finish"):
-        kept = files_history_aggregate(repository_id=repository.pk, run_id=run_id)
+        kept = files_history_refresh(
+            repository_id=repository.pk,
+            run_id=run_id,
+            whole_tree=run.files_scope == IngestionRun.FilesScope.TREE,
+        )
         requests_started = time.perf_counter()
         requests = _requests_apply(run=run, repository=repository)
         updates = {"last_ingested_sha": run.to_sha, "last_ingested_at": timezone.now()}

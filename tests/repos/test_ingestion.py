@@ -346,3 +346,38 @@ def test_unsafe_branch_names_are_refused_before_anything_is_written(root: Path, 
 
     assert "is not a valid branch name" in excinfo.value.message_dict["branch"][0]
     assert not IngestionRun.objects.exists()
+
+
+def test_a_second_run_with_nothing_new_keeps_the_file_index(root: Path, django_capture_on_commit_callbacks):
+    repo = rich_repo(root / "rich")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    ingest(repository, django_capture_on_commit_callbacks)
+    files = sorted(File.objects.filter(repository=repository).values_list("path", "churn", "commit_count"))
+
+    again = ingest(repository, django_capture_on_commit_callbacks)
+    third = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert (again.status, again.files_scope, again.files_indexed) == ("succeeded", "unchanged", len(files))
+    assert third.files_indexed == len(files)
+    assert sorted(File.objects.filter(repository=repository).values_list("path", "churn", "commit_count")) == files
+    assert_matches_git(repo, repository)
+
+
+def test_an_incremental_run_reads_only_the_changed_paths(root: Path, django_capture_on_commit_callbacks):
+    repo = rich_repo(root / "rich")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    ingest(repository, django_capture_on_commit_callbacks)
+    repo.write("src/main.py", "rewritten\n")
+    repo.git("rm", "-q", "logo.bin")
+    repo.git("mv", "README.md", "READ_ME.md")
+    repo.commit("Rewrite main, drop the logo, rename the readme")
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert (run.status, run.files_scope) == ("succeeded", "changes"), run.error
+    changed = repo.git("diff-tree", "-r", "-z", "--no-renames", "--name-only", "HEAD~1", "HEAD")
+    assert run.files_total == len(changed.split(b"\0")[:-1])
+    assert_matches_git(repo, repository)
+    main = File.objects.get(repository=repository, path="src/main.py")
+    assert (main.lines, main.commit_count) == (1, 2)  # renamed from src/app.py (1), rewritten now (2)
+    assert not File.objects.filter(repository=repository, path__in=["logo.bin", "README.md"]).exists()
