@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from repos.models import Commit, IngestionRun, Repository
-from repos.services import ingestion_request, repository_register
+from repos.services import ingestion_request, repository_mirror_path, repository_register
 from tests.factories import ProjectFactory
 from tests.repos.gitrepo import GitRepo
 from tests.repos.https_git import certificate_create, https_git_server
@@ -54,7 +54,7 @@ def test_an_https_remote_is_mirrored_then_fetched(
     assert (first.status, first.error, first.commits_total) == ("succeeded", "", 1)
     assert (second.status, second.commits_total) == ("succeeded", 1)
     assert set(Commit.objects.filter(repository=repository).values_list("sha", flat=True)) == work.rev_list()
-    assert (tmp_path / "workspace" / f"repository-{repository.pk}.git" / "HEAD").exists()
+    assert (repository_mirror_path(repository=repository) / "HEAD").exists()
 
 
 def test_an_untrusted_certificate_fails_the_run_with_the_reason(
@@ -109,7 +109,7 @@ def test_a_remote_is_checked_again_before_every_fetch(
 
     assert run.status == "failed"
     assert "resolves to 127.0.0.1, a loopback address" in run.error
-    assert not (tmp_path / "workspace" / f"repository-{repository.pk}.git").exists()
+    assert not repository_mirror_path(repository=repository).exists()
 
 
 def test_a_redirect_is_not_followed(tmp_path: Path, settings, django_capture_on_commit_callbacks):
