@@ -67,8 +67,13 @@ class Project(TimeStampedModel):
             "already ('APM-12 #in_review')."
         ),
     )
+    # Off unless asked for: on a GitHub-hosted history "#12" is a pull request or an issue there, and
+    # reading it as task 12 links the wrong tasks (migration 0005 turned it off for projects that kept
+    # the old default; docs/automation.md).
     commit_short_references = models.BooleanField(
-        default=True, help_text="Read '#12' in this project's repositories as this project's task 12."
+        default=False,
+        help_text="Read '#12' in this project's repositories as this project's task 12. Leave off when the "
+        "repositories' '#12' are pull requests or issues of their host (GitHub, GitLab, Gitea).",
     )
     commit_time_logging = models.BooleanField(
         default=True, help_text="Log time written as 'APM-12 @2h30m' on the task."

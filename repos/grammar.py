@@ -4,7 +4,8 @@ Pure text processing, no database: ``CommitGrammar.parse`` turns one message int
 one per task it names. The rules are per project (``Project.commit_*`` fields), case-insensitive:
 
 * ``APM-12`` anywhere (``refs APM-12``, ``(APM-12)``, ``APM-12:``): a reference (a link, nothing else);
-* ``#12``: the same, read as a task of the repository's own project (if the project allows it);
+* ``#12``: the same, read as a task of the repository's own project, when the project opts in (on a
+  GitHub-hosted history ``#12`` is a pull request or an issue there, not an APM task);
 * ``fixes APM-12`` / ``closes APM-12, APM-13 and #14``: close the tasks (``fix`` or ``close`` action);
 * ``APM-12 @2h30m``: time spent on the task (``1d`` is 8 hours, ``1w`` 5 days, ``1.5h`` works);
 * ``APM-12 #in_review``: move the task to that status (status names, or the project's extra tags).
@@ -25,7 +26,9 @@ from decimal import Decimal
 ACTION_STRENGTH = ("fix", "close", "transition", "time", "reference")
 
 _KEY = r"[A-Za-z][A-Za-z0-9]{1,9}-\d{1,9}"
-_SHORT = r"#\d{1,9}"
+# "#12" after "pull request" or "PR" is a pull request whatever the project's setting: GitHub's merge
+# subjects ("Merge pull request #5962 from ...") and Bitbucket's ("(pull request #12)") name one.
+_SHORT = r"(?<!pull request )(?<!\bPR )#\d{1,9}"
 # A task reference: KEY-N, or #N when short references are on. Not part of a longer word or path
 # ("xAPM-1", "refs/APM-1.txt" are not references; "(APM-1)" and "APM-1:" are).
 _REF_TEMPLATE = r"(?<![\w/.#-])(?P<ref>{alternatives})(?![\w-])"
@@ -105,7 +108,7 @@ class CommitGrammar:
     project_key: str
     close_keywords: tuple[str, ...]
     status_tags: Mapping[str, str]
-    short_references: bool = True
+    short_references: bool = False
     time_logging: bool = True
     _patterns: dict[str, re.Pattern[str]] = field(default_factory=dict, compare=False, repr=False)
 

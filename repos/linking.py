@@ -59,6 +59,8 @@ _MENTIONS_BATCH = 5000
 T = TypeVar("T")
 # Notes are for people: beyond this many, the run says how many more there were.
 MAX_NOTES = 20
+# Task keys named as examples in the one line about references to tasks that do not exist.
+UNKNOWN_EXAMPLES = 3
 
 
 def project_grammar(project: Project) -> CommitGrammar:
@@ -75,7 +77,12 @@ def project_grammar(project: Project) -> CommitGrammar:
 
 @dataclass
 class LinkReport:
-    """What one pass did, for the run's notes and the command's summary."""
+    """What one pass did, for the run's notes and the command's summary.
+
+    References to tasks that do not exist (``APM-999``) are counted, with a few examples, rather than
+    noted one by one: a history that uses another numbering (pull requests, an old tracker) names
+    thousands, and one line saying so is what people need (``unknown_note``).
+    """
 
     commits_scanned: int = 0
     links_created: int = 0
@@ -83,12 +90,20 @@ class LinkReport:
     refused: int = 0
     notes: list[str] = field(default_factory=list)
     notes_dropped: int = 0
+    unknown_references: int = 0
+    unknown_examples: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         if len(self.notes) < MAX_NOTES:
             self.notes.append(text)
         else:
             self.notes_dropped += 1
+
+    def unknown_add(self, task_key: str, *, count: int = 1) -> None:
+        """Count ``count`` references to ``task_key``, a task that does not exist."""
+        self.unknown_references += count
+        if task_key not in self.unknown_examples and len(self.unknown_examples) < UNKNOWN_EXAMPLES:
+            self.unknown_examples.append(task_key)
 
     def merge(self, other: LinkReport) -> None:
         self.commits_scanned += other.commits_scanned
@@ -98,10 +113,62 @@ class LinkReport:
         for text in other.notes:
             self.note(text)
         self.notes_dropped += other.notes_dropped
+        self.unknown_references += other.unknown_references
+        for task_key in other.unknown_examples:
+            self.unknown_add(task_key, count=0)
+
+    def unknown_note(self) -> str | None:
+        """The one line about references to unknown tasks, or None when there were none."""
+        return unknown_note_text(self.unknown_references, self.unknown_examples)
 
     def notes_for_run(self) -> list[str]:
+        """The notes for people: the line about unknown tasks first, then at most MAX_NOTES notes and
+        one line for the rest."""
+        unknown = self.unknown_note()
         extra = [f"... and {self.notes_dropped} more notes of the same kind."] if self.notes_dropped else []
-        return self.notes + extra
+        return [*([unknown] if unknown else []), *self.notes, *extra]
+
+
+def unknown_note_text(count: int, examples: Sequence[str]) -> str | None:
+    """``37 references to unknown tasks, e.g. APM-999, APM-1000, APM-1234.`` (None when ``count`` is 0)."""
+    if count <= 0:
+        return None
+    if count == 1:
+        return f"1 reference to an unknown task: {examples[0]}."
+    return f"{count} references to unknown tasks, e.g. {', '.join(examples)}."
+
+
+# What unknown_note_text writes, read back by run_notes_merge.
+_UNKNOWN_NOTE = re.compile(
+    r"(?P<count>\d+) references? to (?:an )?unknown tasks?(?:, e\.g\.|:) (?P<examples>[^.]*)\."
+)
+
+
+def run_notes_merge(notes: Sequence[str], new: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Fold the unknown-task line of ``new`` into the one ``notes`` already has.
+
+    Each commit chunk of an ingestion reports on its own commits, in parallel; folded, the run keeps one
+    line for the whole run ("5120 references to unknown tasks, e.g. ...") instead of one per chunk.
+    Returns the run's notes (with the line updated in place, or unchanged) and what is left of ``new``
+    to append.
+    """
+    notes, rest = list(notes), list(new)
+    incoming = next((text for text in rest if _UNKNOWN_NOTE.fullmatch(text)), None)
+    held = next((index for index, text in enumerate(notes) if _UNKNOWN_NOTE.fullmatch(text)), None)
+    if incoming is None or held is None:
+        return notes, rest
+    rest.remove(incoming)
+    total = 0
+    examples: list[str] = []
+    for match in (_UNKNOWN_NOTE.fullmatch(notes[held]), _UNKNOWN_NOTE.fullmatch(incoming)):
+        if match is None:
+            continue  # both matched above
+        total += int(match["count"])
+        for task_key in match["examples"].split(", "):
+            if task_key not in examples and len(examples) < UNKNOWN_EXAMPLES:
+                examples.append(task_key)
+    notes[held] = unknown_note_text(total, examples) or notes[held]
+    return notes, rest
 
 
 @dataclass(frozen=True)
@@ -203,7 +270,7 @@ def _links_batch_write(
     for commit, mention in found:
         task = tasks.get(mention.number)
         if task is None:
-            report.note(f"{commit.sha[:12]}: {mention.task_key} is not a task of {project.key}.")
+            report.unknown_add(mention.task_key)
             continue
         outcome = Outcome.LINKED
         if mention.action != CommitTaskLink.Action.REFERENCE:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from repos.grammar import duration_minutes, grammar_build, keywords_problems
+from repos.grammar import CommitGrammar, duration_minutes, grammar_build, keywords_problems
 from tasks.models import Task
 
 
@@ -122,3 +122,26 @@ def test_long_runs_of_spaces_take_linear_time() -> None:
 def test_only_the_start_of_a_huge_message_is_read() -> None:
     assert said("x" * 100_000 + " fixes APM-1") == {}
     assert said("fixes APM-1 " + "x" * 200_000) == {"APM-1": ("fix", "done", 0)}
+
+
+def test_short_references_are_off_unless_the_project_asks() -> None:
+    bare = CommitGrammar(project_key="APM", close_keywords=("fixes",), status_tags={})
+
+    assert [m.task_key for m in bare.parse("Merge pull request #5962 from pallets/docs").mentions] == []
+    assert [m.task_key for m in bare.parse("fixes #12 and APM-3").mentions] == ["APM-3"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Merge pull request #5962 from pallets/docs",
+        "Merged in feature/x (pull request #12)",
+        "Revert PR #12, it broke the build",
+    ],
+)
+def test_a_pull_request_number_is_never_a_task_even_with_short_references(message: str) -> None:
+    assert said(message) == {}
+
+
+def test_short_references_still_read_beside_a_pull_request() -> None:
+    assert said("Merge pull request #31 from ada/parser\n\nfixes #12") == {"APM-12": ("fix", "done", 0)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from apm.services import api_token_create
 from repos.gitlog import commits_read, log_revisions
 from repos.grammar import CLOSED_STATUS
 from repos.ingestion import commits_write
-from repos.linking import commits_link_tasks
+from repos.linking import commits_link_tasks, run_notes_merge
 from repos.models import CommitTaskLink, IngestionRun, Repository
 from repos.services import ingestion_request, repository_git_dir, repository_register
 from tasks.models import Task, TaskEvent, TimeEntry
@@ -97,7 +98,7 @@ def test_history_ingested_the_first_time_only_links(root: Path, project, django_
     assert not TimeEntry.objects.exists()
     assert not TaskEvent.objects.filter(source=TaskEvent.Source.COMMIT).exists()
     assert (run.task_links_created, run.task_requests_applied, run.task_requests_refused) == (4, 0, 0)
-    assert f"{odd[:12]}: APM-999 is not a task of APM." in run.notes
+    assert "1 reference to an unknown task: APM-999." in run.notes
     assert f"{odd[:12]}: APM-2: #wontfix is not a status or a transition tag of APM." in run.notes
     assert "links" in run.timings
 
@@ -388,3 +389,89 @@ def test_requests_left_pending_before_the_first_ingestion_of_the_default_branch_
 
     assert (task(project, 1).status, task(project, 2).status) == ("todo", "done")
     assert (link(old, 1).outcome, link(feature, 2).outcome) == (Outcome.HISTORY, Outcome.APPLIED)
+
+
+# --- histories of a forge: pull request numbers and keys of no task ------------------------------------
+
+UNKNOWN_LINE = re.compile(r"(\d+) references? to (?:an )?unknown tasks?(?:, e\.g\.|:) (.*)\.")
+
+
+def test_a_github_history_links_no_pull_request_to_a_task(
+    root: Path, project, django_capture_on_commit_callbacks
+):
+    repo = GitRepo(root / "app")
+    repo.write("a.txt", "1\n")
+    repo.commit("Faster parser (#3)")
+    repo.write("a.txt", "2\n")
+    repo.commit("Merge pull request #5 from ada/parser\n\nFaster parser")
+    repo.write("a.txt", "3\n")
+    fixes = repo.commit("fixes APM-2")
+    repository = repository_register(project=project, source=str(repo.path))
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    # A new project reads "#3" and "#5" as what they are on GitHub: pull requests, not tasks 3 and 5.
+    assert project.commit_short_references is False
+    assert list(CommitTaskLink.objects.values_list("commit__sha", "task__number")) == [(fixes, 2)]
+    assert run.notes == []
+
+
+def test_keys_of_no_task_are_counted_on_one_line(root: Path, project, django_capture_on_commit_callbacks):
+    repo = GitRepo(root / "app")
+    for number in range(100, 137):
+        repo.write("a.txt", f"{number}\n")
+        repo.commit(f"Port APM-{number} from the old tracker, refs APM-1")
+    repository = repository_register(project=project, source=str(repo.path))
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    unknown = [note for note in run.notes if UNKNOWN_LINE.fullmatch(note)]
+    assert len(unknown) == 1, run.notes
+    count, examples = UNKNOWN_LINE.fullmatch(unknown[0]).groups()
+    assert int(count) == 37
+    assert len(examples.split(", ")) == 3
+    assert set(examples.split(", ")) <= {f"APM-{number}" for number in range(100, 137)}
+    assert run.notes == unknown  # nothing else: no line per commit
+    assert CommitTaskLink.objects.filter(task__number=1).count() == 37
+
+
+def test_each_chunk_says_once_how_many_keys_named_no_task(
+    root: Path, project, settings, django_capture_on_commit_callbacks
+):
+    settings.APM_INGEST_CHUNK_COMMITS = 10
+    repo = GitRepo(root / "app")
+    for number in range(100, 145):
+        repo.write("a.txt", f"{number}\n")
+        repo.commit(f"APM-{number} and APM-{number + 1000}")
+    repository = repository_register(project=project, source=str(repo.path))
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    # 45 commits in 5 chunks: one line per chunk at most (one for the run once the chunks' lines are
+    # folded with run_notes_merge), and the counts add up to every reference.
+    lines = [UNKNOWN_LINE.fullmatch(note) for note in run.notes]
+    assert all(lines), run.notes
+    assert 1 <= len(lines) <= 5
+    assert sum(int(line.group(1)) for line in lines) == 90
+
+
+def test_the_chunks_lines_about_unknown_tasks_fold_into_one():
+    notes = ["History was rewritten.", "12 references to unknown tasks, e.g. APM-100, APM-101, APM-102."]
+
+    folded, rest = run_notes_merge(
+        notes, ["1 reference to an unknown task: APM-100.", "abc: APM-2: #wontfix is not a status."]
+    )
+    again, _ = run_notes_merge(folded, ["4 references to unknown tasks, e.g. APM-7, APM-8, APM-9."])
+
+    assert folded == [
+        "History was rewritten.",
+        "13 references to unknown tasks, e.g. APM-100, APM-101, APM-102.",
+    ]
+    assert rest == ["abc: APM-2: #wontfix is not a status."]
+    assert again[1] == "17 references to unknown tasks, e.g. APM-100, APM-101, APM-102."
+    # Nothing to fold into yet: the line is appended as it is.
+    first, rest = run_notes_merge([], ["1 reference to an unknown task: APM-100."])
+    assert (first, rest) == ([], ["1 reference to an unknown task: APM-100."])
+    assert run_notes_merge(
+        ["1 reference to an unknown task: APM-9."], ["2 references to unknown tasks, e.g. APM-9, APM-3."]
+    )[0] == ["3 references to unknown tasks, e.g. APM-9, APM-3."]
