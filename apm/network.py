@@ -66,15 +66,24 @@ def host_addresses(host: str, port: int) -> list[str]:
     return addresses
 
 
-def addresses_refusal(host: str, addresses: Iterable[str], *, allowed: list[Network]) -> str | None:
-    """Why a host with these addresses may not be reached (None: it may), for people.
+def address_first_internal(addresses: Iterable[str], *, allowed: list[Network]) -> tuple[str, str] | None:
+    """The first of ``addresses`` that may not be reached and why (None: every one may).
 
     ANY internal address refuses the host: a name resolving to a public and a private address could
-    otherwise be used to reach the private one.
+    otherwise be used to reach the private one. Callers that answer people whom the resolver's answers
+    are no business of say only the reason, and log the address.
     """
     for text in addresses:
         address = ipaddress.ip_address(text)
         reason = address_refusal(address)
         if reason is not None and not any(address in network for network in allowed):
-            return f"The host {host} resolves to {text}, {reason}"
+            return text, reason
     return None
+
+
+def addresses_refusal(host: str, addresses: Iterable[str], *, allowed: list[Network]) -> str | None:
+    """Why a host with these addresses may not be reached (None: it may), naming the address."""
+    refused = address_first_internal(addresses, allowed=allowed)
+    if refused is None:
+        return None
+    return f"The host {host} resolves to {refused[0]}, {refused[1]}"
