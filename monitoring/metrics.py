@@ -1,11 +1,41 @@
 """APM's own Prometheus metrics, beside django-prometheus' request, database and cache metrics.
 
 Names carry the ``apm_`` prefix; each is updated by the one service that owns the event it counts.
+
+A labelled counter has no series until its first increment, and ``increase()``/``rate()`` cannot see a
+series that appears already at 1: the first failed ingestion would never fire an alert. Every label
+value known in advance is therefore exported at 0 from the start (the end of this module). The values
+are spelled here, not read from the models, because every app imports this module; the tests check
+them against the models' choices.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Histogram
+
+# Label values, as the services pass them.
+TASK_STATUSES = ("backlog", "todo", "in_progress", "in_review", "done", "cancelled")  # Task.Status
+TASK_EVENT_SOURCES = ("admin", "api", "commit", "batch", "system")  # TaskEvent.Source
+CACHE_RESULTS = ("hit", "miss")
+INGESTION_RUN_OUTCOMES = ("succeeded", "failed")  # the IngestionRun.Status a run ends in
+WEBHOOK_PROVIDERS = ("github", "gitlab", "gitea")
+WEBHOOK_RECEIVED_OUTCOMES = ("queued", "ignored", "ping", "forbidden", "invalid")
+API_TOKEN_OUTCOMES = ("accepted", "refused")
+# WebhookEvent and the ping sent on request.
+WEBHOOK_EVENTS = (
+    "task.created",
+    "task.status_changed",
+    "ingestion.finished",
+    "ingestion.failed",
+    "project.health_changed",
+    "ping",
+)
+WEBHOOK_DELIVERY_OUTCOMES = ("succeeded", "retried", "failed")
+# CommitTaskLink.Outcome a request (close, transition, time) ends in.
+COMMIT_REQUEST_OUTCOMES = ("applied", "unchanged", "refused", "disabled")
 
 TASK_TRANSITIONS = Counter(
     "apm_task_transitions_total",
@@ -40,7 +70,7 @@ API_TOKENS_AUTHENTICATED = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     "apm_webhook_deliveries_total",
-    "Outgoing webhook delivery attempts, by event and outcome (succeeded, retried, failed, refused).",
+    "Outgoing webhook delivery attempts, by event and outcome (succeeded, retried, failed).",
     ["event", "outcome"],
 )
 COMMIT_TASK_LINKS = Counter("apm_commit_task_links_total", "Links written from commit messages to tasks.")
@@ -49,3 +79,22 @@ COMMIT_REQUESTS = Counter(
     "What commit messages asked of tasks (close, transition, time), by outcome (applied, refused, ...).",
     ["outcome"],
 )
+
+
+def _series_start_at_zero(counter: Counter, **values: Iterable[str]) -> None:
+    """Create ``counter``'s series for every combination of the given label values (each at 0)."""
+    names = list(values)
+    for combination in itertools.product(*values.values()):
+        counter.labels(**dict(zip(names, combination, strict=True)))
+
+
+_series_start_at_zero(TASK_TRANSITIONS, to_status=TASK_STATUSES, source=TASK_EVENT_SOURCES)
+_series_start_at_zero(TASKS_CREATED, source=TASK_EVENT_SOURCES)
+_series_start_at_zero(CACHE_LOOKUPS, result=CACHE_RESULTS)
+_series_start_at_zero(INGESTION_RUNS, status=INGESTION_RUN_OUTCOMES)
+_series_start_at_zero(WEBHOOKS_RECEIVED, provider=WEBHOOK_PROVIDERS, outcome=WEBHOOK_RECEIVED_OUTCOMES)
+_series_start_at_zero(API_TOKENS_AUTHENTICATED, outcome=API_TOKEN_OUTCOMES)
+_series_start_at_zero(WEBHOOK_DELIVERIES, event=WEBHOOK_EVENTS, outcome=WEBHOOK_DELIVERY_OUTCOMES)
+_series_start_at_zero(COMMIT_REQUESTS, outcome=COMMIT_REQUEST_OUTCOMES)
+# apm_celery_task_failures_total is labelled by task name: the worker creates those series when it
+# starts, from the tasks it knows (monitoring.signals).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from celery.signals import task_failure, task_postrun, task_prerun
+from celery.signals import task_failure, task_postrun, task_prerun, worker_init
 
 from monitoring.metrics import CELERY_TASK_DURATION, CELERY_TASK_FAILURES
 
@@ -28,3 +28,17 @@ def celery_task_finished(task_id: str | None = None, task: Any = None, **_: Any)
 @task_failure.connect
 def celery_task_failed(sender: Any = None, **_: Any) -> None:
     CELERY_TASK_FAILURES.labels(task=getattr(sender, "name", "unknown")).inc()
+
+
+@worker_init.connect
+def celery_task_failures_start_at_zero(sender: Any = None, **_: Any) -> None:
+    """Export every task's failure counter at 0 when a worker starts.
+
+    A series that appears already at 1 shows no ``increase()``: the first failure would fire no alert.
+    """
+    app = getattr(sender, "app", None)
+    if app is None:
+        return
+    for name in list(app.tasks):  # the registry as autodiscovered; Celery's own tasks are left out
+        if not name.startswith("celery."):
+            CELERY_TASK_FAILURES.labels(task=name)
