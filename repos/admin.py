@@ -6,6 +6,8 @@ they show in the same query, order by indexed columns and leave heavy text out o
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -24,7 +26,7 @@ from apm.admin import (
     instance_adopt,
     validation_message,
 )
-from repos.analytics import DEFAULT_WINDOW, change_coupling, contributor_stats, file_hotspots
+from repos.analytics import AnalyticsWindow, change_coupling, code_window, contributor_stats, file_hotspots
 from repos.git import remote_host_check, source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
 from repos.services import ingestion_request, repository_register
@@ -76,14 +78,29 @@ class RepositoryAdmin(admin.ModelAdmin):
             return list(self.readonly_fields)
         return [*self.readonly_fields, "project", "source", *self.analytics_panels]
 
-    # Read-only tables of the code analytics (repos.analytics) of the last 90 days, each one selector
-    # call per page view.
+    # Read-only tables of the code analytics (repos.analytics) of the 90 days up to today, or up to the
+    # repository's last commit when it has been quiet since; the window is read once a page view (the
+    # last commit, one query) and each panel is one selector call.
     analytics_panels = ("hotspots_panel", "coupling_panel", "contributors_panel")
+
+    @staticmethod
+    def _window(obj: Repository) -> AnalyticsWindow:
+        if not hasattr(obj, "_analytics_window"):
+            obj._analytics_window = code_window(project=obj.project, repository=obj)  # type: ignore[attr-defined]
+        return obj._analytics_window  # type: ignore[attr-defined]
+
+    def _figures(self, obj: Repository) -> dict[str, Any]:
+        window = self._window(obj)
+        return {"project": obj.project, "repository": obj, "since": window.since, "until": window.until}
+
+    @staticmethod
+    def _caption(window: AnalyticsWindow, what: str) -> SafeString:
+        return format_html("<p>{}, over {}.</p>", what, window.describe())
 
     @admin.display(description="Hotspots")
     def hotspots_panel(self, obj: Repository) -> SafeString:
-        """The top files by changes x lines over the last 90 days."""
-        rows = file_hotspots(project=obj.project, repository=obj, limit=HOTSPOTS_PANEL_ROWS)
+        """The top files by changes x lines over the window."""
+        rows = file_hotspots(**self._figures(obj), limit=HOTSPOTS_PANEL_ROWS)
         table = admin_table(
             ["File", "Score", "Changes", "Lines", "Churn", "Authors", "Last change (UTC)"],
             (
@@ -102,42 +119,45 @@ class RepositoryAdmin(admin.ModelAdmin):
                 )
                 for row in rows
             ),
-            empty=f"No file of the tree changed in the last {DEFAULT_WINDOW.days} days.",
+            empty="No file of the tree changed in this window.",
         )
-        return format_html(
-            "<p>Last {} days, ranked by changes &times; lines (docs/analytics.md).</p>{}",
-            DEFAULT_WINDOW.days,
-            table,
-        )
+        caption = self._caption(self._window(obj), "Ranked by changes × lines (docs/analytics.md)")
+        return format_html("{}{}", caption, table)
 
     @admin.display(description="Change coupling")
     def coupling_panel(self, obj: Repository) -> SafeString:
-        """Pairs of files changed by the same commits, over the last 90 days."""
-        rows = change_coupling(project=obj.project, repository=obj, limit=HOTSPOTS_PANEL_ROWS)
-        return admin_table(
+        """Pairs of files changed by the same commits, over the window."""
+        rows = change_coupling(**self._figures(obj), limit=HOTSPOTS_PANEL_ROWS)
+        table = admin_table(
             ["File", "File", "Shared commits", "Degree"],
             ((row["path_a"], row["path_b"], row["shared"], f"{row['degree']:.0%}") for row in rows),
             empty="No two files changed together often enough.",
         )
+        return format_html(
+            "{}{}", self._caption(self._window(obj), "Files changed by the same commits"), table
+        )
 
     @admin.display(description="Contributors")
     def contributors_panel(self, obj: Repository) -> SafeString:
-        """Authors of the last 90 days, most commits first."""
-        rows = contributor_stats(project=obj.project, repository=obj, limit=HOTSPOTS_PANEL_ROWS)
-        return admin_table(
-            ["Author", "Commits", "Lines +/-", "Active days", "Main areas"],
+        """Authors of the window, most commits (merges apart) first."""
+        rows = contributor_stats(**self._figures(obj), limit=HOTSPOTS_PANEL_ROWS)
+        table = admin_table(
+            ["Author", "Commits", "Merges", "Lines +/-", "Active days", "Main areas"],
             (
                 (
                     f"{row['author_name']} <{row['author_email']}>",
                     row["commits"],
+                    row["merges"],
                     f"+{row['lines_added']}/-{row['lines_deleted']}",
                     row["active_days"],
                     ", ".join(area["area"] for area in row["main_areas"]),
                 )
                 for row in rows
             ),
-            empty="No commits in the last 90 days.",
+            empty="No commits in this window.",
         )
+        caption = self._caption(self._window(obj), "Commits and merges counted apart")
+        return format_html("{}{}", caption, table)
 
     def save_model(self, request: HttpRequest, obj: Repository, form: forms.ModelForm, change: bool) -> None:
         if change:

@@ -1,21 +1,26 @@
 """Code analytics of a project, read in bulk SQL: hotspots, change coupling and contributor statistics.
 
-Every selector takes a window of commit time (``since`` inclusive, ``until`` exclusive; by default the
-90 days up to now) and optionally one repository of the project. Each one costs a fixed number of
-queries whatever the size of the history (hotspots 1, coupling 1, contributors 3), and every query
-starts from the commits of the project's repositories in the window (``idx_commits_repo_time``) and
-reaches their file changes through ``file_change_commit_path_unique`` (commit id first), so the work
-grows with the commits in the window, not with the whole history. docs/analytics.md has the formulas.
+Every selector takes a window of commit time (``since`` inclusive, ``until`` exclusive) and optionally
+one repository of the project. Without a window they read ``code_window``'s: the 90 days up to today,
+or up to the day of the last commit when the repositories have been quiet since (a library last
+changed eight months ago shows its last 90 days of work, not three empty tables). Each selector costs a
+fixed number of queries whatever the size of the history (hotspots 1, coupling 1, contributors 3, plus
+one for the last commit when the window is left to them), and every query starts from the commits of
+the project's repositories in the window (``idx_commits_repo_time``) and reaches their file changes
+through ``file_change_commit_path_unique`` (commit id first), so the work grows with the commits in the
+window, not with the whole history. docs/analytics.md has the formulas.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Case, Count, Max, Min, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, Max, Min, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, Left, Lower, StrIndex, TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -23,7 +28,10 @@ from django.utils.dateparse import parse_datetime
 from projects.models import Project
 from repos.models import Commit, FileChange, Repository
 
-DEFAULT_WINDOW = dt.timedelta(days=90)
+DEFAULT_DAYS = 90
+DEFAULT_WINDOW = dt.timedelta(days=DEFAULT_DAYS)
+# The longest window a caller may ask for in days: ten years, more than any history worth ranking.
+MAX_DAYS = 3650
 MAIN_AREAS = 3
 # The area of files at the top of the tree, which have no directory.
 ROOT_AREA = "(root)"
@@ -32,10 +40,167 @@ ROOT_AREA = "(root)"
 CACHE_TIMEOUT = 24 * 3600
 
 
+# --- The window ---------------------------------------------------------------------------------------
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+
+
+def utc_today() -> dt.date:
+    return timezone.now().astimezone(dt.UTC).date()
+
+
+@dataclass(frozen=True)
+class AnalyticsWindow:
+    """Whole UTC days ``first_day`` to ``last_day``, both included: the commits of the figures.
+
+    ``anchored_to_last_activity`` says the window was moved back to end on the day of the last commit,
+    because nothing was committed after it; ``last_activity_at`` is that commit's time (None without
+    commits).
+    """
+
+    first_day: dt.date
+    last_day: dt.date
+    anchored_to_last_activity: bool = False
+    last_activity_at: dt.datetime | None = None
+
+    @property
+    def since(self) -> dt.datetime:
+        """Start of the window, included: 00:00 UTC of the first day."""
+        return _day_start(self.first_day)
+
+    @property
+    def until(self) -> dt.datetime:
+        """End of the window, excluded: 00:00 UTC of the day after the last day."""
+        return _day_start(self.last_day + dt.timedelta(days=1))
+
+    @property
+    def days(self) -> int:
+        return (self.last_day - self.first_day).days + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """For API answers: the days to pass back as ``since`` and ``until`` to get the same figures."""
+        return {
+            "since": self.first_day,
+            "until": self.last_day,
+            "days": self.days,
+            "anchored_to_last_activity": self.anchored_to_last_activity,
+            "last_activity_at": self.last_activity_at,
+        }
+
+    def describe(self) -> str:
+        """The window in words, for pages and reports."""
+        span = f"the {self.days} days from {self.first_day} to {self.last_day} (UTC)"
+        if self.days == 1:
+            span = f"{self.first_day} (UTC)"
+        if self.anchored_to_last_activity and self.last_activity_at is not None:
+            return (
+                f"{span}, up to the last commit ({self.last_activity_at:%Y-%m-%d %H:%M} UTC): "
+                "nothing was committed since"
+            )
+        return span
+
+
+def last_commit_at(*, project: Project, repository: Repository | int | None = None) -> dt.datetime | None:
+    """Time of the latest commit of ``project``'s repositories (or of one of them). One query.
+
+    The latest commit of each repository is one step down ``idx_commits_repo_time`` (repository, time
+    descending); the answer is the latest of those, so the cost grows with the repositories, not with
+    the commits.
+    """
+    scope, params = _scope_sql(project=project, repository=repository, alias="r")
+    sql = f"""
+        SELECT MAX(latest.at) FROM (
+            SELECT (SELECT MAX(c.timestamp) FROM commits c WHERE c.repository_id = r.id) AS at
+            FROM repositories r WHERE {scope}
+        ) latest
+    """  # noqa: S608 (the scope is built from constants, its values are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return _aware(row[0]) if row else None
+
+
+def window_resolve(
+    *,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    days: int | None = None,
+    last_activity_at: dt.datetime | None = None,
+    today: dt.date | None = None,
+) -> AnalyticsWindow:
+    """The window asked for, in whole UTC days, without reading the database.
+
+    * ``since`` and ``until``: those days (``days`` may not be given too);
+    * ``since`` (and ``days``): from ``since``, ``days`` days long, or up to today;
+    * ``until`` (and ``days``): the ``days`` (default 90) days up to ``until``;
+    * only ``days``, or nothing: the ``days`` (default 90) days up to today, or up to the day of
+      ``last_activity_at`` when that is earlier (the window is then anchored to the last activity).
+
+    Raises ``ValidationError`` naming the parameter for a reversed window, a length outside
+    1..MAX_DAYS or ``days`` given with both ends.
+    """
+    today = today or utc_today()
+    if days is not None and not 1 <= days <= MAX_DAYS:
+        raise ValidationError({"days": [f"Give a number of days from 1 to {MAX_DAYS}."]})
+    if days is not None and since is not None and until is not None:
+        raise ValidationError({"days": ["Give days with since or with until, not with both."]})
+    anchored = False
+    if since is not None:
+        last = until or (since + dt.timedelta(days=days - 1) if days is not None else today)
+    else:
+        last = until or today
+        if until is None and last_activity_at is not None:
+            active = last_activity_at.astimezone(dt.UTC).date()
+            if active < last:
+                last, anchored = active, True
+        since = last - dt.timedelta(days=(days or DEFAULT_DAYS) - 1)
+    if since > last:
+        raise ValidationError({"since": ["Must be on or before until."]})
+    return AnalyticsWindow(
+        first_day=since,
+        last_day=last,
+        anchored_to_last_activity=anchored,
+        last_activity_at=last_activity_at,
+    )
+
+
+def code_window(
+    *,
+    project: Project,
+    repository: Repository | int | None = None,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    days: int | None = None,
+    today: dt.date | None = None,
+) -> AnalyticsWindow:
+    """The window of the code figures of ``project`` (or of one repository): see ``window_resolve``.
+
+    One query (the last commit) when the end of the window is left to it, none otherwise.
+    """
+    needs_activity = since is None and until is None
+    return window_resolve(
+        since=since,
+        until=until,
+        days=days,
+        today=today,
+        last_activity_at=last_commit_at(project=project, repository=repository) if needs_activity else None,
+    )
+
+
 def analytics_window(
-    *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    *,
+    project: Project,
+    repository: Repository | int | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
 ) -> tuple[dt.datetime, dt.datetime]:
-    """The window ``[since, until)``: until defaults to now, since to 90 days before until."""
+    """The window ``[since, until)`` of a selector: ``code_window``'s when neither end is given;
+    otherwise until defaults to now and since to 90 days before until."""
+    if since is None and until is None:
+        window = code_window(project=project, repository=repository)
+        return window.since, window.until
     until = until or timezone.now()
     return since or until - DEFAULT_WINDOW, until
 
@@ -54,19 +219,24 @@ def _repository_id(repository: Repository | int | None) -> int | None:
     return repository.pk if isinstance(repository, Repository) else repository
 
 
-def _scope_sql(*, project: Project, repository: Repository | int | None) -> tuple[str, list[Any]]:
-    """The commits of the project's repositories (or of one of them), as SQL on the alias ``c``.
+def _scope_sql(
+    *, project: Project, repository: Repository | int | None, alias: str = "c"
+) -> tuple[str, list[Any]]:
+    """The commits of the project's repositories (or of one of them), as SQL on the alias ``c``; with
+    ``alias="r"``, the repositories themselves.
 
     The repository is matched inside the project, so an id of another project's repository selects
     nothing rather than another project's history.
     """
     repository_id = _repository_id(repository)
-    sql = "c.repository_id IN (SELECT r.id FROM repositories r WHERE r.project_id = %s"
+    sql = "r.project_id = %s"
     params: list[Any] = [project.pk]
     if repository_id is not None:
         sql += " AND r.id = %s"
         params.append(repository_id)
-    return sql + ")", params
+    if alias == "r":
+        return sql, params
+    return f"c.repository_id IN (SELECT r.id FROM repositories r WHERE {sql})", params  # noqa: S608 (constant text)
 
 
 def _window_sql(since: dt.datetime, until: dt.datetime) -> tuple[str, list[Any]]:
@@ -128,7 +298,7 @@ def file_hotspots(
     also has the churn (lines added + deleted) and the number of distinct authors in the window, and the
     time of the last change.
     """
-    since, until = analytics_window(since=since, until=until)
+    since, until = analytics_window(project=project, repository=repository, since=since, until=until)
     scope, scope_params = _scope_sql(project=project, repository=repository)
     window, window_params = _window_sql(since, until)
     rows = _rows(
@@ -187,7 +357,7 @@ def change_coupling(
     file also changed the other. Merges and commits with more than ``APM_COUPLING_MAX_FILES`` files are
     not counted, neither in ``shared`` nor in each file's ``changes``. One query.
     """
-    since, until = analytics_window(since=since, until=until)
+    since, until = analytics_window(project=project, repository=repository, since=since, until=until)
     scope, scope_params = _scope_sql(project=project, repository=repository)
     window, window_params = _window_sql(since, until)
     eligible = f"{scope} AND {window} AND c.is_merge = %s AND c.files_changed <= %s"
@@ -231,14 +401,18 @@ def contributor_stats(
     repository: Repository | int | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Per author e-mail: commits, lines added and deleted, active days, first and last commit, main areas.
+    """Per author e-mail: commits and merges, lines added and deleted, active days, first and last
+    commit, main areas.
 
-    Most commits first (``limit`` of them, or all). Three queries: the aggregates per e-mail, the names
-    each e-mail used (the latest one is shown), and the lines changed per e-mail and top-level directory
-    (the first three by lines are the main areas). Merges count as commits; they have no file changes,
-    so no lines. Active days are distinct UTC dates of the commit time.
+    ``commits`` leaves merges out (what ``git shortlog -sne --no-merges`` counts), ``merges`` counts
+    them: on a forge's history the maintainers who press "merge" would otherwise lead the list with
+    commits that wrote no line. Most commits first, then most merges (``limit`` of them, or all).
+    Three queries: the aggregates per e-mail, the names each e-mail used (the latest one is shown), and
+    the lines changed per e-mail and top-level directory (the first three by lines are the main areas).
+    Merges have no file changes, so no lines; they count in active days, first and last commit (merging
+    is work on the project too). Active days are distinct UTC dates of the commit time.
     """
-    since, until = analytics_window(since=since, until=until)
+    since, until = analytics_window(project=project, repository=repository, since=since, until=until)
     window = {"project": project, "since": since, "until": until, "repository": repository}
     # One author per e-mail whatever its case: MariaDB's collation groups "Ada@x" with "ada@x" anyway,
     # so every database is made to, and each of the three queries keys its rows the same way.
@@ -249,14 +423,15 @@ def contributor_stats(
     authors = list(
         commits.values("email")
         .annotate(
-            commits=Count("id"),
+            commits=Count("id", filter=Q(is_merge=False)),
+            merges=Count("id", filter=Q(is_merge=True)),
             lines_added=Sum("additions"),
             lines_deleted=Sum("deletions"),
             active_days=Count(TruncDate("timestamp", tzinfo=dt.UTC), distinct=True),
             first_commit_at=Min("timestamp"),
             last_commit_at=Max("timestamp"),
         )
-        .order_by("-commits", "email")[:limit]
+        .order_by("-commits", "-merges", "email")[:limit]
     )
     if not authors:
         return []

@@ -2,16 +2,17 @@
 
 ``/api/v1/projects/{key}/hotspots/``, ``/coupling/`` and ``/contributors/``. The figures come from
 repos.analytics and are cached in the project's cache generation, which every ingestion of one of its
-repositories bumps; the window is part of the key, in whole days, so the default window ("the last 90
-days") keeps one entry a day.
+repositories bumps; the parameters as given are the key (with the day, which moves "the 90 days up to
+today"), so a cached answer costs no query beyond the project's. Every answer says which window it
+covers (``window``): the default one ends today, or on the day of the last commit when the
+repositories have been quiet since.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from django.utils import timezone
+from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -24,18 +25,21 @@ from apm.api.views import ProjectFiguresViewSet
 from projects.analytics import analytics_cached
 from repos.analytics import (
     CACHE_TIMEOUT,
-    DEFAULT_WINDOW,
+    DEFAULT_DAYS,
     MAIN_AREAS,
+    MAX_DAYS,
+    AnalyticsWindow,
     change_coupling,
+    code_window,
     contributor_stats,
     coupling_max_files,
     file_hotspots,
+    window_resolve,
 )
 from repos.models import Repository
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
-WINDOW_DAYS = DEFAULT_WINDOW.days
 
 # --- Query parameters ---------------------------------------------------------------------------------
 
@@ -43,10 +47,20 @@ WINDOW_DAYS = DEFAULT_WINDOW.days
 class CodeAnalyticsQuerySerializer(serializers.Serializer):
     since = DayField(
         required=False,
-        help_text=f"First day of the window (YYYY-MM-DD, UTC); default {WINDOW_DAYS - 1} days before until.",
+        help_text="First day of the window (YYYY-MM-DD, UTC); default: days before until.",
     )
     until = DayField(
-        required=False, help_text="Last day of the window, included (YYYY-MM-DD, UTC); default today."
+        required=False,
+        help_text="Last day of the window, included (YYYY-MM-DD, UTC); default today, or the day of the "
+        "last commit when nothing was committed since (the window is then anchored to the last activity). "
+        "With since alone, today.",
+    )
+    days = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_DAYS,
+        help_text=f"Length of the window in days (1 to {MAX_DAYS}, default {DEFAULT_DAYS}), counted back "
+        "from until, or on from since; not with both since and until.",
     )
     repository = serializers.IntegerField(
         required=False,
@@ -69,14 +83,13 @@ class CodeAnalyticsQuerySerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        until_day = attrs.get("until") or timezone.now().astimezone(dt.UTC).date()
-        since_day = attrs.get("since") or until_day - dt.timedelta(days=WINDOW_DAYS - 1)
-        if since_day > until_day:
-            raise serializers.ValidationError({"since": ["Must be on or before until."]})
-        # Whole UTC days: since at 00:00, until at 00:00 of the next day (the window is half-open).
-        attrs["since"] = dt.datetime.combine(since_day, dt.time.min, tzinfo=dt.UTC)
-        attrs["until"] = dt.datetime.combine(until_day + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
-        return attrs
+        # The window itself is resolved with the figures (its end may be the last commit's day); here
+        # only what the parameters say is checked, without reading the database.
+        try:
+            window_resolve(since=attrs.get("since"), until=attrs.get("until"), days=attrs.get("days"))
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return {"since": None, "until": None, "days": None, "repository": None, **attrs}
 
 
 class CouplingQuerySerializer(CodeAnalyticsQuerySerializer):
@@ -92,11 +105,28 @@ class CouplingQuerySerializer(CodeAnalyticsQuerySerializer):
 # --- Responses ----------------------------------------------------------------------------------------
 
 
+class WindowDaysSerializer(serializers.Serializer):
+    since = serializers.DateField(help_text="First day of the window (UTC), included.")
+    until = serializers.DateField(help_text="Last day of the window (UTC), included.")
+    days = serializers.IntegerField(help_text="Days in the window.")
+    anchored_to_last_activity = serializers.BooleanField(
+        help_text="True when the window ends on the day of the last commit instead of today, because "
+        "nothing was committed since."
+    )
+    last_activity_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Time of the last commit in scope, when the window's end was left to APM; else null.",
+    )
+
+
 class WindowSerializer(serializers.Serializer):
-    since = serializers.DateTimeField(help_text="Start of the window (included), 00:00 UTC of since.")
-    until = serializers.DateTimeField(help_text="End of the window (excluded), 00:00 UTC after until.")
+    since = serializers.DateTimeField(help_text="Start of the window (included), 00:00 UTC of its first day.")
+    until = serializers.DateTimeField(help_text="End of the window (excluded), 00:00 UTC after its last day.")
     repository = serializers.IntegerField(
         allow_null=True, help_text="The repository the figures are confined to, or null for all."
+    )
+    window = WindowDaysSerializer(
+        help_text="The window used, in days: pass since and until back to get the same figures."
     )
 
 
@@ -155,17 +185,22 @@ class AreaSerializer(serializers.Serializer):
 class ContributorSerializer(serializers.Serializer):
     author_email = serializers.CharField(help_text="Authors are told apart by e-mail.")
     author_name = serializers.CharField(help_text="The name of the author's latest commit in the window.")
-    commits = serializers.IntegerField(help_text="Commits in the window, merges included.")
+    commits = serializers.IntegerField(
+        help_text="Commits in the window, merges left out (as git shortlog -sne --no-merges counts)."
+    )
+    merges = serializers.IntegerField(help_text="Merge commits in the window.")
     lines_added = serializers.IntegerField(help_text="Merges add no lines of their own.")
     lines_deleted = serializers.IntegerField()
-    active_days = serializers.IntegerField(help_text="Distinct days (UTC) with at least one commit.")
+    active_days = serializers.IntegerField(
+        help_text="Distinct days (UTC) with at least one commit, merges included."
+    )
     first_commit_at = serializers.DateTimeField()
     last_commit_at = serializers.DateTimeField()
     main_areas = AreaSerializer(many=True, help_text=f"The {MAIN_AREAS} directories with most lines changed.")
 
 
 class ContributorListSerializer(WindowSerializer):
-    """Authors of the window, most commits first."""
+    """Authors of the window, most commits (merges left out) first, then most merges."""
 
     results = ContributorSerializer(many=True)
 
@@ -179,25 +214,47 @@ class CodeAnalyticsViewSet(ProjectFiguresViewSet):
     @staticmethod
     def _parts(query: dict[str, Any]) -> tuple[object, ...]:
         """Everything the answer depends on, as cache key parts without spaces (memcached-safe)."""
+        return tuple(f"{name}={query[name]}" for name in sorted(query))
 
-        def text(value: object) -> str:
-            return value.strftime("%Y%m%dT%H%M%SZ") if isinstance(value, dt.datetime) else str(value)
+    @staticmethod
+    def _window(project: Any, query: dict[str, Any]) -> AnalyticsWindow:
+        return code_window(
+            project=project,
+            repository=query["repository"],
+            since=query["since"],
+            until=query["until"],
+            days=query["days"],
+        )
 
-        return tuple(f"{name}={text(query[name])}" for name in sorted(query))
+    @staticmethod
+    def _echo(window: AnalyticsWindow, query: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "since": window.since,
+            "until": window.until,
+            "repository": query["repository"],
+            "window": window.as_dict(),
+        }
 
     @extend_schema(
-        summary="Hotspots: files ranked by changes x size in a window (default the last 90 days)",
+        summary="Hotspots: files ranked by changes x size in a window (default the last 90 days of activity)",
         parameters=[CodeAnalyticsQuerySerializer],
         responses=HotspotListSerializer,
     )
     @action(detail=True, methods=["get"])
     def hotspots(self, request: Request, key: str) -> Response:
         project = self.get_object()
-        query = {"repository": None, **self.query_validate(CodeAnalyticsQuerySerializer, project=project)}
+        query = self.query_validate(CodeAnalyticsQuerySerializer, project=project)
 
         def compute() -> dict[str, Any]:
-            rows = file_hotspots(project=project, **query)
-            return HotspotListSerializer({**query, "results": rows}).data
+            window = self._window(project, query)
+            rows = file_hotspots(
+                project=project,
+                since=window.since,
+                until=window.until,
+                repository=query["repository"],
+                limit=query["limit"],
+            )
+            return HotspotListSerializer({**self._echo(window, query), "results": rows}).data
 
         return Response(
             analytics_cached(
@@ -218,15 +275,23 @@ class CodeAnalyticsViewSet(ProjectFiguresViewSet):
     def coupling(self, request: Request, key: str) -> Response:
         project = self.get_object()
         query = {
-            "repository": None,
             **self.query_validate(CouplingQuerySerializer, project=project),
             "max_files": coupling_max_files(),
         }
 
         def compute() -> dict[str, Any]:
-            arguments = {name: value for name, value in query.items() if name != "max_files"}
-            rows = change_coupling(project=project, **arguments)
-            return CouplingListSerializer({**query, "results": rows}).data
+            window = self._window(project, query)
+            rows = change_coupling(
+                project=project,
+                since=window.since,
+                until=window.until,
+                repository=query["repository"],
+                min_shared=query["min_shared"],
+                limit=query["limit"],
+            )
+            return CouplingListSerializer(
+                {**self._echo(window, query), "max_files": query["max_files"], "results": rows}
+            ).data
 
         return Response(
             analytics_cached(
@@ -239,18 +304,25 @@ class CodeAnalyticsViewSet(ProjectFiguresViewSet):
         )
 
     @extend_schema(
-        summary="Contributors: commits, lines, active days and main areas per author in a window",
+        summary="Contributors: commits, merges, lines, active days and main areas per author in a window",
         parameters=[CodeAnalyticsQuerySerializer],
         responses=ContributorListSerializer,
     )
     @action(detail=True, methods=["get"])
     def contributors(self, request: Request, key: str) -> Response:
         project = self.get_object()
-        query = {"repository": None, **self.query_validate(CodeAnalyticsQuerySerializer, project=project)}
+        query = self.query_validate(CodeAnalyticsQuerySerializer, project=project)
 
         def compute() -> dict[str, Any]:
-            rows = contributor_stats(project=project, **query)
-            return ContributorListSerializer({**query, "results": rows}).data
+            window = self._window(project, query)
+            rows = contributor_stats(
+                project=project,
+                since=window.since,
+                until=window.until,
+                repository=query["repository"],
+                limit=query["limit"],
+            )
+            return ContributorListSerializer({**self._echo(window, query), "results": rows}).data
 
         return Response(
             analytics_cached(

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apm.models import ApiToken
 from projects.services import project_cache_invalidate
-from repos.analytics import change_coupling, contributor_stats, file_hotspots
+from repos.analytics import MAX_DAYS, change_coupling, contributor_stats, file_hotspots, last_commit_at
 from repos.api.analytics import (
     ContributorListSerializer,
     CouplingListSerializer,
@@ -55,7 +55,14 @@ def test_each_route_gives_what_its_selector_gives(world):
     code(world)
     project = world.project
     since, until = day_start(TODAY - dt.timedelta(days=89)), day_start(TODAY + dt.timedelta(days=1))
-    window = {"since": since, "until": until, "repository": None}
+    days = {
+        "since": TODAY - dt.timedelta(days=89),
+        "until": TODAY,
+        "days": 90,
+        "anchored_to_last_activity": False,
+        "last_activity_at": last_commit_at(project=project),
+    }
+    window = {"since": since, "until": until, "repository": None, "window": days}
     expected = {
         "hotspots": HotspotListSerializer(
             {**window, "results": file_hotspots(project=project, since=since, until=until)}
@@ -121,6 +128,10 @@ def test_the_window_and_the_repository_are_echoed(world):
         ({"repository": "0"}, "repository"),
         ({"repository": str(2**63)}, "repository"),
         ({"repository": "987654321"}, "repository"),
+        ({"days": "0"}, "days"),
+        ({"days": str(MAX_DAYS + 1)}, "days"),
+        ({"days": "a week"}, "days"),
+        ({"days": "7", "since": "2024-03-01", "until": "2024-03-31"}, "days"),
     ],
 )
 @pytest.mark.parametrize("route", ROUTES)
@@ -185,3 +196,61 @@ def test_answers_come_from_the_cache_until_an_ingestion_bumps_the_generation(
     assert cached == before
     assert readme == 2
     assert fresh != before
+
+
+def test_a_quiet_project_answers_with_its_last_90_days_of_work(world):
+    code(world, days_ago=240)  # the last commit of the library was eight months ago
+    world.objects["repository"].commits.filter(timestamp__gt=timezone.now() - dt.timedelta(days=1)).update(
+        timestamp=timezone.now() - dt.timedelta(days=300)
+    )  # the world's own commit too
+    last = (timezone.now() - dt.timedelta(days=240)).astimezone(dt.UTC).date()
+
+    bodies = {route: get(world, "viewer", route).json() for route in ROUTES}
+
+    for route, body in bodies.items():
+        assert body["results"], route
+        assert body["window"]["until"] == last.isoformat()
+        assert body["window"]["since"] == (last - dt.timedelta(days=89)).isoformat()
+        assert (body["window"]["days"], body["window"]["anchored_to_last_activity"]) == (90, True)
+        assert body["until"] == day_start(last + dt.timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    assert bodies["hotspots"]["window"]["last_activity_at"].startswith(last.isoformat())
+    # The window given back gives the same figures.
+    again = get(
+        world, "viewer", "hotspots", since=bodies["hotspots"]["window"]["since"], until=last.isoformat()
+    ).json()
+    assert again["results"] == bodies["hotspots"]["results"]
+    assert again["window"]["anchored_to_last_activity"] is False
+
+
+def test_days_sets_the_length_of_the_window(world):
+    code(world, days_ago=10)
+    last_week = get(world, "viewer", "hotspots", days=7).json()
+    two_weeks = get(world, "viewer", "contributors", days=14).json()
+    from_since = get(
+        world, "viewer", "hotspots", since=(TODAY - dt.timedelta(days=12)).isoformat(), days=3
+    ).json()
+    up_to_until = get(
+        world, "viewer", "coupling", until=(TODAY - dt.timedelta(days=10)).isoformat(), days=1
+    ).json()
+
+    # The world's own commit is today's: the window ends today and holds only it.
+    assert last_week["window"] == {
+        "since": (TODAY - dt.timedelta(days=6)).isoformat(),
+        "until": TODAY.isoformat(),
+        "days": 7,
+        "anchored_to_last_activity": False,
+        "last_activity_at": last_week["window"]["last_activity_at"],
+    }
+    assert [row["path"] for row in last_week["results"]] == []
+    assert {row["author_email"] for row in two_weeks["results"]} == {"ada@example.com", "bob@example.com"}
+    assert (from_since["window"]["since"], from_since["window"]["until"], from_since["window"]["days"]) == (
+        (TODAY - dt.timedelta(days=12)).isoformat(),
+        (TODAY - dt.timedelta(days=10)).isoformat(),
+        3,
+    )
+    assert from_since["window"]["last_activity_at"] is None  # both ends given: no need to look
+    assert len(from_since["results"]) == 3
+    assert up_to_until["window"]["days"] == 1
+    assert [(row["path_a"], row["path_b"]) for row in up_to_until["results"]] == [
+        ("src/core.py", "src/util.py")
+    ]

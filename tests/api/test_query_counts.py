@@ -220,14 +220,16 @@ def test_computing_a_summary_costs_the_same_for_any_project_size(world):
     assert with_one == with_fifty == 7
 
 
-# Computing each code analytics answer (empty cache), after the token lookup and the project:
-# hotspots and coupling one query each, contributors three (aggregates per author, names per author,
-# lines per author and directory); the repository parameter adds its check.
+# Computing each code analytics answer (empty cache), after the token lookup and the project: the last
+# commit (where the default window ends), then hotspots and coupling one query each, contributors three
+# (aggregates per author, names per author, lines per author and directory); the repository parameter
+# adds its check. A window given by both ends needs no last commit.
 CODE_ANALYTICS = [
-    ("/api/v1/projects/ALPHA/hotspots/", 3),
-    ("/api/v1/projects/ALPHA/coupling/?min_shared=1", 3),
-    ("/api/v1/projects/ALPHA/contributors/", 5),
-    ("/api/v1/projects/ALPHA/contributors/?repository={repository}", 6),
+    ("/api/v1/projects/ALPHA/hotspots/", 4),
+    ("/api/v1/projects/ALPHA/hotspots/?since=2020-01-01&until=2999-12-31", 3),
+    ("/api/v1/projects/ALPHA/coupling/?min_shared=1&days=30", 4),
+    ("/api/v1/projects/ALPHA/contributors/", 6),
+    ("/api/v1/projects/ALPHA/contributors/?repository={repository}", 7),
 ]
 
 

@@ -13,12 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from repos.analytics import change_coupling, contributor_stats, file_hotspots
+from repos.analytics import (
+    MAX_DAYS,
+    AnalyticsWindow,
+    change_coupling,
+    code_window,
+    contributor_stats,
+    file_hotspots,
+    window_resolve,
+)
 from repos.models import Commit, IngestionRun, Repository
 from repos.services import ingestion_request, repository_register
 from tests.factories import CommitFactory, FileChangeFactory, ProjectFactory, RepositoryFactory
@@ -208,6 +218,7 @@ def expected_contributors(repo: Repo, since: dt.datetime, until: dt.datetime) ->
     by_author: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for commit in in_window(repo, since, until):
         by_author[commit["email"]].append(commit)
+    # Merges are counted apart from the other commits (git shortlog --no-merges counts the others).
     rows = []
     for email, commits in by_author.items():
         areas: Counter[str] = Counter()
@@ -220,7 +231,8 @@ def expected_contributors(repo: Repo, since: dt.datetime, until: dt.datetime) ->
             {
                 "author_email": email,
                 "author_name": latest["name"],
-                "commits": len(commits),
+                "commits": sum(1 for commit in commits if not commit["merge"]),
+                "merges": sum(1 for commit in commits if commit["merge"]),
                 "lines_added": sum(a or 0 for c in commits for a, _ in c["changes"].values()),
                 "lines_deleted": sum(d or 0 for c in commits for _, d in c["changes"].values()),
                 "active_days": len({commit["time"].date() for commit in commits}),
@@ -232,7 +244,7 @@ def expected_contributors(repo: Repo, since: dt.datetime, until: dt.datetime) ->
                 ],
             }
         )
-    return sorted(rows, key=lambda row: (-row["commits"], row["author_email"]))
+    return sorted(rows, key=lambda row: (-row["commits"], -row["merges"], row["author_email"]))
 
 
 def expected_pairs(
@@ -370,8 +382,8 @@ def test_contributors_match_git(history):
     ada = next(row for row in rows if row["author_email"] == ADA[1])
     bob = next(row for row in rows if row["author_email"] == BOB[1])
     cy = next(row for row in rows if row["author_email"] == CY[1])
-    # Ada's merge counts as a commit (4 with it) but brings no lines.
-    assert ada["commits"] == 4
+    # Ada's merge is counted apart from her 3 commits, and brings no lines.
+    assert (ada["commits"], ada["merges"]) == (3, 1)
     assert bob["author_name"] == "Bob Builder"  # the name of the latest commit
     # Cy committed on day 1 at 23:30 UTC (day 2 at their +0200), then days 4, 7 and 8.
     assert cy["active_days"] == 4
@@ -443,14 +455,15 @@ def test_queries_do_not_grow_with_the_history(history, django_capture_on_commit_
     repo, repository = history
     project = repository.project
 
-    def counts() -> tuple[int, int, int]:
+    def counts(**window: Any) -> tuple[int, int, int]:
         return (
-            queries(lambda: file_hotspots(project=project)),
-            queries(lambda: change_coupling(project=project, min_shared=1)),
-            queries(lambda: contributor_stats(project=project)),
+            queries(lambda: file_hotspots(project=project, **window)),
+            queries(lambda: change_coupling(project=project, min_shared=1, **window)),
+            queries(lambda: contributor_stats(project=project, **window)),
         )
 
-    small = counts()
+    explicit = {"since": at(-1), "until": at(60)}
+    small, small_explicit = counts(), counts(**explicit)
     for n in range(30):
         repo.write(f"more/m{n % 7}.py", text(n + 1))
         repo.write("src/core.py", text(20 + n))
@@ -459,8 +472,10 @@ def test_queries_do_not_grow_with_the_history(history, django_capture_on_commit_
     assert Commit.objects.filter(repository=repository).count() > 40
 
     # hotspots: one query; coupling: one query; contributors: aggregates per author, names per
-    # author, lines per author and directory (ranked in the database)
-    assert small == counts() == (1, 1, 3)
+    # author, lines per author and directory (ranked in the database); when the window is left to the
+    # selector, one more for the last commit (where the window ends)
+    assert small_explicit == counts(**explicit) == (1, 1, 3)
+    assert small == counts() == (2, 2, 4)
 
 
 # --- admin ---------------------------------------------------------------------------------------------
@@ -533,3 +548,174 @@ def test_the_repository_page_shows_coupling_and_contributors(history, admin_clie
     assert (
         f"<td>{first['author_name']} &lt;{first['author_email']}&gt;</td><td>{first['commits']}</td>" in page
     )
+
+
+# --- merges counted apart, against git shortlog ---------------------------------------------------------
+
+
+def shortlog(repo: Repo) -> dict[str, int]:
+    """{e-mail: commits} from ``git shortlog -sne --no-merges HEAD``, e-mails lower-cased."""
+    counts: Counter[str] = Counter()
+    for line in repo.git("shortlog", "-sne", "--no-merges", "HEAD").decode().splitlines():
+        number, _, who = line.strip().partition("\t")
+        counts[who[who.rindex("<") + 1 : -1].lower()] += int(number)
+    return dict(counts)
+
+
+def test_contributors_count_merges_apart_as_git_shortlog_does(root, django_capture_on_commit_callbacks):
+    repo = Repo(root / "merged")
+    repo.write("README.md", text(1))
+    repo.commit_as("Start", ADA, at(0))
+    # Pull requests of Bob and Cy, merged by Ada (GitHub's "Merge pull request #n"), and one by Dee that
+    # Bob merges; Ada also merges main into a branch once.
+    for n, (author, merger) in enumerate(
+        [(BOB, ADA), (CY, ADA), (BOB, ADA), (("Dee", "dee@example.com"), BOB)]
+    ):
+        repo.git("checkout", "-q", "-b", f"pr{n}")
+        for step in range(n + 1):
+            repo.write(f"src/m{n}.py", text(step + 2))
+            repo.commit_as(f"Part {step} of change {n}", author, at(1 + n, step))
+        repo.git("checkout", "-q", "main")
+        repo.write("README.md", text(n + 2))
+        repo.commit_as(f"Readme {n}", ADA, at(1 + n, 5))
+        repo.git(
+            "merge", "-q", "--no-ff", "-m", f"Merge pull request #{n + 10} from x/pr{n}", f"pr{n}",
+            env=repo.env_as(merger, at(1 + n, 6)),
+        )  # fmt: skip
+    repository = repository_register(project=ProjectFactory(key="MRG"), source=str(repo.path))
+    ingest(repository, django_capture_on_commit_callbacks)
+    merges = Counter(repo.git("log", "--merges", "--format=%ae", "HEAD").decode().lower().split())
+
+    rows = contributor_stats(project=repository.project, since=at(-1), until=at(30))
+
+    assert {row["author_email"]: row["commits"] for row in rows} == shortlog(repo)
+    assert {row["author_email"]: row["merges"] for row in rows if row["merges"]} == dict(merges)
+    assert sum(row["merges"] for row in rows) == 4
+    # Most commits first, merges apart: Ada wrote 5 (Start and four readmes) and merged 3.
+    assert [(row["author_email"], row["commits"], row["merges"]) for row in rows] == [
+        ("ada@example.com", 5, 3),
+        ("bob@example.com", 4, 1),
+        ("dee@example.com", 4, 0),
+        ("cy@example.com", 2, 0),
+    ]
+    assert rows == expected_contributors(repo, at(-1), at(30))
+
+
+# --- the window: quiet repositories, days ----------------------------------------------------------------
+
+
+def test_a_quiet_repository_shows_its_last_90_days_of_work(
+    root, django_capture_on_commit_callbacks, admin_client
+):
+    repo = build(root / "quiet")
+    repository = repository_register(project=ProjectFactory(key="OLD"), source=str(repo.path))
+    ingest(repository, django_capture_on_commit_callbacks)
+    # The whole history moves 240 days back: the last commit was eight months ago.
+    shift = dt.timedelta(days=240)
+    Commit.objects.filter(repository=repository).update(timestamp=F("timestamp") - shift)
+    last = Commit.objects.filter(repository=repository).latest("timestamp").timestamp
+    project = repository.project
+
+    window = code_window(project=project, repository=repository)
+    rows = file_hotspots(project=project)
+
+    assert window.anchored_to_last_activity is True
+    assert window.last_day == last.astimezone(dt.UTC).date()
+    assert window.days == 90
+    assert window.last_activity_at == last
+    # The figures are those of the 90 days up to the last commit, as git counts them (shifted).
+    expected = expected_hotspots(repo, window.since + shift, window.until + shift)
+    assert [(row["path"], row["changes"], row["score"]) for row in rows] == [
+        (row["path"], row["changes"], row["score"]) for row in expected
+    ]
+    assert rows
+    assert change_coupling(project=project)
+    assert contributor_stats(project=project)
+    page = admin_client.get(reverse("admin:repos_repository_change", args=[repository.pk])).content.decode()
+    assert page.count("up to the last commit") == 3  # each panel says which window it shows
+    assert f"from {window.first_day} to {window.last_day}" in page
+    assert "No commits in this window." not in page
+
+
+def test_an_active_repository_ends_its_window_today(history):
+    _repo, repository = history
+    Commit.objects.filter(pk=Commit.objects.filter(repository=repository).latest("timestamp").pk).update(
+        timestamp=timezone.now()
+    )
+
+    window = code_window(project=repository.project)
+
+    assert (window.last_day, window.days, window.anchored_to_last_activity) == (
+        timezone.now().astimezone(dt.UTC).date(),
+        90,
+        False,
+    )
+
+
+TODAY = dt.date(2026, 6, 30)
+LAST = dt.datetime(2025, 10, 14, 18, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("given", "first", "last", "anchored"),
+    [
+        ({}, dt.date(2025, 7, 17), dt.date(2025, 10, 14), True),
+        ({"days": 7}, dt.date(2025, 10, 8), dt.date(2025, 10, 14), True),
+        ({"last_activity_at": None}, dt.date(2026, 4, 2), TODAY, False),
+        ({"last_activity_at": dt.datetime(2026, 6, 30, 1, tzinfo=dt.UTC)}, dt.date(2026, 4, 2), TODAY, False),
+        ({"since": dt.date(2025, 1, 1)}, dt.date(2025, 1, 1), TODAY, False),
+        ({"since": dt.date(2025, 1, 1), "days": 31}, dt.date(2025, 1, 1), dt.date(2025, 1, 31), False),
+        ({"until": dt.date(2025, 1, 31), "days": 31}, dt.date(2025, 1, 1), dt.date(2025, 1, 31), False),
+        ({"until": dt.date(2025, 3, 31)}, dt.date(2025, 1, 1), dt.date(2025, 3, 31), False),
+        (
+            {"since": dt.date(2025, 1, 1), "until": dt.date(2025, 1, 1)},
+            dt.date(2025, 1, 1),
+            dt.date(2025, 1, 1),
+            False,
+        ),
+        ({"days": MAX_DAYS}, dt.date(2015, 10, 18), dt.date(2025, 10, 14), True),
+    ],
+)
+def test_the_window_asked_for(given, first, last, anchored):
+    window = window_resolve(**{"last_activity_at": LAST, "today": TODAY, **given})
+
+    assert (window.first_day, window.last_day, window.anchored_to_last_activity) == (first, last, anchored)
+    assert window.since == dt.datetime.combine(first, dt.time.min, tzinfo=dt.UTC)
+    assert window.until == dt.datetime.combine(last + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [
+        ({"days": 0}, "days"),
+        ({"days": MAX_DAYS + 1}, "days"),
+        ({"since": dt.date(2025, 1, 1), "until": dt.date(2025, 1, 31), "days": 31}, "days"),
+        ({"since": dt.date(2025, 2, 1), "until": dt.date(2025, 1, 31)}, "since"),
+        ({"since": dt.date(2026, 7, 1)}, "since"),
+    ],
+)
+def test_a_window_that_cannot_be_is_a_field_error(given, field):
+    with pytest.raises(ValidationError) as excinfo:
+        window_resolve(today=TODAY, **given)
+
+    assert list(excinfo.value.message_dict) == [field]
+
+
+def test_the_window_in_words():
+    anchored = AnalyticsWindow(
+        first_day=dt.date(2025, 7, 17), last_day=dt.date(2025, 10, 14), anchored_to_last_activity=True,
+        last_activity_at=LAST,
+    )  # fmt: skip
+
+    assert anchored.describe() == (
+        "the 90 days from 2025-07-17 to 2025-10-14 (UTC), up to the last commit (2025-10-14 18:30 UTC): "
+        "nothing was committed since"
+    )
+    assert AnalyticsWindow(first_day=TODAY, last_day=TODAY).describe() == "2026-06-30 (UTC)"
+    assert anchored.as_dict() == {
+        "since": dt.date(2025, 7, 17),
+        "until": dt.date(2025, 10, 14),
+        "days": 90,
+        "anchored_to_last_activity": True,
+        "last_activity_at": LAST,
+    }
