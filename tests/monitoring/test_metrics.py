@@ -16,6 +16,7 @@ from repos.models import CommitTaskLink, IngestionRun
 from tasks.models import Task, TaskEvent
 from tests.conftest import require_service
 from tests.processes import celery_worker_start, celery_worker_stop, manage, wait_for
+from tests.repos.test_commands import broker_queue_remove
 
 BROKER = os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/13")
 
@@ -96,6 +97,7 @@ def test_a_worker_exports_each_task_failure_counter_at_zero_when_it_starts(tmp_p
         wait_for(lambda: failures("repos.ingest") is not None, timeout=60, what="the worker's metrics")
     finally:
         celery_worker_stop(worker)
+        broker_queue_remove(BROKER, queue)
 
     assert failures("repos.ingest") == 0.0
     assert failures("repos.ingest_finish") == 0.0

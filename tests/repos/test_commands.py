@@ -123,6 +123,14 @@ def test_ingest_all_runs_every_active_repository(repo: GitRepo, tmp_path: Path):
     assert (service_run.trigger, other_run.trigger) == ("command", "command")
 
 
+def broker_queue_remove(broker: str, queue: str) -> None:
+    """Delete a test's queue from the shared Redis broker: its messages and kombu's bindings of it."""
+    client = redis.Redis.from_url(broker)
+    keys = list(client.scan_iter(match=f"*{queue}"))
+    if keys:
+        client.delete(*keys)
+
+
 def _operator_env(tmp_path: Path, roots: Path, **extra: str) -> dict[str, str]:
     """What an operator's shell holds: this test's database, the allowed roots, a workspace."""
     return {
@@ -230,8 +238,10 @@ def test_ingest_all_goes_on_after_a_repository_refused_before_its_run(
 
 
 def test_ingest_all_refuses_a_timeout_without_wait(repo: GitRepo):
-    with pytest.raises(CommandError, match="--timeout applies to --wait only"):
+    with pytest.raises(CommandError, match="--timeout applies to --wait only") as refused:
         run_command("ingest_all", "--timeout", "5")
+
+    assert refused.value.returncode == 2  # a usage error, as argparse's own
 
 
 def test_the_schedule_records_its_runs_as_scheduled(repo: GitRepo):
@@ -292,7 +302,7 @@ def test_ingest_all_on_workers_queues_and_waits_for_the_outcome(repo: GitRepo, t
     finally:
         if worker is not None:
             celery_worker_stop(worker)
-        redis.Redis.from_url(BROKER).delete(queue)
+        broker_queue_remove(BROKER, queue)
 
     assert waited.returncode == 1, waited.stdout + waited.stderr
     assert "Traceback" not in waited.stdout + waited.stderr

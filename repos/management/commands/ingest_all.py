@@ -136,7 +136,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["timeout"] is not None and not options["wait"]:
-            raise CommandError("--timeout applies to --wait only.")
+            raise CommandError("--timeout applies to --wait only.", returncode=2)
         timeout = options["timeout"] or DEFAULT_TIMEOUT
         with _tracebacks_of_expected_failures(shown=options["traceback"]):
             lines = self._ingest_all(wait=options["wait"], timeout=timeout)
