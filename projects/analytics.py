@@ -214,7 +214,7 @@ def project_progress(
 
 # --- Health and risk ----------------------------------------------------------------------------------
 
-# Penalties, in points taken from 100; they add up to 100.
+# Penalties, in points taken from 100 (the score stops at 0).
 OVERDUE_MAX = 25
 STALE_MAX = 15
 BLOCKED_MAX = 15
@@ -222,6 +222,13 @@ BLOCKED_PER_LINK = 5  # a chain of 2 tasks costs 5 points, of 3 costs 10, of 4 o
 ACTIVITY_MAX = 15
 BUS_FACTOR_MAX = 15
 CHURN_MAX = 15
+# A project with no commit and no task event for this long is dormant: its figures describe the past,
+# and "nothing is late, nothing churns" is not health. 90 days is the default window of the code
+# analytics: a dormant project is one whose last 90 days hold no work at all.
+DORMANT_DAYS = 90
+DORMANT_PENALTY = 30  # alone it makes a project at risk (70)
+# Projects whose status says they are not being worked on are expected to be quiet.
+QUIET_STATUSES = frozenset({Project.Status.ON_HOLD, Project.Status.COMPLETED, Project.Status.ARCHIVED})
 # Levels by score: at least HEALTHY_FROM is healthy, at least AT_RISK_FROM at risk, critical below.
 HEALTHY_FROM = 75
 AT_RISK_FROM = 50
@@ -359,6 +366,75 @@ def _blocked_signal(project: Project) -> dict[str, Any]:
     )
 
 
+# The project's last commit and last task event up to a moment. The latest commit of each repository is
+# one step down idx_commits_repo_time (repository, time descending), the latest event one step down
+# idx_task_events_project_time: the cost grows with the repositories, not with the history.
+_LAST_ACTIVITY_SQL = """
+SELECT
+    (SELECT MAX(latest.at) FROM (
+        SELECT (SELECT MAX(c.timestamp) FROM commits c
+                WHERE c.repository_id = r.id AND c.timestamp <= %s) AS at
+        FROM repositories r WHERE r.project_id = %s
+    ) latest),
+    (SELECT MAX(e.created_at) FROM task_events e WHERE e.project_id = %s AND e.created_at <= %s)
+"""
+
+
+def _aware(value: Any) -> datetime.datetime | None:
+    """A datetime read by raw SQL as an aware one (SQLite returns text, MariaDB naive UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, datetime.UTC)
+    return value
+
+
+def project_last_activity(*, project: Project, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """When ``project`` last had a commit (``last_commit_at``) and a task event (``last_event_at``), up
+    to ``now``; ``last_activity_at`` is the later of the two (None when neither exists). One query.
+    """
+    now = now or timezone.now()
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(_LAST_ACTIVITY_SQL, [at, project.pk, project.pk, at])
+        commit_at, event_at = (_aware(value) for value in cursor.fetchone())
+    known = [moment for moment in (commit_at, event_at) if moment is not None]
+    return {
+        "last_commit_at": commit_at,
+        "last_event_at": event_at,
+        "last_activity_at": max(known) if known else None,
+    }
+
+
+def _dormant_signal(project: Project, now: datetime.datetime) -> dict[str, Any]:
+    last = project_last_activity(project=project, now=now)["last_activity_at"]
+    if last is None:
+        return _signal("dormant", 0, DORMANT_PENALTY, 0, "No commit and no task yet: nothing to judge.")
+    idle = (now - last).days
+    day = timezone.localdate(last)
+    if idle < DORMANT_DAYS:
+        return _signal("dormant", 0, DORMANT_PENALTY, idle, f"Last activity on {day} ({idle} days ago).")
+    if project.status in QUIET_STATUSES:
+        return _signal(
+            "dormant",
+            0,
+            DORMANT_PENALTY,
+            idle,
+            f"No activity since {day} ({idle} days); expected, the project is "
+            f"{project.get_status_display().lower()}.",
+        )
+    return _signal(
+        "dormant",
+        DORMANT_PENALTY,
+        DORMANT_PENALTY,
+        idle,
+        f"dormant: no activity since {day} ({idle} days without a commit or a task change).",
+        [str(day)],
+    )
+
+
 def _activity_signal(project: Project, now: datetime.datetime) -> dict[str, Any]:
     from repos.models import Commit
 
@@ -476,14 +552,15 @@ def health_level_of(score: int) -> str:
 
 
 def project_health(*, project: Project, now: datetime.datetime | None = None) -> dict[str, Any]:
-    """Health of ``project``: six risk signals, a score from 0 (critical) to 100 (healthy) and a level.
+    """Health of ``project``: seven risk signals, a score from 0 (critical) to 100 (healthy) and a level.
 
-    Each signal takes up to its ``max_penalty`` points from 100 and says why in ``reason``. Eight queries:
-    open task counts, overdue and stale examples, the dependency chains, commit activity, authors per file
-    (totals and examples), weekly churn.
+    Each signal takes up to its ``max_penalty`` points from 100 and says why in ``reason``. Nine queries:
+    the last commit and task event (dormancy), open task counts, overdue and stale examples, the
+    dependency chains, commit activity, authors per file (totals and examples), weekly churn.
     """
     now = now or timezone.now()
     signals = [
+        _dormant_signal(project, now),
         *_task_signals(project, now),
         _blocked_signal(project),
         _activity_signal(project, now),

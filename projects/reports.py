@@ -22,14 +22,15 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from apm.dates import DAY_RANGE_MESSAGE, day_in_range
-from projects.analytics import project_health, project_progress
+from projects.analytics import project_health, project_last_activity, project_progress
 from projects.models import ExportJob, Project
-from repos.analytics import contributor_stats, file_hotspots
+from repos.analytics import AnalyticsWindow, contributor_stats, file_hotspots, window_resolve
 from repos.models import Commit
 from tasks.models import Task, TaskEvent, TimeEntry
 
 DIGEST_FORMATS = ("md", "html")
 DIGEST_LIMIT = 10
+DIGEST_DAYS = 7
 _CHUNK = 2000
 
 
@@ -37,13 +38,41 @@ def _start_of(day: datetime.date) -> datetime.datetime:
     return datetime.datetime.combine(day, datetime.time.min, tzinfo=timezone.get_current_timezone())
 
 
+def digest_period(
+    *,
+    project: Project,
+    since: datetime.date | None = None,
+    until: datetime.date | None = None,
+    today: datetime.date | None = None,
+) -> AnalyticsWindow:
+    """The days a digest covers: ``since`` to ``until`` (today by default), both included.
+
+    Given neither, the 7 days up to today, or up to the day of the project's last activity (a commit or
+    a task change) when nothing happened since: a digest of a quiet project shows its last week of work
+    and says so, instead of an empty week.
+    """
+    last = None
+    if since is None and until is None:
+        last = project_last_activity(project=project)["last_activity_at"]
+    try:
+        return window_resolve(
+            since=since,
+            until=until,
+            last_activity_at=last,
+            today=today or timezone.localdate(),
+            default_days=DIGEST_DAYS,
+            tz=timezone.get_current_timezone(),
+        )
+    except ValidationError as exc:  # the one thing that can be wrong with two days: their order
+        raise ValidationError({"since": ["The start of the period is after its end."]}) from exc
+
+
 def project_digest(
-    *, project: Project, since: datetime.date, until: datetime.date | None = None
+    *, project: Project, since: datetime.date | None = None, until: datetime.date | None = None
 ) -> dict[str, Any]:
-    """What happened in ``project`` from ``since`` to ``until`` (today by default), both days included."""
-    until = until or timezone.localdate()
-    if until < since:
-        raise ValidationError({"since": ["The start of the period is after its end."]})
+    """What happened in ``project`` in the ``digest_period`` of ``since`` and ``until``."""
+    period = digest_period(project=project, since=since, until=until)
+    since, until = period.first_day, period.last_day
     start, end = _start_of(since), _start_of(until + datetime.timedelta(days=1))
     closed = list(
         TaskEvent.objects.filter(
@@ -75,6 +104,12 @@ def project_digest(
         "project": project,
         "since": since,
         "until": until,
+        "period": period,
+        "period_text": period.describe(
+            zone=timezone.get_current_timezone_name(),
+            last="the last activity",
+            quiet="no commit and no task change since",
+        ),
         "generated_at": timezone.now(),
         "progress": project_progress(project=project),
         "health": project_health(project=project),

@@ -89,16 +89,21 @@ class AnalyticsWindow:
             "last_activity_at": self.last_activity_at,
         }
 
-    def describe(self) -> str:
-        """The window in words, for pages and reports."""
-        span = f"the {self.days} days from {self.first_day} to {self.last_day} (UTC)"
+    def describe(
+        self,
+        *,
+        zone: str = "UTC",
+        last: str = "the last commit",
+        quiet: str = "nothing was committed since",
+    ) -> str:
+        """The window in words, for pages and reports: its days (in ``zone``), and when it is anchored,
+        the ``last`` activity it ends on and that it was ``quiet`` after."""
+        span = f"the {self.days} days from {self.first_day} to {self.last_day} ({zone})"
         if self.days == 1:
-            span = f"{self.first_day} (UTC)"
+            span = f"{self.first_day} ({zone})"
         if self.anchored_to_last_activity and self.last_activity_at is not None:
-            return (
-                f"{span}, up to the last commit ({self.last_activity_at:%Y-%m-%d %H:%M} UTC): "
-                "nothing was committed since"
-            )
+            at = self.last_activity_at.astimezone(dt.UTC)
+            return f"{span}, up to {last} ({at:%Y-%m-%d %H:%M} UTC): {quiet}"
         return span
 
 
@@ -129,12 +134,15 @@ def window_resolve(
     days: int | None = None,
     last_activity_at: dt.datetime | None = None,
     today: dt.date | None = None,
+    default_days: int = DEFAULT_DAYS,
+    tz: dt.tzinfo = dt.UTC,
 ) -> AnalyticsWindow:
-    """The window asked for, in whole UTC days, without reading the database.
+    """The window asked for, in whole days (of ``tz``, UTC for the code figures), without reading the
+    database. ``default_days`` is the length when ``days`` is not given.
 
     * ``since`` and ``until``: those days (``days`` may not be given too);
     * ``since`` (and ``days``): from ``since``, ``days`` days long, or up to today;
-    * ``until`` (and ``days``): the ``days`` (default 90) days up to ``until``;
+    * ``until`` (and ``days``): the ``days`` (default ``default_days``, 90) days up to ``until``;
     * only ``days``, or nothing: the ``days`` (default 90) days up to today, or up to the day of
       ``last_activity_at`` when that is earlier (the window is then anchored to the last activity).
 
@@ -152,10 +160,10 @@ def window_resolve(
     else:
         last = until or today
         if until is None and last_activity_at is not None:
-            active = last_activity_at.astimezone(dt.UTC).date()
+            active = last_activity_at.astimezone(tz).date()
             if active < last:
                 last, anchored = active, True
-        since = last - dt.timedelta(days=(days or DEFAULT_DAYS) - 1)
+        since = last - dt.timedelta(days=(days or default_days) - 1)
     if since > last:
         raise ValidationError({"since": ["Must be on or before until."]})
     return AnalyticsWindow(

@@ -110,16 +110,18 @@ class ProjectProgressSerializer(serializers.Serializer):
 
 class HealthSignalSerializer(serializers.Serializer):
     name = serializers.ChoiceField(
-        choices=["overdue", "stale", "blocked", "activity", "bus_factor", "churn"], help_text="Which signal."
+        choices=["dormant", "overdue", "stale", "blocked", "activity", "bus_factor", "churn"],
+        help_text="Which signal.",
     )
     penalty = serializers.IntegerField(help_text="Points this signal takes from 100.")
     max_penalty = serializers.IntegerField(help_text="The most this signal can take.")
     value = serializers.FloatField(
-        help_text="What was measured: a number of tasks or weeks, a chain length, a ratio or a share."
+        help_text="What was measured: a number of tasks, weeks or days, a chain length, a ratio or a share."
     )
     reason = serializers.CharField(help_text="What was found, for people.")
     examples = serializers.ListField(
-        child=serializers.CharField(), help_text="Up to 5 task keys, file paths or weeks behind the signal."
+        child=serializers.CharField(),
+        help_text="Up to 5 task keys, file paths, weeks or days behind the signal.",
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from projects.analytics import project_health_record
+from repos.models import Commit
 from tasks.models import TaskEvent
 from tasks.services import task_transition, task_update
 from tests.factories import TaskFactory
@@ -53,7 +54,7 @@ def test_health_shows_the_live_score_and_the_stored_level(world):
 
     assert first["stored_level"] is None
     assert {signal["name"] for signal in first["signals"]} == {
-        "overdue", "stale", "blocked", "activity", "bus_factor", "churn",
+        "dormant", "overdue", "stale", "blocked", "activity", "bus_factor", "churn",
     }  # fmt: skip
     assert (recorded["stored_level"], recorded["stored_score"]) == (first["level"], first["score"])
 
@@ -109,3 +110,23 @@ def test_burndown_range_of_exactly_366_days_is_accepted(world):
 
     assert response.status_code == 200
     assert len(response.json()["days"]) == 366
+
+
+def test_a_dormant_project_says_so_in_its_health(world):
+    Commit.objects.filter(repository__project=world.project).update(
+        timestamp=timezone.now() - datetime.timedelta(days=240)
+    )
+    TaskEvent.objects.filter(project=world.project).update(
+        created_at=timezone.now() - datetime.timedelta(days=250)
+    )
+    since = (timezone.now() - datetime.timedelta(days=240)).date()
+
+    health = world.client("viewer").get(f"{BASE}/health/").json()
+
+    dormant = next(signal for signal in health["signals"] if signal["name"] == "dormant")
+    assert dormant["penalty"] == 30
+    assert health["score"] <= 70
+    assert (
+        f"dormant: no activity since {since} (240 days without a commit or a task change)."
+        in health["reasons"]
+    )

@@ -261,6 +261,49 @@ def test_score_and_level_add_up_the_signals():
     assert len(health["reasons"]) == 2
 
 
+def test_a_dormant_project_is_not_healthy():
+    library = ProjectFactory(key="LIB")
+    repository = RepositoryFactory(project=library)
+    for days in (300, 260, 240):  # a library whose last commit was eight months ago
+        commit = CommitFactory(repository=repository, timestamp=ago(days), authored_at=ago(days))
+        FileChangeFactory(commit=commit, path="src/lib.py")
+    task_at(library, ago(250), status="done")
+
+    health = project_health(project=library, now=NOW)
+
+    dormant = signal(health, "dormant")
+    assert (dormant["penalty"], dormant["value"]) == (30, 240)
+    assert (health["score"], health["level"]) == (70, HealthLevel.AT_RISK)
+    assert health["reasons"] == [
+        f"dormant: no activity since {ago(240).date()} (240 days without a commit or a task change)."
+    ]
+    # A task event is activity too; and a project on hold or completed is expected to be quiet.
+    assert signal(project_health(project=library, now=ago(200)), "dormant")["penalty"] == 0
+    Project.objects.filter(pk=library.pk).update(status=Project.Status.COMPLETED)
+    library.refresh_from_db()
+    completed = signal(project_health(project=library, now=NOW), "dormant")
+    assert (completed["penalty"], completed["reason"]) == (
+        0,
+        f"No activity since {ago(240).date()} (240 days); expected, the project is completed.",
+    )
+
+
+def test_a_project_with_nothing_yet_or_recent_work_is_not_dormant():
+    empty = ProjectFactory()
+    busy = ProjectFactory()
+    task_at(busy, ago(400))
+    CommitFactory(repository=RepositoryFactory(project=busy), timestamp=ago(89), authored_at=ago(89))
+    # Commits and events after the moment judged are not counted (history replayed at an earlier now).
+    CommitFactory(repository=RepositoryFactory(project=empty), timestamp=NOW + datetime.timedelta(days=1))
+
+    assert signal(project_health(project=empty, now=NOW), "dormant")["penalty"] == 0
+    assert signal(project_health(project=busy, now=NOW), "dormant")["value"] == 89
+    assert signal(project_health(project=busy, now=NOW), "dormant")["penalty"] == 0
+    assert (
+        signal(project_health(project=busy, now=NOW + datetime.timedelta(days=2)), "dormant")["penalty"] == 30
+    )
+
+
 def test_health_record_stores_the_level_and_announces_changes(settings):
     # A local target, so no name is resolved; deliveries are only queued (sent once the test commits).
     settings.APM_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
@@ -424,9 +467,9 @@ def _grow(project: Project, n: int) -> None:
     [
         # task counts, median estimate, today's progress, the historic points
         (lambda project: project_progress(project=project, now=NOW), 4),
-        # open task counts, overdue examples, stale examples, dependency chains, commit activity, files by
-        # author (totals, examples), weekly churn
-        (lambda project: project_health(project=project, now=NOW), 8),
+        # last commit and task event, open task counts, overdue examples, stale examples, dependency
+        # chains, commit activity, files by author (totals, examples), weekly churn
+        (lambda project: project_health(project=project, now=NOW), 9),
         # the annotated list
         (lambda project: list(task_priorities(project=project, today=TODAY)), 1),
         # median estimate, state before the range, changes per day
@@ -456,6 +499,8 @@ def test_project_change_page_shows_health_and_progress(admin_client):
     project = ProjectFactory(key="ADM")
     task_at(project, ago(30), due_date=TODAY - datetime.timedelta(days=2), estimate_hours=Decimal(2))
     task_at(project, ago(1), status="done", estimate_hours=Decimal(2))
+    # The page judges health now, long after NOW: a commit of today keeps the project from being dormant.
+    CommitFactory(repository=RepositoryFactory(project=project), additions=0, deletions=0)
 
     page = admin_client.get(reverse("admin:projects_project_change", args=[project.pk])).content.decode()
     add_page = admin_client.get(reverse("admin:projects_project_add")).content.decode()

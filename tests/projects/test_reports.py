@@ -17,9 +17,10 @@ from projects.exports import export_request, export_run, exports_purge
 from projects.models import ExportJob, Project
 from projects.schedule import schedule_defaults_install
 from projects.tasks import project_digests_weekly_task
-from repos.models import IngestionRun
+from repos.models import Commit, IngestionRun
 from repos.services import ingestion_request, repository_register
 from repos.tasks import ingestion_runs_purge_task, repositories_ingest_all_task
+from tasks.models import TaskEvent
 from tasks.services import task_transition
 from tests.factories import IngestionRunFactory, ProjectFactory, RepositoryFactory, TaskFactory
 from tests.repos.gitrepo import GitRepo
@@ -80,8 +81,44 @@ def test_the_markdown_digest(project: Project) -> None:
     assert "| APM-2 | <script>alert(1)</script> |" in text
     assert f"| {timezone.localdate() - datetime.timedelta(days=3)} | 3 | To do |" in text
     assert "| src/parser.py | 3 | 1 |" in text  # 3 changes, 1 line now
-    assert "| Ada Lovelace <ada@example.com> | 3 |" in text
+    assert "| Ada Lovelace <ada@example.com> | 3 | 0 |" in text  # 3 commits, no merge
     assert "3 commits" in text
+
+
+def test_the_digest_of_a_quiet_project_covers_its_last_week_of_work(project: Project) -> None:
+    # Nothing happened since the repository's last commit (November 2023): no task moved after it.
+    last = Commit.objects.filter(repository__project=project).latest("timestamp").timestamp
+    TaskEvent.objects.filter(project=project).update(created_at=last - datetime.timedelta(hours=1))
+    last_day = timezone.localdate(last)
+    first_day = last_day - datetime.timedelta(days=6)
+
+    text = report("APM")
+    html = report("APM", "--format", "html")
+
+    assert text.startswith(f"# APM · Automation: {first_day} to {last_day}")
+    assert (
+        f"_Period: The 7 days from {first_day} to {last_day} (UTC), up to the last activity "
+        f"({last.astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC): no commit and no task change since._"
+    ) in text
+    assert "3 commits" in text
+    assert "| Ada Lovelace <ada@example.com> | 3 | 0 |" in text
+    assert "| src/parser.py | 3 | 1 |" in text
+    assert f"dormant: no activity since {last_day}" in text  # and the project is not healthy
+    assert "100/100" not in text
+    assert "up to the last activity" in html
+
+
+def test_the_digest_of_an_active_project_ends_today(project: Project) -> None:
+    today = timezone.localdate()
+
+    text = report("APM")
+    until = report("APM", "--until", str(today - datetime.timedelta(days=1)))
+
+    assert text.startswith(f"# APM · Automation: {today - datetime.timedelta(days=6)} to {today}")
+    assert f"_Period: The 7 days from {today - datetime.timedelta(days=6)} to {today} (UTC)._" in text
+    assert until.startswith(
+        f"# APM · Automation: {today - datetime.timedelta(days=7)} to {today - datetime.timedelta(days=1)}"
+    )
 
 
 def test_the_html_digest_escapes_what_people_wrote(project: Project) -> None:

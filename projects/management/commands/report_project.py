@@ -7,7 +7,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from apm.dates import DAY_RANGE_MESSAGE, day_in_range
@@ -27,7 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("key", help="Project key, e.g. APM.")
         parser.add_argument(
             "--since",
-            help="First day of the period, YYYY-MM-DD (digest: default 7 days ago; CSV: default no limit).",
+            help="First day of the period, YYYY-MM-DD (digest: default the 7 days up to --until, or up to "
+            "today, or up to the project's last commit or task change when nothing happened since; "
+            "CSV: default no limit).",
         )
         parser.add_argument("--until", help="Last day of the period, YYYY-MM-DD (default: today).")
         parser.add_argument("--format", choices=["md", "html", "csv"], default="md")
@@ -58,8 +59,7 @@ class Command(BaseCommand):
                 )
                 rows = csv_write(out=target, kind=kind, project=project, filters=filters)
             else:
-                since = days["since"] or timezone.localdate() - datetime.timedelta(days=7)
-                digest = project_digest(project=project, since=since, until=days["until"])
+                digest = project_digest(project=project, since=days["since"], until=days["until"])
                 target.write(digest_render(digest, fmt=fmt))
                 rows = None
         except ValidationError as exc:
