@@ -121,7 +121,7 @@ class RepositoryAdmin(admin.ModelAdmin):
             ),
             empty="No file of the tree changed in this window.",
         )
-        caption = self._caption(self._window(obj), "Ranked by changes × lines (docs/analytics.md)")
+        caption = self._caption(self._window(obj), "Ranked by changes x lines (docs/analytics.md)")
         return format_html("{}{}", caption, table)
 
     @admin.display(description="Change coupling")
