@@ -12,7 +12,9 @@ Prints, for each repository:
   (d) peak resident memory of this process and of the git processes it started,
       and the time link_commits takes to read that history again (it finds every link there),
   (e) an incremental run of --requests new commits that each close a task and log time ("fixes APM-12
-      @1h"), carried out one by one through the task services: the cost of a commit's request.
+      @1h"), carried out one by one through the task services: the cost of a commit's request,
+  (f) one new commit on top of the whole history: its run's time and the rows it wrote (its cost must
+      follow the new work, not the history).
 
 The generated messages name tasks (``work on APM-123``), and the project has --tasks tasks, so every
 commit of the first run is linked to a task (``links``, part of the commit chunks); --tasks 0 leaves the
@@ -152,6 +154,8 @@ def main() -> None:
 
     if not options.repository and options.requests:
         requests_measure(repo, options, ingest)
+    if not options.repository:
+        one_commit_measure(repo, repository, ingest)
     if not options.keep and not options.repository:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -195,6 +199,40 @@ def requests_measure(
         f"(e) {options.requests} commits with requests {seconds:8.2f} s   "
         f"{run.task_requests_applied} carried out, {run.task_requests_refused} refused; "
         f"requests step {applying:.2f} s = {per_request:.1f} ms a request"
+    )
+
+
+def one_commit_measure(repo: Path, repository: Any, ingest: Callable[[], tuple[float, Any]]) -> None:
+    """(f) One new commit changing two files: the run's time and every row it wrote."""
+    from repos.models import File, FileChange, FileHistory
+
+    paths = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")[:2]
+    for path in paths:
+        with open(repo / path, "a") as handle:
+            handle.write("one more line\n")
+    environment = {**os.environ, "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+                   "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}  # fmt: skip
+    subprocess.run(
+        ["git", "-C", str(repo), "commit", "-q", "-am", "One more line"], check=True, env=environment
+    )
+    seconds, run = ingest()
+    written = {
+        "commits": run.commits_done,
+        "file changes": FileChange.objects.filter(
+            commit__repository=repository, commit__sha=run.to_sha
+        ).count(),
+        "file histories": FileHistory.objects.filter(repository=repository, updated_in_run=run.pk).count(),
+        "files": File.objects.filter(repository=repository, seen_in_run=run.pk).count(),
+    }
+    print(
+        f"(f) one new commit                {seconds:8.2f} s   rows written: "
+        + ", ".join(f"{count} {table}" for table, count in written.items())
+        + f"; steps: {', '.join(f'{step} {value:.3f} s' for step, value in run.timings.items())}"
     )
 
 

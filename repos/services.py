@@ -186,8 +186,10 @@ def ingestion_request(*, repository: Repository, trigger: str, branch: str = "")
     looked up, so two requests at once cannot both start one. A run whose worker went silent for
     longer than ``APM_INGEST_STALE_SECONDS`` is marked failed and no longer blocks new runs.
     """
-    if branch:
-        _branch_validate(branch)
+    if branch or repository.default_branch:
+        # The stored default branch too: one written around the services (a database edit, a restore)
+        # is refused here with its reason instead of failing inside git.
+        _branch_validate(branch or repository.default_branch)
     with transaction.atomic():
         Repository.objects.select_for_update().filter(pk=repository.pk).first()
         for active in IngestionRun.objects.filter(repository=repository, status__in=ACTIVE_STATUSES):
@@ -743,15 +745,32 @@ def _run_finish(run: IngestionRun) -> None:
 # --- Batch jobs ---------------------------------------------------------------------------------------
 
 
-def repositories_ingest_all(*, trigger: str = IngestionRun.Trigger.SCHEDULE) -> list[IngestionRequest]:
+@dataclass(frozen=True)
+class IngestAllEntry:
+    """One repository of ``repositories_ingest_all``: its run, or why none could be requested."""
+
+    repository: Repository
+    request: IngestionRequest | None
+    refusal: str = ""
+
+
+def repositories_ingest_all(*, trigger: str = IngestionRun.Trigger.SCHEDULE) -> Iterator[IngestAllEntry]:
     """Request an incremental ingestion of every active repository; one already under way is left alone.
 
-    Safe to run twice at once (the schedule and an operator): each repository's row lock lets one run in.
+    Yields each repository as its request is made (with eager Celery, once its run is over). A
+    repository refused before any run is recorded (a branch that is no longer valid) is yielded with
+    the reason, and the others go on. Safe to run twice at once (the schedule and an operator): each
+    repository's row lock lets one run in. The list is read first: with eager Celery each request runs
+    a whole ingestion, and no cursor should stay open meanwhile.
     """
-    return [
-        ingestion_request(repository=repository, trigger=trigger)
-        for repository in Repository.objects.filter(is_active=True).order_by("pk").iterator(chunk_size=500)
-    ]
+    repositories = list(Repository.objects.filter(is_active=True).select_related("project").order_by("pk"))
+    for repository in repositories:
+        try:
+            request = ingestion_request(repository=repository, trigger=trigger)
+        except ValidationError as exc:
+            yield IngestAllEntry(repository=repository, request=None, refusal="; ".join(exc.messages))
+            continue
+        yield IngestAllEntry(repository=repository, request=request)
 
 
 def ingestion_runs_purge(*, older_than_days: int, batch_size: int = 1000) -> int:

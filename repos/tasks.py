@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, connections
 
 from repos import services
+from repos.git import GitError
 
 logger = structlog.get_logger(__name__)
 
@@ -37,7 +38,10 @@ def _run_step(run_id: int) -> Iterator[None]:
         raise
     except Exception as exc:  # recorded on the run, for people, instead of lost in a worker log
         reason = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-        logger.warning("ingestion_failed", run_id=run_id, reason=reason, exc_info=True)
+        # A refused source or git's own failure is expected and fully said by its reason; anything else
+        # is a defect of APM, logged with its traceback.
+        expected = isinstance(exc, ValidationError | GitError)
+        logger.warning("ingestion_failed", run_id=run_id, reason=reason, exc_info=not expected)
         services.ingestion_fail(run_id=run_id, reason=reason or type(exc).__name__)
 
 
@@ -104,7 +108,11 @@ def repository_finish_task(run_id: int) -> None:
 @shared_task(name="repos.ingest_all", **RETRY)
 def repositories_ingest_all_task() -> int:
     """The schedule's incremental ingestion of every active repository; returns the runs queued."""
-    return sum(1 for request in services.repositories_ingest_all() if request.created)
+    return sum(
+        1
+        for entry in services.repositories_ingest_all()
+        if entry.request is not None and entry.request.created
+    )
 
 
 @shared_task(name="repos.purge_ingestion_runs", **RETRY)

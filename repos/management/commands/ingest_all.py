@@ -9,27 +9,18 @@ within ``--timeout`` under ``--wait``.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from repos.git import GitError
 from repos.models import IngestionRun, Repository
-from repos.services import ingestion_request
+from repos.services import repositories_ingest_all
 
 ACTIVE = (IngestionRun.Status.QUEUED, IngestionRun.Status.RUNNING)
-# Failures with a reason for people (a source outside APM_REPO_ROOTS, an unreachable host, a missing
-# branch): reported on the repository's line, not as a traceback. Anything else is a bug.
-EXPECTED_FAILURES = (GitError, ValidationError)
 DEFAULT_TIMEOUT = 3600.0
 POLL_SECONDS = 1.0
 
@@ -78,41 +69,6 @@ def _ended(repository: Repository, run: IngestionRun) -> _Line:
     return _Line(repository, run, SUCCEEDED, f"succeeded, {commits} new commit{'' if commits == 1 else 's'}")
 
 
-class _ExpectedFailuresWithoutTraceback(logging.Filter):
-    """Takes the traceback off log records about expected failures.
-
-    With eager Celery the runs happen in this process, and the ingestion logs each failure with its
-    traceback, which belongs in a worker's log. The operator's terminal (and cron's mail) gets the
-    reason on the repository's line instead; ``--traceback`` keeps the tracebacks.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exception = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
-        if isinstance(exception, EXPECTED_FAILURES):
-            record.exc_info = None
-            record.exc_text = None
-            if isinstance(record.msg, dict):  # a structlog event, rendered later by the formatter
-                record.msg.pop("exc_info", None)
-                record.msg.pop("exception", None)
-        return True
-
-
-@contextmanager
-def _tracebacks_of_expected_failures(*, shown: bool) -> Iterator[None]:
-    if shown:
-        yield
-        return
-    log_filter = _ExpectedFailuresWithoutTraceback()
-    handlers = list(logging.getLogger().handlers)
-    for handler in handlers:
-        handler.addFilter(log_filter)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(log_filter)
-
-
 class Command(BaseCommand):
     help = (
         "Ingest every active repository incrementally; one already under way is left alone. Prints one "
@@ -138,8 +94,7 @@ class Command(BaseCommand):
         if options["timeout"] is not None and not options["wait"]:
             raise CommandError("--timeout applies to --wait only.", returncode=2)
         timeout = options["timeout"] or DEFAULT_TIMEOUT
-        with _tracebacks_of_expected_failures(shown=options["traceback"]):
-            lines = self._ingest_all(wait=options["wait"], timeout=timeout)
+        lines = self._ingest_all(wait=options["wait"], timeout=timeout)
         self._summarise(lines, timeout=timeout)
 
     def _ingest_all(self, *, wait: bool, timeout: float) -> list[_Line]:
@@ -147,19 +102,10 @@ class Command(BaseCommand):
         eager = current_app.conf.task_always_eager
         lines: list[_Line] = []
         followed: dict[int, Repository] = {}
-        # The list is read first: with eager Celery each request runs a whole ingestion, possibly for
-        # hours, and no cursor should stay open meanwhile.
-        # Each repository is requested here rather than through repositories_ingest_all, which stops at
-        # the first refusal: an operator's run reports on every repository.
-        repositories = list(
-            Repository.objects.filter(is_active=True).select_related("project").order_by("pk")
-        )
-        for repository in repositories:
-            try:
-                request = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.COMMAND)
-            except ValidationError as exc:  # refused before any run was recorded; the others go on
-                reason = "; ".join(exc.messages)
-                lines.append(self._say(_Line(repository, None, FAILED, f"failed: {reason}")))
+        for entry in repositories_ingest_all(trigger=IngestionRun.Trigger.COMMAND):
+            repository, request = entry.repository, entry.request
+            if request is None:  # refused before any run was recorded; the others go on
+                lines.append(self._say(_Line(repository, None, FAILED, f"failed: {entry.refusal}")))
                 continue
             run = request.run
             run.refresh_from_db()
