@@ -80,3 +80,23 @@ def admin_user(db):  # type: ignore[no-untyped-def]
 def admin_client(client, admin_user):  # type: ignore[no-untyped-def]
     client.force_login(admin_user)
     return client
+
+
+# The tests' remote sources are named under example.com (RFC 2606), which this machine (and CI) cannot
+# resolve; a remote that does not resolve is refused. These names stand for a public git host: they
+# resolve to a documentation-free public address, and every other name goes to the real resolver.
+EXAMPLE_HOST_ADDRESS = "93.184.215.14"
+
+
+@pytest.fixture(autouse=True)
+def _example_hosts_resolve(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import repos.git
+
+    resolve = repos.git.host_addresses
+
+    def host_addresses(host: str, port: int) -> list[str]:
+        if host == "example.com" or host.endswith(".example.com"):
+            return [EXAMPLE_HOST_ADDRESS]
+        return resolve(host, port)
+
+    monkeypatch.setattr(repos.git, "host_addresses", host_addresses)
