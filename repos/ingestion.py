@@ -7,7 +7,6 @@ conflicts ignored. Either way a chunk written twice (a redelivered Celery task) 
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -73,32 +72,6 @@ def _change_rows(
             }
 
 
-@dataclass(frozen=True)
-class PathHistory:
-    """What some commits add to one path's running totals (``FileHistory``)."""
-
-    path: str
-    churn: int
-    commit_count: int
-    last_changed_at: datetime.datetime
-
-
-def history_deltas(commits: Iterable[ParsedCommit]) -> list[PathHistory]:
-    """Churn, commit count and last change per path, over ``commits`` only."""
-    totals: dict[str, list[Any]] = {}
-    for commit in commits:
-        for path, change in _commit_paths(commit):
-            lines = (change.added or 0) + (change.deleted or 0)
-            entry = totals.get(path)
-            if entry is None:
-                totals[path] = [lines, 1, commit.timestamp]
-            else:
-                entry[0] += lines
-                entry[1] += 1
-                entry[2] = max(entry[2], commit.timestamp)
-    return [PathHistory(path, churn, count, last) for path, (churn, count, last) in totals.items()]
-
-
 _COMMIT_COLUMNS = [
     "repository_id", "sha", "parents", "author_name", "author_email", "authored_at", "committer_name",
     "committer_email", "timestamp", "message", "additions", "deletions", "files_changed", "is_merge",
@@ -122,14 +95,12 @@ class CommitsWritten:
     changes: int
     ids: dict[str, int]
     added: frozenset[str]
-    # Per-path figures of the commits this call inserted (not of those stored before).
-    history: list[PathHistory]
 
 
 def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> CommitsWritten:
     """Store ``commits`` and their file changes (those already stored are left as they are)."""
     if not commits:
-        return CommitsWritten(0, {}, frozenset(), [])
+        return CommitsWritten(0, {}, frozenset())
     shas = [commit.sha for commit in commits]
     if connection.vendor == "postgresql":
         written = _commits_copy_new(repository_id, commits)
@@ -162,8 +133,7 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> Com
         FileChange.objects.bulk_create(
             [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
         )
-    history = history_deltas(commit for commit in commits if commit.sha in added)
-    return CommitsWritten(len(change_rows), ids, added, history)
+    return CommitsWritten(len(change_rows), ids, added)
 
 
 def _commits_copy_new(repository_id: int, commits: Sequence[ParsedCommit]) -> CommitsWritten | None:
@@ -197,7 +167,7 @@ def _commits_copy_new(repository_id: int, commits: Sequence[ParsedCommit]) -> Co
                     copy.write(change_text)
         except IntegrityError:
             return None
-    return CommitsWritten(changes, ids, frozenset(shas), history_deltas(commits))
+    return CommitsWritten(changes, ids, frozenset(shas))
 
 
 # COPY's text format: a backslash, a tab, a newline or a carriage return inside a value is escaped.
@@ -388,11 +358,23 @@ def files_delete(*, repository_id: int, paths: list[str]) -> int:
     return deleted
 
 
-_HISTORY_COLUMNS = ["repository_id", "path", "churn", "commit_count", "last_changed_at", "updated_in_run"]
+# The figures of some commits per path, from their file changes, added to the running totals: what is
+# there plus what the commits bring; the latest change wins. Grouped in the database (the file changes
+# were just written there), read through file_changes' (commit_id, path) key.
+_HISTORY_SELECT = """
+SELECT fc.repository_id, fc.path, SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)), COUNT(*),
+       MAX(c.timestamp), %s
+FROM file_changes fc JOIN commits c ON c.id = fc.commit_id
+WHERE fc.commit_id IN ({ids})
+GROUP BY fc.repository_id, fc.path
+"""
+_HISTORY_INSERT = (
+    "INSERT INTO file_histories "
+    "(repository_id, path, churn, commit_count, last_changed_at, updated_in_run) {select} {upsert}"
+)
 _HISTORY_UPSERT = {
-    # Running totals: what is already there plus what the chunk brings; the latest change wins.
     "postgresql": (
-        "DO UPDATE SET churn = file_histories.churn + EXCLUDED.churn, "
+        "ON CONFLICT (repository_id, path) DO UPDATE SET churn = file_histories.churn + EXCLUDED.churn, "
         "commit_count = file_histories.commit_count + EXCLUDED.commit_count, "
         "last_changed_at = GREATEST(file_histories.last_changed_at, EXCLUDED.last_changed_at), "
         "updated_in_run = EXCLUDED.updated_in_run"
@@ -414,46 +396,25 @@ _HISTORY_UPSERT = {
 }
 
 
-def file_histories_add(*, repository_id: int, run_id: int, deltas: Sequence[PathHistory]) -> None:
-    """Add a chunk's figures to the running totals of its paths, marking them as changed by ``run_id``.
+def file_histories_add(*, run_id: int, commit_ids: Sequence[int]) -> None:
+    """Add the figures of the commits ``commit_ids`` to their paths' running totals, marked with ``run_id``.
 
-    Not idempotent by itself: the caller adds the figures of commits it inserted, once per chunk, under
-    the run's row lock (``repos.services.ingestion_commits_chunk``).
+    Not idempotent by itself: the caller passes the commits it inserted, once per chunk, under the
+    run's row lock (``repos.services.ingestion_commits_chunk``).
     """
-    if not deltas:
+    if not commit_ids:
         return
-    rows = [
-        {
-            "repository_id": repository_id,
-            "path": delta.path,
-            "churn": delta.churn,
-            "commit_count": delta.commit_count,
-            "last_changed_at": delta.last_changed_at,
-            "updated_in_run": run_id,
-        }
-        for delta in sorted(deltas, key=lambda delta: delta.path)  # one lock order for every writer
-    ]
-    if connection.vendor == "postgresql":
-        _copy_insert(
-            "file_histories",
-            _HISTORY_COLUMNS,
-            rows,
-            conflict="(repository_id, path)",
-            action=_HISTORY_UPSERT["postgresql"],
-        )
-        return
-    adapt = connection.ops.adapt_datetimefield_value
-    values = [
-        [*(row[column] for column in _HISTORY_COLUMNS[:4]), adapt(row["last_changed_at"]), run_id]
-        for row in rows
-    ]
-    sql = (
-        f"INSERT INTO file_histories ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608 (fixed identifiers)
-        f"VALUES ({', '.join(['%s'] * len(_HISTORY_COLUMNS))}) {_HISTORY_UPSERT[connection.vendor]}"
-    )
+    upsert = _HISTORY_UPSERT[connection.vendor]
     with connection.cursor() as cursor:
-        for start in range(0, len(values), 500):
-            cursor.executemany(sql, values[start : start + 500])
+        if connection.vendor == "postgresql":
+            select = _HISTORY_SELECT.replace("IN ({ids})", "= ANY(%s)")
+            cursor.execute(_HISTORY_INSERT.format(select=select, upsert=upsert), [run_id, list(commit_ids)])
+            return
+        # Batches of ids, each grouped on its own: a path in two batches adds up the same.
+        for start in range(0, len(commit_ids), 500):
+            batch = list(commit_ids[start : start + 500])
+            select = _HISTORY_SELECT.format(ids=", ".join(["%s"] * len(batch)))
+            cursor.execute(_HISTORY_INSERT.format(select=select, upsert=upsert), [run_id, *batch])
 
 
 # Copy the running totals onto the file index, for the rows a run touched only: the paths its commits

@@ -512,7 +512,7 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
             return  # another delivery of this chunk got here first; its rows were the same
         # Under the run's row lock and after the check above: the chunk's figures are added to the
         # running totals once, even when two deliveries of it both believed they inserted its commits.
-        file_histories_add(repository_id=run.repository_id, run_id=run_id, deltas=written.history)
+        file_histories_add(run_id=run_id, commit_ids=[written.ids[sha] for sha in sorted(written.added)])
         locked.chunks_done = [*locked.chunks_done, skip]
         locked.task_links_created = F("task_links_created") + links.links_created
         locked.notes = _notes_add(locked.notes, links.notes_for_run())
