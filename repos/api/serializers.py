@@ -121,6 +121,7 @@ class IngestionRunSerializer(serializers.ModelSerializer):
             "lines_deleted",
             "files_total",
             "files_indexed",
+            "files_scope",
             "task_links_created",
             "task_requests_applied",
             "task_requests_refused",
