@@ -62,6 +62,7 @@ from repos.linking import (
     commits_link_tasks,
     commits_requests_apply,
     commits_requests_to_history,
+    run_notes_merge,
 )
 from repos.models import File, IngestionRun, Repository
 
@@ -515,7 +516,8 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         file_histories_add(run_id=run_id, commit_ids=[written.ids[sha] for sha in sorted(written.added)])
         locked.chunks_done = [*locked.chunks_done, skip]
         locked.task_links_created = F("task_links_created") + links.links_created
-        locked.notes = _notes_add(locked.notes, links.notes_for_run())
+        # One line for the unknown keys of the whole run, however many chunks found some.
+        locked.notes = _notes_add(*run_notes_merge(locked.notes, links.notes_for_run()))
         locked.commits_done = F("commits_done") + len(commits)
         locked.file_changes_added = F("file_changes_added") + changes
         locked.lines_added = F("lines_added") + sum(commit.additions for commit in commits)

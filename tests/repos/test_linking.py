@@ -447,11 +447,11 @@ def test_each_chunk_says_once_how_many_keys_named_no_task(
 
     run = ingest(repository, django_capture_on_commit_callbacks)
 
-    # 45 commits in 5 chunks: one line per chunk at most (one for the run once the chunks' lines are
-    # folded with run_notes_merge), and the counts add up to every reference.
+    # 45 commits in 5 chunks: the chunks' lines are folded into one for the run (run_notes_merge), and
+    # its count adds up to every reference.
     lines = [UNKNOWN_LINE.fullmatch(note) for note in run.notes]
     assert all(lines), run.notes
-    assert 1 <= len(lines) <= 5
+    assert len(lines) == 1
     assert sum(int(line.group(1)) for line in lines) == 90
 
 
