@@ -465,15 +465,20 @@ def chunk_durability_relax() -> None:
 _LINK_COLUMNS = ["commit_id", "task_id", "action", "status", "minutes", "outcome", "note", "created_at"]
 
 
-def links_write(*, rows: list[dict[str, Any]]) -> int:
+def links_write(*, rows: list[dict[str, Any]], new_commits: bool = False) -> int:
     """Insert commit-task links, skipping any already there; return how many were new.
 
     A history of 100,000 commits can link as many: on PostgreSQL they are copied in like commits (model
     instances and a multi-row INSERT cost several times more); elsewhere one multi-row insert per 500.
+    ``new_commits``: the commits were inserted by the caller's own transaction, so no link to them can
+    exist yet, and PostgreSQL copies the links straight into their table.
     """
     if not rows:
         return 0
     if connection.vendor == "postgresql":
+        if new_commits:
+            _copy_direct("commit_task_links", _LINK_COLUMNS, rows)
+            return len(rows)
         inserted = _copy_insert(
             "commit_task_links", _LINK_COLUMNS, rows, conflict="(commit_id, task_id)", returning="id"
         )

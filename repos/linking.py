@@ -238,12 +238,17 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def commits_link_tasks(
-    *, repository: Repository, mode: Mode, commits: Sequence[CommitText] | None = None
+    *,
+    repository: Repository,
+    mode: Mode,
+    commits: Sequence[CommitText] | None = None,
+    new_commits: bool = False,
 ) -> LinkReport:
     """Link ``commits`` of ``repository`` (all its stored commits when None) to the tasks they name.
 
     Writes links only; never moves a task. Safe to run twice, and beside another run: a link is unique
-    per commit and task, and one that exists keeps its outcome.
+    per commit and task, and one that exists keeps its outcome. ``new_commits``: the caller's own
+    transaction inserted these commits, so none of them has a link yet (nothing to look up or skip).
     """
     project = repository.project
     grammar = project_grammar(project)
@@ -255,21 +260,28 @@ def commits_link_tasks(
         source = commits
     # In batches, so that memory stays flat however long the history link_commits reads.
     for batch in _batched(_mentions(source, grammar=grammar, report=report), _MENTIONS_BATCH):
-        report.links_created += _links_batch_write(project=project, mode=mode, found=batch, report=report)
+        report.links_created += _links_batch_write(
+            project=project, mode=mode, found=batch, report=report, new_commits=new_commits
+        )
     created = report.links_created
     transaction.on_commit(lambda: COMMIT_TASK_LINKS.inc(created))
     return report
 
 
 def _links_batch_write(
-    *, project: Project, mode: Mode, found: list[tuple[CommitText, Mention]], report: LinkReport
+    *,
+    project: Project,
+    mode: Mode,
+    found: list[tuple[CommitText, Mention]],
+    report: LinkReport,
+    new_commits: bool,
 ) -> int:
-    tasks = _tasks_by_number(project=project, numbers={mention.number for _, mention in found})
+    tasks = _task_ids_by_number(project=project, numbers={mention.number for _, mention in found})
     now = timezone.now()
     rows: list[dict[str, Any]] = []
     for commit, mention in found:
-        task = tasks.get(mention.number)
-        if task is None:
+        task_id = tasks.get(mention.number)
+        if task_id is None:
             report.unknown_add(mention.task_key)
             continue
         outcome = Outcome.LINKED
@@ -278,7 +290,7 @@ def _links_batch_write(
         rows.append(
             {
                 "commit_id": commit.id,
-                "task_id": task.pk,
+                "task_id": task_id,
                 "action": mention.action,
                 "status": mention.target_status,
                 "minutes": mention.minutes,
@@ -287,22 +299,24 @@ def _links_batch_write(
                 "created_at": now,
             }
         )
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" and not new_commits:
         # PostgreSQL's insert reports what it added; elsewhere the links already there are left out
         # first, so the count of new links stays true.
         existing = _links_existing(commit_ids={row["commit_id"] for row in rows})
         rows = [row for row in rows if (row["commit_id"], row["task_id"]) not in existing]
-    return links_write(rows=rows)
+    return links_write(rows=rows, new_commits=new_commits)
 
 
-def _tasks_by_number(*, project: Project, numbers: set[int]) -> dict[int, Task]:
-    tasks: dict[int, Task] = {}
+def _task_ids_by_number(*, project: Project, numbers: set[int]) -> dict[int, int]:
+    ids: dict[int, int] = {}
     ordered = sorted(numbers)
     for start in range(0, len(ordered), _BATCH):
-        for task in Task.objects.filter(project=project, number__in=ordered[start : start + _BATCH]):
-            task.project = project  # task.key needs it; one project for all
-            tasks[task.number] = task
-    return tasks
+        ids.update(
+            Task.objects.filter(project=project, number__in=ordered[start : start + _BATCH]).values_list(
+                "number", "pk"
+            )
+        )
+    return ids
 
 
 def _links_existing(*, commit_ids: set[int]) -> set[tuple[int, int]]:

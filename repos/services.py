@@ -639,9 +639,14 @@ def _commits_link(*, run: IngestionRun, commits: list[ParsedCommit], written: Co
     new = [text for text in texts if text.sha in written.added]
     seen = [text for text in texts if text.sha not in written.added]
     report = LinkReport()
-    for mode, batch in (("history" if _is_backfill(run) else "pending", new), ("history", seen)):
+    for mode, batch, added in (
+        ("history" if _is_backfill(run) else "pending", new, True),
+        ("history", seen, False),
+    ):
         if batch:
-            report.merge(commits_link_tasks(repository=run.repository, mode=mode, commits=batch))
+            report.merge(
+                commits_link_tasks(repository=run.repository, mode=mode, commits=batch, new_commits=added)
+            )
     return report
 
 
