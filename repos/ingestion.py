@@ -443,8 +443,14 @@ def files_history_refresh(*, repository_id: int, run_id: int, whole_tree: bool) 
     if whole_tree:
         File.objects.filter(repository_id=repository_id).exclude(seen_in_run=run_id).delete()
     sql = _REFRESH_SQL.get(connection.vendor, _REFRESH_SQL["default"])
+    # After a whole tree, every file was indexed by the run: one pass over them covers the paths its
+    # commits changed too. Otherwise both: a path can change in history and not in the tree (an edit
+    # and its revert), and a path can come back to the tree unchanged by the run's commits.
+    filters = (
+        ["files.seen_in_run = %s"] if whole_tree else ["h.updated_in_run = %s", "files.seen_in_run = %s"]
+    )
     with connection.cursor() as cursor:
-        for where in ("h.updated_in_run = %s", "files.seen_in_run = %s"):
+        for where in filters:
             cursor.execute(sql.format(where=where), [repository_id, run_id])
     return File.objects.filter(repository_id=repository_id).count()
 
