@@ -15,7 +15,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 
 from repos.gitlog import ParsedChange, ParsedCommit
-from repos.models import Commit, CommitTaskLink, File, FileChange
+from repos.models import Commit, CommitTaskLink, File, FileChange, FileHistory
 
 # Text columns are bounded by the schema; git values longer than that are cut, never rejected.
 _COMMIT_LIMITS = {"author_name": 255, "author_email": 255, "committer_name": 255, "committer_email": 255}
@@ -415,6 +415,19 @@ def file_histories_add(*, run_id: int, commit_ids: Sequence[int]) -> None:
             batch = list(commit_ids[start : start + 500])
             select = _HISTORY_SELECT.format(ids=", ".join(["%s"] * len(batch)))
             cursor.execute(_HISTORY_INSERT.format(select=select, upsert=upsert), [run_id, *batch])
+
+
+def file_histories_rebuild(*, repository_id: int, run_id: int) -> None:
+    """Recompute the totals of every path of ``repository_id`` from its stored file changes.
+
+    For runs that walk the whole branch (the first, or after a force push): they read the history
+    anyway, and one grouped pass costs less than adding chunk by chunk; it also leaves the totals
+    exactly what the stored history says, whatever happened before.
+    """
+    FileHistory.objects.filter(repository_id=repository_id).delete()
+    select = _HISTORY_SELECT.replace("fc.commit_id IN ({ids})", "fc.repository_id = %s")
+    with connection.cursor() as cursor:
+        cursor.execute(_HISTORY_INSERT.format(select=select, upsert=""), [run_id, repository_id])
 
 
 # Copy the running totals onto the file index, for the rows a run touched only: the paths its commits

@@ -51,6 +51,7 @@ from repos.ingestion import (
     chunk_durability_relax,
     commits_write,
     file_histories_add,
+    file_histories_rebuild,
     files_delete,
     files_history_refresh,
     files_write,
@@ -513,7 +514,9 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
             return  # another delivery of this chunk got here first; its rows were the same
         # Under the run's row lock and after the check above: the chunk's figures are added to the
         # running totals once, even when two deliveries of it both believed they inserted its commits.
-        file_histories_add(run_id=run_id, commit_ids=[written.ids[sha] for sha in sorted(written.added)])
+        # A run walking the whole branch rebuilds the totals at its finish instead.
+        if run.from_sha:
+            file_histories_add(run_id=run_id, commit_ids=[written.ids[sha] for sha in sorted(written.added)])
         locked.chunks_done = [*locked.chunks_done, skip]
         locked.task_links_created = F("task_links_created") + links.links_created
         # One line for the unknown keys of the whole run, however many chunks found some.
@@ -708,6 +711,8 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
 def _run_finish(run: IngestionRun) -> None:
     run_id, repository = run.pk, run.repository
     with _timed(run_id, "finish"):
+        if not run.from_sha and run.to_sha:
+            file_histories_rebuild(repository_id=repository.pk, run_id=run_id)
         kept = files_history_refresh(
             repository_id=repository.pk,
             run_id=run_id,
