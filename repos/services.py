@@ -282,11 +282,13 @@ def repository_git_dir(*, repository: Repository, fetch: bool, needs: str = "") 
     (the tip a run planned): each worker may have a workspace of its own, older than the run, and a
     chunk reads the run's commits up to that tip, never newer ones.
     """
+    mirror = repository_mirror_path(repository=repository)
+    # Reading a mirror that is this repository's and holds the run's tip touches neither the source nor
+    # the network: the source is checked (source_parse) and reached only to clone or fetch.
+    if not fetch and _mirror_usable(mirror, repository=repository, needs=needs):
+        return str(mirror)
     parsed = source_parse(repository.source)
     remote = parsed.location if parsed.kind == Repository.Kind.REMOTE else None
-    mirror = repository_mirror_path(repository=repository)
-    if not fetch and _mirror_usable(mirror, repository=repository, location=parsed.location, needs=needs):
-        return str(mirror)
     mirror.parent.mkdir(parents=True, exist_ok=True)
     # One clone or fetch of a mirror at a time on this machine: two chunk tasks of a worker that both
     # find the tip missing would otherwise fight over git's ref locks. Readers need no lock: git adds
@@ -304,29 +306,45 @@ def repository_git_dir(*, repository: Repository, fetch: bool, needs: str = "") 
         raise GitError(
             f"commit {needs[:12]} is no longer in the source (the branch was rewritten during the run)"
         )
+    if needs:
+        _MIRRORS_VERIFIED.add((str(mirror), repository.mirror_key, repository.source, needs))
     return str(mirror)
 
 
-def _mirror_usable(mirror: Path, *, repository: Repository, location: str, needs: str) -> bool:
-    return _mirror_owned(mirror, repository=repository, location=location) and (
-        not needs or _has_commit(str(mirror), needs)
-    )
+# (mirror, key, source, tip) this process found to be the repository's own mirror holding the tip: the
+# next chunks of the run read it without asking git again. A mirror never loses a commit it fetched.
+_MIRRORS_VERIFIED: set[tuple[str, str, str, str]] = set()
 
 
-def _mirror_owned(mirror: Path, *, repository: Repository, location: str) -> bool:
-    """Whether ``mirror`` is a mirror of ``location`` made for this repository (its key in its config)."""
+def _mirror_usable(mirror: Path, *, repository: Repository, needs: str) -> bool:
+    verified = (str(mirror), repository.mirror_key, repository.source, needs)
+    if needs and verified in _MIRRORS_VERIFIED and (mirror / "HEAD").exists():
+        return True
+    usable = _mirror_owned(mirror, repository=repository) and (not needs or _has_commit(str(mirror), needs))
+    if usable and needs:
+        _MIRRORS_VERIFIED.add(verified)
+    return usable
+
+
+def _mirror_owned(mirror: Path, *, repository: Repository, location: str | None = None) -> bool:
+    """Whether ``mirror`` was made for this repository from its current source (both in its config).
+
+    ``location``: the checked source git would fetch from, compared with the mirror's origin too.
+    """
     if not (mirror / "HEAD").exists():
         return False
     try:
         config = git_run(
-            "config", "--null", "--get-regexp", r"^(apm\.repository|remote\.origin\.url)$",
+            "config", "--null", "--get-regexp", r"^(apm\.repository|apm\.source|remote\.origin\.url)$",
             git_dir=str(mirror), timeout=30,
         )  # fmt: skip
     except GitError:
         return False
     values = dict(entry.split("\n", 1) for entry in config.split("\0") if "\n" in entry)
     return (
-        values.get("apm.repository") == repository.mirror_key and values.get("remote.origin.url") == location
+        values.get("apm.repository") == repository.mirror_key
+        and values.get("apm.source") == repository.source
+        and (location is None or values.get("remote.origin.url") == location)
     )
 
 
@@ -338,6 +356,7 @@ def _mirror_clone(
     hard_links = [] if parsed.kind == Repository.Kind.LOCAL else ["--no-hardlinks"]
     git_run("clone", "--mirror", "--quiet", *hard_links, "--", parsed.location, str(partial), remote=remote)
     git_run("config", "apm.repository", repository.mirror_key, git_dir=str(partial), timeout=30)
+    git_run("config", "apm.source", repository.source, git_dir=str(partial), timeout=30)
     _commit_graph_write(str(partial))
     if mirror.exists():  # not this repository's: set aside first, so no reader ever sees half of it
         stale = mirror.with_name(f"{mirror.name}.stale-{os.getpid()}-{threading.get_ident()}")
