@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from repos.gitlog import ParsedChange, ParsedCommit
 from repos.models import Commit, CommitTaskLink, File, FileChange, FileHistory
@@ -122,18 +122,49 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> Com
         change_rows = list(_change_rows(repository_id, commits, ids))
         _copy_insert("file_changes", _CHANGE_COLUMNS, change_rows, conflict="(commit_id, path)")
     else:
-        commit_rows = [_commit_row(repository_id, commit) for commit in commits]
         before = _commit_ids(repository_id, shas)
-        Commit.objects.bulk_create(
-            [Commit(**row) for row in commit_rows], ignore_conflicts=True, batch_size=500
-        )
+        new_rows = [_commit_row(repository_id, c) for c in commits if c.sha not in before]
+        inserted = _commits_insert_ignoring(new_rows)
+        if inserted != len(new_rows):
+            # Another transaction stored some of these commits between the look-up and the insert (two
+            # runs at once after a stale takeover): which ones cannot be told, and the running totals
+            # must count each commit once. Undone and retried as a transient error, it sees them stored.
+            raise OperationalError(
+                f"{len(new_rows) - inserted} of the chunk's commits were stored meanwhile by another run"
+            )
         ids = _commit_ids(repository_id, shas)
-        added = frozenset(ids) - frozenset(before)
+        added = frozenset(row["sha"] for row in new_rows)
         change_rows = list(_change_rows(repository_id, commits, ids))
         FileChange.objects.bulk_create(
             [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
         )
     return CommitsWritten(len(change_rows), ids, added)
+
+
+def _commits_insert_ignoring(rows: list[dict[str, Any]]) -> int:
+    """MariaDB and SQLite: insert commit rows, skipping those already there; return how many went in."""
+    if not rows:
+        return 0
+    verb = "INSERT IGNORE" if connection.vendor == "mysql" else "INSERT OR IGNORE"
+    columns = ", ".join(connection.ops.quote_name(column) for column in _COMMIT_COLUMNS)
+    adapt = connection.ops.adapt_datetimefield_value
+    inserted = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 500):
+            batch = rows[start : start + 500]
+            values = ", ".join([f"({', '.join(['%s'] * len(_COMMIT_COLUMNS))})"] * len(batch))
+            parameters = [
+                json.dumps(row[column])
+                if column == "parents"
+                else adapt(row[column])
+                if column in ("authored_at", "timestamp")
+                else row[column]
+                for row in batch
+                for column in _COMMIT_COLUMNS
+            ]
+            cursor.execute(f"{verb} INTO commits ({columns}) VALUES {values}", parameters)
+            inserted += cursor.rowcount
+    return inserted
 
 
 def _commits_copy_new(repository_id: int, commits: Sequence[ParsedCommit]) -> CommitsWritten | None:
