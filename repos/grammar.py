@@ -29,9 +29,10 @@ _KEY = r"[A-Za-z][A-Za-z0-9]{1,9}-\d{1,9}"
 # "#12" after "pull request" or "PR" is a pull request whatever the project's setting: GitHub's merge
 # subjects ("Merge pull request #5962 from ...") and Bitbucket's ("(pull request #12)") name one.
 _SHORT = r"(?<!pull request )(?<!\bPR )#\d{1,9}"
-# A task reference: KEY-N, or #N when short references are on. Not part of a longer word or path
-# ("xAPM-1", "refs/APM-1.txt" are not references; "(APM-1)" and "APM-1:" are).
-_REF_TEMPLATE = r"(?<![\w/.#-])(?P<ref>{alternatives})(?![\w-])"
+# A task reference: KEY-N, or #N when short references are on. Not part of a longer word, path,
+# version or e-mail address ("xAPM-1", "refs/APM-1.txt", "git-2.26.0", "me+git-2014@example.com" are not
+# references; "(APM-1)", "APM-1:" and "APM-1." at the end of a sentence are).
+_REF_TEMPLATE = r"(?<![\w/.#+-])(?P<ref>{alternatives})(?![\w-]|\.\w|@[A-Za-z])"
 # What may follow a reference and attach to it: status tags and durations, in any order.
 _TRAILER = re.compile(r"\s*(?:(?P<tag>#[A-Za-z][\w-]{0,39})|@(?P<duration>[0-9][0-9.]*[wdhm][0-9.wdhm]*))")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhm])")

@@ -55,6 +55,15 @@ def said(message: str, **options) -> dict[str, tuple]:
         ("see docs/APM-1.md and xAPM-2", {"XAPM-2": ("reference", "", 0)}),
         ("unfixes APM-7", {"APM-7": ("reference", "", 0)}),
         ("prefix-APM-5", {}),
+        # Versions and e-mail addresses that look like keys (git.git's history is full of them).
+        ("Merge branch 'apm-2.27-round-1' and apm-1.8.5.2", {}),
+        ("Signed-off-by: someone+apm-2014@example.com", {}),
+        (
+            "Done. Fixes APM-4. Then APM-5, APM-6.",
+            {"APM-4": ("fix", "done", 0), "APM-5": ("reference", "", 0), "APM-6": ("reference", "", 0)},
+        ),
+        ("APM-12@2h", {"APM-12": ("time", "", 120)}),
+        ("fixes APM-1,APM-2", {"APM-1": ("fix", "done", 0), "APM-2": ("fix", "done", 0)}),
     ],
 )
 def test_messages(message: str, expected: dict) -> None:
