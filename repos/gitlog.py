@@ -19,8 +19,10 @@ from repos.git import GitError, git_popen
 
 READ_BLOCK = 1 << 16
 
-# Header fields of one commit, NUL-separated; %x1e marks the start of a commit.
-_LOG_FORMAT = "%x1e%H%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B"
+# Header fields of one commit, NUL-separated; %x1e marks the start of a commit. Names and e-mails go
+# through the repository's .mailmap (%aN, %aE: a bare mirror reads HEAD's), as git shortlog counts
+# people: one person under two addresses is one contributor.
+_LOG_FORMAT = "%x1e%H%x00%P%x00%aN%x00%aE%x00%at%x00%cN%x00%cE%x00%ct%x00%B"
 _HEADER_FIELDS = 9
 
 

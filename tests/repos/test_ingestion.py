@@ -382,3 +382,20 @@ def test_an_incremental_run_reads_only_the_changed_paths(root: Path, django_capt
     main = File.objects.get(repository=repository, path="src/main.py")
     assert (main.lines, main.commit_count) == (1, 2)  # renamed from src/app.py (1), rewritten now (2)
     assert not File.objects.filter(repository=repository, path__in=["logo.bin", "README.md"]).exists()
+
+
+def test_authors_are_stored_as_the_mailmap_names_them(root: Path, django_capture_on_commit_callbacks):
+    repo = GitRepo(root / "mapped")
+    repo.write("a.txt", "a\n")
+    repo.commit("By Ada's old address")
+    repo.write(".mailmap", "Ada Lovelace <ada@analytical.example> <ada@example.com>\n")
+    repo.commit("Map Ada's addresses")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+
+    ingest(repository, django_capture_on_commit_callbacks)
+
+    shortlog = repo.git("shortlog", "-sne", "--no-merges", "HEAD").decode()
+    assert "Ada Lovelace <ada@analytical.example>" in shortlog
+    assert set(Commit.objects.filter(repository=repository).values_list("author_email", flat=True)) == {
+        "ada@analytical.example"
+    }
