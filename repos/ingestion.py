@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
 
 from repos.gitlog import ParsedChange, ParsedCommit
@@ -90,17 +91,19 @@ _CHANGE_COLUMNS = [
 
 @dataclass(frozen=True)
 class CommitsWritten:
-    """What ``commits_write`` did: file changes in the chunk, every commit's row id, the shas it added."""
+    """What ``commits_write`` did: every commit's row id, the shas it added, and what those brought."""
 
-    changes: int
+    changes: int  # file changes of the commits it added
     ids: dict[str, int]
     added: frozenset[str]
+    lines_added: int
+    lines_deleted: int
 
 
 def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> CommitsWritten:
     """Store ``commits`` and their file changes (those already stored are left as they are)."""
     if not commits:
-        return CommitsWritten(0, {}, frozenset())
+        return CommitsWritten(0, {}, frozenset(), 0, 0)
     shas = [commit.sha for commit in commits]
     if connection.vendor == "postgresql":
         written = _commits_copy_new(repository_id, commits)
@@ -121,6 +124,7 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> Com
         ids = _commit_ids(repository_id, shas)
         change_rows = list(_change_rows(repository_id, commits, ids))
         _copy_insert("file_changes", _CHANGE_COLUMNS, change_rows, conflict="(commit_id, path)")
+        return _written(commits, ids, added)
     else:
         before = _commit_ids(repository_id, shas)
         new_rows = [_commit_row(repository_id, c) for c in commits if c.sha not in before]
@@ -138,7 +142,19 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> Com
         FileChange.objects.bulk_create(
             [FileChange(**row) for row in change_rows], ignore_conflicts=True, batch_size=500
         )
-    return CommitsWritten(len(change_rows), ids, added)
+    return _written(commits, ids, added)
+
+
+def _written(commits: Sequence[ParsedCommit], ids: dict[str, int], added: frozenset[str]) -> CommitsWritten:
+    """What the chunk stored: a commit's file changes are written with it, so they are new with it."""
+    new = [commit for commit in commits if commit.sha in added]
+    return CommitsWritten(
+        changes=sum(sum(1 for _ in _commit_paths(commit)) for commit in new),
+        ids=ids,
+        added=added,
+        lines_added=sum(commit.additions for commit in new),
+        lines_deleted=sum(commit.deletions for commit in new),
+    )
 
 
 def _commits_insert_ignoring(rows: list[dict[str, Any]]) -> int:
@@ -185,7 +201,7 @@ def _commits_copy_new(repository_id: int, commits: Sequence[ParsedCommit]) -> Co
             [len(commits)],
         )
         ids = {sha: row[0] for sha, row in zip(shas, cursor.fetchall(), strict=True)}
-        commit_text, change_text, changes = _copy_text_of(repository_id, commits, ids)
+        commit_text, change_text = _copy_text_of(repository_id, commits, ids)
         try:
             with transaction.atomic():
                 with cursor.cursor.copy(
@@ -196,9 +212,9 @@ def _commits_copy_new(repository_id: int, commits: Sequence[ParsedCommit]) -> Co
                     f"COPY file_changes ({', '.join(_CHANGE_COLUMNS)}) FROM STDIN"
                 ) as copy:
                     copy.write(change_text)
-        except IntegrityError:
+        except (IntegrityError, psycopg.IntegrityError):  # the COPY runs on psycopg's own cursor
             return None
-    return CommitsWritten(changes, ids, frozenset(shas))
+    return _written(commits, ids, frozenset(shas))
 
 
 # COPY's text format: a backslash, a tab, a newline or a carriage return inside a value is escaped.
@@ -216,8 +232,8 @@ def _copy_value(value: str) -> str:
 
 def _copy_text_of(
     repository_id: int, commits: Sequence[ParsedCommit], ids: dict[str, int]
-) -> tuple[str, str, int]:
-    """The COPY text of ``commits`` (with their ids) and of their file changes, and how many changes."""
+) -> tuple[str, str]:
+    """The COPY text of ``commits`` (with their ids) and of their file changes."""
     commit_lines: list[str] = []
     change_lines: list[str] = []
     repository = str(repository_id)
@@ -260,11 +276,7 @@ def _copy_text_of(
             )
         )
     ending = "\n"
-    return (
-        ending.join(commit_lines) + ending,
-        ending.join(change_lines) + ending if change_lines else "",
-        len(change_lines),
-    )
+    return ending.join(commit_lines) + ending, ending.join(change_lines) + ending if change_lines else ""
 
 
 def _commit_ids(repository_id: int, shas: list[str]) -> dict[str, int]:
@@ -347,6 +359,12 @@ def files_write(*, project_id: int, repository_id: int, run_id: int, rows: list[
     """Insert or refresh the files of one slice of the tree, marking them as seen by ``run_id``."""
     if not rows:
         return
+    # Two paths cut to the same first 1024 characters are one row (the first): an upsert may not touch
+    # a row twice in one statement.
+    unique: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        unique.setdefault(_cut(row["path"], _PATH_LIMIT), row)
+    rows = list(unique.values())
     full_rows = [
         {
             **row,

@@ -317,7 +317,10 @@ class IngestionRun(models.Model):
     from_sha = models.CharField(max_length=64, blank=True)
     to_sha = models.CharField(max_length=64, blank=True)
     commits_total = models.PositiveIntegerField(default=0)
+    # Commits read so far (progress against commits_total), and of those the ones this run stored: a
+    # walk of the whole branch after a force push reads thousands and may add one.
     commits_done = models.PositiveIntegerField(default=0)
+    commits_added = models.PositiveIntegerField(default=0)
     # Offsets of the commit chunks already written: a chunk delivered twice is counted once.
     chunks_done = models.JSONField(default=list, blank=True, editable=False)
     files_total = models.PositiveIntegerField(default=0)

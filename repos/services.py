@@ -331,7 +331,7 @@ def _mirror_owned(mirror: Path, *, repository: Repository, location: str | None 
 
     ``location``: the checked source git would fetch from, compared with the mirror's origin too.
     """
-    if not (mirror / "HEAD").exists():
+    if mirror.is_symlink() or not (mirror / "HEAD").exists():
         return False
     try:
         config = git_run(
@@ -358,7 +358,9 @@ def _mirror_clone(
     git_run("config", "apm.repository", repository.mirror_key, git_dir=str(partial), timeout=30)
     git_run("config", "apm.source", repository.source, git_dir=str(partial), timeout=30)
     _commit_graph_write(str(partial))
-    if mirror.exists():  # not this repository's: set aside first, so no reader ever sees half of it
+    if mirror.is_symlink():  # planted or dangling: never followed, never trusted
+        mirror.unlink()
+    elif mirror.exists():  # not this repository's: set aside first, so no reader ever sees half of it
         stale = mirror.with_name(f"{mirror.name}.stale-{os.getpid()}-{threading.get_ident()}")
         mirror.rename(stale)
         shutil.rmtree(stale, ignore_errors=True)
@@ -409,6 +411,14 @@ def _branch_tip(git_dir: str, branch: str) -> tuple[str, str]:
     return branch, tip
 
 
+def _head_branch(git_dir: str) -> str:
+    """The branch the mirror's HEAD names (the source's default branch); "" when there is none."""
+    try:
+        return git_run("symbolic-ref", "--quiet", "--short", "HEAD", git_dir=git_dir, timeout=60).strip()
+    except GitError:
+        return ""
+
+
 def _is_ancestor(git_dir: str, ancestor: str, descendant: str) -> bool:
     try:
         git_run(
@@ -448,11 +458,16 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
     if not started and run.status != Status.RUNNING:
         return IngestionPlan(run_id=run_id, commit_chunks=[], file_slices=[])  # finished or failed meanwhile
     repository = run.repository
+    if not started and run.files_scope:
+        return _plan_again(run)  # a second delivery of this task: the run keeps the plan it recorded
     with _timed(run_id, "mirror"):
         git_dir = repository_git_dir(repository=repository, fetch=True)
     with _timed(run_id, "plan"):
-        branch, tip = _branch_tip(git_dir, run.branch or repository.default_branch)
-        on_default = branch == (repository.default_branch or branch)
+        # The default branch is the one the repository follows, or, before one is recorded, the
+        # source's HEAD: a first run asked for another branch must not make that branch the default.
+        default = repository.default_branch or _head_branch(git_dir)
+        branch, tip = _branch_tip(git_dir, run.branch or default)
+        on_default = branch == (default or branch)
         start = repository.last_ingested_sha if on_default else ""
         notes = list(run.notes)
         if start and tip and not _is_ancestor(git_dir, start, tip):
@@ -475,7 +490,9 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
             )
         else:
             total = 0
-        scope = _files_scope(repository=repository, on_default=on_default, start=start, tip=tip)
+        scope = _files_scope(
+            repository=repository, run_id=run_id, on_default=on_default, start=start, tip=tip
+        )
         IngestionRun.objects.filter(pk=run_id).update(
             branch=branch, from_sha=start, to_sha=tip, commits_total=total, notes=notes, files_scope=scope
         )
@@ -488,7 +505,24 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
     )
 
 
-def _files_scope(*, repository: Repository, on_default: bool, start: str, tip: str) -> str:
+def _plan_again(run: IngestionRun) -> IngestionPlan:
+    """The chunks of a plan already recorded on ``run`` (from, to, scope): the same offsets over the
+    same commits, so the chunks already written are recognised, and never commits pushed since."""
+    git_dir = repository_git_dir(repository=run.repository, fetch=False, needs=run.to_sha)
+    size = settings.APM_INGEST_CHUNK_COMMITS
+    total = run.commits_total
+    return IngestionPlan(
+        run_id=run.pk,
+        commit_chunks=[
+            (skip, min(size, total - skip)) for skip in range(0, total, size) if skip not in run.chunks_done
+        ],
+        file_slices=_files_plan(
+            run_id=run.pk, git_dir=git_dir, scope=run.files_scope, start=run.from_sha, tip=run.to_sha
+        ),
+    )
+
+
+def _files_scope(*, repository: Repository, run_id: int, on_default: bool, start: str, tip: str) -> str:
     """How this run brings the file index (the tree at the default branch's tip) up to date.
 
     The whole tree is listed on the first run, after history was rewritten, and whenever the index is
@@ -501,7 +535,26 @@ def _files_scope(*, repository: Repository, on_default: bool, start: str, tip: s
         return scope.SKIPPED if tip else scope.UNCHANGED
     if not start or not File.objects.filter(repository=repository).exists():
         return scope.TREE
+    if _unfinished_since_last_success(repository=repository, run_id=run_id):
+        # A run that failed may have written part of a newer tree (its file slices run beside its
+        # commit chunks) and part of the history figures: the index is no longer the tree at the last
+        # ingested tip, so this run lists the whole tree and rebuilds the figures.
+        return scope.TREE
     return scope.UNCHANGED if start == tip else scope.CHANGES
+
+
+def _unfinished_since_last_success(*, repository: Repository, run_id: int) -> bool:
+    """Whether a run of ``repository`` that did not succeed came after its last successful run."""
+    runs = IngestionRun.objects.filter(repository=repository).exclude(pk=run_id)
+    last = (
+        runs.filter(status=Status.SUCCEEDED).order_by("-created_at", "-id").values_list("pk", flat=True)[:1]
+    )
+    later = runs.exclude(status=Status.SUCCEEDED)
+    if last:
+        later = later.filter(pk__gt=last[0])
+    return later.filter(
+        files_scope__in=[IngestionRun.FilesScope.TREE, IngestionRun.FilesScope.CHANGES]
+    ).exists()
 
 
 # --- Step 3: commits ----------------------------------------------------------------------------------
@@ -529,21 +582,27 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         links = _commits_link(run=run, commits=commits, written=written)
         links_seconds = time.perf_counter() - links_started
         locked = IngestionRun.objects.select_for_update().get(pk=run_id)
+        if locked.status != Status.RUNNING:
+            # Abandoned (its worker went silent) and perhaps followed by another run meanwhile: what
+            # this late chunk wrote is undone, the run that took over writes it.
+            transaction.set_rollback(True)
+            return
         if skip in locked.chunks_done:
             return  # another delivery of this chunk got here first; its rows were the same
         # Under the run's row lock and after the check above: the chunk's figures are added to the
         # running totals once, even when two deliveries of it both believed they inserted its commits.
-        # A run walking the whole branch rebuilds the totals at its finish instead.
-        if run.from_sha:
+        # A run walking the whole branch, or listing the whole tree, rebuilds the totals at its finish.
+        if run.from_sha and run.files_scope != IngestionRun.FilesScope.TREE:
             file_histories_add(run_id=run_id, commit_ids=[written.ids[sha] for sha in sorted(written.added)])
         locked.chunks_done = [*locked.chunks_done, skip]
         locked.task_links_created = F("task_links_created") + links.links_created
         # One line for the unknown keys of the whole run, however many chunks found some.
         locked.notes = _notes_add(*run_notes_merge(locked.notes, links.notes_for_run()))
         locked.commits_done = F("commits_done") + len(commits)
+        locked.commits_added = F("commits_added") + len(written.added)
         locked.file_changes_added = F("file_changes_added") + changes
-        locked.lines_added = F("lines_added") + sum(commit.additions for commit in commits)
-        locked.lines_deleted = F("lines_deleted") + sum(commit.deletions for commit in commits)
+        locked.lines_added = F("lines_added") + written.lines_added
+        locked.lines_deleted = F("lines_deleted") + written.lines_deleted
         locked.timings = {
             **locked.timings,
             "commits": round(locked.timings.get("commits", 0) + time.perf_counter() - started, 3),
@@ -555,6 +614,7 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
             update_fields=[
                 "chunks_done",
                 "commits_done",
+                "commits_added",
                 "file_changes_added",
                 "lines_added",
                 "lines_deleted",
@@ -630,6 +690,9 @@ def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
         )
         files_delete(repository_id=run.repository_id, paths=gone)
         locked = IngestionRun.objects.select_for_update().get(pk=run_id)
+        if locked.status != Status.RUNNING:
+            transaction.set_rollback(True)  # abandoned meanwhile: the run that took over indexes the tree
+            return
         locked.files_indexed = F("files_indexed") + len(rows)
         locked.timings = {
             **locked.timings,
@@ -642,11 +705,17 @@ def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
 # --- Step 5: finish -----------------------------------------------------------------------------------
 
 
+def _planned_on_default(run: IngestionRun) -> bool:
+    """Whether the run's plan took its branch for the default one (what its finish then follows, even
+    if the repository's default branch was changed during the run)."""
+    if run.files_scope:
+        return run.files_scope != IngestionRun.FilesScope.SKIPPED
+    return run.branch == (run.repository.default_branch or run.branch)
+
+
 def _is_backfill(run: IngestionRun) -> bool:
     """The first ingestion of a repository's default branch: its history only links, never acts."""
-    repository = run.repository
-    on_default = run.branch == (repository.default_branch or run.branch)
-    return on_default and not repository.last_ingested_sha
+    return _planned_on_default(run) and not run.repository.last_ingested_sha
 
 
 def _commits_link(*, run: IngestionRun, commits: list[ParsedCommit], written: CommitsWritten) -> LinkReport:
@@ -691,7 +760,7 @@ def _requests_apply(*, run: IngestionRun, repository: Repository) -> LinkReport:
     The chunks wrote the links (``pending`` when actionable); only a run of the default branch after
     the first moves tasks and logs time. A run of another branch leaves its requests pending.
     """
-    if not run.to_sha or run.branch != (repository.default_branch or run.branch):
+    if not run.to_sha or not _planned_on_default(run):
         return LinkReport()
     git_dir = repository_git_dir(repository=repository, fetch=False, needs=run.to_sha)
     shas = git_run(
@@ -730,7 +799,7 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
 def _run_finish(run: IngestionRun) -> None:
     run_id, repository = run.pk, run.repository
     with _timed(run_id, "finish"):
-        if not run.from_sha and run.to_sha:
+        if run.to_sha and (not run.from_sha or run.files_scope == IngestionRun.FilesScope.TREE):
             file_histories_rebuild(repository_id=repository.pk, run_id=run_id)
         kept = files_history_refresh(
             repository_id=repository.pk,
@@ -742,7 +811,7 @@ def _run_finish(run: IngestionRun) -> None:
         updates = {"last_ingested_sha": run.to_sha, "last_ingested_at": timezone.now()}
         if run.branch and not repository.default_branch:
             updates["default_branch"] = run.branch
-        if run.branch == (repository.default_branch or run.branch):
+        if _planned_on_default(run):
             Repository.objects.filter(pk=repository.pk).update(**updates)
         IngestionRun.objects.filter(pk=run_id).update(
             status=Status.SUCCEEDED,

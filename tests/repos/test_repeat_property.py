@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from projects.models import Project
+from repos import services
 from repos.linking import commits_link_tasks
 from repos.models import Commit, CommitTaskLink, File, FileChange, FileHistory, IngestionRun, Repository
 from repos.services import ingestion_request, repositories_ingest_all, repository_register
@@ -56,9 +57,17 @@ push = st.tuples(
     ),
 )
 force_push = st.tuples(st.just("force_push"), st.integers(1, 3))
+# A run that dies after its first commit chunk and first file slice (a worker lost, a database gone),
+# and a run of another branch: events that happen once, whatever is repeated around them.
+interrupted = st.tuples(st.just("interrupted"), st.just(0))
+other_branch = st.tuples(st.just("other_branch"), st.integers(1, 2))
 # What APM is asked to do, each possibly repeated.
 apm_step = st.tuples(st.sampled_from(["ingest", "ingest_all", "webhook", "link_commits"]), st.integers(1, 3))
-steps = st.lists(st.one_of(push, push, force_push, apm_step, apm_step, apm_step), min_size=2, max_size=10)
+steps = st.lists(
+    st.one_of(push, push, force_push, apm_step, apm_step, apm_step, interrupted, other_branch),
+    min_size=2,
+    max_size=10,
+)
 
 
 class World:
@@ -76,6 +85,7 @@ class World:
         self.repository = repository_register(project=self.project, source=str(self.repo.path))
         self.commits_made = 0
         self.force_pushed = False
+        self.side_branch = False
 
     # --- the source -----------------------------------------------------------------------------------
 
@@ -109,13 +119,15 @@ class World:
             if step == "ingest":
                 ingestion_request(repository=self.repository, trigger=IngestionRun.Trigger.COMMAND)
             elif step == "ingest_all":
-                repositories_ingest_all(trigger=IngestionRun.Trigger.COMMAND)
+                list(repositories_ingest_all(trigger=IngestionRun.Trigger.COMMAND))
             elif step == "webhook":
                 self._webhook()
             else:
                 commits_link_tasks(repository=self.repository, mode="history")
-        failed = IngestionRun.objects.filter(repository=self.repository, status="failed").first()
-        assert failed is None, failed.error
+        failed = IngestionRun.objects.filter(repository=self.repository, status="failed").exclude(
+            error="the worker died"
+        )
+        assert not failed.exists(), failed.first().error
 
     def _webhook(self) -> None:
         self.repository.refresh_from_db()
@@ -147,12 +159,40 @@ class World:
             check=True,
         ).stdout.strip()
 
+    def interrupted(self) -> None:
+        """A run that writes its first chunk and slice, then fails (its worker died)."""
+        with self.capture(execute=False):
+            run = ingestion_request(repository=self.repository, trigger=IngestionRun.Trigger.COMMAND).run
+        plan = services.ingestion_plan(run_id=run.pk)
+        if plan.commit_chunks:
+            skip, count = plan.commit_chunks[0]
+            services.ingestion_commits_chunk(run_id=run.pk, skip=skip, count=count)
+        if plan.file_slices:
+            services.ingestion_files_chunk(run_id=run.pk, entries=plan.file_slices[0])
+        services.ingestion_fail(run_id=run.pk, reason="the worker died")
+
+    def other_branch(self, commits: int) -> None:
+        """Commits on a branch beside the default one, and a run of that branch."""
+        self.repo.git("checkout", "-q", "-B", "side")
+        for _ in range(commits):
+            self.commits_made += 1
+            self.repo.write("side/notes.txt", f"side {self.commits_made}\n")
+            self.repo.commit(f"Side {self.commits_made}")
+        self.repo.git("checkout", "-q", "main")
+        with self.capture(execute=True):
+            ingestion_request(repository=self.repository, trigger=IngestionRun.Trigger.COMMAND, branch="side")
+        self.side_branch = True
+
     def play(self, sequence: list[tuple[Any, ...]], *, repeated: bool) -> None:
         for step in sequence:
             if step[0] == "push":
                 self.push(step[1])
             elif step[0] == "force_push":
                 self.force_push(step[1])
+            elif step[0] == "interrupted":
+                self.interrupted()
+            elif step[0] == "other_branch":
+                self.other_branch(step[1])
             else:
                 for _ in range(step[1] if repeated else 1):
                     self.apm(step[0])
@@ -278,12 +318,13 @@ def _example(sequence, tmp_path_factory, settings, django_capture_on_commit_call
     fresh = fresh_ingestion(again.repo, django_capture_on_commit_callbacks)
     fresh_tables = tables(fresh, fresh.project)
     on_branch = again.repo.rev_list()
-    if not again.force_pushed:
+    if not again.force_pushed and not again.side_branch:
         for table in ("commits", "file_changes", "files", "file_histories"):
             assert actual[table] == fresh_tables[table], table
     else:
-        # Commits a force push left behind stay stored (their links keep their meaning) and count in
-        # the history figures; the branch's own commits and the tree are what a fresh ingestion says.
+        # Commits a force push left behind, and those of another branch, stay stored (their links keep
+        # their meaning) and count in the history figures; the branch's own commits and the tree are
+        # what a fresh ingestion says.
         assert [row for row in actual["commits"] if row[0] in on_branch] == fresh_tables["commits"]
         assert [row for row in actual["file_changes"] if row[0] in on_branch] == fresh_tables["file_changes"]
         tree = [row[:5] for row in actual["files"]]
