@@ -115,6 +115,7 @@ class IngestionRunSerializer(serializers.ModelSerializer):
             "to_sha",
             "commits_total",
             "commits_done",
+            "commits_added",
             "progress",
             "file_changes_added",
             "lines_added",

@@ -399,3 +399,22 @@ def test_authors_are_stored_as_the_mailmap_names_them(root: Path, django_capture
     assert set(Commit.objects.filter(repository=repository).values_list("author_email", flat=True)) == {
         "ada@analytical.example"
     }
+
+
+def test_a_force_push_run_counts_what_it_added_not_what_it_read(
+    root: Path, django_capture_on_commit_callbacks
+):
+    repo = GitRepo(root / "rewritten")
+    for number in range(6):
+        repo.write("file.txt", f"version {number}\n")
+        repo.commit(f"Version {number}")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    ingest(repository, django_capture_on_commit_callbacks)
+    repo.git("reset", "-q", "--hard", "HEAD~2")
+    repo.write("file.txt", "another future\n")
+    repo.commit("Rewritten history")
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert (run.commits_done, run.commits_added, run.file_changes_added) == (5, 1, 1)
+    assert (run.lines_added, run.lines_deleted) == (1, 1)

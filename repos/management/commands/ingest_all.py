@@ -65,7 +65,7 @@ class _Line:
 def _ended(repository: Repository, run: IngestionRun) -> _Line:
     if run.status == IngestionRun.Status.FAILED:
         return _Line(repository, run, FAILED, f"failed: {run.error or 'no reason recorded'}")
-    commits = run.commits_done
+    commits = run.commits_added
     return _Line(repository, run, SUCCEEDED, f"succeeded, {commits} new commit{'' if commits == 1 else 's'}")
 
 

@@ -58,12 +58,17 @@ class Command(BaseCommand):
         seconds = (
             (run.finished_at - run.started_at).total_seconds() if run.started_at and run.finished_at else 0
         )
+        read = f" ({run.commits_done} read)" if run.commits_done != run.commits_added else ""
+        if run.files_scope == IngestionRun.FilesScope.SKIPPED:
+            default = repository.default_branch or "the default branch"
+            files = f"the file index follows {default}, not {run.branch}"
+        else:
+            files = f"{run.files_indexed} files at {run.to_sha[:12] or 'no commits'} on {run.branch or '-'}"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{repository.name}: {run.commits_done} new commits, {run.file_changes_added} file changes, "
-                f"+{run.lines_added}/-{run.lines_deleted} lines, "
-                f"{run.files_indexed} files at {run.to_sha[:12] or 'no commits'} on {run.branch or '-'} "
-                f"in {seconds:.1f} s (run {run.pk})."
+                f"{repository.name}: {run.commits_added} new commits{read}, "
+                f"{run.file_changes_added} file changes, +{run.lines_added}/-{run.lines_deleted} lines, "
+                f"{files} in {seconds:.1f} s (run {run.pk})."
             )
         )
         if run.task_links_created or run.task_requests_applied or run.task_requests_refused:
