@@ -98,6 +98,7 @@ def repository_register(
     if default_branch:
         _branch_validate(default_branch, field="default_branch")
     existing = Repository.objects.filter(project=project, source=stored_source).first()
+    existing = existing or _registered_as(project=project, parsed=parsed)
     if existing is not None:
         if not existing_ok:
             raise ValidationError(
@@ -157,9 +158,33 @@ def repository_webhook_secret_rotate(*, repository: Repository) -> str:
     return secret
 
 
+def _source_identity(parsed: RepositorySource) -> str:
+    """What makes two spellings of a source one repository: the real git directory of a local source
+    (``/srv/shop``, ``/srv/shop/.git``, a symlink to it), the host and path of a URL whatever the case
+    of the host, a trailing slash or ``.git``."""
+    if parsed.kind == Repository.Kind.LOCAL:
+        return os.path.realpath(parsed.location)
+    parts = urlsplit(parsed.location)
+    path = parts.path.rstrip("/").removesuffix(".git")
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}{path}"
+
+
+def _registered_as(*, project: Project, parsed: RepositorySource) -> Repository | None:
+    """The repository of ``project`` that is this source spelled another way, if there is one."""
+    identity = _source_identity(parsed)
+    for candidate in Repository.objects.filter(project=project, kind=parsed.kind):
+        try:
+            if _source_identity(source_parse(candidate.source)) == identity:
+                return candidate
+        except ValidationError:
+            continue  # a source that no longer checks out (moved, now refused) is no match
+    return None
+
+
 def _name_from_source(source: str) -> str:
     path = urlsplit(source).path if "://" in source else source
-    name = PurePosixPath(path.rstrip("/")).name
+    path = path.rstrip("/").removesuffix("/.git")  # /srv/shop/.git is shop
+    name = PurePosixPath(path).name
     return (name[:-4] if name.endswith(".git") else name) or "repository"
 
 

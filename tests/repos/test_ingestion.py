@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from benchmarks.repogen import repository_create, wide_commit_stream
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
@@ -418,3 +419,26 @@ def test_a_force_push_run_counts_what_it_added_not_what_it_read(
 
     assert (run.commits_done, run.commits_added, run.file_changes_added) == (5, 1, 1)
     assert (run.lines_added, run.lines_deleted) == (1, 1)
+
+
+def test_one_repository_spelled_three_ways_is_registered_once(root: Path):
+    repo = GitRepo(root / "shop")
+    repo.commit("start", allow_empty=True)
+    (root / "shop-link").symlink_to(root / "shop")
+    project = ProjectFactory()
+    first = repository_register(project=project, source=str(repo.path))
+
+    assert repository_register(project=project, source=f"{repo.path}/.git") == first
+    assert repository_register(project=project, source=str(root / "shop-link")) == first
+    with pytest.raises(ValidationError, match="already has this source"):
+        repository_register(project=project, source=f"{repo.path}/.git/", existing_ok=False)
+    assert Repository.objects.filter(project=project).count() == 1
+    assert repository_register(project=ProjectFactory(), source=f"{repo.path}/.git").name == "shop"
+
+
+def test_one_remote_spelled_two_ways_is_registered_once():
+    project = ProjectFactory()
+    first = repository_register(project=project, source="https://git.example.com/team/alpha.git")
+
+    assert repository_register(project=project, source="https://GIT.example.com/team/alpha/") == first
+    assert repository_register(project=project, source="https://git.example.com/team/beta") != first
