@@ -517,6 +517,13 @@ def files_history_refresh(*, repository_id: int, run_id: int, whole_tree: bool) 
     return File.objects.filter(repository_id=repository_id).count()
 
 
+def tables_analyze() -> None:
+    """PostgreSQL: refresh the planner's statistics of the tables ingestion fills (a sample, not a scan)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE commits, file_changes, files, file_histories, commit_task_links")
+
+
 def chunk_durability_relax() -> None:
     """PostgreSQL: let the current transaction commit without waiting for its WAL flush.
 

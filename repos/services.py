@@ -55,6 +55,7 @@ from repos.ingestion import (
     files_delete,
     files_history_refresh,
     files_write,
+    tables_analyze,
 )
 from repos.languages import language_of
 from repos.linking import (
@@ -821,6 +822,12 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
     return run
 
 
+# A run that added this many rows (a first ingestion of a long history) refreshes the planner's
+# statistics itself: until autovacuum gets to it, PostgreSQL would plan the analytics over these tables
+# as if they were empty (nested loops over millions of file changes: seconds instead of milliseconds).
+ANALYZE_AFTER_ROWS = 20_000
+
+
 def _run_finish(run: IngestionRun) -> None:
     run_id, repository = run.pk, run.repository
     with _timed(run_id, "finish"):
@@ -848,6 +855,8 @@ def _run_finish(run: IngestionRun) -> None:
             timings={**run.timings, "requests": round(time.perf_counter() - requests_started, 3)},
         )
         project_cache_invalidate(project_id=repository.project_id)
+        if run.file_changes_added + run.commits_added >= ANALYZE_AFTER_ROWS:
+            tables_analyze()
         # Outgoing webhooks (projects/webhooks.py): queued with the run's success, sent once it commits.
         webhook_event_emit(
             project_id=repository.project_id,

@@ -442,3 +442,24 @@ def test_one_remote_spelled_two_ways_is_registered_once():
 
     assert repository_register(project=project, source="https://GIT.example.com/team/alpha/") == first
     assert repository_register(project=project, source="https://git.example.com/team/beta") != first
+
+
+def test_a_big_first_ingestion_refreshes_the_planners_statistics(
+    root: Path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("statistics for PostgreSQL's planner; MariaDB refreshes its own, SQLite plans without")
+    import repos.services
+
+    monkeypatch.setattr(repos.services, "ANALYZE_AFTER_ROWS", 3)  # rows of this small history
+    repo = rich_repo(root / "rich")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    ingest(repository, django_capture_on_commit_callbacks)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'file_changes'")
+        (estimated,) = cursor.fetchone()
+    # Without statistics the planner knows no row count (-1); after ANALYZE it knows the table's rows.
+    assert estimated == FileChange.objects.count()
