@@ -3,15 +3,20 @@
 An ingestion runs in steps, each recorded on its ``IngestionRun``:
 
 1. **mirror**  every source is cloned (``--mirror``) into ``APM_WORKSPACE`` once and fetched afterwards,
-   on whichever worker needs it; the mirror carries a commit-graph.
-2. **plan**    the branch tip, the commits new since the last ingested tip, and their chunks.
-3. **commits** each chunk streams one ``git log --raw --numstat`` and writes in bulk (``ingestion.py``).
-4. **files**   the tree at the tip in slices, beside the commit chunks: sizes from ``ls-tree``, lines
-   from ``cat-file --batch``.
-5. **finish**  churn and commit counts per file in SQL, the new tip recorded, caches invalidated.
+   on whichever worker needs it; the mirror carries a commit-graph and proves it is the repository's.
+2. **plan**    the branch tip, the commits new since the last ingested tip and their chunks, and how
+   the file index is brought up to date (``files_scope``: the whole tree, the changed paths, nothing).
+3. **commits** each chunk streams one ``git log --raw --numstat`` and writes in bulk (``ingestion.py``),
+   with its task links and, in an incremental run, its commits' figures added to the per-path totals.
+4. **files**   the planned tree entries in slices, beside the commit chunks: sizes, lines from
+   ``cat-file --batch``; paths that left the tree are dropped.
+5. **finish**  the per-path totals copied onto the files the run touched (rebuilt first after a walk of
+   the whole branch or tree), requests carried out, the new tip recorded, caches invalidated.
 
-Idempotence: every row has a natural unique key and is inserted with conflicts ignored; a chunk's
-progress is counted once (``chunks_done``). A run killed anywhere is finished by the next run.
+N runs equal one run: every row has a natural unique key and is inserted with conflicts ignored; a
+chunk's progress and figures are counted once (``chunks_done``, under the run's row lock); a late chunk
+of an abandoned run writes nothing; after a run that failed, the next one lists the whole tree and
+rebuilds the figures. A run killed anywhere is finished by the next run.
 
 History rewritten by a force push (the last ingested tip is no longer an ancestor of the branch): the
 whole branch is walked again; commits already stored are skipped by their unique key, new ones are
