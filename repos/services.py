@@ -793,6 +793,11 @@ def _requests_apply(*, run: IngestionRun, repository: Repository) -> LinkReport:
     """
     if not run.to_sha or not _planned_on_default(run):
         return LinkReport()
+    other_branches = IngestionRun.objects.filter(
+        repository=repository, files_scope=IngestionRun.FilesScope.SKIPPED
+    )
+    if _is_backfill(run) and not other_branches.exists():
+        return LinkReport()  # its chunks wrote history, and no run of another branch left requests pending
     git_dir = repository_git_dir(repository=repository, fetch=False, needs=run.to_sha)
     shas = git_run(
         "rev-list", "--end-of-options", *log_revisions(tip=run.to_sha, exclude=run.from_sha), git_dir=git_dir
