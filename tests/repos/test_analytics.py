@@ -157,13 +157,6 @@ def build(path: Path) -> Repo:
     return repo
 
 
-@pytest.fixture
-def root(tmp_path: Path, settings) -> Path:
-    settings.APM_REPO_ROOTS = [str(tmp_path)]
-    settings.APM_WORKSPACE = str(tmp_path / "workspace")
-    return tmp_path
-
-
 def ingest(repository: Repository, django_capture_on_commit_callbacks) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         request = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.COMMAND)

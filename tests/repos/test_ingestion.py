@@ -20,13 +20,6 @@ from tests.repos.gitrepo import GitRepo
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def root(tmp_path: Path, settings) -> Path:
-    settings.APM_REPO_ROOTS = [str(tmp_path)]
-    settings.APM_WORKSPACE = str(tmp_path / "workspace")
-    return tmp_path
-
-
 def rich_repo(path: Path) -> GitRepo:
     """Merges (one an octopus), a rename, binary files, odd names, an empty commit, a non-UTF-8 commit,
     a deletion, a symlink and a submodule entry."""

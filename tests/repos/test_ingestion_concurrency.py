@@ -11,23 +11,47 @@ import pytest
 from celery.exceptions import Retry
 from django.db import OperationalError, connections, transaction
 
+from repos import services
 from repos.gitlog import commits_read
 from repos.ingestion import commits_write
+from repos.models import FileHistory, IngestionRun, Repository
 from repos.services import repository_git_dir, repository_register
+from repos.tasks import repository_commits_chunk_task
 from tests.factories import ProjectFactory
 from tests.repos.gitrepo import GitRepo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_second_writer_of_the_same_commits_adds_none_of_them(tmp_path: Path, settings):
+def three_commits(tmp_path: Path, settings) -> tuple[GitRepo, Repository]:
     settings.APM_REPO_ROOTS = [str(tmp_path)]
     settings.APM_WORKSPACE = str(tmp_path / "workspace")
     repo = GitRepo(tmp_path / "src")
     for n in range(3):
         repo.write("a.txt", f"{n}\n")
         repo.commit(f"c{n}")
-    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    return repo, repository_register(project=ProjectFactory(), source=str(repo.path))
+
+
+def writes_held_open(monkeypatch, *, thread: str) -> threading.Event:
+    """Make the chunk writes of ``thread`` keep their transaction open 2 s after writing (set: written),
+    so that another writer of the same commits comes meanwhile."""
+    original = services.commits_write
+    wrote = threading.Event()
+
+    def slow_commits_write(**kwargs):
+        written = original(**kwargs)
+        if threading.current_thread().name == thread:
+            wrote.set()
+            time.sleep(2)
+        return written
+
+    monkeypatch.setattr(services, "commits_write", slow_commits_write)
+    return wrote
+
+
+def test_the_second_writer_of_the_same_commits_adds_none_of_them(tmp_path: Path, settings):
+    repo, repository = three_commits(tmp_path, settings)
     git_dir = repository_git_dir(repository=repository, fetch=True)
     commits = commits_read(git_dir=git_dir, revisions=[repo.head()], skip=0, max_count=10)
     inserted = threading.Event()
@@ -69,31 +93,12 @@ def test_the_second_writer_of_the_same_commits_adds_none_of_them(tmp_path: Path,
 
 
 def test_two_deliveries_of_a_chunk_at_once_write_it_once(tmp_path: Path, settings, monkeypatch):
-    from repos import services
-    from repos.models import IngestionRun
-    from repos.tasks import repository_commits_chunk_task
 
-    settings.APM_REPO_ROOTS = [str(tmp_path)]
-    settings.APM_WORKSPACE = str(tmp_path / "workspace")
-    repo = GitRepo(tmp_path / "src")
-    for n in range(3):
-        repo.write("a.txt", f"{n}\n")
-        repo.commit(f"c{n}")
-    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    _, repository = three_commits(tmp_path, settings)
     run = IngestionRun.objects.create(repository=repository, trigger="command")
     services.ingestion_plan(run_id=run.pk)
 
-    original = services.commits_write
-    wrote = threading.Event()
-
-    def slow_commits_write(**kwargs):
-        written = original(**kwargs)
-        if threading.current_thread().name == "first":
-            wrote.set()
-            time.sleep(2)  # the other delivery arrives while this one's transaction is open
-        return written
-
-    monkeypatch.setattr(services, "commits_write", slow_commits_write)
+    wrote = writes_held_open(monkeypatch, thread="first")
 
     def deliver():
         try:
@@ -116,30 +121,12 @@ def test_two_deliveries_of_a_chunk_at_once_write_it_once(tmp_path: Path, setting
 
 
 def test_an_abandoned_run_and_its_successor_count_each_commit_once(tmp_path: Path, settings, monkeypatch):
-    from repos import services
-    from repos.models import FileHistory, IngestionRun
 
-    settings.APM_REPO_ROOTS = [str(tmp_path)]
-    settings.APM_WORKSPACE = str(tmp_path / "workspace")
-    repo = GitRepo(tmp_path / "src")
-    for n in range(3):
-        repo.write("a.txt", f"{n}\n")
-        repo.commit(f"c{n}")
-    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    _, repository = three_commits(tmp_path, settings)
     stale = IngestionRun.objects.create(repository=repository, trigger="command")
     services.ingestion_plan(run_id=stale.pk)
 
-    original = services.commits_write
-    wrote = threading.Event()
-
-    def slow_commits_write(**kwargs):
-        written = original(**kwargs)
-        if threading.current_thread().name == "stale":
-            wrote.set()
-            time.sleep(2)
-        return written
-
-    monkeypatch.setattr(services, "commits_write", slow_commits_write)
+    wrote = writes_held_open(monkeypatch, thread="stale")
     errors = []
 
     def stale_chunk():

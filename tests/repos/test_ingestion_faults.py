@@ -29,13 +29,6 @@ from tests.repos.test_ingestion import ingest
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def root(tmp_path: Path, settings) -> Path:
-    settings.APM_REPO_ROOTS = [str(tmp_path)]
-    settings.APM_WORKSPACE = str(tmp_path / "workspace")
-    return tmp_path
-
-
 def stored_history(repository: Repository) -> dict[str, tuple[int, int]]:
     """{path: (churn, commit_count)} aggregated from the stored file changes."""
     totals: dict[str, list[int]] = {}

@@ -31,13 +31,6 @@ Outcome = CommitTaskLink.Outcome
 
 
 @pytest.fixture
-def root(tmp_path: Path, settings) -> Path:
-    settings.APM_REPO_ROOTS = [str(tmp_path)]
-    settings.APM_WORKSPACE = str(tmp_path / "workspace")
-    return tmp_path
-
-
-@pytest.fixture
 def project():
     project = ProjectFactory(key="APM")
     for number in range(1, 9):

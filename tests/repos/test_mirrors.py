@@ -18,13 +18,6 @@ from tests.repos.test_ingestion import assert_matches_git, ingest
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def root(tmp_path: Path, settings) -> Path:
-    settings.APM_REPO_ROOTS = [str(tmp_path)]
-    settings.APM_WORKSPACE = str(tmp_path / "workspace")
-    return tmp_path
-
-
 def small_repo(path: Path, label: str, commits: int = 3) -> GitRepo:
     repo = GitRepo(path)
     for number in range(commits):
