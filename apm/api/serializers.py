@@ -59,6 +59,16 @@ class StrictSerializer(StrictSerializerMixin, serializers.Serializer):
     pass
 
 
+class BlankAsNullChoiceField(serializers.ChoiceField):
+    """A read-only choice that is blank until something sets it, shown as null (no empty enum value)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, read_only=True, **kwargs)
+
+    def to_representation(self, value: str) -> str | None:
+        return value or None
+
+
 class DayField(serializers.DateField):
     """A day given as YYYY-MM-DD, between 1900-01-01 and 2999-12-31 (apm.dates)."""
 

@@ -8,20 +8,17 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from rest_framework import serializers
 
-from apm.api.serializers import StrictModelSerializer, StrictSerializer
+from apm.api.serializers import BlankAsNullChoiceField, StrictModelSerializer, StrictSerializer
 from projects.models import HealthLevel, Membership, Project
 from projects.selectors import project_ids_visible
 
 
-class HealthLevelField(serializers.ChoiceField):
+class HealthLevelField(BlankAsNullChoiceField):
     """The last recorded health level, or null before the project's first assessment."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("help_text", "Last recorded health level; null before the first assessment.")
-        super().__init__(choices=HealthLevel.choices, allow_null=True, read_only=True, **kwargs)
-
-    def to_representation(self, value: str) -> str | None:
-        return value or None
+        super().__init__(choices=HealthLevel.choices, **kwargs)
 
 
 class ProjectSerializer(StrictModelSerializer):

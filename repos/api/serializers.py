@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apm.api.serializers import StrictModelSerializer, StrictSerializer
+from apm.api.serializers import BlankAsNullChoiceField, StrictModelSerializer, StrictSerializer
 from projects.api.serializers import ProjectKeyField
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
 
@@ -101,6 +101,10 @@ class IngestAcceptedSerializer(serializers.Serializer):
 class IngestionRunSerializer(serializers.ModelSerializer):
     progress = serializers.FloatField(
         read_only=True, help_text="Share of the planned commits done, 0.0 to 1.0."
+    )
+    files_scope = BlankAsNullChoiceField(
+        choices=IngestionRun.FilesScope.choices,
+        help_text="How the run brought the file index up to date; null before its plan.",
     )
 
     class Meta:

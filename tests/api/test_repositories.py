@@ -234,3 +234,12 @@ def test_a_repository_can_be_registered_inactive(world):
 
     assert response.status_code == 201
     assert response.json()["is_active"] is False
+
+
+def test_a_run_that_failed_before_its_plan_has_a_null_files_scope(world):
+    repository = world.objects["repository"]
+    run = IngestionRun.objects.create(repository=repository, trigger="api", status="failed", error="refused")
+
+    answer = world.client("owner").get(f"/api/v1/ingestion-runs/{run.pk}/").json()
+
+    assert (answer["status"], answer["files_scope"]) == ("failed", None)
