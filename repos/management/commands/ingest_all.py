@@ -169,4 +169,5 @@ class Command(BaseCommand):
         summary = ", ".join(
             f"{counts[kind]} {kind}" for kind in (SUCCEEDED, UNDER_WAY, QUEUED) if counts[kind]
         )
-        self.stdout.write(self.style.SUCCESS(f"{total} repositories: {summary}."))
+        noun = "repository" if total == 1 else "repositories"
+        self.stdout.write(self.style.SUCCESS(f"{total} {noun}: {summary}."))
