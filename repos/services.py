@@ -338,13 +338,21 @@ def repository_git_dir(*, repository: Repository, fetch: bool, needs: str = "") 
             f"commit {needs[:12]} is no longer in the source (the branch was rewritten during the run)"
         )
     if needs:
-        _MIRRORS_VERIFIED.add((str(mirror), repository.mirror_key, repository.source, needs))
+        _mirror_verified((str(mirror), repository.mirror_key, repository.source, needs))
     return str(mirror)
 
 
 # (mirror, key, source, tip) this process found to be the repository's own mirror holding the tip: the
 # next chunks of the run read it without asking git again. A mirror never loses a commit it fetched.
+# Bounded: a worker lives for weeks and sees a new tip per repository every run.
 _MIRRORS_VERIFIED: set[tuple[str, str, str, str]] = set()
+_MIRRORS_VERIFIED_MAX = 4096
+
+
+def _mirror_verified(verified: tuple[str, str, str, str]) -> None:
+    if len(_MIRRORS_VERIFIED) >= _MIRRORS_VERIFIED_MAX:
+        _MIRRORS_VERIFIED.clear()
+    _MIRRORS_VERIFIED.add(verified)
 
 
 def _mirror_usable(mirror: Path, *, repository: Repository, needs: str) -> bool:
@@ -353,7 +361,7 @@ def _mirror_usable(mirror: Path, *, repository: Repository, needs: str) -> bool:
         return True
     usable = _mirror_owned(mirror, repository=repository) and (not needs or _has_commit(str(mirror), needs))
     if usable and needs:
-        _MIRRORS_VERIFIED.add(verified)
+        _mirror_verified(verified)
     return usable
 
 
