@@ -524,7 +524,7 @@ def tables_analyze() -> None:
     tables are, in a third of the time; autovacuum's own analyze refines it later.
     """
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL default_statistics_target = 10")
             cursor.execute("ANALYZE commits, file_changes, files, file_histories, commit_task_links")
 

@@ -41,6 +41,10 @@ class Repository(TimeStampedModel):
     # mirror is used only when it carries this key and mirrors this source. Ids repeat across
     # installations sharing a workspace and after a database reset; a random key does not.
     mirror_key = models.CharField(max_length=32, default=mirror_key_new, editable=False)
+    # Set when a run of the default branch starts writing the file index and its figures, cleared when
+    # one finishes: still set at the next plan, a run failed half-way (its file slices may have indexed
+    # part of a newer tree), so that run lists the whole tree and rebuilds the figures.
+    files_unsettled = models.BooleanField(default=False, editable=False)
 
     class Meta:
         db_table = "repositories"

@@ -71,7 +71,7 @@ from repos.linking import (
     commits_requests_to_history,
     run_notes_merge,
 )
-from repos.models import File, IngestionRun, Repository
+from repos.models import CommitTaskLink, File, IngestionRun, Repository
 
 Status = IngestionRun.Status
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
@@ -172,7 +172,8 @@ def _source_identity(parsed: RepositorySource) -> str:
         return os.path.realpath(parsed.location)
     parts = urlsplit(parsed.location)
     path = parts.path.rstrip("/").removesuffix(".git")
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}{path}"
+    port = parts.port or {"https": 443, "ssh": 22}.get(parts.scheme, "")
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{path}"
 
 
 def _registered_as(*, project: Project, parsed: RepositorySource) -> Repository | None:
@@ -529,12 +530,17 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
             )
         else:
             total = 0
-        scope = _files_scope(
-            repository=repository, run_id=run_id, on_default=on_default, start=start, tip=tip
-        )
-        IngestionRun.objects.filter(pk=run_id).update(
-            branch=branch, from_sha=start, to_sha=tip, commits_total=total, notes=notes, files_scope=scope
-        )
+        scope = _files_scope(repository=repository, on_default=on_default, start=start, tip=tip)
+        with transaction.atomic():
+            # Recorded once: of two deliveries of this task planning at the same time, the second
+            # takes the plan the first recorded (the same tip, the same chunks).
+            recorded = IngestionRun.objects.filter(pk=run_id, files_scope="").update(
+                branch=branch, from_sha=start, to_sha=tip, commits_total=total, notes=notes, files_scope=scope
+            )
+            if recorded and scope in (IngestionRun.FilesScope.TREE, IngestionRun.FilesScope.CHANGES):
+                Repository.objects.filter(pk=repository.pk).update(files_unsettled=True)
+        if not recorded:
+            return _plan_again(IngestionRun.objects.select_related("repository").get(pk=run_id))
     size = settings.APM_INGEST_CHUNK_COMMITS
     return IngestionPlan(
         run_id=run_id,
@@ -561,39 +567,23 @@ def _plan_again(run: IngestionRun) -> IngestionPlan:
     )
 
 
-def _files_scope(*, repository: Repository, run_id: int, on_default: bool, start: str, tip: str) -> str:
+def _files_scope(*, repository: Repository, on_default: bool, start: str, tip: str) -> str:
     """How this run brings the file index (the tree at the default branch's tip) up to date.
 
-    The whole tree is listed on the first run, after history was rewritten, and whenever the index is
-    empty (a repository whose files were lost is rebuilt by its next run, even with nothing new);
-    otherwise only the paths changed since the last ingested tip are read, and a tip that did not
-    move changes nothing. Runs of other branches leave the index alone.
+    The whole tree is listed on the first run, after history was rewritten, whenever the index is
+    empty (a repository whose files were lost is rebuilt by its next run, even with nothing new), and
+    after a run that failed half-way (``Repository.files_unsettled``); otherwise only the paths
+    changed since the last ingested tip are read, and a tip that did not move changes nothing. Runs of
+    other branches leave the index alone.
     """
     scope = IngestionRun.FilesScope
-    if not on_default or not tip:
-        return scope.SKIPPED if tip else scope.UNCHANGED
-    if not start or not File.objects.filter(repository=repository).exists():
-        return scope.TREE
-    if _unfinished_since_last_success(repository=repository, run_id=run_id):
-        # A run that failed may have written part of a newer tree (its file slices run beside its
-        # commit chunks) and part of the history figures: the index is no longer the tree at the last
-        # ingested tip, so this run lists the whole tree and rebuilds the figures.
+    if not on_default:
+        return scope.SKIPPED
+    if not tip:
+        return scope.UNCHANGED
+    if not start or repository.files_unsettled or not File.objects.filter(repository=repository).exists():
         return scope.TREE
     return scope.UNCHANGED if start == tip else scope.CHANGES
-
-
-def _unfinished_since_last_success(*, repository: Repository, run_id: int) -> bool:
-    """Whether a run of ``repository`` that did not succeed came after its last successful run."""
-    runs = IngestionRun.objects.filter(repository=repository).exclude(pk=run_id)
-    last = (
-        runs.filter(status=Status.SUCCEEDED).order_by("-created_at", "-id").values_list("pk", flat=True)[:1]
-    )
-    later = runs.exclude(status=Status.SUCCEEDED)
-    if last:
-        later = later.filter(pk__gt=last[0])
-    return later.filter(
-        files_scope__in=[IngestionRun.FilesScope.TREE, IngestionRun.FilesScope.CHANGES]
-    ).exists()
 
 
 # --- Step 3: commits ----------------------------------------------------------------------------------
@@ -801,11 +791,11 @@ def _requests_apply(*, run: IngestionRun, repository: Repository) -> LinkReport:
     """
     if not run.to_sha or not _planned_on_default(run):
         return LinkReport()
-    other_branches = IngestionRun.objects.filter(
-        repository=repository, files_scope=IngestionRun.FilesScope.SKIPPED
+    pending = CommitTaskLink.objects.filter(
+        commit__repository=repository, outcome=CommitTaskLink.Outcome.PENDING
     )
-    if _is_backfill(run) and not other_branches.exists():
-        return LinkReport()  # its chunks wrote history, and no run of another branch left requests pending
+    if _is_backfill(run) and not pending.exists():
+        return LinkReport()  # its chunks wrote history, and no run of another branch left a request pending
     git_dir = repository_git_dir(repository=repository, fetch=False, needs=run.to_sha)
     shas = git_run(
         "rev-list", "--end-of-options", *log_revisions(tip=run.to_sha, exclude=run.from_sha), git_dir=git_dir
@@ -862,6 +852,9 @@ def _run_finish(run: IngestionRun) -> None:
         if run.branch and not repository.default_branch:
             updates["default_branch"] = run.branch
         if _planned_on_default(run):
+            updates["files_unsettled"] = False
+            if not run.to_sha:  # the branch has no commits (now): what was ingested before stays recorded
+                del updates["last_ingested_sha"]
             Repository.objects.filter(pk=repository.pk).update(**updates)
         IngestionRun.objects.filter(pk=run_id).update(
             status=Status.SUCCEEDED,
@@ -874,7 +867,9 @@ def _run_finish(run: IngestionRun) -> None:
         )
         project_cache_invalidate(project_id=repository.project_id)
         if run.file_changes_added + run.commits_added >= ANALYZE_AFTER_ROWS:
-            tables_analyze()
+            # After the finish commits: ANALYZE holds its table locks only for itself, not for the
+            # whole finish (two big runs finishing at once would wait on each other).
+            transaction.on_commit(tables_analyze, robust=True)
         # Outgoing webhooks (projects/webhooks.py): queued with the run's success, sent once it commits.
         webhook_event_emit(
             project_id=repository.project_id,

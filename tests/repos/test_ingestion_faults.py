@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from repos.models import Commit, File, FileChange, FileHistory, IngestionRun, Repository
+from repos.models import Commit, CommitTaskLink, File, FileChange, FileHistory, IngestionRun, Repository
 from repos.services import (
     ingestion_commits_chunk,
     ingestion_fail,
@@ -18,11 +18,13 @@ from repos.services import (
     ingestion_finish,
     ingestion_plan,
     ingestion_request,
+    ingestion_runs_purge,
     repository_mirror_path,
     repository_register,
     repository_update,
 )
-from tests.factories import ProjectFactory
+from tasks.models import Task
+from tests.factories import ProjectFactory, TaskFactory
 from tests.repos.gitrepo import GitRepo
 from tests.repos.test_ingestion import ingest
 
@@ -295,3 +297,168 @@ def test_a_rebuild_of_a_lost_index_that_failed_is_completed_by_the_next_run(
     nxt = ingest(repository, django_capture_on_commit_callbacks)
     assert nxt.status == "succeeded"
     assert File.objects.filter(repository=repository).count() == 6, nxt.files_scope
+
+
+# --- Found by a second review: what a run must remember across other branches, purges, a deleted
+# branch, and two deliveries of its plan.
+
+
+def _ingested_then_a_bad_commit(root: Path, capture):
+    repo = GitRepo(root / "src")
+    repo.write("a.txt", "one\n")
+    t1 = repo.commit("start")
+    repo.git("branch", "feature")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path), default_branch="main")
+    assert ingest(repository, capture).status == "succeeded"
+    repo.write("new.txt", "new\n")
+    repo.write("a.txt", "one\ntwo\nthree\n")
+    repo.commit("bad commit")
+    return repo, repository, t1
+
+
+def _index_is_the_tree(repo, repository):
+    assert set(files_figures(repository)) == tree_paths(repo)
+    assert File.objects.get(repository=repository, path="a.txt").lines == len(
+        (repo.path / "a.txt").read_text().splitlines()
+    )
+    history = stored_history(repository)
+    assert files_figures(repository) == {p: history[p] for p in files_figures(repository)}
+
+
+def test_a_failed_run_is_not_forgotten_by_a_run_of_another_branch(
+    root: Path, django_capture_on_commit_callbacks
+):
+    repo, repository, t1 = _ingested_then_a_bad_commit(root, django_capture_on_commit_callbacks)
+    failed = start_run(repository, django_capture_on_commit_callbacks)
+    run_steps(failed.pk, commits=False, finish=False)  # its file slices indexed the bad tree
+    ingestion_fail(run_id=failed.pk, reason="a commit chunk failed")
+
+    # A run of another branch succeeds meanwhile (a push webhook of a feature branch).
+    repo.git("checkout", "-q", "feature")
+    repo.write("f.txt", "f\n")
+    repo.commit("feature work")
+    repo.git("checkout", "-q", "main")
+    other = ingest(repository, django_capture_on_commit_callbacks, branch="feature")
+    assert other.status == "succeeded", other.error
+
+    repo.git("reset", "-q", "--hard", t1)  # the bad commit is force-pushed away
+    nxt = ingest(repository, django_capture_on_commit_callbacks)
+    assert nxt.status == "succeeded", nxt.error
+    _index_is_the_tree(repo, repository)
+
+
+def test_a_failed_run_is_not_forgotten_by_a_purge_of_runs(root: Path, django_capture_on_commit_callbacks):
+    repo, repository, t1 = _ingested_then_a_bad_commit(root, django_capture_on_commit_callbacks)
+    failed = start_run(repository, django_capture_on_commit_callbacks)
+    run_steps(failed.pk, commits=False, finish=False)
+    ingestion_fail(run_id=failed.pk, reason="a commit chunk failed")
+    # another request fails before its plan (e.g. the source was briefly unreadable)
+    second = start_run(repository, django_capture_on_commit_callbacks)
+    ingestion_fail(run_id=second.pk, reason="source unreadable")
+    assert ingestion_runs_purge(older_than_days=0) >= 1  # the operator's nightly purge
+
+    repo.git("reset", "-q", "--hard", t1)
+    nxt = ingest(repository, django_capture_on_commit_callbacks)
+    assert nxt.status == "succeeded", nxt.error
+    _index_is_the_tree(repo, repository)
+
+
+def test_requests_left_pending_by_a_purged_run_of_another_branch_become_history(
+    root: Path, django_capture_on_commit_callbacks
+):
+    project = ProjectFactory(key="APM")
+    for number in range(1, 3):
+        TaskFactory(project=project, title=f"Task {number}")
+    repo = GitRepo(root / "app")
+    repo.write("a.txt", "1\n")
+    old = repo.commit("fixes APM-1")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.write("b.txt", "1\n")
+    repo.commit("feature work")
+    repo.git("checkout", "-q", "main")
+    repository = repository_register(project=project, source=str(repo.path), default_branch="main")
+
+    assert ingest(repository, django_capture_on_commit_callbacks, branch="feature").status == "succeeded"
+    assert CommitTaskLink.objects.get(commit__sha=old).outcome == "pending"
+    # a default-branch request that failed before its plan, then the nightly purge
+    second = start_run(repository, django_capture_on_commit_callbacks)
+    ingestion_fail(run_id=second.pk, reason="source unreadable")
+    ingestion_runs_purge(older_than_days=0)
+    assert not IngestionRun.objects.filter(repository=repository, files_scope="skipped").exists()
+
+    first_main = ingest(repository, django_capture_on_commit_callbacks)  # the first run of main: history
+    assert first_main.status == "succeeded", first_main.error
+
+    repo.write("c.txt", "c\n")
+    repo.commit("more")
+    assert ingest(repository, django_capture_on_commit_callbacks).status == "succeeded"
+    repo.git("reset", "-q", "--hard", old)  # force push: "more" is replaced
+    repo.write("c.txt", "d\n")
+    repo.commit("rewritten")
+    assert ingest(repository, django_capture_on_commit_callbacks).status == "succeeded"
+    assert Task.objects.get(project=project, number=1).status == "todo"  # an old commit replayed nothing
+
+
+def test_a_run_while_the_branch_is_gone_keeps_the_ingested_tip(
+    root: Path, django_capture_on_commit_callbacks
+):
+    repo = GitRepo(root / "src")
+    repo.write("a.txt", "one\n")
+    t1 = repo.commit("start")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path), default_branch="main")
+    assert ingest(repository, django_capture_on_commit_callbacks).status == "succeeded"
+    repo.git("update-ref", "-d", "refs/heads/main")  # the branch is deleted for a moment
+    run = ingest(repository, django_capture_on_commit_callbacks)
+    repository.refresh_from_db()
+    assert (run.status, run.files_scope, repository.last_ingested_sha) == ("succeeded", "skipped", t1)
+    # the branch comes back with a new commit asking to close a task
+    project = repository.project
+    TaskFactory(project=project, title="T")
+    key = f"{project.key}-1"
+    repo.git("update-ref", "refs/heads/main", t1)
+    repo.git("reset", "-q", "--hard", t1)
+    repo.write("b.txt", "b\n")
+    sha = repo.commit(f"fixes {key}")
+    nxt = ingest(repository, django_capture_on_commit_callbacks)
+    assert (nxt.status, nxt.from_sha) == ("succeeded", t1)
+    assert CommitTaskLink.objects.get(commit__sha=sha).outcome == "applied"
+
+
+def test_two_deliveries_of_the_plan_at_once_record_one_plan(
+    root: Path, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    from repos import services
+
+    settings.APM_INGEST_CHUNK_COMMITS = 2
+    repo = GitRepo(root / "src")
+    for n in range(4):
+        repo.write("a.txt", f"{n}\n")
+        repo.commit(f"c{n}")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    run = start_run(repository, django_capture_on_commit_callbacks)
+
+    real = services.repository_git_dir
+    calls = []
+
+    def git_dir(**kwargs):
+        if kwargs.get("fetch") and not calls:
+            calls.append(1)
+            # delivery 1 is fetching (slow); delivery 2 of the same task (acks_late) plans and its
+            # chunks run; then a push lands before delivery 1's fetch completes
+            second = ingestion_plan(run_id=run.pk)
+            for skip, count in second.commit_chunks:
+                ingestion_commits_chunk(run_id=run.pk, skip=skip, count=count)
+            for n in range(4, 6):
+                repo.write("a.txt", f"{n}\n")
+                repo.commit(f"c{n}")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "repository_git_dir", git_dir)
+    first = ingestion_plan(run_id=run.pk)
+    for skip, count in first.commit_chunks:
+        ingestion_commits_chunk(run_id=run.pk, skip=skip, count=count)
+    ingestion_finish(run_id=run.pk)
+    run.refresh_from_db()
+    repository.refresh_from_db()
+    stored = set(Commit.objects.filter(repository=repository).values_list("sha", flat=True))
+    assert repo.rev_list(repository.last_ingested_sha) <= stored
