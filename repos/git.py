@@ -257,6 +257,18 @@ def _url_host(parts: SplitResult) -> tuple[str, bool]:
     return host, False
 
 
+def source_identity(parsed: RepositorySource) -> str:
+    """What makes two spellings of a checked source one repository: the real git directory of a local
+    source (``/srv/shop``, ``/srv/shop/.git``, a symlink to it); the host (whatever its case), port
+    and path of a URL, with or without ``.git`` and a trailing slash."""
+    if parsed.kind == "local":
+        return os.path.realpath(parsed.location)
+    parts = urlsplit(parsed.location)
+    path = parts.path.rstrip("/").removesuffix(".git")
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, "")
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{path}"
+
+
 def remote_target(location: str) -> RemoteTarget:
     """Resolve a remote's host and check every address; a ``ValidationError`` on source says why not.
 

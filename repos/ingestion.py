@@ -414,7 +414,7 @@ _HISTORY_SELECT = """
 SELECT fc.repository_id, fc.path, SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)), COUNT(*),
        MAX(c.timestamp), %s
 FROM file_changes fc JOIN commits c ON c.id = fc.commit_id
-WHERE fc.commit_id IN ({ids})
+WHERE {where}
 GROUP BY fc.repository_id, fc.path
 """
 _HISTORY_INSERT = (
@@ -456,13 +456,13 @@ def file_histories_add(*, run_id: int, commit_ids: Sequence[int]) -> None:
     upsert = _HISTORY_UPSERT[connection.vendor]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            select = _HISTORY_SELECT.replace("IN ({ids})", "= ANY(%s)")
+            select = _HISTORY_SELECT.format(where="fc.commit_id = ANY(%s)")
             cursor.execute(_HISTORY_INSERT.format(select=select, upsert=upsert), [run_id, list(commit_ids)])
             return
         # Batches of ids, each grouped on its own: a path in two batches adds up the same.
         for start in range(0, len(commit_ids), 500):
             batch = list(commit_ids[start : start + 500])
-            select = _HISTORY_SELECT.format(ids=", ".join(["%s"] * len(batch)))
+            select = _HISTORY_SELECT.format(where=f"fc.commit_id IN ({', '.join(['%s'] * len(batch))})")
             cursor.execute(_HISTORY_INSERT.format(select=select, upsert=upsert), [run_id, *batch])
 
 
@@ -474,7 +474,7 @@ def file_histories_rebuild(*, repository_id: int, run_id: int) -> None:
     exactly what the stored history says, whatever happened before.
     """
     FileHistory.objects.filter(repository_id=repository_id).delete()
-    select = _HISTORY_SELECT.replace("fc.commit_id IN ({ids})", "fc.repository_id = %s")
+    select = _HISTORY_SELECT.format(where="fc.repository_id = %s")
     with connection.cursor() as cursor:
         cursor.execute(_HISTORY_INSERT.format(select=select, upsert=""), [run_id, repository_id])
 

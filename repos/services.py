@@ -33,7 +33,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -49,7 +49,14 @@ from monitoring.metrics import INGESTED_COMMITS, INGESTION_DURATION, INGESTION_R
 from projects.models import Project
 from projects.services import project_cache_invalidate
 from projects.webhooks import webhook_event_emit
-from repos.git import GitError, RepositorySource, git_run, remote_host_check, source_parse
+from repos.git import (
+    GitError,
+    RepositorySource,
+    git_run,
+    remote_host_check,
+    source_identity,
+    source_parse,
+)
 from repos.gitlog import ParsedCommit, blobs_read, commits_read, log_revisions, tree_changes_read, tree_read
 from repos.ingestion import (
     CommitsWritten,
@@ -164,24 +171,12 @@ def repository_webhook_secret_rotate(*, repository: Repository) -> str:
     return secret
 
 
-def _source_identity(parsed: RepositorySource) -> str:
-    """What makes two spellings of a source one repository: the real git directory of a local source
-    (``/srv/shop``, ``/srv/shop/.git``, a symlink to it), the host and path of a URL whatever the case
-    of the host, a trailing slash or ``.git``."""
-    if parsed.kind == Repository.Kind.LOCAL:
-        return os.path.realpath(parsed.location)
-    parts = urlsplit(parsed.location)
-    path = parts.path.rstrip("/").removesuffix(".git")
-    port = parts.port or {"https": 443, "ssh": 22}.get(parts.scheme, "")
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{path}"
-
-
 def _registered_as(*, project: Project, parsed: RepositorySource) -> Repository | None:
     """The repository of ``project`` that is this source spelled another way, if there is one."""
-    identity = _source_identity(parsed)
+    identity = source_identity(parsed)
     for candidate in Repository.objects.filter(project=project, kind=parsed.kind):
         try:
-            if _source_identity(source_parse(candidate.source)) == identity:
+            if source_identity(source_parse(candidate.source)) == identity:
                 return candidate
         except ValidationError:
             continue  # a source that no longer checks out (moved, now refused) is no match
@@ -434,13 +429,7 @@ def _branch_tip(git_dir: str, branch: str) -> tuple[str, str]:
     """(branch, tip sha); ("", "") for a repository without commits."""
     if not git_run("for-each-ref", "--count=1", "refs/heads/", git_dir=git_dir, timeout=60).strip():
         return "", ""
-    if not branch:
-        try:
-            branch = git_run(
-                "symbolic-ref", "--quiet", "--short", "HEAD", git_dir=git_dir, timeout=60
-            ).strip()
-        except GitError:
-            branch = ""
+    branch = branch or _head_branch(git_dir)
     try:
         tip = git_run(
             "rev-parse", "--verify", "--quiet", "--end-of-options", f"refs/heads/{branch}^{{commit}}",
@@ -541,29 +530,34 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
                 Repository.objects.filter(pk=repository.pk).update(files_unsettled=True)
         if not recorded:
             return _plan_again(IngestionRun.objects.select_related("repository").get(pk=run_id))
-    size = settings.APM_INGEST_CHUNK_COMMITS
-    return IngestionPlan(
-        run_id=run_id,
-        commit_chunks=[(skip, min(size, total - skip)) for skip in range(0, total, size)],
-        # The file step needs only the tip, so its chunks run beside the commit chunks.
-        file_slices=_files_plan(run_id=run_id, git_dir=git_dir, scope=scope, start=start, tip=tip),
-    )
+    return _plan_cut(run_id=run_id, git_dir=git_dir, total=total, scope=scope, start=start, tip=tip)
 
 
 def _plan_again(run: IngestionRun) -> IngestionPlan:
     """The chunks of a plan already recorded on ``run`` (from, to, scope): the same offsets over the
     same commits, so the chunks already written are recognised, and never commits pushed since."""
     git_dir = repository_git_dir(repository=run.repository, fetch=False, needs=run.to_sha)
-    size = settings.APM_INGEST_CHUNK_COMMITS
-    total = run.commits_total
-    return IngestionPlan(
+    return _plan_cut(
         run_id=run.pk,
-        commit_chunks=[
-            (skip, min(size, total - skip)) for skip in range(0, total, size) if skip not in run.chunks_done
-        ],
-        file_slices=_files_plan(
-            run_id=run.pk, git_dir=git_dir, scope=run.files_scope, start=run.from_sha, tip=run.to_sha
-        ),
+        git_dir=git_dir,
+        total=run.commits_total,
+        scope=run.files_scope,
+        start=run.from_sha,
+        tip=run.to_sha,
+        done=run.chunks_done,
+    )
+
+
+def _plan_cut(
+    *, run_id: int, git_dir: str, total: int, scope: str, start: str, tip: str, done: Sequence[int] = ()
+) -> IngestionPlan:
+    """The commit chunks (but those ``done``) and the file slices of a plan."""
+    size = settings.APM_INGEST_CHUNK_COMMITS
+    return IngestionPlan(
+        run_id=run_id,
+        commit_chunks=[(skip, min(size, total - skip)) for skip in range(0, total, size) if skip not in done],
+        # The file step needs only the tip, so its chunks run beside the commit chunks.
+        file_slices=_files_plan(run_id=run_id, git_dir=git_dir, scope=scope, start=start, tip=tip),
     )
 
 
@@ -589,6 +583,19 @@ def _files_scope(*, repository: Repository, on_default: bool, start: str, tip: s
 # --- Step 3: commits ----------------------------------------------------------------------------------
 
 
+def _run_lock_if_running(run_id: int) -> IngestionRun | None:
+    """The run's row, locked till the chunk's transaction ends, if the run is still running.
+
+    Otherwise None, and what the chunk wrote in this transaction is undone: its run was abandoned (its
+    worker went silent) and perhaps followed by another run, which writes the same rows itself.
+    """
+    locked = IngestionRun.objects.select_for_update().get(pk=run_id)
+    if locked.status != Status.RUNNING:
+        transaction.set_rollback(True)
+        return None
+    return locked
+
+
 def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
     """Write one chunk of the run's new commits and their task links; safe to run twice (rows and
     progress count once)."""
@@ -610,18 +617,14 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         links_started = time.perf_counter()
         links = _commits_link(run=run, commits=commits, written=written)
         links_seconds = time.perf_counter() - links_started
-        locked = IngestionRun.objects.select_for_update().get(pk=run_id)
-        if locked.status != Status.RUNNING:
-            # Abandoned (its worker went silent) and perhaps followed by another run meanwhile: what
-            # this late chunk wrote is undone, the run that took over writes it.
-            transaction.set_rollback(True)
+        locked = _run_lock_if_running(run_id)
+        if locked is None:
             return
         if skip in locked.chunks_done:
             return  # another delivery of this chunk got here first; its rows were the same
         # Under the run's row lock and after the check above: the chunk's figures are added to the
         # running totals once, even when two deliveries of it both believed they inserted its commits.
-        # A run walking the whole branch, or listing the whole tree, rebuilds the totals at its finish.
-        if run.from_sha and run.files_scope != IngestionRun.FilesScope.TREE:
+        if not _histories_rebuilt(run):
             file_histories_add(run_id=run_id, commit_ids=[written.ids[sha] for sha in sorted(written.added)])
         locked.chunks_done = [*locked.chunks_done, skip]
         locked.task_links_created = F("task_links_created") + links.links_created
@@ -718,9 +721,8 @@ def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
             project_id=run.repository.project_id, repository_id=run.repository_id, run_id=run_id, rows=rows
         )
         files_delete(repository_id=run.repository_id, paths=gone)
-        locked = IngestionRun.objects.select_for_update().get(pk=run_id)
-        if locked.status != Status.RUNNING:
-            transaction.set_rollback(True)  # abandoned meanwhile: the run that took over indexes the tree
+        locked = _run_lock_if_running(run_id)
+        if locked is None:
             return
         locked.files_indexed = F("files_indexed") + len(rows)
         locked.timings = {
@@ -740,6 +742,13 @@ def _planned_on_default(run: IngestionRun) -> bool:
     if run.files_scope:
         return run.files_scope != IngestionRun.FilesScope.SKIPPED
     return run.branch == (run.repository.default_branch or run.branch)
+
+
+def _histories_rebuilt(run: IngestionRun) -> bool:
+    """Whether the run's finish rebuilds the per-path totals in one pass (so its chunks add nothing):
+    a run that walks the whole branch reads the history anyway, and after a whole tree (a failed run
+    before it, a lost index) the totals are not to be trusted."""
+    return not run.from_sha or run.files_scope == IngestionRun.FilesScope.TREE
 
 
 def _is_backfill(run: IngestionRun) -> bool:
@@ -839,7 +848,7 @@ ANALYZE_AFTER_ROWS = 20_000
 def _run_finish(run: IngestionRun) -> None:
     run_id, repository = run.pk, run.repository
     with _timed(run_id, "finish"):
-        if run.to_sha and (not run.from_sha or run.files_scope == IngestionRun.FilesScope.TREE):
+        if run.to_sha and _histories_rebuilt(run):
             file_histories_rebuild(repository_id=repository.pk, run_id=run_id)
         kept = files_history_refresh(
             repository_id=repository.pk,

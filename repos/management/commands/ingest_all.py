@@ -18,9 +18,8 @@ from celery import current_app
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from repos.models import IngestionRun, Repository
-from repos.services import repositories_ingest_all
+from repos.services import ACTIVE_STATUSES, repositories_ingest_all
 
-ACTIVE = (IngestionRun.Status.QUEUED, IngestionRun.Status.RUNNING)
 DEFAULT_TIMEOUT = 3600.0
 POLL_SECONDS = 1.0
 
@@ -109,7 +108,7 @@ class Command(BaseCommand):
                 continue
             run = request.run
             run.refresh_from_db()
-            if run.status not in ACTIVE:
+            if run.status not in ACTIVE_STATUSES:
                 lines.append(self._say(_ended(repository, run)))
             elif wait:
                 followed[run.pk] = repository
@@ -131,7 +130,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + timeout
         lines: list[_Line] = []
         while followed:
-            for run in IngestionRun.objects.filter(pk__in=list(followed)).exclude(status__in=ACTIVE):
+            for run in IngestionRun.objects.filter(pk__in=list(followed)).exclude(status__in=ACTIVE_STATUSES):
                 lines.append(self._say(_ended(followed.pop(run.pk), run)))
             if not followed:
                 break
