@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import InterfaceError, OperationalError, models
+
+# A lost database connection is worth a retry (Celery's autoretry_for, with backoff); any other error
+# would fail the same way again.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 
 class PrefixIndex(models.Index):

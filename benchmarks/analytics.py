@@ -140,9 +140,9 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
+    from insights.code import change_coupling, contributor_stats, file_hotspots
     from projects.models import Project
     from projects.services import project_create
-    from repos.analytics import change_coupling, contributor_stats, file_hotspots
     from repos.models import Repository
 
     if reuse:

@@ -17,15 +17,15 @@ from django.urls import include, path
 from django.views import defaults
 
 from apm.api import exceptions as api_exceptions
+from insights.views import DashboardView
 from projects.api.views import ProjectAliasViewSet
-from projects.views import DashboardView
 
 admin.site.site_header = "APM administration"
 admin.site.site_title = "APM"
 admin.site.index_title = "AutoProjectManagement"
 
 urlpatterns = [
-    path("api/v1/", include("apm.api.urls")),
+    path("api/v1/", include("config.api_router")),
     path("projects", ProjectAliasViewSet.as_view({"get": "list", "post": "create"}), name="projects"),
     path("dashboard", DashboardView.as_view(), name="dashboard"),
     path("admin/", admin.site.urls),

@@ -6,33 +6,25 @@ they show in the same query, order by indexed columns and leave heavy text out o
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.functions import Left
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
 
+import tasks.admin
 from apm.admin import (
     EstimatedCountPaginator,
     ReadOnlyAdmin,
     ReadOnlyInline,
-    admin_table,
     instance_adopt,
     validation_message,
 )
-from repos.analytics import AnalyticsWindow, change_coupling, code_window, contributor_stats, file_hotspots
 from repos.git import remote_host_check, source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
 from repos.services import ingestion_request, repository_register
-
-# Rows of each analytics panel (hotspots, coupling, contributors) on a repository's page.
-HOTSPOTS_PANEL_ROWS = 10
+from tasks.models import Task
 
 
 class IngestionRunInline(ReadOnlyInline):
@@ -71,93 +63,14 @@ class RepositoryAdmin(admin.ModelAdmin):
     readonly_fields = ["kind", "last_ingested_sha", "last_ingested_at", "created_at", "updated_at"]
     inlines = [IngestionRunInline]
     actions = ["ingest_now"]
+    # Read-only fields of the change page that apps above add (insights.admin: the code figures).
+    panels: tuple[str, ...] = ()
 
     def get_readonly_fields(self, request: HttpRequest, obj: Repository | None = None) -> list[str]:
         # The source is checked once, at registration; changing it would mix two histories.
         if obj is None:
             return list(self.readonly_fields)
-        return [*self.readonly_fields, "project", "source", *self.analytics_panels]
-
-    # Read-only tables of the code analytics (repos.analytics) of the 90 days up to today, or up to the
-    # repository's last commit when it has been quiet since; the window is read once a page view (the
-    # last commit, one query) and each panel is one selector call.
-    analytics_panels = ("hotspots_panel", "coupling_panel", "contributors_panel")
-
-    @staticmethod
-    def _window(obj: Repository) -> AnalyticsWindow:
-        if not hasattr(obj, "_analytics_window"):
-            obj._analytics_window = code_window(project=obj.project, repository=obj)  # type: ignore[attr-defined]
-        return obj._analytics_window  # type: ignore[attr-defined]
-
-    def _figures(self, obj: Repository) -> dict[str, Any]:
-        window = self._window(obj)
-        return {"project": obj.project, "repository": obj, "since": window.since, "until": window.until}
-
-    @staticmethod
-    def _caption(window: AnalyticsWindow, what: str) -> SafeString:
-        return format_html("<p>{}, over {}.</p>", what, window.describe())
-
-    @admin.display(description="Hotspots")
-    def hotspots_panel(self, obj: Repository) -> SafeString:
-        """The top files by changes x lines over the window."""
-        rows = file_hotspots(**self._figures(obj), limit=HOTSPOTS_PANEL_ROWS)
-        table = admin_table(
-            ["File", "Score", "Changes", "Lines", "Churn", "Authors", "Last change (UTC)"],
-            (
-                (
-                    format_html(
-                        '<a href="{}">{}</a>',
-                        reverse("admin:repos_file_change", args=[row["file"]]),
-                        row["path"],
-                    ),
-                    row["score"],
-                    row["changes"],
-                    row["lines"],
-                    row["churn"],
-                    row["authors"],
-                    row["last_changed_at"].strftime("%Y-%m-%d %H:%M"),
-                )
-                for row in rows
-            ),
-            empty="No file of the tree changed in this window.",
-        )
-        caption = self._caption(self._window(obj), "Ranked by changes x lines (docs/analytics.md)")
-        return format_html("{}{}", caption, table)
-
-    @admin.display(description="Change coupling")
-    def coupling_panel(self, obj: Repository) -> SafeString:
-        """Pairs of files changed by the same commits, over the window."""
-        rows = change_coupling(**self._figures(obj), limit=HOTSPOTS_PANEL_ROWS)
-        table = admin_table(
-            ["File", "File", "Shared commits", "Degree"],
-            ((row["path_a"], row["path_b"], row["shared"], f"{row['degree']:.0%}") for row in rows),
-            empty="No two files changed together often enough.",
-        )
-        return format_html(
-            "{}{}", self._caption(self._window(obj), "Files changed by the same commits"), table
-        )
-
-    @admin.display(description="Contributors")
-    def contributors_panel(self, obj: Repository) -> SafeString:
-        """Authors of the window, most commits (merges apart) first."""
-        rows = contributor_stats(**self._figures(obj), limit=HOTSPOTS_PANEL_ROWS)
-        table = admin_table(
-            ["Author", "Commits", "Merges", "Lines +/-", "Active days", "Main areas"],
-            (
-                (
-                    f"{row['author_name']} <{row['author_email']}>",
-                    row["commits"],
-                    row["merges"],
-                    f"+{row['lines_added']}/-{row['lines_deleted']}",
-                    row["active_days"],
-                    ", ".join(area["area"] for area in row["main_areas"]),
-                )
-                for row in rows
-            ),
-            empty="No commits in this window.",
-        )
-        caption = self._caption(self._window(obj), "Commits and merges counted apart")
-        return format_html("{}{}", caption, table)
+        return [*self.readonly_fields, "project", "source", *self.panels]
 
     def save_model(self, request: HttpRequest, obj: Repository, form: forms.ModelForm, change: bool) -> None:
         if change:
@@ -302,3 +215,29 @@ class IngestionRunAdmin(ReadOnlyAdmin):
     @admin.display(description="Progress")
     def progress_display(self, obj: IngestionRun) -> str:
         return f"{obj.progress:.0%}"
+
+
+# --- The task's admin page with the commits that name it ---------------------------------------------
+
+
+class CommitLinkInline(ReadOnlyInline):
+    """The commits that name the task, what each asked, and what became of it (refusals say why)."""
+
+    model = CommitTaskLink
+    fields = ["commit", "action", "status", "minutes", "outcome", "note", "created_at"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    verbose_name_plural = "commits"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CommitTaskLink]:
+        return super().get_queryset(request).select_related("commit__repository")
+
+
+class TaskAdmin(tasks.admin.TaskAdmin):
+    """A task with its dependencies, time and history (tasks.admin) and the commits that name it."""
+
+    inlines = [*tasks.admin.TaskAdmin.inlines[:-1], CommitLinkInline, tasks.admin.TaskAdmin.inlines[-1]]
+
+
+admin.site.unregister(Task)
+admin.site.register(Task, TaskAdmin)

@@ -22,10 +22,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from projects.keys import PROJECT_KEY_ANY_CASE
+from projects.workflow import TaskStatus, keywords_parse
+
 # Strongest first: when a message says several things about one task, its link records the strongest.
 ACTION_STRENGTH = ("fix", "close", "transition", "time", "reference")
 
-_KEY = r"[A-Za-z][A-Za-z0-9]{1,9}-\d{1,9}"
+_KEY = rf"{PROJECT_KEY_ANY_CASE}-\d{{1,9}}"
 # "#12" after "pull request" or "PR" is a pull request whatever the project's setting: GitHub's merge
 # subjects ("Merge pull request #5962 from ...") and Bitbucket's ("(pull request #12)") name one.
 _SHORT = r"(?<!pull request )(?<!\bPR )#\d{1,9}"
@@ -42,21 +45,7 @@ MAX_MINUTES = 7 * 24 * 60
 # Only the start of a longer message is read (a squash of hundreds of commits still fits).
 MAX_MESSAGE = 100_000
 # What closing keywords move a task to.
-CLOSED_STATUS = "done"
-_WORD = re.compile(r"[a-z][a-z-]{0,29}")
-
-
-def keywords_parse(text: str) -> list[str]:
-    """The keywords of a ``commit_*_keywords`` field: lower-case words separated by spaces or commas."""
-    return [word for word in re.split(r"[\s,]+", text.strip().lower()) if word]
-
-
-def keywords_problems(text: str) -> list[str]:
-    """Why ``text`` is not a valid keyword list (empty list when it is)."""
-    bad = [word for word in keywords_parse(text) if not _WORD.fullmatch(word)]
-    return [f"{word!r} is not a keyword: use letters (and hyphens) only." for word in bad]
-
-
+CLOSED_STATUS = TaskStatus.DONE.value
 def duration_minutes(text: str) -> int | None:
     """``2h30m`` -> 150; ``None`` if ``text`` is not a duration."""
     text = text.lower()

@@ -42,7 +42,7 @@ from django.utils import timezone
 from monitoring.metrics import COMMIT_REQUESTS, COMMIT_TASK_LINKS
 from projects.models import Project
 from repos.grammar import CommitGrammar, Mention, grammar_build
-from repos.ingestion import links_write
+from repos.ingestion.writers import links_write
 from repos.models import Commit, CommitTaskLink, Repository
 from tasks.models import Task, TaskEvent
 from tasks.services import task_time_log, task_transition

@@ -17,32 +17,34 @@ import structlog
 from celery import Signature, chord, current_app, shared_task
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 
+from apm.db import TRANSIENT_DB_ERRORS
+from apm.errors import validation_text
 from repos import services
 from repos.git import GitError
+from repos.ingestion import pipeline
 
 logger = structlog.get_logger(__name__)
 
 # A lost database connection is worth a retry (with backoff); anything else would fail the same way
 # again, so it fails the run with its reason and the steps after it do nothing.
-TRANSIENT = (OperationalError, InterfaceError)
-RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 120, "max_retries": 5}
+RETRY = {"autoretry_for": TRANSIENT_DB_ERRORS, "retry_backoff": 2, "retry_backoff_max": 120, "max_retries": 5}
 
 
 @contextmanager
 def _run_step(run_id: int) -> Iterator[None]:
     try:
         yield
-    except TRANSIENT:
+    except TRANSIENT_DB_ERRORS:
         raise
     except Exception as exc:  # recorded on the run, for people, instead of lost in a worker log
-        reason = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        reason = validation_text(exc) if isinstance(exc, ValidationError) else str(exc)
         # A refused source or git's own failure is expected and fully said by its reason; anything else
         # is a defect of APM, logged with its traceback.
         expected = isinstance(exc, ValidationError | GitError)
         logger.warning("ingestion_failed", run_id=run_id, reason=reason, exc_info=not expected)
-        services.ingestion_fail(run_id=run_id, reason=reason or type(exc).__name__)
+        pipeline.ingestion_fail(run_id=run_id, reason=reason or type(exc).__name__)
 
 
 def _fan_out(header: list[Signature], *, then: Signature) -> None:
@@ -77,11 +79,11 @@ def _apply_closing_connections(signature: Signature) -> None:
         connections.close_all()  # give this thread's connection back (to the pool on PostgreSQL)
 
 
-@shared_task(name="repos.ingest", **RETRY)
+@shared_task(name=services.INGEST_TASK, **RETRY)
 def repository_ingest_task(run_id: int) -> None:
     """Plan run ``run_id`` and fan its commit chunks out; the file step follows when all are written."""
     with _run_step(run_id):
-        plan = services.ingestion_plan(run_id=run_id)
+        plan = pipeline.ingestion_plan(run_id=run_id)
         chunks = [repository_commits_chunk_task.si(run_id, skip, count) for skip, count in plan.commit_chunks]
         chunks += [repository_files_chunk_task.si(run_id, entries) for entries in plan.file_slices]
         _fan_out(chunks, then=repository_finish_task.si(run_id))
@@ -90,19 +92,19 @@ def repository_ingest_task(run_id: int) -> None:
 @shared_task(name="repos.ingest_commits_chunk", **RETRY)
 def repository_commits_chunk_task(run_id: int, skip: int, count: int) -> None:
     with _run_step(run_id):
-        services.ingestion_commits_chunk(run_id=run_id, skip=skip, count=count)
+        pipeline.ingestion_commits_chunk(run_id=run_id, skip=skip, count=count)
 
 
 @shared_task(name="repos.ingest_files_chunk", **RETRY)
 def repository_files_chunk_task(run_id: int, entries: list[list[Any]]) -> None:
     with _run_step(run_id):
-        services.ingestion_files_chunk(run_id=run_id, entries=[tuple(entry) for entry in entries])
+        pipeline.ingestion_files_chunk(run_id=run_id, entries=[tuple(entry) for entry in entries])
 
 
 @shared_task(name="repos.ingest_finish", **RETRY)
 def repository_finish_task(run_id: int) -> None:
     with _run_step(run_id):
-        services.ingestion_finish(run_id=run_id)
+        pipeline.ingestion_finish(run_id=run_id)
 
 
 @shared_task(name="repos.ingest_all", **RETRY)

@@ -7,13 +7,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
+import projects.admin
 from apm.admin import ReadOnlyAdmin, ReadOnlyInline, instance_adopt, validation_message
-from repos.models import CommitTaskLink
+from projects.keys import TASK_KEY_RE
+from projects.models import Project
 from tasks.models import Task, TaskDependency, TaskEvent, TimeEntry
-from tasks.selectors import TASK_KEY_RE
 from tasks.services import (
     TASK_UPDATABLE_FIELDS,
     task_assign,
@@ -116,19 +117,6 @@ class TimeEntryInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
-class CommitLinkInline(ReadOnlyInline):
-    """The commits that name the task, what each asked, and what became of it (refusals say why)."""
-
-    model = CommitTaskLink
-    fields = ["commit", "action", "status", "minutes", "outcome", "note", "created_at"]
-    readonly_fields = fields
-    ordering = ["-created_at", "-id"]
-    verbose_name_plural = "commits"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[CommitTaskLink]:
-        return super().get_queryset(request).select_related("commit__repository")
-
-
 def _transition_action(status: str, label: str):  # type: ignore[no-untyped-def]
     @admin.action(description=f"Move selected tasks to “{label}”", permissions=["change"])
     def action(model_admin: TaskAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
@@ -160,7 +148,8 @@ class TaskAdmin(admin.ModelAdmin):
     readonly_fields = ["key_display", "reporter", "started_at", "closed_at", "created_at", "updated_at"]
     ordering = ["project__key", "number"]
     list_per_page = 50
-    inlines = [DependencyInline, TimeEntryInline, CommitLinkInline, TaskEventInline]
+    # repos.admin adds the commits that name the task, before its history.
+    inlines: list[Any] = [DependencyInline, TimeEntryInline, TaskEventInline]
     actions = [
         _transition_action(Task.Status.IN_PROGRESS, "In progress"),
         _transition_action(Task.Status.DONE, "Done"),
@@ -259,3 +248,45 @@ class TimeEntryAdmin(admin.ModelAdmin):
     autocomplete_fields = ["task", "user"]
     show_full_result_count = False
     ordering = ["-spent_on", "-id"]
+
+
+# --- The project's admin page with its open tasks -----------------------------------------------------
+
+
+class OpenTaskInline(ReadOnlyInline):
+    """The project's open tasks; closed ones stay reachable through the task list's filters."""
+
+    model = Task
+    fk_name = "project"
+    fields = ["number", "title", "status", "priority", "assignee", "due_date"]
+    readonly_fields = fields
+    ordering = ["number"]
+    verbose_name_plural = "open tasks"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
+        return (
+            super().get_queryset(request).exclude(status__in=Task.CLOSED_STATUSES).select_related("assignee")
+        )
+
+
+class ProjectAdmin(projects.admin.ProjectAdmin):
+    """The project with its members (projects.admin) and its open tasks."""
+
+    list_display = ["key", "name", "status", "open_tasks", "start_date", "target_date", "updated_at"]
+    inlines = [*projects.admin.ProjectAdmin.inlines, OpenTaskInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        # One grouped count for the whole page instead of a query per row.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(open_task_count=Count("tasks", filter=~Q(tasks__status__in=Task.CLOSED_STATUSES)))
+        )
+
+    @admin.display(description="Open tasks", ordering="open_task_count")
+    def open_tasks(self, obj: Project) -> int:
+        return obj.open_task_count
+
+
+admin.site.unregister(Project)
+admin.site.register(Project, ProjectAdmin)

@@ -6,18 +6,14 @@ from django.conf import settings
 from django.db import models
 
 from apm.models import TimeStampedModel
+from projects.workflow import TaskStatus
 
 
 class Task(TimeStampedModel):
     """A unit of work in a project, known to people and commit messages as ``KEY-N`` (``APM-42``)."""
 
-    class Status(models.TextChoices):
-        BACKLOG = "backlog", "Backlog"
-        TODO = "todo", "To do"
-        IN_PROGRESS = "in_progress", "In progress"
-        IN_REVIEW = "in_review", "In review"
-        DONE = "done", "Done"
-        CANCELLED = "cancelled", "Cancelled"
+    # The statuses are the project's vocabulary too: its commit grammar names them (projects.workflow).
+    Status = TaskStatus
 
     class Priority(models.IntegerChoices):
         LOW = 1, "Low"

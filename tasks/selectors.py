@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
+from projects.keys import TASK_KEY_RE
 from projects.selectors import project_list
-from repos.models import CommitTaskLink
 from tasks.models import Task, TaskEvent
-
-TASK_KEY_RE = re.compile(r"^(?P<project>[A-Z][A-Z0-9]{1,9})-(?P<number>[1-9][0-9]*)$")
 
 
 def task_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
@@ -33,12 +29,3 @@ def task_get_by_key(*, key: str, user: AbstractBaseUser | AnonymousUser | None =
 def task_history(*, task: Task) -> QuerySet[TaskEvent]:
     """Every change to ``task``, newest first (idx_task_events_task_created)."""
     return TaskEvent.objects.filter(task=task).select_related("actor").order_by("-created_at", "-id")
-
-
-def task_commit_links(*, task: Task) -> QuerySet[CommitTaskLink]:
-    """Commits naming ``task``, newest link first, with their repository (idx_commit_task_links_task)."""
-    return (
-        CommitTaskLink.objects.filter(task=task)
-        .select_related("commit__repository")
-        .order_by("-created_at", "-id")
-    )

@@ -20,8 +20,8 @@ from django.utils import timezone
 from monitoring.metrics import TASK_TRANSITIONS, TASKS_CREATED
 from projects.models import Membership, Project
 from projects.services import project_cache_invalidate
-from projects.webhooks import webhook_event_emit
 from tasks.models import Task, TaskDependency, TaskEvent, TimeEntry
+from webhooks.services import webhook_event_emit
 
 Source = TaskEvent.Source
 

@@ -10,16 +10,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests import isolation
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run manage.py in a clean environment plus ``env`` (no DATABASE_URL etc. leaking from the suite)."""
+    """Run manage.py in a clean environment plus ``env`` (no DATABASE_URL etc. leaking from the suite).
+
+    A broker from tests.isolation brings its key prefix (read by config.settings.test only).
+    """
     base = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG", "SYSTEMROOT"}}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**base, **env},
+        env={**base, **isolation.worker_environment(env.get("CELERY_BROKER_URL", "")), **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -30,7 +35,8 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start ``celery -A config worker`` as production does, one process, consuming ``queue``.
 
-    ``env`` adds to a clean environment (broker, result backend, database ...).
+    ``env`` adds to a clean environment (broker, result backend, database ...). A broker from
+    tests.isolation brings its key prefix: the worker's queues, broadcasts and results are the test's.
     """
     return subprocess.Popen(
         [
@@ -52,6 +58,7 @@ def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", str(ROOT)),
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            **isolation.worker_environment(env.get("CELERY_BROKER_URL", "")),
             **env,
         },
         stdout=subprocess.DEVNULL,

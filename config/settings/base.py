@@ -155,12 +155,18 @@ THIRD_PARTY_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
 ]
+# One app per concept, listed from the bottom layer up (docs/architecture.md): each imports only the
+# ones before it, and each admin module may replace the admin of a model below it with a richer one.
 LOCAL_APPS = [
+    "monitoring",
     "apm",
     "projects",
+    "webhooks",
     "tasks",
     "repos",
-    "monitoring",
+    "insights",
+    "reports",
+    "demo",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -266,9 +272,9 @@ SPECTACULAR_SETTINGS = {
         "TaskEventKindEnum": "tasks.models.TaskEvent.Kind",
         "RepositoryKindEnum": "repos.models.Repository.Kind",
         "HealthLevelEnum": "projects.models.HealthLevel",
-        "ExportJobKindEnum": "projects.models.ExportJob.Kind",
+        "ExportJobKindEnum": "reports.models.ExportJob.Kind",
         "CommitTaskLinkOutcomeEnum": "repos.models.CommitTaskLink.Outcome",
-        "WebhookEventEnum": "projects.models.WebhookEvent",
+        "WebhookEventEnum": "webhooks.models.WebhookEvent",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -310,7 +316,7 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIM
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Periodic tasks live in the database (django-celery-beat), so operators change them in the admin
 # (Periodic tasks) without a deploy. The defaults below are written there once, by migrate, and never
-# overwritten afterwards (projects.schedule); disable an entry rather than delete it.
+# overwritten afterwards (apm.schedule); disable an entry rather than delete it.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 APM_SCHEDULE_DEFAULTS = {
     # name: (task, crontab fields minute/hour/day_of_week, kwargs)

@@ -8,14 +8,39 @@ from __future__ import annotations
 
 import os
 
+from tests import isolation
+
 from .base import *  # noqa: F403
-from .base import CACHES, DATABASES, VAR_DIR, env
+from .base import (
+    CACHES,
+    CELERY_BROKER_TRANSPORT_OPTIONS,
+    CELERY_BROKER_URL,
+    CELERY_RESULT_BACKEND,
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS,
+    DATABASES,
+    VAR_DIR,
+    env,
+)
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="apm-test-key")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-# Parallel test processes (pytest-xdist) share one Redis: give each its own key space.
-CACHES["default"]["KEY_PREFIX"] = "apm-test-" + env("PYTEST_XDIST_WORKER", default="main")
+# Test runs at once on one machine, and the xdist workers of each, share one Redis: each process keys
+# its cache under its own namespace, apm-test-<run>-<worker> (tests/isolation.py).
+CACHES["default"]["KEY_PREFIX"] = isolation.namespace()
+# A Celery worker started by a test (tests/processes.py) keeps to that test's key prefix on a Redis
+# broker and result backend: its queues, broadcasts and results are the test's alone.
+_broker_keyprefix = env(isolation.BROKER_KEYPREFIX_VARIABLE, default="")
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,
+        **isolation.transport_options(_broker_keyprefix),
+    }
+if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+        **CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS,
+        **isolation.transport_options(_broker_keyprefix),
+    }
 
 # One test database per test process, so that two suites run at once against the same server never
 # share (and drop) each other's database. SQLite tests use a file, not the in-memory default, so that

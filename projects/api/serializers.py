@@ -11,6 +11,7 @@ from rest_framework import serializers
 from apm.api.serializers import BlankAsNullChoiceField, StrictModelSerializer, StrictSerializer
 from projects.models import HealthLevel, Membership, Project
 from projects.selectors import project_ids_visible
+from projects.workflow import GRAMMAR_FIELDS
 
 
 class HealthLevelField(BlankAsNullChoiceField):
@@ -41,11 +42,7 @@ class ProjectSerializer(StrictModelSerializer):
             "status",
             "start_date",
             "target_date",
-            "commit_automation",
-            "commit_close_keywords",
-            "commit_status_tags",
-            "commit_short_references",
-            "commit_time_logging",
+            *GRAMMAR_FIELDS,
             "health_level",
             "health_score",
             "health_checked_at",
@@ -89,63 +86,6 @@ class MembershipSerializer(StrictModelSerializer):
 
 class MembershipRoleSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=Membership.Role.choices)
-
-
-class StatusCountsSerializer(serializers.Serializer):
-    backlog = serializers.IntegerField()
-    todo = serializers.IntegerField()
-    in_progress = serializers.IntegerField()
-    in_review = serializers.IntegerField()
-    done = serializers.IntegerField()
-    cancelled = serializers.IntegerField()
-
-
-class RecentEventSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    task = serializers.CharField(help_text="Task key, e.g. APM-12.")
-    kind = serializers.CharField()
-    source = serializers.CharField()
-    from_status = serializers.CharField()
-    to_status = serializers.CharField()
-    commit_sha = serializers.CharField()
-    created_at = serializers.DateTimeField()
-
-
-class RecentCommitSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    repository = serializers.IntegerField()
-    sha = serializers.CharField()
-    author_name = serializers.CharField()
-    timestamp = serializers.DateTimeField()
-    additions = serializers.IntegerField()
-    deletions = serializers.IntegerField()
-
-
-class PortfolioRowSerializer(serializers.Serializer):
-    """One project of the dashboard: its task counts and progress."""
-
-    id = serializers.IntegerField()
-    key = serializers.CharField()
-    name = serializers.CharField()
-    status = serializers.CharField()
-    health_level = HealthLevelField()
-    health_score = serializers.IntegerField(allow_null=True, help_text="Last recorded health score, 0-100.")
-    tasks_total = serializers.IntegerField()
-    tasks_open = serializers.IntegerField()
-    tasks_done = serializers.IntegerField()
-    progress = serializers.FloatField(help_text="Done tasks over all tasks but cancelled ones, 0.0 to 1.0.")
-
-
-class ProjectSummarySerializer(PortfolioRowSerializer):
-    """Counts, progress and recent activity of one project."""
-
-    tasks_overdue = serializers.IntegerField(help_text="Open tasks whose due date has passed.")
-    tasks_by_status = StatusCountsSerializer()
-    repositories = serializers.IntegerField()
-    commits = serializers.IntegerField()
-    last_commit_at = serializers.DateTimeField(allow_null=True)
-    recent_events = RecentEventSerializer(many=True)
-    recent_commits = RecentCommitSerializer(many=True)
 
 
 class ProjectKeyField(serializers.SlugRelatedField):

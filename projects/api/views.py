@@ -7,21 +7,19 @@ from typing import Any
 from django.db.models import OuterRef, QuerySet, Subquery, Value
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
-from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from apm.api.views import ProjectInUrlMixin, ProjectScopedViewSet
+from projects.api.base import ProjectInUrlMixin, ProjectScopedViewSet
 from projects.api.serializers import (
     MembershipRoleSerializer,
     MembershipSerializer,
     ProjectSerializer,
-    ProjectSummarySerializer,
     ProjectUpdateSerializer,
 )
+from projects.keys import PROJECT_KEY_ANY_CASE
 from projects.models import Membership, Project
-from projects.selectors import project_summary_cached
 from projects.services import membership_remove, membership_set, project_create, project_update
 
 
@@ -36,7 +34,7 @@ class ProjectViewSet(ProjectScopedViewSet):
 
     project_path = "pk"
     lookup_field = "key"
-    lookup_value_regex = "[A-Za-z][A-Za-z0-9]{1,9}"
+    lookup_value_regex = PROJECT_KEY_ANY_CASE
     filterset_fields = ["status"]
     search_fields = ["key", "name"]
     ordering_fields = ["key", "name", "created_at", "target_date"]
@@ -60,8 +58,6 @@ class ProjectViewSet(ProjectScopedViewSet):
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.action in ("update", "partial_update"):
             return ProjectUpdateSerializer
-        if self.action == "summary":
-            return ProjectSummarySerializer
         return ProjectSerializer
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
@@ -72,12 +68,6 @@ class ProjectViewSet(ProjectScopedViewSet):
         project = serializer.instance
         self.project_role_require(project, Membership.ADMIN_ROLES)
         project_update(project=project, **serializer.validated_data)
-
-    @extend_schema(summary="Counts, progress and recent activity of a project")
-    @action(detail=True, methods=["get"])
-    def summary(self, request: Request, key: str) -> Response:
-        project = self.get_object()
-        return Response(ProjectSummarySerializer(project_summary_cached(project=project)).data)
 
 
 @extend_schema_view(

@@ -6,8 +6,8 @@ import django_filters
 from django.db.models import QuerySet
 
 from apm.api.filters import IdFilter
+from projects.keys import TASK_KEY_RE
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
-from tasks.selectors import TASK_KEY_RE
 
 PROJECT_HELP = "Project key."
 

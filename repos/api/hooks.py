@@ -31,7 +31,8 @@ from rest_framework.views import APIView
 from apm.api.exceptions import ErrorSerializer
 from apm.api.throttling import ScopedThrottle
 from monitoring.metrics import WEBHOOKS_RECEIVED
-from repos.models import IngestionRun, Repository
+from repos.models import IngestionRun
+from repos.selectors import push_candidates
 from repos.services import ingestion_request
 
 ZERO_SHA = "0" * 40
@@ -191,16 +192,7 @@ class PushWebhookView(APIView):
         if payload is None:
             return self._answer("invalid", "The body must be a JSON object.", status.HTTP_400_BAD_REQUEST)
         event = push_event_parse(request._request, payload)
-        candidates = Repository.objects.select_related("project")
-        repository_id = request.query_params.get("repository", "")
-        if repository_id:
-            candidates = (
-                candidates.filter(pk=int(repository_id))
-                if repository_id.isascii() and repository_id.isdigit() and len(repository_id) < 19
-                else candidates.none()
-            )
-        else:
-            candidates = candidates.filter(source__in=event.urls)
+        candidates = push_candidates(repository_id=request.query_params.get("repository", ""), urls=event.urls)
         verified = [r for r in candidates if push_signature_valid(request._request, r.webhook_secret, body)]
         if not verified:
             return self._answer(

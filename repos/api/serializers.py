@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from apm.api.serializers import BlankAsNullChoiceField, StrictModelSerializer, StrictSerializer
 from projects.api.serializers import ProjectKeyField
-from repos.models import Commit, File, FileChange, IngestionRun, Repository
+from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
 
 
 class IngestionRunBriefSerializer(serializers.ModelSerializer):
@@ -206,3 +206,41 @@ class FileSerializer(serializers.ModelSerializer):
             "last_changed_at",
         ]
         read_only_fields = fields
+
+
+class TaskCommitLinkSerializer(serializers.ModelSerializer):
+    """A commit that names the task, and what its message asked for the task."""
+
+    sha = serializers.CharField(source="commit.sha", read_only=True)
+    repository = serializers.IntegerField(source="commit.repository_id", read_only=True)
+    repository_name = serializers.CharField(source="commit.repository.name", read_only=True)
+    subject = serializers.CharField(
+        source="commit.subject", read_only=True, help_text="First line of the message."
+    )
+    author_name = serializers.CharField(source="commit.author_name", read_only=True)
+    author_email = serializers.CharField(source="commit.author_email", read_only=True)
+    timestamp = serializers.DateTimeField(source="commit.timestamp", read_only=True)
+
+    class Meta:
+        model = CommitTaskLink
+        fields = [
+            "sha",
+            "repository",
+            "repository_name",
+            "subject",
+            "author_name",
+            "author_email",
+            "timestamp",
+            "action",
+            "status",
+            "minutes",
+            "outcome",
+            "note",
+            "created_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "status": {"help_text": "The status the message asked for (closing keywords ask for done)."},
+            "minutes": {"help_text": "Time spent the message logged (@2h30m)."},
+            "outcome": {"help_text": "What became of the request: carried out, refused, pending, history..."},
+        }

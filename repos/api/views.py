@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
+from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -16,7 +16,9 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from apm.api.pagination import HistoryCursorPagination
-from apm.api.views import PageAttachMixin, ProjectScopedMixin, ProjectScopedViewSet
+from apm.api.views import PageAttachMixin
+from projects.api.base import ProjectScopedMixin, ProjectScopedViewSet
+from projects.keys import TASK_KEY_ANY_CASE, TASK_KEY_RE
 from projects.models import Membership
 from repos.api.filters import CommitFilter, FileChangeFilter, FileFilter, IngestionRunFilter, RepositoryFilter
 from repos.api.serializers import (
@@ -29,23 +31,27 @@ from repos.api.serializers import (
     RepositoryCreatedSerializer,
     RepositorySerializer,
     RepositoryUpdateSerializer,
+    TaskCommitLinkSerializer,
     WebhookSecretSerializer,
 )
-from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
+from repos.models import Commit, File, FileChange, IngestionRun, Repository
+from repos.selectors import (
+    commit_list,
+    file_change_list,
+    file_list,
+    ingestion_run_list,
+    last_runs_attach,
+    repository_list,
+    task_commit_links,
+    task_keys_attach,
+)
 from repos.services import (
     ingestion_request,
     repository_register,
     repository_update,
     repository_webhook_secret_rotate,
 )
-
-
-def _last_runs_attach(repositories: Iterable[Repository]) -> None:
-    """Give each repository its latest run, read for the whole page in one query."""
-    repositories = list(repositories)
-    runs = IngestionRun.objects.in_bulk([r.last_run_id for r in repositories if r.last_run_id])
-    for repository in repositories:
-        repository.last_run = runs.get(repository.last_run_id)
+from tasks.models import Task
 
 
 @extend_schema_view(
@@ -64,13 +70,7 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
     ordering = ["project__key", "name"]
 
     def get_queryset(self) -> QuerySet[Repository]:
-        # The latest run's id comes from idx_ingestion_runs_repo_time, one subquery per row of the page.
-        last_run = IngestionRun.objects.filter(repository=OuterRef("pk")).order_by("-created_at", "-id")
-        return self.project_scope(
-            Repository.objects.select_related("project").annotate(
-                last_run_id=Subquery(last_run.values("id")[:1])
-            )
-        )
+        return self.project_scope(repository_list())
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.action in ("update", "partial_update"):
@@ -78,7 +78,7 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
         return RepositorySerializer
 
     def page_attach(self, rows: list[Repository]) -> None:
-        _last_runs_attach(rows)
+        last_runs_attach(rows)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
@@ -152,7 +152,7 @@ class IngestionRunViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering = ["-created_at", "-id"]
 
     def get_queryset(self) -> QuerySet[IngestionRun]:
-        return self.project_scope(IngestionRun.objects.all())
+        return self.project_scope(ingestion_run_list())
 
 
 class CommitCursorPagination(HistoryCursorPagination):
@@ -172,29 +172,10 @@ class CommitViewSet(PageAttachMixin, ProjectScopedMixin, viewsets.ReadOnlyModelV
     ordering_fields = ["timestamp"]
 
     def get_queryset(self) -> QuerySet[Commit]:
-        return self.project_scope(Commit.objects.all())
+        return self.project_scope(commit_list())
 
     def page_attach(self, rows: list[Commit]) -> None:
-        _task_keys_attach(rows)
-
-
-def _task_keys_attach(commits: Iterable[Commit]) -> None:
-    """Give each commit the keys of its linked tasks, read for the whole page in one query.
-
-    Plain values, not model instances: a page of commits is the API's busiest list, and building link,
-    task and project objects for three strings per row cost more than the query itself.
-    """
-    commits = list(commits)
-    keys: dict[int, list[str]] = {commit.pk: [] for commit in commits}
-    links = (
-        CommitTaskLink.objects.filter(commit_id__in=keys)
-        .order_by("task__project__key", "task__number")
-        .values_list("commit_id", "task__project__key", "task__number")
-    )
-    for commit_id, project_key, number in links:
-        keys[commit_id].append(f"{project_key}-{number}")
-    for commit in commits:
-        commit.task_keys = keys[commit.pk]
+        task_keys_attach(rows)
 
 
 class FileChangeCursorPagination(HistoryCursorPagination):
@@ -214,9 +195,7 @@ class FileChangeViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields: list[str] = []
 
     def get_queryset(self) -> QuerySet[FileChange]:
-        # The commit is joined for its sha only; its message may be large.
-        fields = ("id", "commit__sha", "repository", "path", "old_path", "change_type", "added", "deleted")
-        return self.project_scope(FileChange.objects.select_related("commit").only(*fields, "is_binary"))
+        return self.project_scope(file_change_list())
 
 
 @extend_schema_view(
@@ -231,4 +210,39 @@ class FileViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering = ["-churn", "id"]
 
     def get_queryset(self) -> QuerySet[File]:
-        return self.project_scope(File.objects.all())
+        return self.project_scope(file_list())
+
+
+class TaskCommitsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
+    """``/api/v1/tasks/{key}/commits/``: the commits that name a task.
+
+    Served here rather than by the tasks' views: the links are rows of the repositories app.
+    """
+
+    lookup_field = "key"
+    lookup_value_regex = TASK_KEY_ANY_CASE
+    filter_backends: list[Any] = []
+    http_method_names = ["get", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Task]:
+        return self.project_scope(Task.objects.select_related("project"))
+
+    def get_object(self) -> Task:
+        match = TASK_KEY_RE.match(self.kwargs["key"].upper())
+        task = (
+            self.get_queryset().filter(project__key=match["project"], number=int(match["number"])).first()
+            if match is not None
+            else None
+        )
+        if task is None:
+            raise Http404
+        return task
+
+    @extend_schema(
+        summary="Commits that name this task, newest first", responses=TaskCommitLinkSerializer(many=True)
+    )
+    @action(detail=True, methods=["get"])
+    def commits(self, request: Request, key: str) -> Response:
+        links = task_commit_links(task=self.get_object())
+        page = self.paginate_queryset(links)
+        return self.get_paginated_response(TaskCommitLinkSerializer(page, many=True).data)

@@ -11,17 +11,16 @@ from rest_framework import serializers
 
 from apm.api.serializers import StrictModelSerializer, StrictSerializer
 from projects.api.serializers import ProjectKeyField
+from projects.keys import TASK_KEY_ANY_CASE, TASK_KEY_RE
 from projects.selectors import project_ids_visible
-from repos.models import CommitTaskLink
 from tasks.models import Task, TaskEvent
-from tasks.selectors import TASK_KEY_RE
 
 MAX_DEPENDENCIES_PER_REQUEST = 50
 TRANSITION_HINT = "Status changes through POST /api/v1/tasks/{key}/transition/."
 
 
 @extend_schema_field(
-    {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{1,9}-[1-9][0-9]*$", "example": "APM-12"}
+    {"type": "string", "pattern": f"^{TASK_KEY_ANY_CASE}$", "example": "APM-12"}
 )
 class TaskKeyField(serializers.RelatedField):
     """A task named by its key (``APM-12``), among the tasks the requesting user can see."""
@@ -150,41 +149,3 @@ class TaskEventSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
-
-
-class TaskCommitLinkSerializer(serializers.ModelSerializer):
-    """A commit that names the task, and what its message asked for the task."""
-
-    sha = serializers.CharField(source="commit.sha", read_only=True)
-    repository = serializers.IntegerField(source="commit.repository_id", read_only=True)
-    repository_name = serializers.CharField(source="commit.repository.name", read_only=True)
-    subject = serializers.CharField(
-        source="commit.subject", read_only=True, help_text="First line of the message."
-    )
-    author_name = serializers.CharField(source="commit.author_name", read_only=True)
-    author_email = serializers.CharField(source="commit.author_email", read_only=True)
-    timestamp = serializers.DateTimeField(source="commit.timestamp", read_only=True)
-
-    class Meta:
-        model = CommitTaskLink
-        fields = [
-            "sha",
-            "repository",
-            "repository_name",
-            "subject",
-            "author_name",
-            "author_email",
-            "timestamp",
-            "action",
-            "status",
-            "minutes",
-            "outcome",
-            "note",
-            "created_at",
-        ]
-        read_only_fields = fields
-        extra_kwargs = {
-            "status": {"help_text": "The status the message asked for (closing keywords ask for done)."},
-            "minutes": {"help_text": "Time spent the message logged (@2h30m)."},
-            "outcome": {"help_text": "What became of the request: carried out, refused, pending, history..."},
-        }

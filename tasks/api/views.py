@@ -18,11 +18,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from apm.api.views import ProjectScopedViewSet
+from projects.api.base import ProjectScopedViewSet
+from projects.keys import TASK_KEY_ANY_CASE, TASK_KEY_RE
 from tasks.api.filters import TaskFilter
 from tasks.api.serializers import (
     TaskBriefSerializer,
-    TaskCommitLinkSerializer,
     TaskDependencySerializer,
     TaskEventSerializer,
     TaskSerializer,
@@ -30,7 +30,7 @@ from tasks.api.serializers import (
     TaskUpdateSerializer,
 )
 from tasks.models import Task, TaskEvent
-from tasks.selectors import TASK_KEY_RE, task_commit_links, task_history
+from tasks.selectors import task_history
 from tasks.services import (
     task_assign,
     task_create,
@@ -41,7 +41,6 @@ from tasks.services import (
 )
 
 SOURCE = TaskEvent.Source.API
-TASK_KEY_PATTERN = "[A-Za-z][A-Za-z0-9]{1,9}-[0-9]+"
 
 
 @extend_schema_view(
@@ -51,10 +50,13 @@ TASK_KEY_PATTERN = "[A-Za-z][A-Za-z0-9]{1,9}-[0-9]+"
     partial_update=extend_schema(summary="Change a task's fields or assignee (writing members)"),
 )
 class TaskViewSet(ProjectScopedViewSet):
-    """Tasks, addressed by key (``/api/v1/tasks/APM-12/``). Closed or cancelled through transitions."""
+    """Tasks, addressed by key (``/api/v1/tasks/APM-12/``). Closed or cancelled through transitions.
+
+    The commits that name a task (``/tasks/{key}/commits/``) are served by repos.api.views.
+    """
 
     lookup_field = "key"
-    lookup_value_regex = TASK_KEY_PATTERN
+    lookup_value_regex = TASK_KEY_ANY_CASE
     http_method_names = [*ProjectScopedViewSet.http_method_names, "delete"]  # dependency removal only
     filterset_class = TaskFilter
     search_fields = ["title", "description"]
@@ -128,15 +130,6 @@ class TaskViewSet(ProjectScopedViewSet):
         return self.get_paginated_response(TaskEventSerializer(page, many=True).data)
 
     @extend_schema(
-        summary="Commits that name this task, newest first", responses=TaskCommitLinkSerializer(many=True)
-    )
-    @action(detail=True, methods=["get"], filterset_class=None, ordering_fields=[], search_fields=[])
-    def commits(self, request: Request, key: str) -> Response:
-        links = task_commit_links(task=self.get_object())
-        page = self.paginate_queryset(links)
-        return self.get_paginated_response(TaskCommitLinkSerializer(page, many=True).data)
-
-    @extend_schema(
         methods=["GET"], summary="Tasks this task waits on", responses=TaskBriefSerializer(many=True)
     )
     @extend_schema(
@@ -172,7 +165,7 @@ class TaskViewSet(ProjectScopedViewSet):
     @action(
         detail=True,
         methods=["delete"],
-        url_path=f"dependencies/(?P<depends_on>{TASK_KEY_PATTERN})",
+        url_path=f"dependencies/(?P<depends_on>{TASK_KEY_ANY_CASE})",
         url_name="dependency",
     )
     def dependency_remove(self, request: Request, key: str, depends_on: str) -> Response:

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from projects.analytics import project_health_record
+from insights.services import project_health_record
 from repos.models import Commit
 from tasks.models import TaskEvent
 from tasks.services import task_transition, task_update

@@ -15,13 +15,9 @@ import pytest
 from django.utils import timezone
 
 from apm.models import ApiToken
+from insights.api.code import ContributorListSerializer, CouplingListSerializer, HotspotListSerializer
+from insights.code import MAX_DAYS, change_coupling, contributor_stats, file_hotspots, last_commit_at
 from projects.services import project_cache_invalidate
-from repos.analytics import MAX_DAYS, change_coupling, contributor_stats, file_hotspots, last_commit_at
-from repos.api.analytics import (
-    ContributorListSerializer,
-    CouplingListSerializer,
-    HotspotListSerializer,
-)
 from tests.factories import CommitFactory, FileChangeFactory, FileFactory
 
 pytestmark = pytest.mark.django_db

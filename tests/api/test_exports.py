@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from projects.models import ExportJob
+from reports.models import ExportJob
 
 pytestmark = pytest.mark.django_db
 

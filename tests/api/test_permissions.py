@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 
 from apm.models import ApiToken
-from projects.exports import export_run
-from projects.models import ExportJob, Membership, Project, WebhookDelivery, WebhookSubscription
+from projects.models import Membership, Project
+from reports.exports import export_run
+from reports.models import ExportJob
 from repos.models import IngestionRun, Repository
 from tasks.models import TaskDependency, TaskEvent
 from tasks.services import task_dependency_add
 from tests.factories import MembershipFactory, TaskFactory, UserFactory
+from webhooks.models import WebhookDelivery, WebhookSubscription
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apm.cache import generation_bump, project_key
-from projects.models import ExportJob, Membership, WebhookDelivery, WebhookSubscription
-from projects.selectors import project_summary_cached
+from insights.selectors import project_summary_cached
+from projects.models import Membership
+from reports.models import ExportJob
 from repos.models import CommitTaskLink
 from tasks.services import task_dependency_add, task_transition
 from tests.factories import (
@@ -31,6 +32,7 @@ from tests.factories import (
     TaskFactory,
     UserFactory,
 )
+from webhooks.models import WebhookDelivery, WebhookSubscription
 
 pytestmark = pytest.mark.django_db
 

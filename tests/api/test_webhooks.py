@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from projects.models import WebhookDelivery, WebhookSubscription
-from projects.webhooks import webhook_subscription_create
 from tasks.services import task_create
 from tests.projects.webhook_receiver import Receiver
+from webhooks.models import WebhookDelivery, WebhookSubscription
+from webhooks.services import webhook_subscription_create
 
 pytestmark = pytest.mark.django_db
 

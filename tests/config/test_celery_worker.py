@@ -14,17 +14,13 @@ import pytest
 from celery import Celery
 
 from tests.conftest import require_service
+from tests.isolation import amqp_broker, celery_client, redis_broker
 from tests.processes import celery_worker_start, celery_worker_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BROKERS = {
-    "redis": (
-        os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/14"),
-        os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/14"),
-    ),
-    "rabbitmq": (os.environ.get("APM_TEST_AMQP_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"), "rpc://"),
-}
+# Redis: keyed under this test process's namespace; RabbitMQ: a queue named after the process.
+BROKERS = {"redis": (redis_broker(), redis_broker()), "rabbitmq": (amqp_broker(), "rpc://")}
 
 
 @pytest.fixture(params=sorted(BROKERS))
@@ -35,7 +31,7 @@ def worker(request: pytest.FixtureRequest) -> Iterator[Celery]:
     process = celery_worker_start(
         queue=queue, env={"CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": backend_url}
     )
-    client = Celery("apm-test-client", broker=broker_url, backend=backend_url, set_as_current=False)
+    client = celery_client("apm-test-client", broker_url, backend_url)
     client.conf.task_default_queue = queue
     try:
         yield client

@@ -10,15 +10,16 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from monitoring import metrics
-from projects.models import WebhookDelivery, WebhookEvent
-from projects.webhooks import PING_EVENT
 from repos.models import CommitTaskLink, IngestionRun
 from tasks.models import Task, TaskEvent
 from tests.conftest import require_service
+from tests.isolation import redis_broker
 from tests.processes import celery_worker_start, celery_worker_stop, manage, wait_for
 from tests.repos.test_commands import broker_queue_remove
+from webhooks.models import WebhookDelivery, WebhookEvent
+from webhooks.services import PING_EVENT
 
-BROKER = os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/13")
+BROKER = redis_broker()  # keyed under this test process's namespace (tests/isolation.py)
 
 
 def test_metrics_expose_failed_ingestions_at_zero_before_any_failure(tmp_path: Path):

@@ -15,21 +15,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from projects.analytics import (
-    Quadrant,
-    project_burndown,
-    project_health,
-    project_health_record,
-    project_progress,
-    task_priorities,
-)
-from projects.models import HealthLevel, Project, WebhookDelivery
-from projects.tasks import project_health_recompute_task
-from projects.webhooks import webhook_subscription_create
+from insights.analytics import Quadrant, project_burndown, project_health, project_progress, task_priorities
+from insights.services import project_health_record
+from insights.tasks import project_health_recompute_task
+from projects.models import HealthLevel, Project
 from repos.models import CommitTaskLink
 from tasks.models import Task, TaskEvent
 from tasks.services import task_dependency_add, task_transition
 from tests.factories import CommitFactory, FileChangeFactory, ProjectFactory, RepositoryFactory, TaskFactory
+from webhooks.models import WebhookDelivery
+from webhooks.services import webhook_subscription_create
 
 pytestmark = pytest.mark.django_db
 

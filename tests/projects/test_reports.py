@@ -13,10 +13,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from projects.exports import export_request, export_run, exports_purge
-from projects.models import ExportJob, Project
-from projects.schedule import schedule_defaults_install
-from projects.tasks import project_digests_weekly_task
+from apm.schedule import schedule_defaults_install
+from projects.models import Project
+from reports.exports import export_request, export_run, exports_purge
+from reports.models import ExportJob
+from reports.tasks import project_digests_weekly_task
 from repos.models import Commit, IngestionRun
 from repos.services import ingestion_request, repository_register
 from repos.tasks import ingestion_runs_purge_task, repositories_ingest_all_task

@@ -5,8 +5,8 @@ import datetime
 import pytest
 from django.core.exceptions import ValidationError
 
+from insights.selectors import project_portfolio_cached, project_summary_cached
 from projects.models import Membership, Project
-from projects.selectors import project_portfolio_cached, project_summary_cached
 from projects.services import (
     membership_remove,
     membership_set,

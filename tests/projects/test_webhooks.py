@@ -25,9 +25,16 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from projects.models import WebhookDelivery, WebhookSubscription
-from projects.tasks import webhook_deliveries_resume_task
-from projects.webhooks import (
+from repos.models import IngestionRun
+from repos.services import ingestion_request, repository_register
+from tasks.models import TaskEvent
+from tasks.services import task_create, task_transition
+from tests.admin_helpers import assert_changelist_queries_fixed
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+from tests.projects.webhook_receiver import Receiver
+from tests.repos.gitrepo import GitRepo
+from webhooks.models import WebhookDelivery, WebhookSubscription
+from webhooks.services import (
     webhook_deliver,
     webhook_delivery_redeliver,
     webhook_event_emit,
@@ -37,14 +44,7 @@ from projects.webhooks import (
     webhook_subscription_update,
     webhook_url_validate,
 )
-from repos.models import IngestionRun
-from repos.services import ingestion_request, repository_register
-from tasks.models import TaskEvent
-from tasks.services import task_create, task_transition
-from tests.admin_helpers import assert_changelist_queries_fixed
-from tests.factories import MembershipFactory, ProjectFactory, UserFactory
-from tests.projects.webhook_receiver import Receiver
-from tests.repos.gitrepo import GitRepo
+from webhooks.tasks import webhook_deliveries_resume_task
 
 pytestmark = pytest.mark.django_db
 

@@ -14,18 +14,18 @@ import os
 import uuid
 
 import pytest
-from celery import Celery
 
-from projects.models import WebhookDelivery
-from projects.webhooks import webhook_subscription_create
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
+from tests.isolation import celery_client, redis_broker
 from tests.processes import celery_worker_start, celery_worker_stop, wait_for, worker_database_env
 from tests.projects.webhook_receiver import Receiver
+from webhooks.models import WebhookDelivery
+from webhooks.services import webhook_subscription_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BROKER = os.environ.get("APM_TEST_WEBHOOK_BROKER_URL", "redis://127.0.0.1:6379/12")
+BROKER = redis_broker("APM_TEST_WEBHOOK_BROKER_URL")  # keyed under this test process's namespace
 
 
 def test_a_failed_attempt_is_retried_by_a_worker_through_the_broker(settings, tmp_path):
@@ -52,7 +52,7 @@ def test_a_failed_attempt_is_retried_by_a_worker_through_the_broker(settings, tm
             "APM_WEBHOOK_BACKOFF": "1",  # seconds before the retry, counted down on the broker
         },
     )
-    client = Celery("apm-webhook-client", broker=BROKER, backend=BROKER, set_as_current=False)
+    client = celery_client("apm-webhook-client", BROKER)
     try:
         client.send_task("projects.webhook_deliver", args=[str(delivery.delivery_id)], queue=queue)
         wait_for(

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from repos.analytics import (
+from insights.code import (
     MAX_DAYS,
     AnalyticsWindow,
     change_coupling,

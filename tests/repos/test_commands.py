@@ -16,10 +16,13 @@ from repos.models import Commit, IngestionRun, Repository
 from repos.tasks import repositories_ingest_all_task
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
+from tests.isolation import redis_broker
 from tests.processes import celery_worker_start, celery_worker_stop, database_url, manage, worker_database_env
 from tests.repos.gitrepo import GitRepo
 
-BROKER = os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/13")
+# The producer here is an operator's manage.py on the default settings, which take no key prefix: the
+# test keeps to a queue named after its process (tests/isolation.py).
+BROKER = redis_broker(keyprefix=False)
 
 pytestmark = pytest.mark.django_db(transaction=True)  # runs are enqueued on commit, as in production
 
@@ -79,7 +82,7 @@ def test_ingest_repo_names_a_bad_source_and_writes_nothing(repo: GitRepo, source
 
 
 def test_ingest_repo_names_an_unknown_project(repo: GitRepo):
-    with pytest.raises(CommandError, match="No project with key 'NOPE'"):
+    with pytest.raises(CommandError, match="No project has the key 'NOPE'"):
         run_command("ingest_repo", str(repo.path), "--project", "NOPE")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from repos.grammar import CommitGrammar, duration_minutes, grammar_build, keywords_problems
+from projects.workflow import keywords_problems
+from repos.grammar import CommitGrammar, duration_minutes, grammar_build
 from tasks.models import Task
 
 

@@ -12,8 +12,9 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from benchmarks.repogen import repository_create, wide_commit_stream
+from repos.ingestion.pipeline import ingestion_commits_chunk
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
-from repos.services import ingestion_commits_chunk, ingestion_request, repository_register
+from repos.services import ingestion_request, repository_register
 from tests.factories import ProjectFactory
 from tests.repos.gitrepo import GitRepo
 

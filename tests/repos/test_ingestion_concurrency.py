@@ -11,11 +11,12 @@ import pytest
 from celery.exceptions import Retry
 from django.db import OperationalError, connections, transaction
 
-from repos import services
 from repos.gitlog import commits_read
-from repos.ingestion import commits_write
+from repos.ingestion import pipeline
+from repos.ingestion.pipeline import repository_git_dir
+from repos.ingestion.writers import commits_write
 from repos.models import FileHistory, IngestionRun, Repository
-from repos.services import repository_git_dir, repository_register
+from repos.services import repository_register
 from repos.tasks import repository_commits_chunk_task
 from tests.factories import ProjectFactory
 from tests.repos.gitrepo import GitRepo
@@ -36,7 +37,7 @@ def three_commits(tmp_path: Path, settings) -> tuple[GitRepo, Repository]:
 def writes_held_open(monkeypatch, *, thread: str) -> threading.Event:
     """Make the chunk writes of ``thread`` keep their transaction open 2 s after writing (set: written),
     so that another writer of the same commits comes meanwhile."""
-    original = services.commits_write
+    original = pipeline.commits_write
     wrote = threading.Event()
 
     def slow_commits_write(**kwargs):
@@ -46,7 +47,7 @@ def writes_held_open(monkeypatch, *, thread: str) -> threading.Event:
             time.sleep(2)
         return written
 
-    monkeypatch.setattr(services, "commits_write", slow_commits_write)
+    monkeypatch.setattr(pipeline, "commits_write", slow_commits_write)
     return wrote
 
 
@@ -96,7 +97,7 @@ def test_two_deliveries_of_a_chunk_at_once_write_it_once(tmp_path: Path, setting
 
     _, repository = three_commits(tmp_path, settings)
     run = IngestionRun.objects.create(repository=repository, trigger="command")
-    services.ingestion_plan(run_id=run.pk)
+    pipeline.ingestion_plan(run_id=run.pk)
 
     wrote = writes_held_open(monkeypatch, thread="first")
 
@@ -124,14 +125,14 @@ def test_an_abandoned_run_and_its_successor_count_each_commit_once(tmp_path: Pat
 
     _, repository = three_commits(tmp_path, settings)
     stale = IngestionRun.objects.create(repository=repository, trigger="command")
-    services.ingestion_plan(run_id=stale.pk)
+    pipeline.ingestion_plan(run_id=stale.pk)
 
     wrote = writes_held_open(monkeypatch, thread="stale")
     errors = []
 
     def stale_chunk():
         try:
-            services.ingestion_commits_chunk(run_id=stale.pk, skip=0, count=3)
+            pipeline.ingestion_commits_chunk(run_id=stale.pk, skip=0, count=3)
         except Exception as exc:
             errors.append(exc)
         finally:
@@ -139,7 +140,7 @@ def test_an_abandoned_run_and_its_successor_count_each_commit_once(tmp_path: Pat
 
     def successor_chunk(run_id):
         try:
-            services.ingestion_commits_chunk(run_id=run_id, skip=0, count=3)
+            pipeline.ingestion_commits_chunk(run_id=run_id, skip=0, count=3)
         except Exception as exc:
             errors.append(exc)
         finally:
@@ -148,13 +149,13 @@ def test_an_abandoned_run_and_its_successor_count_each_commit_once(tmp_path: Pat
     first = threading.Thread(target=stale_chunk, name="stale")
     first.start()
     wrote.wait()
-    services.ingestion_fail(run_id=stale.pk, reason="abandoned: its worker stopped reporting progress")
+    pipeline.ingestion_fail(run_id=stale.pk, reason="abandoned: its worker stopped reporting progress")
     successor = IngestionRun.objects.create(repository=repository, trigger="command")
-    services.ingestion_plan(run_id=successor.pk)
+    pipeline.ingestion_plan(run_id=successor.pk)
     second = threading.Thread(target=successor_chunk, args=(successor.pk,), name="successor")
     second.start()
     first.join()
     second.join()
     assert not errors, errors
-    services.ingestion_finish(run_id=successor.pk)
+    pipeline.ingestion_finish(run_id=successor.pk)
     assert FileHistory.objects.get(repository=repository, path="a.txt").commit_count == 3

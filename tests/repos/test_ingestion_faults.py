@@ -10,19 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from repos.models import Commit, CommitTaskLink, File, FileChange, FileHistory, IngestionRun, Repository
-from repos.services import (
+from repos.ingestion import pipeline
+from repos.ingestion.pipeline import (
     ingestion_commits_chunk,
     ingestion_fail,
     ingestion_files_chunk,
     ingestion_finish,
     ingestion_plan,
-    ingestion_request,
-    ingestion_runs_purge,
     repository_mirror_path,
-    repository_register,
-    repository_update,
 )
+from repos.models import Commit, CommitTaskLink, File, FileChange, FileHistory, IngestionRun, Repository
+from repos.services import ingestion_request, ingestion_runs_purge, repository_register, repository_update
 from tasks.models import Task
 from tests.factories import ProjectFactory, TaskFactory
 from tests.repos.gitrepo import GitRepo
@@ -201,8 +199,6 @@ def test_a_symlink_at_the_mirror_path_is_replaced_not_followed(
 def test_a_late_file_chunk_of_an_abandoned_run_writes_nothing(
     root: Path, settings, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from repos import services
-
     repo = GitRepo(root / "src")
     repo.write("a.txt", "one\n")
     repo.commit("start")
@@ -214,7 +210,7 @@ def test_a_late_file_chunk_of_an_abandoned_run_writes_nothing(
     stale = start_run(repository, django_capture_on_commit_callbacks)
     plan = ingestion_plan(run_id=stale.pk)
 
-    original = services.blobs_read
+    original = pipeline.blobs_read
     fired = []
 
     def slow_blobs_read(**kwargs):
@@ -230,10 +226,10 @@ def test_a_late_file_chunk_of_an_abandoned_run_writes_nothing(
             settings.APM_INGEST_STALE_SECONDS = 900
         return iter(stats)
 
-    monkeypatch.setattr(services, "blobs_read", slow_blobs_read)
+    monkeypatch.setattr(pipeline, "blobs_read", slow_blobs_read)
     for entries in plan.file_slices:
         ingestion_files_chunk(run_id=stale.pk, entries=entries)  # ... then it writes T2's figures
-    monkeypatch.setattr(services, "blobs_read", original)
+    monkeypatch.setattr(pipeline, "blobs_read", original)
 
     stale.refresh_from_db()
     assert stale.status == "failed"
@@ -427,8 +423,6 @@ def test_a_run_while_the_branch_is_gone_keeps_the_ingested_tip(
 def test_two_deliveries_of_the_plan_at_once_record_one_plan(
     root: Path, settings, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from repos import services
-
     settings.APM_INGEST_CHUNK_COMMITS = 2
     repo = GitRepo(root / "src")
     for n in range(4):
@@ -437,7 +431,7 @@ def test_two_deliveries_of_the_plan_at_once_record_one_plan(
     repository = repository_register(project=ProjectFactory(), source=str(repo.path))
     run = start_run(repository, django_capture_on_commit_callbacks)
 
-    real = services.repository_git_dir
+    real = pipeline.repository_git_dir
     calls = []
 
     def git_dir(**kwargs):
@@ -453,7 +447,7 @@ def test_two_deliveries_of_the_plan_at_once_record_one_plan(
                 repo.commit(f"c{n}")
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "repository_git_dir", git_dir)
+    monkeypatch.setattr(pipeline, "repository_git_dir", git_dir)
     first = ingestion_plan(run_id=run.pk)
     for skip, count in first.commit_chunks:
         ingestion_commits_chunk(run_id=run.pk, skip=skip, count=count)

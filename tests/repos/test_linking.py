@@ -16,10 +16,11 @@ from rest_framework.test import APIClient
 from apm.services import api_token_create
 from repos.gitlog import commits_read, log_revisions
 from repos.grammar import CLOSED_STATUS
-from repos.ingestion import commits_write
+from repos.ingestion.pipeline import repository_git_dir
+from repos.ingestion.writers import commits_write
 from repos.linking import commits_link_tasks, run_notes_merge
 from repos.models import CommitTaskLink, IngestionRun, Repository
-from repos.services import ingestion_request, repository_git_dir, repository_register
+from repos.services import ingestion_request, repository_register
 from tasks.models import Task, TaskEvent, TimeEntry
 from tasks.services import task_dependency_add, task_transition
 from tests.factories import ProjectFactory, TaskFactory, UserFactory

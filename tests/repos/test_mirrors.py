@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from repos.ingestion.pipeline import repository_mirror_path
 from repos.models import Commit, Repository
-from repos.services import repository_mirror_path, repository_register
+from repos.services import repository_register
 from tests.factories import ProjectFactory
 from tests.repos.gitrepo import GitRepo
 from tests.repos.test_ingestion import assert_matches_git, ingest

@@ -11,8 +11,9 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from repos.git import GitError, git_run
+from repos.ingestion.pipeline import repository_mirror_path
 from repos.models import Commit, IngestionRun, Repository
-from repos.services import ingestion_request, repository_mirror_path, repository_register
+from repos.services import ingestion_request, repository_register
 from tests.factories import ProjectFactory
 from tests.repos.gitrepo import GitRepo
 from tests.repos.https_git import certificate_create, https_git_server

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from projects.models import Project
-from repos import services
+from repos.ingestion import pipeline
 from repos.linking import commits_link_tasks
 from repos.models import Commit, CommitTaskLink, File, FileChange, FileHistory, IngestionRun, Repository
 from repos.services import ingestion_request, repositories_ingest_all, repository_register
@@ -163,13 +163,13 @@ class World:
         """A run that writes its first chunk and slice, then fails (its worker died)."""
         with self.capture(execute=False):
             run = ingestion_request(repository=self.repository, trigger=IngestionRun.Trigger.COMMAND).run
-        plan = services.ingestion_plan(run_id=run.pk)
+        plan = pipeline.ingestion_plan(run_id=run.pk)
         if plan.commit_chunks:
             skip, count = plan.commit_chunks[0]
-            services.ingestion_commits_chunk(run_id=run.pk, skip=skip, count=count)
+            pipeline.ingestion_commits_chunk(run_id=run.pk, skip=skip, count=count)
         if plan.file_slices:
-            services.ingestion_files_chunk(run_id=run.pk, entries=plan.file_slices[0])
-        services.ingestion_fail(run_id=run.pk, reason="the worker died")
+            pipeline.ingestion_files_chunk(run_id=run.pk, entries=plan.file_slices[0])
+        pipeline.ingestion_fail(run_id=run.pk, reason="the worker died")
 
     def other_branch(self, commits: int) -> None:
         """Commits on a branch beside the default one, and a run of that branch."""

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import redis
 from celery import Celery
 
 from benchmarks.repogen import history_stream, repository_create
@@ -20,13 +19,14 @@ from repos.models import IngestionRun, Repository
 from repos.services import repository_register
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
+from tests.isolation import broker_flush, celery_client, redis_broker
 from tests.processes import celery_worker_start, celery_worker_stop, wait_for, worker_database_env
 from tests.repos.gitrepo import GitRepo
 from tests.repos.test_ingestion import assert_matches_git
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BROKER = os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/13")
+BROKER = redis_broker()  # keyed under this test process's namespace (tests/isolation.py)
 
 
 def _mirror_has(workspace: Path, repository: Repository, sha: str) -> bool:
@@ -55,7 +55,7 @@ def _run_on_workers(client: Celery, repository: Repository, queue: str) -> Inges
 
 def test_chunks_on_workers_with_workspaces_of_their_own_fetch_what_they_lack(tmp_path: Path, settings):
     require_service(BROKER)
-    redis.Redis.from_url(BROKER).flushdb()
+    broker_flush(BROKER)
     settings.APM_REPO_ROOTS = [str(tmp_path)]
     path = repository_create(tmp_path / "history", history_stream(commits=600, files=80))
     repo = GitRepo.existing(path)
@@ -75,7 +75,7 @@ def test_chunks_on_workers_with_workspaces_of_their_own_fetch_what_they_lack(tmp
         )
         for workspace in workspaces
     ]
-    client = Celery("apm-scale-client", broker=BROKER, backend=BROKER, set_as_current=False)
+    client = celery_client("apm-scale-client", BROKER)
     try:
         # Both pods must be consuming before the run starts, or the first could take every chunk.
         wait_for(
@@ -97,7 +97,7 @@ def test_chunks_on_workers_with_workspaces_of_their_own_fetch_what_they_lack(tmp
         for worker in workers:
             celery_worker_stop(worker)
         client.close()
-        redis.Redis.from_url(BROKER).flushdb()
+        broker_flush(BROKER)
 
     assert (incremental.status, incremental.error) == ("succeeded", "")
     assert (incremental.commits_done, incremental.files_scope) == (120, "changes")

@@ -13,27 +13,26 @@ import signal
 from pathlib import Path
 
 import pytest
-import redis
-from celery import Celery
 
 from benchmarks.repogen import history_stream, repository_create
 from repos.models import Commit, IngestionRun
 from repos.services import ingestion_request, repository_register
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
+from tests.isolation import broker_flush, celery_client, redis_broker
 from tests.processes import celery_worker_start, wait_for, worker_database_env
 from tests.repos.gitrepo import GitRepo
 from tests.repos.test_ingestion import assert_matches_git
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BROKER = os.environ.get("APM_TEST_REDIS_BROKER_URL", "redis://127.0.0.1:6379/13")
+BROKER = redis_broker()  # keyed under this test process's namespace (tests/isolation.py)
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_killed_worker_leaves_a_state_the_next_run_finishes_exactly(tmp_path: Path, settings):
     require_service(BROKER)
-    redis.Redis.from_url(BROKER).flushdb()
+    broker_flush(BROKER)
     settings.APM_REPO_ROOTS = [str(tmp_path)]
     settings.APM_WORKSPACE = str(tmp_path / "workspace")
     path = repository_create(tmp_path / "history", history_stream(commits=1200, files=200))
@@ -50,7 +49,7 @@ def test_a_killed_worker_leaves_a_state_the_next_run_finishes_exactly(tmp_path: 
             "APM_INGEST_CHUNK_COMMITS": "40",
         },
     )
-    client = Celery("apm-crash-client", broker=BROKER, backend=BROKER, set_as_current=False)
+    client = celery_client("apm-crash-client", BROKER)
     try:
         client.send_task("repos.ingest", args=[run.pk], queue=queue)
         # Let it get well into the history, then kill it without warning.
@@ -65,7 +64,7 @@ def test_a_killed_worker_leaves_a_state_the_next_run_finishes_exactly(tmp_path: 
         if worker.poll() is None:
             worker.kill()
         client.close()
-        redis.Redis.from_url(BROKER).flushdb()
+        broker_flush(BROKER)
 
     killed = IngestionRun.objects.get(pk=run.pk)
     assert killed.status == "running"

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from apm.errors import validation_text
 from apm.models import ApiToken
 from apm.services import api_token_create
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
                 user=user, name=options["name"], scope=options["scope"], expires_at=expires_at
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages)) from exc
+            raise CommandError(validation_text(exc)) from exc
         self.stdout.write(raw)
         self.stderr.write(
             f"Token {token.prefix}… ({token.scope}) for {user.get_username()}; "

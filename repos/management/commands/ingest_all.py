@@ -17,8 +17,9 @@ from typing import Any
 from celery import current_app
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from repos.ingestion.pipeline import ACTIVE_STATUSES
 from repos.models import IngestionRun, Repository
-from repos.services import ACTIVE_STATUSES, repositories_ingest_all
+from repos.services import repositories_ingest_all
 
 DEFAULT_TIMEOUT = 3600.0
 POLL_SECONDS = 1.0

@@ -9,13 +9,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from projects.models import Project
+from apm.errors import validation_text
+from projects.management.base import project_by_key
 from repos.models import IngestionRun
 from repos.services import ingestion_request, repository_register
-
-
-def validation_text(exc: ValidationError) -> str:
-    return "; ".join(exc.messages)
 
 
 class Command(BaseCommand):
@@ -28,9 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="", help="Display name (default: from the source).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        project = Project.objects.filter(key=options["project"].upper()).first()
-        if project is None:
-            raise CommandError(f"No project with key {options['project']!r}.")
+        project = project_by_key(options["project"])
         try:
             repository = repository_register(
                 project=project,

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apm.management.base import project_by_key
+from projects.management.base import project_by_key
 from repos.linking import commits_link_tasks
 from repos.models import Repository
 

@@ -1,0 +1,62 @@
+"""``/api/v1/``: every resource of the API, its OpenAPI schema and its documentation pages.
+
+The one place that knows every app's API views: it sits above all the apps (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from apm.api.tokens import ApiTokenViewSet, MeView
+from insights.api.code import CodeAnalyticsViewSet
+from insights.api.views import ProjectAnalyticsViewSet
+from projects.api.views import MembershipViewSet, ProjectViewSet
+from projects.keys import PROJECT_KEY_URL
+from reports.api.views import ExportJobViewSet
+from repos.api.hooks import PushWebhookView
+from repos.api.views import (
+    CommitViewSet,
+    FileChangeViewSet,
+    FileViewSet,
+    IngestionRunViewSet,
+    RepositoryViewSet,
+    TaskCommitsViewSet,
+)
+from tasks.api.views import TaskViewSet
+from webhooks.api.views import WebhookSubscriptionViewSet
+
+app_name = "api"
+
+router = DefaultRouter()
+router.include_root_view = False
+router.register("projects", ProjectViewSet, basename="project")
+# summary/, progress/, health/, priorities/ and burndown/ of a project (insights.api.views).
+router.register("projects", ProjectAnalyticsViewSet, basename="project-analytics")
+# hotspots/, coupling/ and contributors/ of a project (insights.api.code).
+router.register("projects", CodeAnalyticsViewSet, basename="project-code")
+router.register(rf"projects/{PROJECT_KEY_URL}/members", MembershipViewSet, basename="member")
+router.register(rf"projects/{PROJECT_KEY_URL}/webhooks", WebhookSubscriptionViewSet, basename="webhook")
+router.register(rf"projects/{PROJECT_KEY_URL}/exports", ExportJobViewSet, basename="export")
+router.register("tasks", TaskViewSet, basename="task")
+# commits/ of a task (repos.api.views: the links are the repositories' rows).
+router.register("tasks", TaskCommitsViewSet, basename="task-commit")
+router.register("repositories", RepositoryViewSet, basename="repository")
+router.register("ingestion-runs", IngestionRunViewSet, basename="ingestion-run")
+router.register("commits", CommitViewSet, basename="commit")
+router.register("file-changes", FileChangeViewSet, basename="file-change")
+router.register("files", FileViewSet, basename="file")
+router.register("tokens", ApiTokenViewSet, basename="token")
+
+# The schema and its two renderings are public: they describe the API, they hold no data.
+_public = {"authentication_classes": [], "permission_classes": []}
+
+urlpatterns = [
+    *router.urls,
+    path("me/", MeView.as_view(), name="me"),
+    path("hooks/push/", PushWebhookView.as_view(), name="hook-push"),
+    path("schema/", SpectacularAPIView.as_view(**_public), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", **_public), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", **_public), name="redoc"),
+]

@@ -1,0 +1,55 @@
+"""Admin for export jobs: the list, and the download of a finished job's file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import FileResponse, Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from apm.admin import ReadOnlyAdmin
+from reports.exports import export_content_type
+from reports.models import ExportJob
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(ReadOnlyAdmin):
+    """Exports requested through the API or by the weekly schedule; the file downloads from here."""
+
+    list_display = ["pk", "project", "kind", "status", "rows", "requested_by", "created_at", "file_link"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["project", "requested_by"]
+    search_fields = ["project__key"]
+    ordering = ["-created_at", "-id"]
+    show_full_result_count = False
+    raw_id_fields = ["project", "requested_by"]
+
+    def get_urls(self) -> list[Any]:
+        download = path(
+            "<int:pk>/download/",
+            self.admin_site.admin_view(self.download_view),
+            name="reports_exportjob_download",
+        )
+        return [download, *super().get_urls()]
+
+    @admin.display(description="File")
+    def file_link(self, job: ExportJob) -> str:
+        if job.status != ExportJob.Status.SUCCEEDED or not job.file:
+            return "-"
+        return format_html(
+            '<a href="{}">download</a>', reverse("admin:reports_exportjob_download", args=[job.pk])
+        )
+
+    def download_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        job = get_object_or_404(ExportJob, pk=pk, status=ExportJob.Status.SUCCEEDED)
+        if not self.has_view_permission(request, job) or not job.file:
+            raise Http404
+        response = FileResponse(
+            job.file.open("rb"), as_attachment=True, filename=job.file.name.rsplit("/", 1)[-1]
+        )
+        response["Content-Type"] = export_content_type(job)
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+        return response

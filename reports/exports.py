@@ -1,0 +1,140 @@
+"""Export jobs: long exports run on a worker, recorded on an ``ExportJob`` row with a file when done.
+
+``export_request`` checks the filters and queues the job once the request's transaction commits;
+``export_run`` (the Celery task's one call) writes the file and closes the row. A job is claimed with a
+conditional UPDATE, so a redelivered task message runs it once; a job whose worker died is taken over
+after the task time limit. Any failure marks the job failed with its reason, and no file is kept.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import tempfile
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files import File
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apm.jobs import task_enqueue
+from projects.models import Project
+from reports.digest import csv_write, digest_render, export_filters_clean, project_digest
+from reports.models import ExportJob
+
+logger = structlog.get_logger(__name__)
+Status = ExportJob.Status
+Kind = ExportJob.Kind
+# The Celery task that writes one export (reports.tasks); the name predates the app.
+EXPORT_TASK = "projects.export_run"
+
+_EXTENSIONS = {Kind.TASKS_CSV: "csv", Kind.COMMITS_CSV: "csv", Kind.DIGEST_MD: "md", Kind.DIGEST_HTML: "html"}
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
+
+
+def export_request(
+    *, project: Project, kind: str, filters: dict[str, Any], requested_by: AbstractBaseUser | None = None
+) -> ExportJob:
+    """Queue an export of ``project``; ``ValidationError`` names each bad filter and nothing is stored."""
+    clean = export_filters_clean(project=project, kind=kind, filters=filters)
+    job = ExportJob.objects.create(
+        project=project,
+        kind=kind,
+        filters=clean,
+        requested_by=requested_by if requested_by is not None and requested_by.is_authenticated else None,
+    )
+    transaction.on_commit(lambda: task_enqueue(EXPORT_TASK, job.pk))
+    return job
+
+
+def _claim(job_id: int) -> bool:
+    """Move the job to running if it is queued, or running for longer than a task may (its worker died)."""
+    now = timezone.now()
+    abandoned = now - datetime.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    return bool(
+        ExportJob.objects.filter(
+            Q(status=Status.QUEUED) | Q(status=Status.RUNNING, started_at__lt=abandoned), pk=job_id
+        ).update(status=Status.RUNNING, started_at=now, error="")
+    )
+
+
+def export_run(*, job_id: int) -> ExportJob:
+    """Write the job's file; safe to call twice (the second call finds the job taken and does nothing)."""
+    if not _claim(job_id):
+        return ExportJob.objects.get(pk=job_id)
+    job = ExportJob.objects.select_related("project").get(pk=job_id)
+    extension = _EXTENSIONS[job.kind]
+    try:
+        # Spooled: a small export stays in memory, a large one goes to a temporary file on disk.
+        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b") as spool:
+            text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+            rows = _export_write(job, text)
+            text.flush()
+            text.detach()
+            spool.seek(0)
+            name = f"{job.project.key.lower()}-{job.kind.replace('_', '-')}-{job.pk}.{extension}"
+            job.file.save(name, File(spool), save=False)
+    except Exception as exc:  # recorded on the job, for people, instead of lost in a worker log
+        logger.warning("export_failed", job_id=job_id, exc_info=True)
+        ExportJob.objects.filter(pk=job_id).update(
+            status=Status.FAILED, error=str(exc)[:2000] or type(exc).__name__, finished_at=timezone.now()
+        )
+        job.refresh_from_db()
+        return job
+    ExportJob.objects.filter(pk=job_id).update(
+        status=Status.SUCCEEDED, file=job.file.name, rows=rows, finished_at=timezone.now()
+    )
+    job.refresh_from_db()
+    return job
+
+
+def _export_write(job: ExportJob, out: io.TextIOBase) -> int:
+    if job.kind in (Kind.TASKS_CSV, Kind.COMMITS_CSV):
+        return csv_write(out=out, kind=job.kind, project=job.project, filters=job.filters)
+    until = job.filters.get("until")
+    digest = project_digest(
+        project=job.project,
+        since=datetime.date.fromisoformat(job.filters["since"]),
+        until=datetime.date.fromisoformat(until) if until else None,
+    )
+    out.write(digest_render(digest, fmt=_EXTENSIONS[job.kind]))
+    return len(digest["closed"]) + len(digest["slipped"])
+
+
+def export_content_type(job: ExportJob) -> str:
+    return CONTENT_TYPES[_EXTENSIONS[job.kind]]
+
+
+def exports_purge(*, older_than_days: int | None = None) -> int:
+    """Delete finished export jobs older than ``older_than_days`` (APM_EXPORT_KEEP_DAYS), files included."""
+    days = settings.APM_EXPORT_KEEP_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - datetime.timedelta(days=days)
+    purged = 0
+    old = ExportJob.objects.filter(created_at__lt=cutoff, status__in=[Status.SUCCEEDED, Status.FAILED])
+    for job in old.iterator(chunk_size=500):
+        if job.file:
+            job.file.delete(save=False)
+        job.delete()
+        purged += 1
+    return purged
+
+
+def project_digests_request() -> int:
+    """Queue last week's Markdown digest of every active project (the weekly schedule)."""
+    since = (timezone.localdate() - datetime.timedelta(days=7)).isoformat()
+    count = 0
+    for project in (
+        Project.objects.filter(status=Project.Status.ACTIVE).order_by("pk").iterator(chunk_size=500)
+    ):
+        with transaction.atomic():
+            export_request(project=project, kind=Kind.DIGEST_MD, filters={"since": since})
+        count += 1
+    return count
