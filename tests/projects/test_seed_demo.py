@@ -10,7 +10,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from projects.management.commands.seed_demo import (
+import demo.builder
+from demo.data import (
     ADMIN_URL,
     ADMIN_USERNAME,
     DEFAULT_PASSWORD,
@@ -229,9 +230,7 @@ def test_runs_without_the_flag_when_debug_is_on(settings: Any) -> None:
 
 @pytest.mark.django_db
 def test_a_failure_half_way_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
-    from projects.management.commands import seed_demo
-
-    real_transition = seed_demo.task_transition
+    real_transition = demo.builder.task_transition
     calls = 0
 
     def failing_transition(**kwargs: Any) -> Task:
@@ -241,7 +240,7 @@ def test_a_failure_half_way_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatc
             raise RuntimeError("database went away")
         return real_transition(**kwargs)
 
-    monkeypatch.setattr(seed_demo, "task_transition", failing_transition)
+    monkeypatch.setattr(demo.builder, "task_transition", failing_transition)
 
     with pytest.raises(RuntimeError, match="went away"):
         seed()
