@@ -251,7 +251,7 @@ def test_an_unexpected_exception_is_a_json_500(world, monkeypatch):
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("the cache fell over; secret internals")
 
-    monkeypatch.setattr("projects.api.views.project_summary_cached", broken)
+    monkeypatch.setattr("insights.api.views.project_summary_cached", broken)
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Token {world.tokens['member']}")
 

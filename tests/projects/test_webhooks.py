@@ -520,7 +520,7 @@ def test_rotating_the_secret_signs_with_the_new_one(
 
 def test_admin_creates_a_subscription_and_shows_its_secret_once(admin_client, admin_user):
     project = ProjectFactory()
-    url = reverse("admin:projects_webhooksubscription_add")
+    url = reverse("admin:webhooks_webhooksubscription_add")
     form = {
         "project": project.pk,
         "url": "https://93.184.215.14/in",
@@ -538,7 +538,7 @@ def test_admin_creates_a_subscription_and_shows_its_secret_once(admin_client, ad
     shown = [str(message) for message in created.context["messages"]]
     assert any(subscription.secret in message for message in shown)
     change_page = admin_client.get(
-        reverse("admin:projects_webhooksubscription_change", args=[subscription.pk])
+        reverse("admin:webhooks_webhooksubscription_change", args=[subscription.pk])
     )
     assert subscription.secret not in change_page.content.decode()
 
@@ -554,13 +554,13 @@ def test_admin_rotates_secrets_and_sends_failed_deliveries_again(
     delivery = WebhookDelivery.objects.get()
 
     rotated = admin_client.post(
-        reverse("admin:projects_webhooksubscription_changelist"),
+        reverse("admin:webhooks_webhooksubscription_changelist"),
         {"action": "rotate_secret", "_selected_action": [subscription.pk]},
         follow=True,
     )
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(
-            reverse("admin:projects_webhookdelivery_changelist"),
+            reverse("admin:webhooks_webhookdelivery_changelist"),
             {"action": "send_again", "_selected_action": [delivery.pk]},
         )
     subscription.refresh_from_db()
@@ -588,7 +588,7 @@ def test_the_delivery_log_costs_the_same_for_1_and_50_rows(admin_client, django_
 
     # 1 session, 2 user, 3 COUNT for the paginator (no second COUNT: show_full_result_count = False),
     # 4 the rows with their subscription joined, payloads left out (the filters need no query)
-    url = reverse("admin:projects_webhookdelivery_changelist")
+    url = reverse("admin:webhooks_webhookdelivery_changelist")
     assert_changelist_queries_fixed(admin_client, django_assert_num_queries, url, add_rows, 4 + ESTIMATE)
 
 
@@ -659,7 +659,7 @@ def test_only_operators_who_may_change_deliveries_send_them_again(client, receiv
     viewer = UserFactory(username="auditor", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
     client.force_login(viewer)
-    url = reverse("admin:projects_webhookdelivery_changelist")
+    url = reverse("admin:webhooks_webhookdelivery_changelist")
 
     page = client.get(url)
     client.post(url, {"action": "send_again", "_selected_action": [delivery.pk]})
