@@ -58,6 +58,7 @@ test-mariadb: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --config .importlinter
 	$(PY) manage.py makemigrations --check --dry-run
 
 format: install

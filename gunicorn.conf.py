@@ -62,6 +62,7 @@ def on_starting(server: Any) -> None:
 def child_exit(server: Any, worker: Any) -> None:
     """Forget the live gauges of a worker that exited (its counters and histograms are kept)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        # Only with the multiprocess directory set: the module reads it when it is imported.
+        from prometheus_client import multiprocess  # noqa: PLC0415
 
         multiprocess.mark_process_dead(worker.pid)

@@ -10,7 +10,10 @@ import os
 
 from celery import Celery
 from celery.signals import setup_logging
+from django.conf import settings
 from django_structlog.celery.steps import DjangoStructLogInitStep
+
+from config.logging import logging_setup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -25,8 +28,4 @@ app.steps["worker"].add(DjangoStructLogInitStep)
 @setup_logging.connect
 def celery_logging_setup(**_: object) -> None:
     """Make workers log through APM's structlog configuration instead of Celery's own."""
-    from django.conf import settings
-
-    from config.logging import logging_setup
-
     logging_setup(settings.LOGGING)

@@ -91,7 +91,9 @@ class ProjectAdmin(TasksProjectAdmin):
     @admin.display(description="Burndown (last 4 weeks)")
     def burndown_panel(self, obj: Project) -> SafeString:
         today = timezone.localdate()
-        days = project_burndown_cached(project=obj, start=today - datetime.timedelta(days=27), end=today)["days"]
+        days = project_burndown_cached(project=obj, start=today - datetime.timedelta(days=27), end=today)[
+            "days"
+        ]
         weeks = [days[first : first + 7] for first in range(0, len(days), 7)]
         return admin_table(
             ["Week to", "Scope", "Done", "Remaining", "Ideal", "Added in the week", "Removed in the week"],

@@ -66,6 +66,7 @@ def project_summary_cached(*, project: Project) -> dict[str, Any]:
     queries, whatever the size of the project: task aggregates, repository and commit aggregates, the
     latest events and the latest commits.
     """
+
     def compute() -> dict[str, Any]:
         summary: dict[str, Any] = {
             field: getattr(project, "pk" if field == "id" else field) for field in _PROJECT_SUMMARY_FIELDS
@@ -113,6 +114,7 @@ def project_portfolio_cached() -> list[dict[str, Any]]:
     Two queries whatever the number of projects: the projects, then one grouped count of their tasks.
     Callers filter the list down to what their user may see.
     """
+
     def compute() -> list[dict[str, Any]]:
         aggregates = task_counts()
         counts = {
@@ -163,13 +165,18 @@ def analytics_cached(
 def project_progress_cached(*, project: Project, days: int = TREND_DAYS) -> dict[str, Any]:
     """``insights.analytics.project_progress``, cached."""
     return analytics_cached(
-        project=project, name="progress", parts=(days,), compute=lambda: project_progress(project=project, days=days)
+        project=project,
+        name="progress",
+        parts=(days,),
+        compute=lambda: project_progress(project=project, days=days),
     )
 
 
 def project_health_cached(*, project: Project) -> dict[str, Any]:
     """``insights.analytics.project_health`` as of now, cached (the recorded level is on the project)."""
-    return analytics_cached(project=project, name="health", parts=(), compute=lambda: project_health(project=project))
+    return analytics_cached(
+        project=project, name="health", parts=(), compute=lambda: project_health(project=project)
+    )
 
 
 def task_priorities_cached(*, project: Project, quadrant: str | None = None) -> list[Task]:
@@ -219,7 +226,14 @@ def code_figures_cached(
     """
     if figure == "coupling":
         options["max_files"] = coupling_max_files()
-    query = {"repository": repository, "since": since, "until": until, "days": days, "limit": limit, **options}
+    query = {
+        "repository": repository,
+        "since": since,
+        "until": until,
+        "days": days,
+        "limit": limit,
+        **options,
+    }
     # Everything the answer depends on, as key parts without spaces (memcached-safe).
     parts = tuple(f"{name}={query[name]}" for name in sorted(query))
 

@@ -8,4 +8,5 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from monitoring import signals  # noqa: F401  (connects the Celery task metrics)
+        # Signal receivers are connected once the apps are loaded (Django's documented place for it).
+        from monitoring import signals  # noqa: F401, PLC0415  (connects the Celery task metrics)

@@ -182,5 +182,3 @@ def _is_last_owner(membership: Membership) -> bool:
         .exclude(pk=membership.pk)
         .exists()
     )
-
-

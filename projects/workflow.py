@@ -57,5 +57,7 @@ def status_tags_problems(tags: object) -> list[str]:
     return [
         f"#{tag} -> {status!r}: tags are letters, digits, _ or -, and {status!r} must be a task status."
         for tag, status in tags.items()
-        if not isinstance(status, str) or status not in TaskStatus.values or not re.fullmatch(STATUS_TAG, str(tag))
+        if not isinstance(status, str)
+        or status not in TaskStatus.values
+        or not re.fullmatch(STATUS_TAG, str(tag))
     ]

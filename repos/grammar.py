@@ -46,6 +46,8 @@ MAX_MINUTES = 7 * 24 * 60
 MAX_MESSAGE = 100_000
 # What closing keywords move a task to.
 CLOSED_STATUS = TaskStatus.DONE.value
+
+
 def duration_minutes(text: str) -> int | None:
     """``2h30m`` -> 150; ``None`` if ``text`` is not a duration."""
     text = text.lower()

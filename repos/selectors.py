@@ -21,7 +21,9 @@ def repository_list() -> QuerySet[Repository]:
     ``last_runs_attach`` reads the runs themselves for the whole page.
     """
     last_run = IngestionRun.objects.filter(repository=OuterRef("pk")).order_by("-created_at", "-id")
-    return Repository.objects.select_related("project").annotate(last_run_id=Subquery(last_run.values("id")[:1]))
+    return Repository.objects.select_related("project").annotate(
+        last_run_id=Subquery(last_run.values("id")[:1])
+    )
 
 
 def last_runs_attach(repositories: Iterable[Repository]) -> None:

@@ -199,7 +199,6 @@ def _is_stale(run: IngestionRun) -> bool:
     return last_sign is not None and timezone.now() - last_sign > limit
 
 
-
 # --- Batch jobs ---------------------------------------------------------------------------------------
 
 

@@ -235,4 +235,6 @@ class CodeAnalyticsViewSet(ProjectFiguresViewSet):
     )
     @action(detail=True, methods=["get"])
     def contributors(self, request: Request, key: str) -> Response:
-        return Response(ContributorListSerializer(self._figures("contributors", CodeAnalyticsQuerySerializer)).data)
+        return Response(
+            ContributorListSerializer(self._figures("contributors", CodeAnalyticsQuerySerializer)).data
+        )

@@ -203,7 +203,9 @@ class ProjectBurndownSerializer(serializers.Serializer):
 class ProjectAnalyticsViewSet(ProjectFiguresViewSet):
     """Read-only figures of a project. Members of every role may read them; to others it does not exist."""
 
-    @extend_schema(summary="Counts, progress and recent activity of a project", responses=ProjectSummarySerializer)
+    @extend_schema(
+        summary="Counts, progress and recent activity of a project", responses=ProjectSummarySerializer
+    )
     @action(detail=True, methods=["get"])
     def summary(self, request: Request, key: str) -> Response:
         project = self.get_object()

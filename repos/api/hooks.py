@@ -192,7 +192,9 @@ class PushWebhookView(APIView):
         if payload is None:
             return self._answer("invalid", "The body must be a JSON object.", status.HTTP_400_BAD_REQUEST)
         event = push_event_parse(request._request, payload)
-        candidates = push_candidates(repository_id=request.query_params.get("repository", ""), urls=event.urls)
+        candidates = push_candidates(
+            repository_id=request.query_params.get("repository", ""), urls=event.urls
+        )
         verified = [r for r in candidates if push_signature_valid(request._request, r.webhook_secret, body)]
         if not verified:
             return self._answer(

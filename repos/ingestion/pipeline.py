@@ -726,4 +726,3 @@ def _run_finish(run: IngestionRun) -> None:
                 ),
             },
         )
-

@@ -19,9 +19,7 @@ MAX_DEPENDENCIES_PER_REQUEST = 50
 TRANSITION_HINT = "Status changes through POST /api/v1/tasks/{key}/transition/."
 
 
-@extend_schema_field(
-    {"type": "string", "pattern": f"^{TASK_KEY_ANY_CASE}$", "example": "APM-12"}
-)
+@extend_schema_field({"type": "string", "pattern": f"^{TASK_KEY_ANY_CASE}$", "example": "APM-12"})
 class TaskKeyField(serializers.RelatedField):
     """A task named by its key (``APM-12``), among the tasks the requesting user can see."""
 

@@ -6,6 +6,7 @@ import pytest
 
 from projects.models import Membership, Project
 from tasks.models import TaskEvent
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -109,7 +110,6 @@ def test_summary_counts_progress_and_activity_and_follows_changes(world, django_
 
 def test_members_are_added_changed_and_listed(world):
     client = world.client("maintainer")
-    from tests.factories import UserFactory
 
     UserFactory(username="newcomer")
 

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from apm.models import ApiToken
 from apm.services import api_token_authenticate, api_token_create
+from monitoring.metrics import API_TOKENS_AUTHENTICATED
 from projects.models import Project
 from tests.factories import UserFactory
 
@@ -394,8 +395,6 @@ def test_a_token_cannot_create_tokens(world):
 
 
 def test_token_authentications_are_counted_by_outcome(world):
-    from monitoring.metrics import API_TOKENS_AUTHENTICATED
-
     def count(outcome: str) -> float:
         return API_TOKENS_AUTHENTICATED.labels(outcome=outcome)._value.get()
 

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import structlog
+from django.conf import settings
 
 from config.logging import logging_config
 
@@ -41,7 +42,6 @@ def test_production_format_is_one_json_object_per_line():
 @pytest.fixture(autouse=True)
 def _structlog_restored():
     """logging_config() reconfigures structlog globally: put the suite's configuration back."""
-    from django.conf import settings
 
     yield
     structlog.reset_defaults()

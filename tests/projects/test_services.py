@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from insights.selectors import project_portfolio_cached, project_summary_cached
 from projects.models import Membership, Project
@@ -152,11 +152,6 @@ def test_the_last_owner_can_neither_leave_nor_be_demoted():
 
 
 def test_without_owner_rights_nobody_is_made_or_unmade_an_owner(user):
-    from django.core.exceptions import PermissionDenied
-
-    from projects.services import membership_remove, membership_set
-    from tests.factories import UserFactory
-
     project = project_create(key="APM", name="APM", owner=user)
     maintainer = UserFactory()
     membership_set(project=project, user=maintainer, role="maintainer")

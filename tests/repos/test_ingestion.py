@@ -6,11 +6,15 @@ with sizes and lines) must be what ``git rev-list``, ``git log --numstat`` and `
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 
+import repos.services
 from benchmarks.repogen import repository_create, wide_commit_stream
 from repos.ingestion.pipeline import ingestion_commits_chunk
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
@@ -71,8 +75,6 @@ def rich_repo(path: Path) -> GitRepo:
 
 
 def subprocess_bytes(repo: GitRepo, args: list[str], *, input: bytes, env: dict) -> str:
-    import subprocess
-
     return (
         subprocess.run(
             ["git", "-C", str(repo.path), *args], check=True, capture_output=True, input=input, env=env
@@ -273,8 +275,6 @@ def test_a_missing_branch_fails_the_run_with_the_reason(root: Path, django_captu
 
 
 def test_a_repository_that_disappeared_fails_the_run(root: Path, django_capture_on_commit_callbacks):
-    import shutil
-
     repo = GitRepo(root / "gone")
     repo.commit("one", allow_empty=True)
     repository = repository_register(project=ProjectFactory(), source=str(repo.path))
@@ -330,8 +330,6 @@ def test_runs_are_counted_in_the_metrics(root: Path, django_capture_on_commit_ca
 
 @pytest.mark.parametrize("branch", ["--upload-pack=touch x", "a..b", "with space", "-x"])
 def test_unsafe_branch_names_are_refused_before_anything_is_written(root: Path, branch: str):
-    from django.core.exceptions import ValidationError
-
     repo = GitRepo(root / "named")
     repo.commit("one", allow_empty=True)
     repository = repository_register(project=ProjectFactory(), source=str(repo.path))
@@ -441,11 +439,8 @@ def test_one_remote_spelled_two_ways_is_registered_once():
 def test_a_big_first_ingestion_refreshes_the_planners_statistics(
     root: Path, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from django.db import connection
-
     if connection.vendor != "postgresql":
         pytest.skip("statistics for PostgreSQL's planner; MariaDB refreshes its own, SQLite plans without")
-    import repos.services
 
     monkeypatch.setattr(repos.services, "ANALYZE_AFTER_ROWS", 3)  # rows of this small history
     repo = rich_repo(root / "rich")

@@ -176,5 +176,3 @@ class Command(BaseCommand):
             f"  {len(projects)} projects, {users} demo users, {sum(by_status.values())} tasks, "
             f"{dependencies} dependencies, {overdue} overdue"
         )
-
-
