@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 
 import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from projects.models import Membership, Project
-from repos.models import Commit, File, FileChange, IngestionRun, Repository
+from reports.models import ExportJob
+from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
 from tasks.models import Task, TaskEvent, TimeEntry
 from tasks.services import task_create
+from webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -133,3 +136,49 @@ class IngestionRunFactory(factory.django.DjangoModelFactory):
     commits_done = 10
     started_at = factory.LazyFunction(lambda: timezone.now() - datetime.timedelta(seconds=5))
     finished_at = factory.LazyFunction(timezone.now)
+
+
+class CommitTaskLinkFactory(factory.django.DjangoModelFactory):
+    """A commit naming a task (``refs KEY-N``): a reference, nothing asked of the task."""
+
+    class Meta:
+        model = CommitTaskLink
+
+    task = factory.SubFactory(TaskFactory)
+    commit = factory.SubFactory(CommitFactory, repository__project=factory.SelfAttribute("...task.project"))
+
+
+class ExportJobFactory(factory.django.DjangoModelFactory):
+    """A queued export of a project's tasks; ``reports.exports.export_run`` writes its file."""
+
+    class Meta:
+        model = ExportJob
+
+    project = factory.SubFactory(ProjectFactory)
+    kind = ExportJob.Kind.TASKS_CSV
+
+
+class WebhookSubscriptionFactory(factory.django.DjangoModelFactory):
+    """An active subscription to ``task.created`` at a public address (it passes the SSRF checks)."""
+
+    class Meta:
+        model = WebhookSubscription
+
+    project = factory.SubFactory(ProjectFactory)
+    url = factory.Sequence(lambda n: f"https://93.184.215.14/hook/{n}")
+    events = factory.LazyFunction(lambda: [WebhookEvent.TASK_CREATED.value])
+    secret = factory.Sequence(lambda n: f"secret-{n}")
+
+
+class WebhookDeliveryFactory(factory.django.DjangoModelFactory):
+    """A pending delivery of ``task.created`` to a subscription."""
+
+    class Meta:
+        model = WebhookDelivery
+
+    subscription = factory.SubFactory(WebhookSubscriptionFactory)
+    event = WebhookEvent.TASK_CREATED.value
+    delivery_id = factory.LazyFunction(uuid.uuid4)
+    payload = factory.LazyAttribute(
+        lambda delivery: {"id": str(delivery.delivery_id), "event": delivery.event}
+    )

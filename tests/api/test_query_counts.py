@@ -6,7 +6,6 @@ Every request starts with one query: the token, joined to its user.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +17,11 @@ from django.test.utils import CaptureQueriesContext
 from apm.cache import generation_bump, project_key
 from insights.selectors import project_summary_cached
 from projects.models import Membership
-from reports.models import ExportJob
-from repos.models import CommitTaskLink
 from tasks.services import task_dependency_add, task_transition
 from tests.factories import (
     CommitFactory,
+    CommitTaskLinkFactory,
+    ExportJobFactory,
     FileChangeFactory,
     FileFactory,
     IngestionRunFactory,
@@ -31,8 +30,10 @@ from tests.factories import (
     RepositoryFactory,
     TaskFactory,
     UserFactory,
+    WebhookDeliveryFactory,
+    WebhookSubscriptionFactory,
 )
-from webhooks.models import WebhookDelivery, WebhookSubscription
+from webhooks.models import WebhookSubscription
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +62,7 @@ def more_runs(world: Any, n: int) -> None:
 def more_commits(world: Any, n: int) -> None:
     for _ in range(n):
         commit = CommitFactory(repository=world.objects["repository"])
-        CommitTaskLink.objects.create(commit=commit, task=world.objects["task"])
+        CommitTaskLinkFactory(commit=commit, task=world.objects["task"])
 
 
 def more_file_changes(world: Any, n: int) -> None:
@@ -103,21 +104,19 @@ def more_code(world: Any, n: int) -> None:
 
 def more_links(world: Any, n: int) -> None:
     for _ in range(n):
-        CommitTaskLink.objects.create(commit=world.objects["commit"], task=TaskFactory(project=world.project))
+        CommitTaskLinkFactory(commit=world.objects["commit"], task=TaskFactory(project=world.project))
 
 
 def more_task_commits(world: Any, n: int) -> None:
     for _ in range(n):
-        CommitTaskLink.objects.create(
+        CommitTaskLinkFactory(
             commit=CommitFactory(repository=world.objects["repository"]), task=world.objects["task"]
         )
 
 
 def more_exports(world: Any, n: int) -> None:
     for _ in range(n):
-        ExportJob.objects.create(
-            project=world.project, kind=ExportJob.Kind.TASKS_CSV, requested_by=world.users["member"]
-        )
+        ExportJobFactory(project=world.project, requested_by=world.users["member"])
 
 
 # (path, how to add rows, queries; each comment lists them after the token lookup)
@@ -257,32 +256,22 @@ def test_computing_code_analytics_costs_the_same_for_any_history(world, path, ex
     assert with_one == with_fifty == expected
 
 
-# --- Outgoing webhooks (projects.api.webhooks): managed by owners, so counted with an owner's token ---
+# --- Outgoing webhooks (webhooks.api.views): managed by owners, so counted with an owner's token ---
 
 
 def more_webhooks(world: Any, n: int) -> None:
-    for number in range(n):
-        WebhookSubscription.objects.create(
-            project=world.project,
-            url=f"https://93.184.215.14/hook/{number}",
-            events=["task.created"],
-            secret="s",
-            created_by=world.users["maintainer"],
-        )
+    for _ in range(n):
+        WebhookSubscriptionFactory(project=world.project, created_by=world.users["maintainer"])
 
 
 def more_deliveries(world: Any, n: int) -> None:
     for _ in range(n):
-        WebhookDelivery.objects.create(
-            subscription=world.objects["webhook"], event="task.created", delivery_id=uuid.uuid4(), payload={}
-        )
+        WebhookDeliveryFactory(subscription=world.objects["webhook"])
 
 
 def more_exports(world: Any, n: int) -> None:
     for _ in range(n):
-        ExportJob.objects.create(
-            project=world.project, kind=ExportJob.Kind.TASKS_CSV, requested_by=world.users["member"]
-        )
+        ExportJobFactory(project=world.project, requested_by=world.users["member"])
 
 
 # (path, how to add rows, queries; each comment lists them after the token lookup)

@@ -19,7 +19,7 @@ from tests.conftest import require_service
 from tests.factories import ProjectFactory
 from tests.isolation import celery_client, redis_broker
 from tests.processes import celery_worker_start, celery_worker_stop, wait_for, worker_database_env
-from tests.projects.webhook_receiver import Receiver
+from tests.webhooks.receiver import Receiver
 from webhooks.models import WebhookDelivery
 from webhooks.services import webhook_subscription_create
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tasks.services import task_create
-from tests.projects.webhook_receiver import Receiver
+from tests.webhooks.receiver import Receiver
 from webhooks.models import WebhookDelivery, WebhookSubscription
 from webhooks.services import webhook_subscription_create
 

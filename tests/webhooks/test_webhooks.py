@@ -31,8 +31,8 @@ from tasks.models import TaskEvent
 from tasks.services import task_create, task_transition
 from tests.admin_helpers import assert_changelist_queries_fixed
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
-from tests.projects.webhook_receiver import Receiver
 from tests.repos.gitrepo import GitRepo
+from tests.webhooks.receiver import Receiver
 from webhooks.models import WebhookDelivery, WebhookSubscription
 from webhooks.services import (
     webhook_deliver,

@@ -1,4 +1,4 @@
-"""A small world for the API tests: two projects, a user in every role, and a token per user."""
+"""The world of the API tests of every app: two projects, a user in every role, a token per user."""
 
 from __future__ import annotations
 
