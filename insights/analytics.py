@@ -1,8 +1,8 @@
 """Task-side analytics of a project: progress and its trend, health and risk, priorities, burndown.
 
 Selectors (reads), computed in bulk SQL: every function costs a fixed, small number of queries whatever
-the number of tasks, events or commits (tests/projects/test_analytics.py pins the counts). The one
-write is ``project_health_record``, which stores the health assessment on the project. Formulas and
+the number of tasks, events or commits (tests/insights/test_analytics.py pins the counts). They are read
+through the cache by insights.selectors; the health assessment is stored by insights.services. Formulas and
 thresholds are documented in docs/analytics.md ("Progress, health and priorities").
 """
 

@@ -189,7 +189,7 @@ class File(models.Model):
             models.Index(fields=["project"], name="idx_files_project_id"),
             # Hotspots of a repository: files ordered by churn.
             models.Index(fields=["repository", "-churn"], name="idx_files_repo_churn"),
-            # Analytics (repos.analytics): the File admin sorted by churn or by commit count over all
+            # Analytics (insights.code): the File admin sorted by churn or by commit count over all
             # repositories (ORDER BY churn DESC, id DESC LIMIT 100, id being the admin's tie-breaker),
             # read from the index instead of sorting every file; scanned backwards for ascending order.
             models.Index(fields=["-churn", "-id"], name="idx_files_churn"),

@@ -85,7 +85,7 @@ def run_fail(run: IngestionRun, reason: str) -> None:
     )
     if failed:
         INGESTION_RUNS.labels(status=Status.FAILED).inc()
-        # Outgoing webhooks (projects/webhooks.py): only the call that marked the run failed emits.
+        # Outgoing webhooks (webhooks.services): only the call that marked the run failed emits.
         run = IngestionRun.objects.select_related("repository").get(pk=run.pk)
         webhook_event_emit(
             project_id=run.repository.project_id,
@@ -709,7 +709,7 @@ def _run_finish(run: IngestionRun) -> None:
             # After the finish commits: ANALYZE holds its table locks only for itself, not for the
             # whole finish (two big runs finishing at once would wait on each other).
             transaction.on_commit(tables_analyze, robust=True)
-        # Outgoing webhooks (projects/webhooks.py): queued with the run's success, sent once it commits.
+        # Outgoing webhooks (webhooks.services): queued with the run's success, sent once it commits.
         webhook_event_emit(
             project_id=repository.project_id,
             event="ingestion.finished",
