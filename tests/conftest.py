@@ -18,7 +18,11 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
+import repos.git
 from tests.factories import UserFactory
+
+# The API tests of every app share the ``world`` fixture.
+pytest_plugins = ["tests.world"]
 
 
 def services_required() -> bool:
@@ -90,7 +94,6 @@ EXAMPLE_HOST_ADDRESS = "93.184.215.14"
 
 @pytest.fixture(autouse=True)
 def _example_hosts_resolve(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import repos.git
 
     resolve = repos.git.host_addresses
 

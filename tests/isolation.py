@@ -28,6 +28,9 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
+import redis
+from celery import Celery
+
 if TYPE_CHECKING:
     from celery import Celery
 
@@ -106,7 +109,6 @@ def worker_environment(broker: str) -> dict[str, str]:
 
 def celery_client(name: str, broker: str, backend: str | None = None) -> Celery:
     """A Celery client of the test on ``broker`` (and ``backend``, by default the broker), with its prefix."""
-    from celery import Celery
 
     backend = broker if backend is None else backend
     client = Celery(name, broker=str(broker), backend=str(backend), set_as_current=False)
@@ -122,7 +124,6 @@ def celery_client(name: str, broker: str, backend: str | None = None) -> Celery:
 
 def broker_flush(broker: str) -> None:
     """Delete every key of ``broker``'s prefix (the test's queues, bindings, results), and nothing else."""
-    import redis
 
     keyprefix = keyprefix_of(broker)
     if not keyprefix:

@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from django.db import connection
+
 from tests import isolation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +71,6 @@ def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[
 
 def database_url() -> str:
     """The URL of the database the current test runs on, for a worker process to use the same rows."""
-    from django.db import connection
 
     db = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -80,7 +82,6 @@ def database_url() -> str:
 
 def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> None:
     """Poll ``condition`` until it holds; fail the test naming ``what`` after ``timeout`` seconds."""
-    import pytest
 
     deadline = time.monotonic() + timeout
     while not condition():
