@@ -14,7 +14,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-import repos.services
+import repos.ingestion.pipeline
 from benchmarks.repogen import repository_create, wide_commit_stream
 from repos.ingestion.pipeline import ingestion_commits_chunk
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
@@ -442,7 +442,7 @@ def test_a_big_first_ingestion_refreshes_the_planners_statistics(
     if connection.vendor != "postgresql":
         pytest.skip("statistics for PostgreSQL's planner; MariaDB refreshes its own, SQLite plans without")
 
-    monkeypatch.setattr(repos.services, "ANALYZE_AFTER_ROWS", 3)  # rows of this small history
+    monkeypatch.setattr(repos.ingestion.pipeline, "ANALYZE_AFTER_ROWS", 3)  # rows of this small history
     repo = rich_repo(root / "rich")
     repository = repository_register(project=ProjectFactory(), source=str(repo.path))
     ingest(repository, django_capture_on_commit_callbacks)
