@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 import repos.git
+from tests import isolation
 from tests.factories import UserFactory
 
 # The API tests of every app share the ``world`` fixture.
@@ -57,12 +58,20 @@ def _media_removed() -> Iterator[None]:
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _broker_keys_removed() -> Iterator[None]:
+    """What this process's worker tests left on the Redis broker, under its namespace (tests/isolation.py)."""
+    yield
+    isolation.brokers_flush()
+
+
 @pytest.fixture(autouse=True)
 def _cache_cleared() -> None:
     """Each test starts with an empty cache.
 
-    On Redis only this process's key prefix is deleted (django-redis' clear() would flush the whole
-    database under parallel test processes).
+    On Redis only this process's key prefix is deleted (config.settings.test keys the cache under the
+    process's namespace, tests/isolation.py): django-redis' clear() would flush the whole database, under
+    the other xdist workers of the run and under other runs.
     """
     if hasattr(cache, "delete_pattern"):
         cache.delete_pattern("*")

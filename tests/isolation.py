@@ -24,15 +24,12 @@ test settings use it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from typing import TYPE_CHECKING
 
 import redis
 from celery import Celery
-
-if TYPE_CHECKING:
-    from celery import Celery
 
 RUN_ID_VARIABLE = "APM_TEST_RUN_ID"
 # What a ``celery worker`` started by a test reads (config.settings.test) to use the test's key prefix.
@@ -62,6 +59,10 @@ def namespace() -> str:
     return f"apm-test-{run_id()}-{worker_id()}"
 
 
+# The Redis brokers handed out in this process with a key prefix, emptied when its session ends.
+_prefixed_brokers: set[Broker] = set()
+
+
 class Broker(str):
     """A broker URL that knows the key prefix its workers and clients use (empty: none).
 
@@ -75,6 +76,12 @@ class Broker(str):
         broker.keyprefix = keyprefix
         return broker
 
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other) and self.keyprefix == keyprefix_of(other)
+
+    def __hash__(self) -> int:
+        return hash((str(self), self.keyprefix))
+
 
 def redis_broker(variable: str = REDIS_BROKER_VARIABLE, *, keyprefix: bool = True) -> Broker:
     """The Redis broker of the worker tests (``variable`` overrides the URL), keyed under this process's
@@ -84,7 +91,10 @@ def redis_broker(variable: str = REDIS_BROKER_VARIABLE, *, keyprefix: bool = Tru
     operator's ``manage.py`` on the default settings): it keeps to a queue named after its process.
     """
     url = os.environ.get(variable) or os.environ.get(REDIS_BROKER_VARIABLE) or REDIS_BROKER_DEFAULT
-    return Broker(url, f"{namespace()}:" if keyprefix else "")
+    broker = Broker(url, f"{namespace()}:" if keyprefix else "")
+    if broker.keyprefix:
+        _prefixed_brokers.add(broker)
+    return broker
 
 
 def amqp_broker() -> Broker:
@@ -128,10 +138,21 @@ def broker_flush(broker: str) -> None:
     keyprefix = keyprefix_of(broker)
     if not keyprefix:
         raise ValueError(f"{broker} has no key prefix: flushing it would delete other runs' keys")
-    client = redis.Redis.from_url(str(broker))
+    client = redis.Redis.from_url(str(broker), socket_connect_timeout=5)
     try:
         keys = list(client.scan_iter(match=f"{keyprefix}*", count=1000))
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start : start + 1000])
     finally:
         client.close()
+
+
+def brokers_flush() -> None:
+    """At the end of a session: what this process's worker tests left on their Redis brokers.
+
+    Each run has a namespace of its own, so keys left behind would never be used again, only pile up.
+    A broker that does not answer holds nothing of ours to remove.
+    """
+    for broker in _prefixed_brokers:
+        with contextlib.suppress(redis.ConnectionError):
+            broker_flush(broker)
