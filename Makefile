@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Each leg of the suite runs on pytest-xdist workers; tests/isolation.py keeps them, and other runs on
+# the same servers, apart. `make test XDIST=` runs a leg in one process.
+XDIST ?= -n 2 --dist worksteal
 
 # Test servers on this machine (CI starts them; see .ci/run).
 PG_URL ?= postgres://postgres@127.0.0.1:5432/apm
@@ -45,20 +48,21 @@ test: install
 
 test-postgres: install
 	@echo "== tests on PostgreSQL + Redis"
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-sqlite: install
 	@echo "== tests on the embedded default (SQLite, local-memory cache)"
-	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-mariadb: install
 	@echo "== tests on MariaDB"
-	DATABASE_URL=$(MARIADB_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(MARIADB_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports --config .importlinter
+	$(PY) -m mypy
 	$(PY) manage.py makemigrations --check --dry-run
 
 format: install

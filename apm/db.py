@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, models
@@ -24,7 +25,7 @@ class PrefixIndex(models.Index):
         self.mysql_prefix_lengths = dict(mysql_prefix_lengths)
         super().__init__(*args, **kwargs)
 
-    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
         path, args, kwargs = super().deconstruct()
         kwargs["mysql_prefix_lengths"] = self.mysql_prefix_lengths
         return path, args, kwargs
@@ -60,5 +61,5 @@ def is_deadlock(exc: BaseException) -> bool:
     cause = exc.__cause__ or exc
     if getattr(cause, "sqlstate", None) in _DEADLOCK_SQLSTATES:
         return True
-    args = getattr(cause, "args", ())
+    args: tuple[Any, ...] = getattr(cause, "args", ())
     return bool(args) and args[0] == _MYSQL_DEADLOCK

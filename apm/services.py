@@ -6,7 +6,7 @@ import datetime
 import hashlib
 import secrets
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -24,7 +24,7 @@ def api_token_digest(raw: str) -> str:
 
 def api_token_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     name: str,
     scope: str = ApiToken.Scope.WRITE,
     expires_at: datetime.datetime | None = None,

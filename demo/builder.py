@@ -6,7 +6,7 @@ import datetime
 import random
 from decimal import Decimal
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from demo.data import (
@@ -29,7 +29,7 @@ from tasks.services import Source, task_assign, task_create, task_dependency_add
 class ProjectBuilder:
     """One demo project: its tasks' final states are planned first, then replayed through the services."""
 
-    def __init__(self, *, spec: DemoProject, users: dict[str, AbstractBaseUser], rng: random.Random) -> None:
+    def __init__(self, *, spec: DemoProject, users: dict[str, User], rng: random.Random) -> None:
         self.spec = spec
         self.rng = rng
         self.today = timezone.localdate()
@@ -175,10 +175,11 @@ class ProjectBuilder:
             return None
         return Decimal(self.rng.choice(ESTIMATES_HOURS))
 
-    def _assignee(self, node: Node) -> AbstractBaseUser | None:
+    def _assignee(self, node: Node) -> User | None:
         if node.is_epic:
             return self.rng.choice(self.leads)
-        chance = {Status.BACKLOG: 0.15, Status.TODO: 0.7, Status.CANCELLED: 0.3}.get(node.status, 1.0)
+        chances: dict[str, float] = {Status.BACKLOG: 0.15, Status.TODO: 0.7, Status.CANCELLED: 0.3}
+        chance = chances.get(node.status, 1.0)
         return self.rng.choice(self.writers) if self.rng.random() < chance else None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import statistics
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -254,7 +254,8 @@ EXAMPLES = 5
 
 def stale_days() -> int:
     """Days without an event or a linked commit after which an open task is stale (APM_STALE_DAYS)."""
-    return settings.APM_STALE_DAYS
+    days: int = settings.APM_STALE_DAYS
+    return days
 
 
 def _signal(  # noqa: PLR0917 (one row of a table of signals)
@@ -394,7 +395,8 @@ def _aware(value: Any) -> datetime.datetime | None:
         value = datetime.datetime.fromisoformat(value)
     if timezone.is_naive(value):
         value = timezone.make_aware(value, datetime.UTC)
-    return value
+    aware: datetime.datetime = value
+    return aware
 
 
 def project_last_activity(*, project: Project, now: datetime.datetime | None = None) -> dict[str, Any]:
@@ -730,13 +732,15 @@ def project_burndown(*, project: Project, start: datetime.date, end: datetime.da
         project=project, kind__in=[TaskEvent.Kind.CREATED, TaskEvent.Kind.STATUS_CHANGED]
     ).order_by()
     before = events.filter(created_at__lt=start_at).aggregate(**aggregates)
-    per_day = {
-        row.pop("day"): row
-        for row in events.filter(created_at__gte=start_at, created_at__lt=end_at)
+    # values() + annotate(**aggregates): the type checker knows the "day" key only.
+    day_rows = cast(
+        "list[dict[str, Any]]",
+        events.filter(created_at__gte=start_at, created_at__lt=end_at)
         .annotate(day=TruncDate("created_at"))
         .values("day")
-        .annotate(**aggregates)
-    }
+        .annotate(**aggregates),
+    )
+    per_day = {row.pop("day"): row for row in day_rows}
     scope = before["added"] - before["removed"]
     done = before["finished"] - before["unfinished"]
     scope_hours = float(before["added_hours"] or 0) - float(before["removed_hours"] or 0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -220,7 +220,8 @@ def coupling_max_files() -> int:
     coupled, and the self-join of a commit's changes grows with the square of its files: 30 files are
     at most 435 pairs a commit.
     """
-    return settings.APM_COUPLING_MAX_FILES
+    files: int = settings.APM_COUPLING_MAX_FILES
+    return files
 
 
 def _repository_id(repository: Repository | int | None) -> int | None:
@@ -260,7 +261,8 @@ def _aware(value: Any) -> dt.datetime | None:
         value = parse_datetime(value)
     if timezone.is_naive(value):
         value = timezone.make_aware(value, dt.UTC)
-    return value
+    aware: dt.datetime = value
+    return aware
 
 
 def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -421,25 +423,29 @@ def contributor_stats(
     is work on the project too). Active days are distinct UTC dates of the commit time.
     """
     since, until = analytics_window(project=project, repository=repository, since=since, until=until)
-    window = {"project": project, "since": since, "until": until, "repository": repository}
+    window: dict[str, Any] = {"project": project, "since": since, "until": until, "repository": repository}
     # One author per e-mail whatever its case: MariaDB's collation groups "Ada@x" with "ada@x" anyway,
     # so every database is made to, and each of the three queries keys its rows the same way.
     commits = Commit.objects.filter(**_window_filter(prefix="", **window)).annotate(
         email=Lower("author_email")
     )
     changes = FileChange.objects.filter(**_window_filter(prefix="commit__", **window))
-    authors = list(
-        commits.values("email")
-        .annotate(
-            commits=Count("id", filter=Q(is_merge=False)),
-            merges=Count("id", filter=Q(is_merge=True)),
-            lines_added=Sum("additions"),
-            lines_deleted=Sum("deletions"),
-            active_days=Count(TruncDate("timestamp", tzinfo=dt.UTC), distinct=True),
-            first_commit_at=Min("timestamp"),
-            last_commit_at=Max("timestamp"),
-        )
-        .order_by("-commits", "-merges", "email")[:limit]
+    # values() + annotate(...) sliced: the type checker knows the "email" key only.
+    authors = cast(
+        "list[dict[str, Any]]",
+        list(
+            commits.values("email")
+            .annotate(
+                commits=Count("id", filter=Q(is_merge=False)),
+                merges=Count("id", filter=Q(is_merge=True)),
+                lines_added=Sum("additions"),
+                lines_deleted=Sum("deletions"),
+                active_days=Count(TruncDate("timestamp", tzinfo=dt.UTC), distinct=True),
+                first_commit_at=Min("timestamp"),
+                last_commit_at=Max("timestamp"),
+            )
+            .order_by("-commits", "-merges", "email")[:limit]
+        ),
     )
     if not authors:
         return []
@@ -460,9 +466,9 @@ def contributor_stats(
             names[row["email"]] = latest
 
     areas: dict[str, list[dict[str, Any]]] = {email: [] for email in emails}
-    for row in _area_lines(changes):
-        areas.setdefault(row["author_email"], []).append(
-            {"area": row["area"] or ROOT_AREA, "lines": int(row["changed"])}
+    for line in _area_lines(changes):
+        areas.setdefault(line["author_email"], []).append(
+            {"area": line["area"] or ROOT_AREA, "lines": int(line["changed"])}
         )
 
     # .get: MariaDB's collation also equates accents and trailing spaces, so a group's key may be spelled

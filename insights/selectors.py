@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Max
 from django.utils import timezone
 
@@ -43,6 +43,22 @@ from projects.models import Project
 from projects.selectors import project_ids_visible
 from repos.models import Commit
 from tasks.models import Task, TaskEvent
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class TaskPriority(TypedDict):
+        """What ``insights.analytics.task_priorities`` annotates each task with."""
+
+        blocks_open: int
+        urgency: int
+        importance: int
+        score: int
+        quadrant: str
+
+    PrioritizedTask = WithAnnotations[Task, TaskPriority]
 
 T = TypeVar("T")
 
@@ -89,7 +105,7 @@ def project_summary_cached(*, project: Project) -> dict[str, Any]:
             **commits.aggregate(commits=Count("id"), last_commit_at=Max("timestamp")),
         )
         summary["recent_events"] = [
-            {**event, "task": f"{project.key}-{event.pop('task__number')}"}
+            {**event, "task": f"{project.key}-{event['task__number']}"}
             for event in TaskEvent.objects.filter(project=project)
             .order_by("-created_at", "-id")
             .values(
@@ -117,10 +133,11 @@ def project_portfolio_cached() -> list[dict[str, Any]]:
 
     def compute() -> list[dict[str, Any]]:
         aggregates = task_counts()
-        counts = {
-            row.pop("project_id"): row
-            for row in Task.objects.values("project_id").annotate(**aggregates).order_by()
-        }
+        # values() + annotate(**aggregates): the type checker knows the "project_id" key only.
+        rows = cast(
+            "list[dict[str, Any]]", Task.objects.values("project_id").annotate(**aggregates).order_by()
+        )
+        counts = {row.pop("project_id"): row for row in rows}
         zeros = dict.fromkeys(aggregates, 0)
         return [
             {**project, **counts.get(project["id"], zeros)}
@@ -130,7 +147,7 @@ def project_portfolio_cached() -> list[dict[str, Any]]:
     return cached(PROJECTS_LIST_KEY, compute)
 
 
-def project_dashboard(*, user: AbstractBaseUser | AnonymousUser) -> list[dict[str, Any]]:
+def project_dashboard(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
     """The portfolio rows ``user`` may see, each with its progress (done over all but cancelled)."""
     visible = project_ids_visible(user=user)
     rows = project_portfolio_cached()
@@ -179,7 +196,7 @@ def project_health_cached(*, project: Project) -> dict[str, Any]:
     )
 
 
-def task_priorities_cached(*, project: Project, quadrant: str | None = None) -> list[Task]:
+def task_priorities_cached(*, project: Project, quadrant: str | None = None) -> list[PrioritizedTask]:
     """``insights.analytics.task_priorities``, cached (the open tasks with their scores, best first)."""
     return analytics_cached(
         project=project,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.shortcuts import redirect
@@ -37,7 +37,7 @@ class DashboardView(APIView):
         }
         return Response({"projects": data, "totals": totals, "user": request.user})
 
-    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> None:
+    def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> NoReturn:
         # People who are not signed in go to the sign-in page; API clients get the usual 401/403.
         renderer = getattr(request, "accepted_renderer", None)
         if not request.successful_authenticator and renderer is not None and renderer.format == "html":

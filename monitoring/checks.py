@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -17,7 +18,7 @@ class CheckResult:
     error: str = ""
 
 
-def _timed(name: str, probe) -> CheckResult:  # type: ignore[no-untyped-def]
+def _timed(name: str, probe: Callable[[], object]) -> CheckResult:
     started = time.perf_counter()
     try:
         probe()

@@ -8,7 +8,7 @@ open tasks (``tasks.admin``), insights add the health, progress, priorities and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin
@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apm.admin import instance_adopt, message_validation_error
+from apm.users import request_user
 from projects.models import Membership, Project
 from projects.services import (
     PROJECT_UPDATABLE_FIELDS,
@@ -26,6 +27,9 @@ from projects.services import (
     project_update,
 )
 from projects.workflow import GRAMMAR_FIELDS
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups
 
 
 class MembershipInlineFormSet(forms.BaseInlineFormSet):
@@ -57,7 +61,7 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["key", "name"]
     ordering = ["key"]
-    inlines: list[Any] = [MembershipInline]
+    inlines: ClassVar[list[Any]] = [MembershipInline]
     fields = ["key", "name", "description", "status", "start_date", "target_date", "last_task_number"]
     readonly_fields = ["last_task_number"]
     # Read-only fields of the change page that apps above add (their figures of the project).
@@ -69,7 +73,7 @@ class ProjectAdmin(admin.ModelAdmin):
             return list(self.readonly_fields)
         return [*self.readonly_fields, "key", *self.panels]
 
-    def get_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Project | None = None) -> _FieldGroups:
         # How commit messages move the project's tasks (docs/automation.md): set once the project exists.
         fields = list(super().get_fields(request, obj))
         return [*fields, *GRAMMAR_FIELDS, *self.panels] if obj is not None else fields
@@ -92,7 +96,7 @@ class ProjectAdmin(admin.ModelAdmin):
             status=form.cleaned_data["status"],
             start_date=form.cleaned_data["start_date"],
             target_date=form.cleaned_data["target_date"],
-            owner=request.user,
+            owner=request_user(request),
         )
         instance_adopt(obj, created)
 
@@ -133,7 +137,8 @@ class MembershipAdminForm(forms.ModelForm):
         fields = ["project", "user", "role"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         instance = self.instance
         if instance.pk is not None and data.get("role") != Membership.Role.OWNER and _is_last_owner(instance):
             self.add_error("role", "This is the project's last owner; make someone else owner first.")

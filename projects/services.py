@@ -6,7 +6,7 @@ import datetime
 import re
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, OperationalError, transaction
@@ -91,7 +91,7 @@ def project_create(
     *,
     name: str,
     key: str | None = None,
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     description: str = "",
     status: str = Project.Status.ACTIVE,
     start_date: datetime.date | None = None,
@@ -131,7 +131,7 @@ def project_create(
     raise ValidationError({"key": ["Could not find a free project key; give one explicitly."]})
 
 
-def _project_insert(*, key: str | None, owner: AbstractBaseUser | None, fields: dict[str, Any]) -> Project:
+def _project_insert(*, key: str | None, owner: User | None, fields: dict[str, Any]) -> Project:
     project = Project(key=key if key is not None else project_key_suggest(name=fields["name"]), **fields)
     # Field rules, choices and the date order; the key's uniqueness is left to the unique index, which
     # is the only check that holds under concurrent creations.
@@ -164,9 +164,7 @@ def project_update(*, project: Project, **fields: Any) -> Project:
 
 
 @transaction.atomic
-def membership_set(
-    *, project: Project, user: AbstractBaseUser, role: str, may_change_owners: bool = True
-) -> Membership:
+def membership_set(*, project: Project, user: User, role: str, may_change_owners: bool = True) -> Membership:
     """Give ``user`` the ``role`` in ``project``, adding or changing the membership.
 
     ``may_change_owners=False`` (a maintainer acting) refuses to make an owner or to change one: the
@@ -193,7 +191,7 @@ def membership_set(
 
 
 @transaction.atomic
-def membership_remove(*, project: Project, user: AbstractBaseUser, may_change_owners: bool = True) -> None:
+def membership_remove(*, project: Project, user: User, may_change_owners: bool = True) -> None:
     """Remove ``user`` from ``project``; a project always keeps at least one owner."""
     Project.objects.select_for_update().filter(pk=project.pk).first()
     membership = Membership.objects.filter(project=project, user=user).first()
@@ -212,7 +210,7 @@ def _owner_change_refuse(*roles: str | None) -> None:
         raise PermissionDenied("Only an owner can make someone an owner, or change or remove an owner.")
 
 
-def _ensure_another_owner(*, project: Project, user: AbstractBaseUser) -> None:
+def _ensure_another_owner(*, project: Project, user: User) -> None:
     others = Membership.objects.filter(project=project, role=Membership.Role.OWNER).exclude(user=user)
     if not others.exists():
         raise ValidationError(

@@ -48,7 +48,7 @@ class ExportJobAdmin(ReadOnlyAdmin):
         if not self.has_view_permission(request, job) or not job.file:
             raise Http404
         response = FileResponse(
-            job.file.open("rb"), as_attachment=True, filename=job.file.name.rsplit("/", 1)[-1]
+            job.file.open("rb"), as_attachment=True, filename=(job.file.name or "").rsplit("/", 1)[-1]
         )
         response["Content-Type"] = export_content_type(job)
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"

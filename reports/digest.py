@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import datetime
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q, Sum
@@ -28,6 +28,9 @@ from projects.models import Project
 from reports.models import ExportJob
 from repos.models import Commit
 from tasks.models import Task, TaskEvent, TimeEntry
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 DIGEST_FORMATS = ("md", "html")
 DIGEST_LIMIT = 10
@@ -130,7 +133,7 @@ def project_digest(
                 "key": f"{project.key}-{task.number}",
                 "title": task.title,
                 "due_date": task.due_date,
-                "days_late": (until - task.due_date).days,
+                "days_late": (until - cast(datetime.date, task.due_date)).days,  # due_date__lte: never None
                 "status": task.get_status_display(),
                 "assignee": task.assignee.get_username() if task.assignee else "",
             }
@@ -161,7 +164,7 @@ COMMIT_COLUMNS = [
     "repository", "sha", "timestamp", "author_name", "author_email", "committer_email", "additions",
     "deletions", "files_changed", "is_merge", "subject",
 ]  # fmt: skip
-_FILTERS = {
+_FILTERS: dict[str, set[str]] = {
     ExportJob.Kind.TASKS_CSV: {"status", "since", "until"},
     ExportJob.Kind.COMMITS_CSV: {"repository", "author", "since", "until"},
     ExportJob.Kind.DIGEST_MD: {"since", "until"},
@@ -301,7 +304,7 @@ def commits_for_export(*, project: Project, filters: dict[str, Any]) -> Iterator
     )
     for row in rows.iterator(chunk_size=_CHUNK):
         *head, message = row
-        head[2] = _iso(head[2])
+        head[2] = _iso(row[2])
         yield [*head, message.split("\n", 1)[0]]
 
 
@@ -317,7 +320,7 @@ def _safe_cell(value: Any) -> Any:
     return value
 
 
-def csv_write(*, out: IO[str], kind: str, project: Project, filters: dict[str, Any]) -> int:
+def csv_write(*, out: SupportsWrite[str], kind: str, project: Project, filters: dict[str, Any]) -> int:
     """Write the CSV export ``kind`` of ``project`` to ``out``; return the number of data rows."""
     if kind == ExportJob.Kind.TASKS_CSV:
         header, rows = TASK_COLUMNS, tasks_for_export(project=project, filters=filters)

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files import File
 from django.db import transaction
 from django.db.models import Q
@@ -32,7 +32,12 @@ Kind = ExportJob.Kind
 # The Celery task that writes one export (reports.tasks); the name predates the app.
 EXPORT_TASK = "projects.export_run"
 
-_EXTENSIONS = {Kind.TASKS_CSV: "csv", Kind.COMMITS_CSV: "csv", Kind.DIGEST_MD: "md", Kind.DIGEST_HTML: "html"}
+_EXTENSIONS: dict[str, str] = {
+    Kind.TASKS_CSV: "csv",
+    Kind.COMMITS_CSV: "csv",
+    Kind.DIGEST_MD: "md",
+    Kind.DIGEST_HTML: "html",
+}
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "md": "text/markdown; charset=utf-8",
@@ -41,7 +46,7 @@ CONTENT_TYPES = {
 
 
 def export_request(
-    *, project: Project, kind: str, filters: dict[str, Any], requested_by: AbstractBaseUser | None = None
+    *, project: Project, kind: str, filters: dict[str, Any], requested_by: User | None = None
 ) -> ExportJob:
     """Queue an export of ``project``; ``ValidationError`` names each bad filter and nothing is stored."""
     clean = export_filters_clean(project=project, kind=kind, filters=filters)

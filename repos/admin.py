@@ -29,7 +29,8 @@ from tasks.models import Task
 
 class IngestionRunInline(ReadOnlyInline):
     model = IngestionRun
-    fields = ["created_at", "status", "trigger", "commits_done", "commits_total", "error"]
+    # A tuple: the stubs type fields and readonly_fields apart, so no list is valid as both.
+    fields = ("created_at", "status", "trigger", "commits_done", "commits_total", "error")
     readonly_fields = fields
     ordering = ["-created_at"]
     max_num = 0
@@ -104,7 +105,8 @@ class RepositoryAdmin(admin.ModelAdmin):
 
 class CommitTaskLinkInline(ReadOnlyInline):
     model = CommitTaskLink
-    fields = ["task", "action", "status", "minutes", "outcome", "note", "created_at"]
+    # A tuple: the stubs type fields and readonly_fields apart, so no list is valid as both.
+    fields = ("task", "action", "status", "minutes", "outcome", "note", "created_at")
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CommitTaskLink]:
@@ -136,7 +138,7 @@ class CommitAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Commit]:
         queryset = super().get_queryset(request)
-        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+        if request.resolver_match and (request.resolver_match.url_name or "").endswith("changelist"):
             # Lists show the first line only: read 100 characters of the message, not all of it.
             queryset = queryset.defer("message").annotate(subject_head=Left("message", 100))
         return queryset
@@ -224,7 +226,8 @@ class CommitLinkInline(ReadOnlyInline):
     """The commits that name the task, what each asked, and what became of it (refusals say why)."""
 
     model = CommitTaskLink
-    fields = ["commit", "action", "status", "minutes", "outcome", "note", "created_at"]
+    # A tuple: the stubs type fields and readonly_fields apart, so no list is valid as both.
+    fields = ("commit", "action", "status", "minutes", "outcome", "note", "created_at")
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
     verbose_name_plural = "commits"

@@ -265,7 +265,8 @@ def source_identity(parsed: RepositorySource) -> str:
         return os.path.realpath(parsed.location)
     parts = urlsplit(parsed.location)
     path = parts.path.rstrip("/").removesuffix(".git")
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, "")
+    default_port: int | str = _DEFAULT_PORTS.get(parts.scheme, "")
+    port = parts.port or default_port
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{path}"
 
 

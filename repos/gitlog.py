@@ -11,9 +11,11 @@ back to Latin-1 gives the original bytes) and the text stays readable and search
 from __future__ import annotations
 
 import datetime
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import IO
 
 from repos.git import GitError, git_popen
 
@@ -69,8 +71,9 @@ class ParsedCommit:
         return sum(change.deleted or 0 for change in self.changes)
 
 
-def _tokens(stream) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+def _tokens(stream: IO[bytes] | None) -> Iterator[bytes]:
     """NUL-terminated tokens of a byte stream, read in blocks."""
+    assert stream is not None  # a git_popen process's stdout: always a pipe
     pending = b""
     while True:
         block = stream.read(READ_BLOCK)
@@ -231,7 +234,7 @@ def tree_changes_read(*, git_dir: str, old: str, new: str) -> Iterator[TreeEntry
         _finish(process, "diff-tree")
 
 
-def _finish(process, command: str) -> None:  # type: ignore[no-untyped-def]
+def _finish(process: subprocess.Popen[bytes], command: str) -> None:
     """Reap a streaming git process; raise with git's reason if it failed (not if we stopped early)."""
     if process.stdout is not None:
         process.stdout.close()

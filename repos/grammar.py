@@ -57,7 +57,7 @@ def duration_minutes(text: str) -> int | None:
     units = [unit for _, unit in parts]
     if len(set(units)) != len(units):
         return None  # "2h3h" is a typo, not five hours
-    total = sum(Decimal(number) * _MINUTES_PER_UNIT[unit] for number, unit in parts)
+    total = sum((Decimal(number) * _MINUTES_PER_UNIT[unit] for number, unit in parts), Decimal(0))
     minutes = int(total.to_integral_value())
     return minutes if minutes > 0 else None
 
@@ -122,7 +122,7 @@ class CommitGrammar:
                 re.IGNORECASE,
             )
 
-    def _ref_split(self, text: str) -> tuple[str, int] | None:
+    def _ref_split(self, text: str) -> tuple[str, int]:
         if text.startswith("#"):
             return self.project_key, int(text[1:])
         key, _, number = text.rpartition("-")

@@ -387,6 +387,7 @@ def _requests_apply(*, project: Project, requests: list[_Request], report: LinkR
     users = _users_by_email({request.author_email for request in requests if request.minutes})
     # One instance per task, so that a second request on the same task sees the first one's result.
     tasks = {request.task.pk: request.task for request in requests}
+    outcome: str
     for request in requests:
         request.task = tasks[request.task.pk]
         if (request.sha, request.task.pk) in done_elsewhere:
@@ -407,7 +408,11 @@ def _requests_apply(*, project: Project, requests: list[_Request], report: LinkR
         CommitTaskLink.objects.filter(commit_id=request.commit_id, task=request.task).update(
             outcome=outcome, note=note[:500]
         )
-        transaction.on_commit(lambda outcome=outcome: COMMIT_REQUESTS.labels(outcome=outcome).inc())
+
+        def count(outcome: str = outcome) -> None:
+            COMMIT_REQUESTS.labels(outcome=outcome).inc()
+
+        transaction.on_commit(count)
 
 
 def _request_apply(request: _Request, *, user: object | None) -> tuple[str, str]:

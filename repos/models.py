@@ -45,6 +45,8 @@ class Repository(TimeStampedModel):
     # one finishes: still set at the next plan, a run failed half-way (its file slices may have indexed
     # part of a newer tree), so that run lists the whole tree and rebuilds the figures.
     files_unsettled = models.BooleanField(default=False, editable=False)
+    # Not a column: the latest run, set on the repositories of a page by repos.selectors.last_runs_attach.
+    last_run: IngestionRun | None
 
     class Meta:
         db_table = "repositories"
@@ -81,6 +83,8 @@ class Commit(models.Model):
     deletions = models.PositiveIntegerField(default=0)
     files_changed = models.PositiveIntegerField(default=0)
     is_merge = models.BooleanField(default=False)
+    # Not a column: the keys of the linked tasks, set on a page by repos.selectors.task_keys_attach.
+    task_keys: list[str]
 
     class Meta:
         db_table = "commits"

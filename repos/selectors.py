@@ -7,11 +7,18 @@ in one more query (``*_attach``), so a page costs a fixed number of queries what
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
 from tasks.models import Task
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _LastRunId(TypedDict):
+        last_run_id: int | None
 
 
 def repository_list() -> QuerySet[Repository]:
@@ -28,9 +35,10 @@ def repository_list() -> QuerySet[Repository]:
 
 def last_runs_attach(repositories: Iterable[Repository]) -> None:
     """Give each repository of ``repository_list`` its latest run, read for the whole page in one query."""
-    repositories = list(repositories)
-    runs = IngestionRun.objects.in_bulk([r.last_run_id for r in repositories if r.last_run_id])
-    for repository in repositories:
+    # Rows of repository_list(), which annotates last_run_id.
+    annotated = cast("list[WithAnnotations[Repository, _LastRunId]]", list(repositories))
+    runs = IngestionRun.objects.in_bulk([r.last_run_id for r in annotated if r.last_run_id])
+    for repository in annotated:
         repository.last_run = runs.get(repository.last_run_id)
 
 

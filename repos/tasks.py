@@ -8,10 +8,10 @@ With the embedded default (eager Celery) the same graph runs in the calling proc
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 from celery import Signature, chord, current_app, shared_task
@@ -27,9 +27,22 @@ from repos.ingestion import pipeline
 
 logger = structlog.get_logger(__name__)
 
+
+class _RetryOptions(TypedDict):
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    max_retries: int
+
+
 # A lost database connection is worth a retry (with backoff); anything else would fail the same way
 # again, so it fails the run with its reason and the steps after it do nothing.
-RETRY = {"autoretry_for": TRANSIENT_DB_ERRORS, "retry_backoff": 2, "retry_backoff_max": 120, "max_retries": 5}
+RETRY: _RetryOptions = {
+    "autoretry_for": TRANSIENT_DB_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "max_retries": 5,
+}
 
 
 @contextmanager
@@ -96,7 +109,7 @@ def repository_commits_chunk_task(run_id: int, skip: int, count: int) -> None:
 
 
 @shared_task(name="repos.ingest_files_chunk", **RETRY)
-def repository_files_chunk_task(run_id: int, entries: list[list[Any]]) -> None:
+def repository_files_chunk_task(run_id: int, entries: Sequence[Sequence[Any]]) -> None:
     with _run_step(run_id):
         pipeline.ingestion_files_chunk(run_id=run_id, entries=[tuple(entry) for entry in entries])
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -12,6 +13,7 @@ from django.http import HttpRequest
 
 import projects.admin
 from apm.admin import ReadOnlyAdmin, ReadOnlyInline, instance_adopt, validation_message
+from apm.users import request_user
 from projects.keys import TASK_KEY_RE
 from projects.models import Project
 from tasks.models import Task, TaskDependency, TaskEvent, TimeEntry
@@ -28,6 +30,15 @@ from tasks.services import (
     task_transition_check,
     task_update,
 )
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class _OpenTaskCount(TypedDict):
+        open_task_count: int
+
 
 SOURCE = TaskEvent.Source.ADMIN
 
@@ -48,7 +59,8 @@ class TaskAdminForm(forms.ModelForm):
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         project = data.get("project") or (self.instance.project if self.instance.pk else None)
         if project is None:
             return data
@@ -64,7 +76,7 @@ class TaskAdminForm(forms.ModelForm):
             try:
                 check()
             except ValidationError as exc:
-                self._update_errors(exc)
+                self._update_errors(exc)  # type: ignore[attr-defined]  # Django's, not in its stubs
         return data
 
     @property
@@ -101,7 +113,8 @@ class DependencyInline(admin.TabularInline):
 
 class TaskEventInline(ReadOnlyInline):
     model = TaskEvent
-    fields = ["created_at", "kind", "source", "actor", "from_status", "to_status", "commit_sha", "data"]
+    # A tuple: the stubs type fields and readonly_fields apart, so no list is valid as both.
+    fields = ("created_at", "kind", "source", "actor", "from_status", "to_status", "commit_sha", "data")
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
     show_change_link = False
@@ -117,13 +130,13 @@ class TimeEntryInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
-def _transition_action(status: str, label: str):  # type: ignore[no-untyped-def]
+def _transition_action(status: str, label: str) -> Callable[[TaskAdmin, HttpRequest, QuerySet[Task]], None]:
     @admin.action(description=f"Move selected tasks to “{label}”", permissions=["change"])
     def action(model_admin: TaskAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         moved, refused = 0, []
         for task in queryset.select_related("project"):
             try:
-                task_transition(task=task, status=status, source=SOURCE, actor=request.user)
+                task_transition(task=task, status=status, source=SOURCE, actor=request_user(request))
             except ValidationError as exc:
                 refused.append(validation_message(exc))
             else:
@@ -149,7 +162,7 @@ class TaskAdmin(admin.ModelAdmin):
     ordering = ["project__key", "number"]
     list_per_page = 50
     # repos.admin adds the commits that name the task, before its history.
-    inlines: list[Any] = [DependencyInline, TimeEntryInline, TaskEventInline]
+    inlines: ClassVar[list[Any]] = [DependencyInline, TimeEntryInline, TaskEventInline]
     actions = [
         _transition_action(Task.Status.IN_PROGRESS, "In progress"),
         _transition_action(Task.Status.DONE, "Done"),
@@ -186,17 +199,21 @@ class TaskAdmin(admin.ModelAdmin):
                 estimate_hours=data["estimate_hours"],
                 parent=data["parent"],
                 source=SOURCE,
-                actor=request.user,
+                actor=request_user(request),
             )
             instance_adopt(obj, created)
             return
         task = Task.objects.select_related("project").get(pk=obj.pk)
         updates = {name: data[name] for name in form.changed_data if name in TASK_UPDATABLE_FIELDS}
-        task = task_update(task=task, source=SOURCE, actor=request.user, **updates)
+        task = task_update(task=task, source=SOURCE, actor=request_user(request), **updates)
         if "assignee" in form.changed_data:
-            task = task_assign(task=task, assignee=data["assignee"], source=SOURCE, actor=request.user)
+            task = task_assign(
+                task=task, assignee=data["assignee"], source=SOURCE, actor=request_user(request)
+            )
         if "status" in form.changed_data:
-            task = task_transition(task=task, status=data["status"], source=SOURCE, actor=request.user)
+            task = task_transition(
+                task=task, status=data["status"], source=SOURCE, actor=request_user(request)
+            )
         instance_adopt(obj, task)
 
     def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
@@ -215,12 +232,14 @@ class TaskAdmin(admin.ModelAdmin):
             chosen = None if data.get("DELETE") else data.get("depends_on")
             if previous_id is not None and (chosen is None or chosen.pk != previous_id):
                 previous = Task.objects.select_related("project").get(pk=previous_id)
-                task_dependency_remove(task=task, depends_on=previous, source=SOURCE, actor=request.user)
+                task_dependency_remove(
+                    task=task, depends_on=previous, source=SOURCE, actor=request_user(request)
+                )
                 if chosen is None:
                     formset.deleted_objects.append(inline_form.instance)
             if chosen is not None and chosen.pk != previous_id:
                 dependency = task_dependency_add(
-                    task=task, depends_on=chosen, source=SOURCE, actor=request.user
+                    task=task, depends_on=chosen, source=SOURCE, actor=request_user(request)
                 )
                 if previous_id is None:
                     formset.new_objects.append(dependency)
@@ -258,7 +277,8 @@ class OpenTaskInline(ReadOnlyInline):
 
     model = Task
     fk_name = "project"
-    fields = ["number", "title", "status", "priority", "assignee", "due_date"]
+    # A tuple: the stubs type fields and readonly_fields apart, so no list is valid as both.
+    fields = ("number", "title", "status", "priority", "assignee", "due_date")
     readonly_fields = fields
     ordering = ["number"]
     verbose_name_plural = "open tasks"
@@ -284,7 +304,7 @@ class ProjectAdmin(projects.admin.ProjectAdmin):
         )
 
     @admin.display(description="Open tasks", ordering="open_task_count")
-    def open_tasks(self, obj: Project) -> int:
+    def open_tasks(self, obj: WithAnnotations[Project, _OpenTaskCount]) -> int:
         return obj.open_task_count
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from projects.keys import TASK_KEY_RE
@@ -10,14 +10,14 @@ from projects.selectors import project_list
 from tasks.models import Task, TaskEvent
 
 
-def task_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
+def task_list(*, user: User | AnonymousUser) -> QuerySet[Task]:
     """Tasks of the projects ``user`` may see, with what every list shows joined in (no N+1)."""
     return Task.objects.filter(project__in=project_list(user=user)).select_related(
         "project", "assignee", "parent__project"
     )
 
 
-def task_get_by_key(*, key: str, user: AbstractBaseUser | AnonymousUser | None = None) -> Task | None:
+def task_get_by_key(*, key: str, user: User | AnonymousUser | None = None) -> Task | None:
     """The task named ``APM-42``, or None when there is none (or ``user`` may not see it)."""
     match = TASK_KEY_RE.match(key.strip().upper())
     if match is None:

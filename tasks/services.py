@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F
@@ -37,7 +37,7 @@ def _event(
     task: Task,
     kind: str,
     source: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     from_status: str = "",
     to_status: str = "",
     commit_sha: str = "",
@@ -65,7 +65,7 @@ def _status_validate(status: str) -> None:
         )
 
 
-def task_assignee_validate(*, project: Project, assignee: AbstractBaseUser | None) -> None:
+def task_assignee_validate(*, project: Project, assignee: User | None) -> None:
     """Raise ``ValidationError`` unless ``assignee`` is empty or a member of ``project`` who may write."""
     if assignee is None:
         return
@@ -110,11 +110,11 @@ def task_create(
     project: Project,
     title: str,
     source: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     description: str = "",
     status: str = Task.Status.TODO,
     priority: int = Task.Priority.MEDIUM,
-    assignee: AbstractBaseUser | None = None,
+    assignee: User | None = None,
     due_date: datetime.date | None = None,
     estimate_hours: Decimal | None = None,
     parent: Task | None = None,
@@ -173,7 +173,7 @@ def task_create(
 
 
 @transaction.atomic
-def task_update(*, task: Task, source: str, actor: AbstractBaseUser | None = None, **fields: Any) -> Task:
+def task_update(*, task: Task, source: str, actor: User | None = None, **fields: Any) -> Task:
     """Change a task's title, description, priority, due date, estimate or parent."""
     unknown = set(fields) - TASK_UPDATABLE_FIELDS
     if unknown:
@@ -215,9 +215,7 @@ def _jsonable(value: Any) -> Any:
 
 
 @transaction.atomic
-def task_assign(
-    *, task: Task, assignee: AbstractBaseUser | None, source: str, actor: AbstractBaseUser | None = None
-) -> Task:
+def task_assign(*, task: Task, assignee: User | None, source: str, actor: User | None = None) -> Task:
     """Give the task to ``assignee`` (a member with write access), or unassign it with ``None``."""
     if task.assignee_id == (assignee.pk if assignee is not None else None):
         return task
@@ -267,7 +265,7 @@ def task_transition(
     task: Task,
     status: str,
     source: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     commit_sha: str = "",
     note: str = "",
     keep_closed: bool = False,
@@ -366,9 +364,7 @@ def task_dependency_reaches(*, start: Task, target: Task) -> bool:
         return cursor.fetchone() is not None
 
 
-def _dependency_changed(
-    *, task: Task, depends_on: Task, kind: str, source: str, actor: AbstractBaseUser | None
-) -> None:
+def _dependency_changed(*, task: Task, depends_on: Task, kind: str, source: str, actor: User | None) -> None:
     _event(
         task=task,
         kind=kind,
@@ -381,7 +377,7 @@ def _dependency_changed(
 
 @transaction.atomic
 def task_dependency_add(
-    *, task: Task, depends_on: Task, source: str, actor: AbstractBaseUser | None = None
+    *, task: Task, depends_on: Task, source: str, actor: User | None = None
 ) -> TaskDependency:
     """Record that ``task`` waits on ``depends_on``; refuse self-dependencies, other projects and cycles."""
     if depends_on.pk == task.pk:
@@ -421,9 +417,7 @@ def task_dependency_add(
 
 
 @transaction.atomic
-def task_dependency_remove(
-    *, task: Task, depends_on: Task, source: str, actor: AbstractBaseUser | None = None
-) -> None:
+def task_dependency_remove(*, task: Task, depends_on: Task, source: str, actor: User | None = None) -> None:
     """Stop ``task`` waiting on ``depends_on``."""
     deleted, _ = TaskDependency.objects.filter(task=task, depends_on=depends_on).delete()
     if not deleted:
@@ -440,8 +434,8 @@ def task_time_log(
     minutes: int,
     spent_on: datetime.date,
     source: str,
-    actor: AbstractBaseUser | None = None,
-    user: AbstractBaseUser | None = None,
+    actor: User | None = None,
+    user: User | None = None,
     author_email: str = "",
     commit_sha: str = "",
     note: str = "",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -9,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apm.admin import EstimatedCountPaginator, ReadOnlyAdmin, instance_adopt
+from apm.users import request_user
 from webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 from webhooks.services import (
     PING_EVENT,
@@ -21,8 +24,16 @@ from webhooks.services import (
     webhook_url_validate,
 )
 
+if TYPE_CHECKING:
+    # Django's form and admin classes take their model as a type parameter in the stubs only.
+    _SubscriptionForm = forms.ModelForm[WebhookSubscription]
+    _SubscriptionAdmin = admin.ModelAdmin[WebhookSubscription]
+else:
+    _SubscriptionForm = forms.ModelForm
+    _SubscriptionAdmin = admin.ModelAdmin
 
-class WebhookSubscriptionAdminForm(forms.ModelForm):
+
+class WebhookSubscriptionAdminForm(_SubscriptionForm):
     url = forms.URLField(max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple)
 
@@ -31,7 +42,7 @@ class WebhookSubscriptionAdminForm(forms.ModelForm):
         fields = ["project", "url", "events", "is_active", "description"]
 
     def clean_url(self) -> str:
-        url = self.cleaned_data["url"]
+        url: str = self.cleaned_data["url"]
         try:
             webhook_url_validate(url=url)  # the SSRF check, shown on the field
         except ValidationError as exc:
@@ -40,7 +51,7 @@ class WebhookSubscriptionAdminForm(forms.ModelForm):
 
 
 @admin.register(WebhookSubscription)
-class WebhookSubscriptionAdmin(admin.ModelAdmin):
+class WebhookSubscriptionAdmin(_SubscriptionAdmin):
     """Subscriptions; the secret is shown once, in a message, when it is created or rotated."""
 
     form = WebhookSubscriptionAdminForm
@@ -61,7 +72,11 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         return ", ".join(obj.events)
 
     def save_model(
-        self, request: HttpRequest, obj: WebhookSubscription, form: forms.ModelForm, change: bool
+        self,
+        request: HttpRequest,
+        obj: WebhookSubscription,
+        form: forms.ModelForm[WebhookSubscription],
+        change: bool,
     ) -> None:
         data = form.cleaned_data
         if change:
@@ -76,7 +91,7 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
             events=data["events"],
             description=data["description"],
             is_active=data["is_active"],
-            created_by=request.user,
+            created_by=request_user(request),
         )
         instance_adopt(obj, created)
         self.message_user(
@@ -103,7 +118,7 @@ class WebhookEventFilter(admin.SimpleListFilter):
     title = "event"
     parameter_name = "event"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         return [*WebhookEvent.choices, (PING_EVENT, "Ping")]
 
     def queryset(
@@ -135,7 +150,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
         queryset = super().get_queryset(request)
-        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+        if request.resolver_match and (request.resolver_match.url_name or "").endswith("changelist"):
             queryset = queryset.defer("payload", "response_excerpt")  # shown on the detail page only
         return queryset
 

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
@@ -160,7 +160,7 @@ def webhook_subscription_create(
     events: list[str],
     description: str = "",
     is_active: bool = True,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
 ) -> WebhookSubscription:
     """Subscribe ``url`` to ``events`` of ``project``. The returned row carries the new secret."""
     subscription = WebhookSubscription(
@@ -319,6 +319,8 @@ class _PinnedHTTPConnection(_PinnedConnectionMixin, http.client.HTTPConnection):
 
 
 class _PinnedHTTPSConnection(_PinnedConnectionMixin, http.client.HTTPSConnection):
+    _context: ssl.SSLContext  # set by HTTPSConnection.__init__ (not in its stubs)
+
     def connect(self) -> None:
         self.sock = self._context.wrap_socket(self._socket_open(), server_hostname=self.host)
 
@@ -337,9 +339,9 @@ def _post(target: WebhookTarget, *, body: bytes, headers: dict[str, str]) -> _Re
         connection = _PinnedHTTPSConnection(target.host, target.port, context=ssl.create_default_context())
     else:
         connection = _PinnedHTTPConnection(target.host, target.port)
-    connection.addresses = target.addresses  # type: ignore[attr-defined]
-    connection.connect_timeout = connect_timeout  # type: ignore[attr-defined]
-    connection.read_timeout = read_timeout  # type: ignore[attr-defined]
+    connection.addresses = target.addresses
+    connection.connect_timeout = connect_timeout
+    connection.read_timeout = read_timeout
     try:
         connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()
@@ -365,7 +367,7 @@ class DeliveryOutcome:
 def _backoff(attempts: int) -> float:
     # Exponential (base, 2 x base, 4 x base, ...) capped, with "equal jitter": between half and all of
     # it, so receivers coming back after an outage are not hit by every retry at the same instant.
-    delay = min(settings.APM_WEBHOOK_BACKOFF_MAX, settings.APM_WEBHOOK_BACKOFF * 2 ** (attempts - 1))
+    delay: float = min(settings.APM_WEBHOOK_BACKOFF_MAX, settings.APM_WEBHOOK_BACKOFF * 2 ** (attempts - 1))
     return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311  (jitter, not cryptography)
 
 

@@ -19,7 +19,7 @@ class IdFilter(django_filters.NumberFilter):
     the column's range are a 400, not a database overflow.
     """
 
-    field_class = forms.IntegerField
+    field_class = forms.IntegerField  # type: ignore[assignment]  # the stubs allow DecimalField only
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", 1)

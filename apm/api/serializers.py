@@ -65,7 +65,7 @@ class BlankAsNullChoiceField(serializers.ChoiceField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(allow_null=True, read_only=True, **kwargs)
 
-    def to_representation(self, value: str) -> str | None:
+    def to_representation(self, value: str) -> str | None:  # type: ignore[override]  # null: the point
         return value or None
 
 

@@ -12,10 +12,10 @@ from rest_framework.request import Request
 class _SettingsRateMixin:
     """Read the rate when it is needed, not at import time, so settings overrides apply."""
 
-    scope: str
+    scope: str | None
 
     def get_rate(self) -> str | None:
-        return settings.APM_API_THROTTLE_RATES.get(self.scope)
+        return settings.APM_API_THROTTLE_RATES.get(self.scope) if self.scope else None
 
 
 class UserThrottle(_SettingsRateMixin, throttling.UserRateThrottle):
@@ -41,6 +41,9 @@ class FailedAuthenticationThrottle(_SettingsRateMixin, throttling.SimpleRateThro
     """
 
     scope = "tokens"
+    # Set by SimpleRateThrottle.__init__ from the rate (not in DRF's stubs); read only when there is one.
+    num_requests: int
+    duration: int
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         return self.cache_format % {"scope": f"{self.scope}_failed", "ident": self.get_ident(request)}

@@ -318,7 +318,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # (Periodic tasks) without a deploy. The defaults below are written there once, by migrate, and never
 # overwritten afterwards (apm.schedule); disable an entry rather than delete it.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-APM_SCHEDULE_DEFAULTS = {
+APM_SCHEDULE_DEFAULTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] = {
     # name: (task, crontab fields minute/hour/day_of_week, kwargs)
     "Ingest every repository": ("repos.ingest_all", {"minute": "*/15"}, {}),
     "Recompute project health": ("projects.health_recompute", {"minute": "5"}, {}),

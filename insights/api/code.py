@@ -37,7 +37,7 @@ DEFAULT_LIMIT = 50
 # --- Query parameters ---------------------------------------------------------------------------------
 
 
-class CodeAnalyticsQuerySerializer(serializers.Serializer):
+class CodeAnalyticsQuerySerializer(serializers.Serializer[Any]):
     since = DayField(
         required=False,
         help_text="First day of the window (YYYY-MM-DD, UTC); default: days before until.",
@@ -98,7 +98,7 @@ class CouplingQuerySerializer(CodeAnalyticsQuerySerializer):
 # --- Responses ----------------------------------------------------------------------------------------
 
 
-class WindowDaysSerializer(serializers.Serializer):
+class WindowDaysSerializer(serializers.Serializer[Any]):
     since = serializers.DateField(help_text="First day of the window (UTC), included.")
     until = serializers.DateField(help_text="Last day of the window (UTC), included.")
     days = serializers.IntegerField(help_text="Days in the window.")
@@ -112,7 +112,7 @@ class WindowDaysSerializer(serializers.Serializer):
     )
 
 
-class WindowSerializer(serializers.Serializer):
+class WindowSerializer(serializers.Serializer[Any]):
     since = serializers.DateTimeField(help_text="Start of the window (included), 00:00 UTC of its first day.")
     until = serializers.DateTimeField(help_text="End of the window (excluded), 00:00 UTC after its last day.")
     repository = serializers.IntegerField(
@@ -123,7 +123,7 @@ class WindowSerializer(serializers.Serializer):
     )
 
 
-class HotspotSerializer(serializers.Serializer):
+class HotspotSerializer(serializers.Serializer[Any]):
     file = serializers.IntegerField(help_text="Id of the file (/api/v1/files/{id}/).")
     repository = serializers.IntegerField(help_text="Id of its repository.")
     path = serializers.CharField(
@@ -146,7 +146,7 @@ class HotspotListSerializer(WindowSerializer):
     results = HotspotSerializer(many=True)
 
 
-class CouplingSerializer(serializers.Serializer):
+class CouplingSerializer(serializers.Serializer[Any]):
     repository = serializers.IntegerField(help_text="Id of the repository of both files.")
     file_a = serializers.IntegerField(help_text="Id of the first file (paths in code point order).")
     path_a = serializers.CharField()
@@ -170,12 +170,12 @@ class CouplingListSerializer(WindowSerializer):
     results = CouplingSerializer(many=True)
 
 
-class AreaSerializer(serializers.Serializer):
+class AreaSerializer(serializers.Serializer[Any]):
     area = serializers.CharField(help_text="Top-level directory (`docs/`), or `(root)` for top-level files.")
     lines = serializers.IntegerField(help_text="Lines added plus deleted there by the author in the window.")
 
 
-class ContributorSerializer(serializers.Serializer):
+class ContributorSerializer(serializers.Serializer[Any]):
     author_email = serializers.CharField(help_text="Authors are told apart by e-mail.")
     author_name = serializers.CharField(help_text="The name of the author's latest commit in the window.")
     commits = serializers.IntegerField(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from projects.api.serializers import HealthLevelField
 
 
-class StatusCountsSerializer(serializers.Serializer):
+class StatusCountsSerializer(serializers.Serializer[Any]):
     backlog = serializers.IntegerField()
     todo = serializers.IntegerField()
     in_progress = serializers.IntegerField()
@@ -16,18 +18,19 @@ class StatusCountsSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField()
 
 
-class RecentEventSerializer(serializers.Serializer):
+class RecentEventSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     task = serializers.CharField(help_text="Task key, e.g. APM-12.")
     kind = serializers.CharField()
-    source = serializers.CharField()
+    # A field named like Field.source (the stubs' attribute); DRF keeps declared fields off the class.
+    source = serializers.CharField()  # type: ignore[assignment]
     from_status = serializers.CharField()
     to_status = serializers.CharField()
     commit_sha = serializers.CharField()
     created_at = serializers.DateTimeField()
 
 
-class RecentCommitSerializer(serializers.Serializer):
+class RecentCommitSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     repository = serializers.IntegerField()
     sha = serializers.CharField()
@@ -37,7 +40,7 @@ class RecentCommitSerializer(serializers.Serializer):
     deletions = serializers.IntegerField()
 
 
-class PortfolioRowSerializer(serializers.Serializer):
+class PortfolioRowSerializer(serializers.Serializer[Any]):
     """One project of the dashboard: its task counts and progress."""
 
     id = serializers.IntegerField()

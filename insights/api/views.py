@@ -37,7 +37,7 @@ BURNDOWN_DEFAULT_DAYS = 30
 # --- Query parameters ---------------------------------------------------------------------------------
 
 
-class ProgressQuerySerializer(serializers.Serializer):
+class ProgressQuerySerializer(serializers.Serializer[Any]):
     days = serializers.IntegerField(
         required=False,
         default=TREND_DAYS,
@@ -47,13 +47,13 @@ class ProgressQuerySerializer(serializers.Serializer):
     )
 
 
-class PriorityQuerySerializer(serializers.Serializer):
+class PriorityQuerySerializer(serializers.Serializer[Any]):
     quadrant = serializers.ChoiceField(
         choices=Quadrant.choices, required=False, help_text="Only the tasks of this Eisenhower quadrant."
     )
 
 
-class BurndownQuerySerializer(serializers.Serializer):
+class BurndownQuerySerializer(serializers.Serializer[Any]):
     start = DayField(
         required=False,
         help_text=f"First day (YYYY-MM-DD); default {BURNDOWN_DEFAULT_DAYS - 1} days before end.",
@@ -70,12 +70,12 @@ class BurndownQuerySerializer(serializers.Serializer):
 # --- Responses ----------------------------------------------------------------------------------------
 
 
-class ProgressPointSerializer(serializers.Serializer):
+class ProgressPointSerializer(serializers.Serializer[Any]):
     date = serializers.DateField()
     progress = serializers.FloatField(help_text="Weighted progress on that day, 0.0 to 1.0.")
 
 
-class ProjectProgressSerializer(serializers.Serializer):
+class ProjectProgressSerializer(serializers.Serializer[Any]):
     """Progress weighted by estimate (docs/analytics.md), task counts and the trend."""
 
     progress = serializers.FloatField(
@@ -106,7 +106,7 @@ class ProjectProgressSerializer(serializers.Serializer):
     weekly = ProgressPointSerializer(many=True, help_text="Progress 8, 7, ... 1 weeks ago and today.")
 
 
-class HealthSignalSerializer(serializers.Serializer):
+class HealthSignalSerializer(serializers.Serializer[Any]):
     name = serializers.ChoiceField(
         choices=["dormant", "overdue", "stale", "blocked", "activity", "bus_factor", "churn"],
         help_text="Which signal.",
@@ -123,7 +123,7 @@ class HealthSignalSerializer(serializers.Serializer):
     )
 
 
-class ProjectHealthSerializer(serializers.Serializer):
+class ProjectHealthSerializer(serializers.Serializer[Any]):
     """Health computed now, and the level last recorded by the scheduled recompute."""
 
     score = serializers.IntegerField(help_text="100 minus the signals' penalties: 100 healthy, 0 critical.")
@@ -140,7 +140,7 @@ class ProjectHealthSerializer(serializers.Serializer):
     stored_checked_at = serializers.DateTimeField(allow_null=True, help_text="When it was recorded.")
 
 
-class TaskPrioritySerializer(serializers.Serializer):
+class TaskPrioritySerializer(serializers.Serializer[Any]):
     """An open task with its priority score; the list is ordered by score, highest first."""
 
     key = serializers.CharField(help_text="Task key, e.g. APM-12.")
@@ -164,7 +164,7 @@ class TaskPrioritySerializer(serializers.Serializer):
     )
 
 
-class BurndownDaySerializer(serializers.Serializer):
+class BurndownDaySerializer(serializers.Serializer[Any]):
     date = serializers.DateField()
     scope = serializers.IntegerField(help_text="Tasks existing and not cancelled at the end of the day.")
     done = serializers.IntegerField()
@@ -185,7 +185,7 @@ class BurndownDaySerializer(serializers.Serializer):
     ideal_hours = serializers.FloatField()
 
 
-class ProjectBurndownSerializer(serializers.Serializer):
+class ProjectBurndownSerializer(serializers.Serializer[Any]):
     """Daily burndown (remaining) and burnup (scope, done) from the tasks' history."""
 
     start = serializers.DateField()

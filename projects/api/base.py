@@ -7,19 +7,25 @@ so object-level permission by project membership is written once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from rest_framework import exceptions, mixins, viewsets
-from rest_framework.request import Request
 
 from projects.keys import PROJECT_KEY_ANY_CASE
 from projects.models import Membership, Project
 from projects.selectors import project_ids_visible, project_role
 
+if TYPE_CHECKING:
+    # For the type checker the mixins are API views (their ``request`` is DRF's); at run time they are
+    # plain mixins, the views they are mixed into bring the rest.
+    from rest_framework.views import APIView as _ViewBase
+else:
+    _ViewBase = object
 
-class ProjectScopedMixin:
+
+class ProjectScopedMixin(_ViewBase):
     """Confine a view to the projects its user is a member of (staff: all), and check roles on writes.
 
     ``project_path`` is the lookup from the view's model to its project ("project", "repository__project",
@@ -27,7 +33,6 @@ class ProjectScopedMixin:
     """
 
     project_path = "project"
-    request: Request
 
     def project_scope(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         visible = project_ids_visible(user=self.request.user)

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from apm.users import request_user
 from projects.api.base import ProjectInUrlMixin, ProjectScopedViewSet
 from projects.api.serializers import (
     MembershipRoleSerializer,
@@ -61,11 +62,12 @@ class ProjectViewSet(ProjectScopedViewSet):
         return ProjectSerializer
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        project = project_create(owner=self.request.user, **serializer.validated_data)
+        project = project_create(owner=request_user(self.request), **serializer.validated_data)
         serializer.instance = self.get_queryset().get(pk=project.pk)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         project = serializer.instance
+        assert project is not None  # update() hands perform_update the object it read
         self.project_role_require(project, Membership.ADMIN_ROLES)
         project_update(project=project, **serializer.validated_data)
 

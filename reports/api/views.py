@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +21,7 @@ from rest_framework.response import Response
 
 from apm.api.serializers import StrictModelSerializer
 from apm.api.throttling import ScopedThrottle, UserThrottle
+from apm.users import request_user
 from projects.api.base import ProjectInUrlMixin
 from projects.models import Membership
 from reports.exports import export_content_type, export_request
@@ -38,7 +40,9 @@ class ExportJobSerializer(StrictModelSerializer):
             "7 days ago), until."
         ),
     )
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    requested_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     download = serializers.SerializerMethodField(help_text="Where to get the file once the job succeeded.")
 
     class Meta:
@@ -86,7 +90,7 @@ class ExportJobViewSet(
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[ExportJob],
 ):
     serializer_class = ExportJobSerializer
     lookup_value_regex = "[0-9]+"
@@ -118,7 +122,7 @@ class ExportJobViewSet(
             project=project,
             kind=serializer.validated_data["kind"],
             filters=serializer.validated_data.get("filters") or {},
-            requested_by=request.user,
+            requested_by=request_user(request),
         )
         job.refresh_from_db()  # eager Celery has run it already; a worker will later
         job.project = project
@@ -142,7 +146,7 @@ class ExportJobViewSet(
         response = FileResponse(
             job.file.open("rb"),
             as_attachment=True,
-            filename=job.file.name.rsplit("/", 1)[-1],
+            filename=(job.file.name or "").rsplit("/", 1)[-1],
             content_type=export_content_type(job),
         )
         # An HTML digest opened from here must not run anything in APM's origin.

@@ -68,8 +68,13 @@ def _provider(headers: Any) -> str:
 def push_event_parse(request: HttpRequest, payload: dict[str, Any]) -> PushEvent:
     headers = request.headers
     provider = _provider(headers)
-    repository = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
-    project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
+    repository = payload.get("repository")
+    if not isinstance(repository, dict):
+        repository = {}
+    project = payload.get("project")
+    if not isinstance(project, dict):
+        project = {}
+    url_keys: tuple[tuple[str, dict[str, Any]], ...]
     if provider == "gitlab":
         kind = "push" if headers["X-Gitlab-Event"] == "Push Hook" else headers["X-Gitlab-Event"]
         url_keys = (

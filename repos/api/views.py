@@ -100,6 +100,7 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         repository = serializer.instance
+        assert repository is not None  # update() hands perform_update the object it read
         self.project_role_require(repository.project, Membership.ADMIN_ROLES)
         repository_update(repository=repository, **serializer.validated_data)
 
@@ -214,10 +215,9 @@ class FileViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class TaskCommitsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
-    """``/api/v1/tasks/{key}/commits/``: the commits that name a task.
+    """The commits that name a task, with what each message asked of it."""
 
-    Served here rather than by the tasks' views: the links are rows of the repositories app.
-    """
+    # Served here rather than by the tasks' views: the links are rows of the repositories app.
 
     lookup_field = "key"
     lookup_value_regex = TASK_KEY_ANY_CASE

@@ -66,6 +66,7 @@ from repos.languages import language_of
 from repos.linking import (
     CommitText,
     LinkReport,
+    Mode,
     commits_link_tasks,
     commits_requests_apply,
     commits_requests_to_history,
@@ -541,8 +542,8 @@ def ingestion_files_chunk(*, run_id: int, entries: TreeSlice) -> None:
                 "path": path,
                 "language": language_of(path, mode=mode),
                 "size": size if size >= 0 else (blob.size if blob is not None else 0),
-                "lines": blob.lines if text_blob else 0,
-                "is_binary": blob.is_binary if text_blob else False,
+                "lines": blob.lines if blob is not None and text_blob else 0,
+                "is_binary": blob.is_binary if blob is not None and text_blob else False,
             }
         )
     with transaction.atomic():
@@ -598,6 +599,7 @@ def _commits_link(*, run: IngestionRun, commits: list[ParsedCommit], written: Co
     new = [text for text in texts if text.sha in written.added]
     seen = [text for text in texts if text.sha not in written.added]
     report = LinkReport()
+    mode: Mode
     for mode, batch, added in (
         ("history" if _is_backfill(run) else "pending", new, True),
         ("history", seen, False),

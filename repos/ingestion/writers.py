@@ -128,13 +128,13 @@ def commits_write(*, repository_id: int, commits: Sequence[ParsedCommit]) -> Com
     else:
         before = _commit_ids(repository_id, shas)
         new_rows = [_commit_row(repository_id, c) for c in commits if c.sha not in before]
-        inserted = _commits_insert_ignoring(new_rows)
-        if inserted != len(new_rows):
+        stored = _commits_insert_ignoring(new_rows)
+        if stored != len(new_rows):
             # Another transaction stored some of these commits between the look-up and the insert (two
             # runs at once after a stale takeover): which ones cannot be told, and the running totals
             # must count each commit once. Undone and retried as a transient error, it sees them stored.
             raise OperationalError(
-                f"{len(new_rows) - inserted} of the chunk's commits were stored meanwhile by another run"
+                f"{len(new_rows) - stored} of the chunk's commits were stored meanwhile by another run"
             )
         ids = _commit_ids(repository_id, shas)
         added = frozenset(row["sha"] for row in new_rows)

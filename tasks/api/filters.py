@@ -6,6 +6,7 @@ import django_filters
 from django.db.models import QuerySet
 
 from apm.api.filters import IdFilter
+from apm.users import request_user
 from tasks.models import Task
 
 
@@ -32,7 +33,8 @@ class TaskFilter(django_filters.FilterSet):
         if value == "none":
             return queryset.filter(assignee__isnull=True)
         if value == "me":
-            return queryset.filter(assignee=self.request.user)
+            assert self.request is not None  # the API hands every filter set its request
+            return queryset.filter(assignee=request_user(self.request))
         return queryset.filter(assignee__username=value)
 
     def filter_is_open(self, queryset: QuerySet[Task], name: str, value: bool) -> QuerySet[Task]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -47,7 +48,8 @@ class TaskKeyField(serializers.RelatedField):
             self.fail("does_not_exist", value=match.group(0))
         return task
 
-    def to_representation(self, value: Task) -> str:
+    # A task, never the PKOnlyObject the stubs allow for: that is PrimaryKeyRelatedField's optimisation.
+    def to_representation(self, value: Task) -> str:  # type: ignore[override]
         return value.key
 
 
@@ -63,8 +65,11 @@ class TaskSerializer(StrictModelSerializer):
     key = serializers.CharField(read_only=True, help_text="e.g. APM-12")
     project = ProjectKeyField()
     assignee = _username_field(required=False, allow_null=True, help_text="Username of a writing member.")
-    reporter = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    parent = TaskKeyField(required=False, allow_null=True)
+    reporter: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    # A field named like Field.parent (the stubs' attribute); DRF keeps declared fields off the class.
+    parent = TaskKeyField(required=False, allow_null=True)  # type: ignore[assignment]
     depends_on = TaskKeyField(many=True, required=False, help_text="Keys of the tasks this one waits on.")
 
     class Meta:
@@ -131,7 +136,9 @@ class TaskDependencySerializer(StrictSerializer):
 
 
 class TaskEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = TaskEvent

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from apm.users import request_user
 from projects.api.base import ProjectScopedViewSet
 from projects.keys import TASK_KEY_ANY_CASE, TASK_KEY_RE
 from tasks.api.filters import TaskFilter
@@ -50,10 +51,9 @@ SOURCE = TaskEvent.Source.API
     partial_update=extend_schema(summary="Change a task's fields or assignee (writing members)"),
 )
 class TaskViewSet(ProjectScopedViewSet):
-    """Tasks, addressed by key (``/api/v1/tasks/APM-12/``). Closed or cancelled through transitions.
+    """Tasks, addressed by key (``/api/v1/tasks/APM-12/``). Closed or cancelled through transitions."""
 
-    The commits that name a task (``/tasks/{key}/commits/``) are served by repos.api.views.
-    """
+    # The commits that name a task (``/tasks/{key}/commits/``) are served by repos.api.views.
 
     lookup_field = "key"
     lookup_value_regex = TASK_KEY_ANY_CASE
@@ -93,17 +93,20 @@ class TaskViewSet(ProjectScopedViewSet):
         data = dict(serializer.validated_data)
         project = data.pop("project")
         self.project_role_require(project)
-        task = task_create(project=project, source=SOURCE, actor=self.request.user, **data)
+        task = task_create(project=project, source=SOURCE, actor=request_user(self.request), **data)
         serializer.instance = self.get_queryset().get(pk=task.pk)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         task = serializer.instance
+        assert task is not None  # update() hands perform_update the object it read
         self.project_role_require(task.project)
         data = dict(serializer.validated_data)
         if "assignee" in data:
-            task_assign(task=task, assignee=data.pop("assignee"), source=SOURCE, actor=self.request.user)
+            task_assign(
+                task=task, assignee=data.pop("assignee"), source=SOURCE, actor=request_user(self.request)
+            )
         if data:
-            task_update(task=task, source=SOURCE, actor=self.request.user, **data)
+            task_update(task=task, source=SOURCE, actor=request_user(self.request), **data)
         serializer.instance = self.get_queryset().get(pk=task.pk)
 
     @extend_schema(
@@ -117,7 +120,7 @@ class TaskViewSet(ProjectScopedViewSet):
         self.project_role_require(task.project)
         serializer = TaskTransitionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        task_transition(task=task, source=SOURCE, actor=request.user, **serializer.validated_data)
+        task_transition(task=task, source=SOURCE, actor=request_user(request), **serializer.validated_data)
         return Response(
             TaskSerializer(self.get_queryset().get(pk=task.pk), context=self.get_serializer_context()).data
         )
@@ -149,7 +152,7 @@ class TaskViewSet(ProjectScopedViewSet):
                 task=task,
                 depends_on=serializer.validated_data["depends_on"],
                 source=SOURCE,
-                actor=request.user,
+                actor=request_user(request),
             )
         waits_on = (
             Task.objects.filter(dependent_links__task=task).select_related("project").order_by("number")
@@ -178,5 +181,5 @@ class TaskViewSet(ProjectScopedViewSet):
         if not serializer.is_valid():
             raise NotFound(f"Task {depends_on.upper()} does not exist.")
         target = serializer.validated_data["depends_on"]
-        task_dependency_remove(task=task, depends_on=target, source=SOURCE, actor=request.user)
+        task_dependency_remove(task=task, depends_on=target, source=SOURCE, actor=request_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 
 from apm.api.pagination import HistoryCursorPagination
 from apm.api.serializers import StrictModelSerializer
+from apm.users import request_user
 from projects.api.base import ProjectInUrlMixin
 from projects.models import Membership
 from webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
@@ -41,7 +43,7 @@ class WebhookSubscriptionSerializer(StrictModelSerializer):
         allow_empty=False,
         help_text="The events this URL receives.",
     )
-    created_by = serializers.SlugRelatedField(
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True, help_text="Who created it."
     )
 
@@ -61,11 +63,11 @@ class WebhookSubscriptionCreatedSerializer(WebhookSubscriptionSerializer):
         fields = [*WebhookSubscriptionSerializer.Meta.fields, "secret"]
 
 
-class WebhookSubscriptionSecretSerializer(serializers.Serializer):
+class WebhookSubscriptionSecretSerializer(serializers.Serializer[Any]):
     secret = serializers.CharField(read_only=True, help_text="The new secret; the old one stops working now.")
 
 
-class WebhookDeliverySerializer(serializers.ModelSerializer):
+class WebhookDeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
     """One event sent to the subscription, and how its last attempt went."""
 
     class Meta:
@@ -111,7 +113,7 @@ class WebhookSubscriptionViewSet(
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Any],  # its deliveries action pages through WebhookDelivery
 ):
     """``/api/v1/projects/{key}/webhooks/{id}/``."""
 
@@ -132,7 +134,7 @@ class WebhookSubscriptionViewSet(
         serializer = WebhookSubscriptionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         subscription = webhook_subscription_create(
-            project=project, created_by=request.user, **serializer.validated_data
+            project=project, created_by=request_user(request), **serializer.validated_data
         )
         return Response(
             WebhookSubscriptionCreatedSerializer(subscription).data, status=status.HTTP_201_CREATED

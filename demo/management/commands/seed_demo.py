@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Count
@@ -117,7 +117,7 @@ class Command(BaseCommand):
         get_user_model().objects.filter(username__in=DEMO_USERNAMES).delete()
         self.stdout.write(f"Deleted {len(project_ids)} demo project(s) and the demo users.")
 
-    def _ensure_users(self) -> dict[str, AbstractBaseUser]:
+    def _ensure_users(self) -> dict[str, User]:
         user_model = get_user_model()
         users = {user.username: user for user in user_model.objects.filter(username__in=DEMO_USERNAMES)}
         for spec in DEMO_USERS:
