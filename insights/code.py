@@ -33,6 +33,8 @@ DEFAULT_WINDOW = dt.timedelta(days=DEFAULT_DAYS)
 # The longest window a caller may ask for in days: ten years, more than any history worth ranking.
 MAX_DAYS = 3650
 MAIN_AREAS = 3
+# Pairs of files changed together by fewer commits are chance, not coupling.
+COUPLING_MIN_SHARED = 3
 # The area of files at the top of the tree, which have no directory.
 ROOT_AREA = "(root)"
 # Analytics entries are also dropped by the project's generation bump at the end of every ingestion;
@@ -358,7 +360,7 @@ def change_coupling(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     repository: Repository | int | None = None,
-    min_shared: int = 3,
+    min_shared: int = COUPLING_MIN_SHARED,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """Pairs of files (both still in the tree) changed together by at least ``min_shared`` commits.

@@ -32,6 +32,7 @@ from insights.analytics import (
 )
 from insights.code import (
     CACHE_TIMEOUT,
+    COUPLING_MIN_SHARED,
     AnalyticsWindow,
     change_coupling,
     code_window,
@@ -65,6 +66,9 @@ T = TypeVar("T")
 # Time-dependent results (overdue, stale, trends) are also keyed by day and kept at most this long, on
 # top of the project's cache generation, which any task change bumps.
 ANALYTICS_CACHE_SECONDS = 3600
+# The shape of the cached analytics entries. It is part of their keys, so that processes of two releases
+# sharing one cache (a rolling deploy) never read each other's entries: raise it when a shape changes.
+ANALYTICS_FORMAT = 2
 
 
 # health_level/health_score: the last recorded assessment (insights.services.project_health_record).
@@ -175,7 +179,9 @@ def analytics_cached(
     nothing is written. Task analytics live an hour at most; code analytics (which change only with an
     ingestion) pass a longer ``timeout``.
     """
-    key = generation_key(project_key(project.pk), "analytics", name, timezone.localdate(), *parts)
+    key = generation_key(
+        project_key(project.pk), "analytics", f"v{ANALYTICS_FORMAT}", name, timezone.localdate(), *parts
+    )
     return cached(key, compute, timeout=timeout)
 
 
@@ -242,6 +248,8 @@ def code_figures_cached(
     ``max_files``. Cached a day at most in the project's generation, which every ingestion bumps.
     """
     if figure == "coupling":
+        # The API always names min_shared (its default is this one): the admin's panel shares its entry.
+        options.setdefault("min_shared", COUPLING_MIN_SHARED)
         options["max_files"] = coupling_max_files()
     query = {
         "repository": repository,

@@ -12,6 +12,9 @@ PROJECT_KEY = r"[A-Z][A-Z0-9]{1,9}"
 PROJECT_KEY_ANY_CASE = r"[A-Za-z][A-Za-z0-9]{1,9}"
 TASK_NUMBER = r"[1-9][0-9]*"
 TASK_KEY_ANY_CASE = rf"{PROJECT_KEY_ANY_CASE}-{TASK_NUMBER}"
+# A task key in a URL: any digits, so that a malformed number ("APM-01") reaches the view, which
+# authenticates first and then says the task does not exist.
+TASK_KEY_URL = rf"{PROJECT_KEY_ANY_CASE}-[0-9]+"
 # A stored task key, split into its project key and number.
 TASK_KEY_RE = re.compile(rf"^(?P<project>{PROJECT_KEY})-(?P<number>{TASK_NUMBER})$")
 # A URL segment naming a project: ``projects/<PROJECT_KEY_URL>/members/``.

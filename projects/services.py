@@ -14,18 +14,11 @@ from django.db import IntegrityError, OperationalError, transaction
 from apm.cache import PROJECTS_LIST_KEY, generation_bump, project_key
 from apm.db import is_deadlock
 from projects.models import Membership, Project
+from projects.workflow import GRAMMAR_FIELDS
 
 # Fields a project update may change. The key is fixed once tasks are numbered under it.
 # The commit grammar (repos.grammar): how commit messages move the project's tasks.
-PROJECT_GRAMMAR_FIELDS = frozenset(
-    {
-        "commit_automation",
-        "commit_close_keywords",
-        "commit_status_tags",
-        "commit_short_references",
-        "commit_time_logging",
-    }
-)
+PROJECT_GRAMMAR_FIELDS = frozenset(GRAMMAR_FIELDS)
 PROJECT_UPDATABLE_FIELDS = frozenset(
     {"name", "description", "status", "start_date", "target_date", *PROJECT_GRAMMAR_FIELDS}
 )

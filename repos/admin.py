@@ -23,7 +23,7 @@ from apm.admin import (
 )
 from repos.git import remote_host_check, source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
-from repos.services import ingestion_request, repository_register
+from repos.services import ingestion_request, repository_delete, repository_register
 from tasks.models import Task
 
 
@@ -72,6 +72,14 @@ class RepositoryAdmin(admin.ModelAdmin):
         if obj is None:
             return list(self.readonly_fields)
         return [*self.readonly_fields, "project", "source", *self.panels]
+
+    def delete_model(self, request: HttpRequest, obj: Repository) -> None:
+        repository_delete(repository=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
+        # One repository at a time through the service, so every project's figures are dropped.
+        for repository in queryset:
+            repository_delete(repository=repository)
 
     def save_model(self, request: HttpRequest, obj: Repository, form: forms.ModelForm, change: bool) -> None:
         if change:

@@ -255,3 +255,14 @@ def ingestion_runs_purge(*, older_than_days: int, batch_size: int = 1000) -> int
     while ids := list(old[:batch_size]):
         purged += IngestionRun.objects.filter(pk__in=ids).delete()[0]
     return purged
+
+
+def repository_delete(*, repository: Repository) -> None:
+    """Delete ``repository`` with its commits, file index and runs (its mirror stays on disk).
+
+    The project's cached figures are dropped with it: they counted the repository's commits.
+    """
+    with transaction.atomic():
+        project_id = repository.project_id
+        repository.delete()
+        project_cache_invalidate(project_id=project_id)

@@ -22,6 +22,7 @@ from tasks.services import (
     task_assign,
     task_assignee_validate,
     task_create,
+    task_delete,
     task_dependency_add,
     task_dependency_reaches,
     task_dependency_remove,
@@ -168,6 +169,14 @@ class TaskAdmin(admin.ModelAdmin):
         _transition_action(Task.Status.DONE, "Done"),
         _transition_action(Task.Status.CANCELLED, "Cancelled"),
     ]
+
+    def delete_model(self, request: HttpRequest, obj: Task) -> None:
+        task_delete(task=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        # One task at a time through the service, so every project's figures are dropped.
+        for task in queryset:
+            task_delete(task=task)
 
     @admin.display(description="Key", ordering="number")
     def key_display(self, obj: Task) -> str:

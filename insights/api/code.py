@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from apm.api.filters import MAX_ID
 from apm.api.serializers import DayField
 from insights.code import (
+    COUPLING_MIN_SHARED,
     DEFAULT_DAYS,
     MAIN_AREAS,
     MAX_DAYS,
@@ -88,10 +89,11 @@ class CodeAnalyticsQuerySerializer(serializers.Serializer[Any]):
 class CouplingQuerySerializer(CodeAnalyticsQuerySerializer):
     min_shared = serializers.IntegerField(
         required=False,
-        default=3,
+        default=COUPLING_MIN_SHARED,
         min_value=1,
         max_value=10_000,
-        help_text="Only pairs changed together by at least this many commits (default 3).",
+        help_text=f"Only pairs changed together by at least this many commits "
+        f"(default {COUPLING_MIN_SHARED}).",
     )
 
 

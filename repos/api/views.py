@@ -18,7 +18,7 @@ from rest_framework.serializers import BaseSerializer
 from apm.api.pagination import HistoryCursorPagination
 from apm.api.views import PageAttachMixin
 from projects.api.base import ProjectScopedMixin, ProjectScopedViewSet
-from projects.keys import TASK_KEY_ANY_CASE, TASK_KEY_RE
+from projects.keys import TASK_KEY_RE, TASK_KEY_URL
 from projects.models import Membership
 from repos.api.filters import CommitFilter, FileChangeFilter, FileFilter, IngestionRunFilter, RepositoryFilter
 from repos.api.serializers import (
@@ -220,7 +220,7 @@ class TaskCommitsViewSet(ProjectScopedMixin, viewsets.GenericViewSet):
     # Served here rather than by the tasks' views: the links are rows of the repositories app.
 
     lookup_field = "key"
-    lookup_value_regex = TASK_KEY_ANY_CASE
+    lookup_value_regex = TASK_KEY_URL
     filter_backends: list[Any] = []
     http_method_names = ["get", "head", "options"]
 

@@ -88,6 +88,8 @@ def run_fail(run: IngestionRun, reason: str) -> None:
         INGESTION_RUNS.labels(status=Status.FAILED).inc()
         # Outgoing webhooks (webhooks.services): only the call that marked the run failed emits.
         run = IngestionRun.objects.select_related("repository").get(pk=run.pk)
+        # Chunks may have written commits before the failure: the project's figures count them.
+        project_cache_invalidate(project_id=run.repository.project_id)
         webhook_event_emit(
             project_id=run.repository.project_id,
             event="ingestion.failed",

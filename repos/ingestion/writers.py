@@ -449,7 +449,7 @@ def file_histories_add(*, run_id: int, commit_ids: Sequence[int]) -> None:
     """Add the figures of the commits ``commit_ids`` to their paths' running totals, marked with ``run_id``.
 
     Not idempotent by itself: the caller passes the commits it inserted, once per chunk, under the
-    run's row lock (``repos.services.ingestion_commits_chunk``).
+    run's row lock (``repos.ingestion.pipeline.ingestion_commits_chunk``).
     """
     if not commit_ids:
         return

@@ -20,7 +20,7 @@ from rest_framework.serializers import BaseSerializer
 
 from apm.users import request_user
 from projects.api.base import ProjectScopedViewSet
-from projects.keys import TASK_KEY_ANY_CASE, TASK_KEY_RE
+from projects.keys import TASK_KEY_RE, TASK_KEY_URL
 from tasks.api.filters import TaskFilter
 from tasks.api.serializers import (
     TaskBriefSerializer,
@@ -56,7 +56,7 @@ class TaskViewSet(ProjectScopedViewSet):
     # The commits that name a task (``/tasks/{key}/commits/``) are served by repos.api.views.
 
     lookup_field = "key"
-    lookup_value_regex = TASK_KEY_ANY_CASE
+    lookup_value_regex = TASK_KEY_URL
     http_method_names = [*ProjectScopedViewSet.http_method_names, "delete"]  # dependency removal only
     filterset_class = TaskFilter
     search_fields = ["title", "description"]
@@ -168,7 +168,7 @@ class TaskViewSet(ProjectScopedViewSet):
     @action(
         detail=True,
         methods=["delete"],
-        url_path=f"dependencies/(?P<depends_on>{TASK_KEY_ANY_CASE})",
+        url_path=f"dependencies/(?P<depends_on>{TASK_KEY_URL})",
         url_name="dependency",
     )
     def dependency_remove(self, request: Request, key: str, depends_on: str) -> Response:

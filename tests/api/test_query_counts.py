@@ -155,7 +155,7 @@ CASES: list[tuple[str, Callable[[Any, int], None], int]] = [
     # counted below)
     ("/api/v1/projects/ALPHA/summary/", more_events, 2),
     # the project; progress, health, the page of priorities and the burndown come from the cache filled
-    # by the warm-up request (computing them is counted in tests/projects/test_analytics.py)
+    # by the warm-up request (computing them is counted in tests/insights/test_analytics.py)
     ("/api/v1/projects/ALPHA/progress/", more_tasks, 2),
     ("/api/v1/projects/ALPHA/health/", more_tasks, 2),
     ("/api/v1/projects/ALPHA/priorities/", more_tasks, 2),

@@ -1,6 +1,6 @@
 """``/api/v1/projects/{key}/hotspots/``, ``/coupling/`` and ``/contributors/``: parameters, access, cache.
 
-The figures themselves are checked against git in tests/repos/test_analytics.py; here the API must
+The figures themselves are checked against git in tests/insights/test_code.py; here the API must
 give exactly what the selectors give for the window it names, refuse bad parameters with field errors,
 answer members of every role and nobody else, and serve from the cache until an ingestion bumps the
 project's generation.

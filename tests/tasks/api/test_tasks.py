@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from rest_framework.test import APIClient
 
 from tasks.models import Task, TaskDependency, TaskEvent
 
@@ -183,3 +184,9 @@ def test_task_filters_search_and_ordering(world):
     bad = client.get("/api/v1/tasks/", {"status": "sleeping"})
     assert bad.status_code == 400
     assert "status" in bad.json()["errors"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tasks/ALPHA-01/", "/api/v1/tasks/ALPHA-01/commits/"])
+def test_a_malformed_task_number_is_authenticated_first_then_not_found(world, path):
+    assert APIClient().get(path).status_code == 401
+    assert world.client("member").get(path).status_code == 404
