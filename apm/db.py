@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, models
+from django.db import InterfaceError, OperationalError, migrations, models
 
 # A lost database connection is worth a retry (Celery's autoretry_for, with backoff); any other error
 # would fail the same way again.
@@ -63,3 +63,25 @@ def is_deadlock(exc: BaseException) -> bool:
         return True
     args: tuple[Any, ...] = getattr(cause, "args", ())
     return bool(args) and args[0] == _MYSQL_DEADLOCK
+
+
+def content_types_move(*, models: tuple[str, ...], old_app: str, new_app: str) -> Any:
+    """A ``RunPython`` operation that hands ``models``' content types from ``old_app`` to ``new_app``.
+
+    For models moved between apps with their tables: their permissions, the groups and users holding
+    them, and the admin's history point at the content type's id, so they follow the models. Reversible.
+    A content type the new app already has (a database migrated from scratch) is left alone.
+    """
+
+    def move(source: str, target: str) -> Any:
+        def run(apps: Any, schema_editor: Any) -> None:
+            content_types = apps.get_model("contenttypes", "ContentType").objects.using(
+                schema_editor.connection.alias
+            )
+            for model in models:
+                if not content_types.filter(app_label=target, model=model).exists():
+                    content_types.filter(app_label=source, model=model).update(app_label=target)
+
+        return run
+
+    return migrations.RunPython(move(old_app, new_app), move(new_app, old_app))

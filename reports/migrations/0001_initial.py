@@ -4,22 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-MODELS = ("exportjob",)
-
-
-def content_types_move(apps, schema_editor):
-    """Give the existing content types to this app, so permissions and admin history follow the models."""
-    content_types = apps.get_model("contenttypes", "ContentType").objects.using(schema_editor.connection.alias)
-    for model in MODELS:
-        if not content_types.filter(app_label="reports", model=model).exists():
-            content_types.filter(app_label="projects", model=model).update(app_label="reports")
-
-
-def content_types_back(apps, schema_editor):
-    content_types = apps.get_model("contenttypes", "ContentType").objects.using(schema_editor.connection.alias)
-    for model in MODELS:
-        if not content_types.filter(app_label="projects", model=model).exists():
-            content_types.filter(app_label="reports", model=model).update(app_label="projects")
+from apm.db import content_types_move
 
 
 class Migration(migrations.Migration):
@@ -60,5 +45,6 @@ class Migration(migrations.Migration):
             ),
             ],
         ),
-        migrations.RunPython(content_types_move, content_types_back),
+        # Permissions, groups and admin history follow the models.
+        content_types_move(models=("exportjob",), old_app="projects", new_app="reports"),
     ]

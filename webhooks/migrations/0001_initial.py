@@ -4,22 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-MODELS = ("webhooksubscription", "webhookdelivery")
-
-
-def content_types_move(apps, schema_editor):
-    """Give the existing content types to this app, so permissions and admin history follow the models."""
-    content_types = apps.get_model("contenttypes", "ContentType").objects.using(schema_editor.connection.alias)
-    for model in MODELS:
-        if not content_types.filter(app_label="webhooks", model=model).exists():
-            content_types.filter(app_label="projects", model=model).update(app_label="webhooks")
-
-
-def content_types_back(apps, schema_editor):
-    content_types = apps.get_model("contenttypes", "ContentType").objects.using(schema_editor.connection.alias)
-    for model in MODELS:
-        if not content_types.filter(app_label="projects", model=model).exists():
-            content_types.filter(app_label="webhooks", model=model).update(app_label="projects")
+from apm.db import content_types_move
 
 
 class Migration(migrations.Migration):
@@ -97,5 +82,6 @@ class Migration(migrations.Migration):
             ),
             ],
         ),
-        migrations.RunPython(content_types_move, content_types_back),
+        # Permissions, groups and admin history follow the models.
+        content_types_move(models=("webhooksubscription", "webhookdelivery"), old_app="projects", new_app="webhooks"),
     ]
