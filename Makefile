@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# Each leg of the suite runs on pytest-xdist workers; tests/isolation.py keeps them, and other runs on
-# the same servers, apart. `make test XDIST=` runs a leg in one process.
-XDIST ?= -n 2 --dist worksteal
+# Each leg of the suite runs on pytest-xdist workers, one more than the cores: tests also wait (git, Celery
+# workers, the database servers). worksteal lets an idle worker take tests queued on a busy one, so the
+# few 10-25 s tests do not leave one worker finishing alone. tests/isolation.py keeps the workers, and
+# other runs on the same servers, apart. `make test XDIST=` runs each leg in one process.
+XDIST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1) + 1 )))
+XDIST ?= -n $(XDIST_WORKERS) --dist worksteal
 
 # Test servers on this machine (CI starts them; see .ci/run).
 PG_URL ?= postgres://postgres@127.0.0.1:5432/apm
