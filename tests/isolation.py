@@ -5,16 +5,19 @@ each split over pytest-xdist workers, and all of them use the same Redis (cache 
 RabbitMQ, PostgreSQL and MariaDB. Every test process therefore has a namespace of its own,
 ``apm-test-<run>-<worker>``:
 
-- ``<run>`` is the run's id: ``APM_TEST_RUN_ID`` when set, else the id pytest-xdist's controller made
-  for this run and gave to all its workers (``PYTEST_XDIST_TESTRUNUID``), else (no xdist) an id made
-  once by this process. Two runs never share it; the workers of one run do.
+- ``<run>`` is the run's id, ``APM_TEST_RUN_ID``. The run's first process makes it (the pid and random
+  digits) and leaves it in its environment: pytest-xdist's controller imports the test settings before
+  it starts its workers, which inherit it (else they fall back on xdist's own ``PYTEST_XDIST_TESTRUNUID``).
+  Two runs never share it; the workers of one run do.
 - ``<worker>`` is the xdist worker (``gw0``, ``gw1``...), ``main`` without xdist.
 
 The namespace is the cache's KEY_PREFIX (config.settings.test) and the Redis broker's key prefix (kombu's
 ``global_keyprefix``, also on the result backend): the queues, bindings, unacked messages, broadcasts
 (ping, mingle) and results of a test's Celery workers live under it, so a test sees only its own
-workers and may delete its own keys without touching anyone else's. Databases and directories are
-already per process (config.settings.test names them after the pid).
+workers and may delete its own keys without touching anyone else's. Each ``celery worker`` a test starts
+is named after the namespace too (``worker_nodename``). Databases and directories are already per
+process (config.settings.test names them after the pid); RabbitMQ, which has no key prefix, gets queues
+named after the process.
 
 Worker tests get their broker here (``redis_broker``, ``amqp_broker``), their client from
 ``celery_client`` and clean up with ``broker_flush``; ``tests.processes`` passes the key prefix on to the
@@ -25,6 +28,7 @@ test settings use it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 
@@ -57,6 +61,18 @@ def worker_id() -> str:
 def namespace() -> str:
     """``apm-test-<run>-<worker>``: the name space of this test process on shared servers."""
     return f"apm-test-{run_id()}-{worker_id()}"
+
+
+_celery_workers = itertools.count(1)
+
+
+def worker_nodename() -> str:
+    """A node name for the next ``celery worker`` this process starts, unique among every run's workers.
+
+    Workers of one name share a control queue, exclusive on RabbitMQ (a second worker of that name
+    cannot consume it), and answer a ping as one.
+    """
+    return f"{namespace()}-{next(_celery_workers)}@%h"
 
 
 # The Redis brokers handed out in this process with a key prefix, emptied when its session ends.

@@ -40,6 +40,8 @@ def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[
 
     ``env`` adds to a clean environment (broker, result backend, database ...). A broker from
     tests.isolation brings its key prefix: the worker's queues, broadcasts and results are the test's.
+    Each worker has a node name of its own (tests.isolation): on RabbitMQ a second ``celery@<host>``
+    cannot open the first one's exclusive control queue.
     """
     return subprocess.Popen(
         [
@@ -51,6 +53,8 @@ def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[
             "worker",
             "--pool",
             "solo",
+            "--hostname",
+            isolation.worker_nodename(),
             "-Q",
             queue,
             "-l",
