@@ -59,9 +59,14 @@ def _media_removed() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _broker_keys_removed() -> Iterator[None]:
-    """What this process's worker tests left on the Redis broker, under its namespace (tests/isolation.py)."""
+def _namespace_keys_removed() -> Iterator[None]:
+    """What this process left on Redis under its namespace (tests/isolation.py).
+
+    Cache entries (some never expire) and its worker tests' broker keys: no later run uses the namespace.
+    """
     yield
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
     isolation.brokers_flush()
 
 
