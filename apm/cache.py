@@ -63,14 +63,17 @@ def generation_key(namespace: str, *parts: object) -> str:
     return f"{namespace}:g{generation_get(namespace)}:{suffix}"
 
 
-def cached(key: str, compute: Callable[[], T], *, timeout: int | None = None) -> T:
-    """Return the cached value at ``key`` or compute, store and return it."""
+def cached(key: str, compute: Callable[[], T], *, family: str, timeout: int | None = None) -> T:
+    """Return the cached value at ``key`` or compute, store and return it.
+
+    ``family`` names the kind of figure (``summary``, ``burndown``, ...) for the hit and miss metrics.
+    """
     sentinel: Any = object()
     value = cache.get(key, sentinel)
     if value is not sentinel:
-        CACHE_LOOKUPS.labels(result="hit").inc()
+        CACHE_LOOKUPS.labels(family=family, result="hit").inc()
     else:
-        CACHE_LOOKUPS.labels(result="miss").inc()
+        CACHE_LOOKUPS.labels(family=family, result="miss").inc()
         value = compute()
         if timeout is None:
             cache.set(key, value)

@@ -125,7 +125,7 @@ def project_summary_cached(*, project: Project) -> dict[str, Any]:
             commit["repository"] = commit.pop("repository_id")
         return summary
 
-    return cached(project_key(project.pk), compute)
+    return cached(project_key(project.pk), compute, family="summary")
 
 
 def project_portfolio_cached() -> list[dict[str, Any]]:
@@ -148,7 +148,7 @@ def project_portfolio_cached() -> list[dict[str, Any]]:
             for project in Project.objects.order_by("key").values(*_PROJECT_SUMMARY_FIELDS)
         ]
 
-    return cached(PROJECTS_LIST_KEY, compute)
+    return cached(PROJECTS_LIST_KEY, compute, family="portfolio")
 
 
 def project_dashboard(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
@@ -182,7 +182,7 @@ def analytics_cached(
     key = generation_key(
         project_key(project.pk), "analytics", f"v{ANALYTICS_FORMAT}", name, timezone.localdate(), *parts
     )
-    return cached(key, compute, timeout=timeout)
+    return cached(key, compute, family=name, timeout=timeout)
 
 
 def project_progress_cached(*, project: Project, days: int = TREND_DAYS) -> dict[str, Any]:

@@ -20,6 +20,18 @@ from prometheus_client import Counter, Histogram
 TASK_STATUSES = ("backlog", "todo", "in_progress", "in_review", "done", "cancelled")  # Task.Status
 TASK_EVENT_SOURCES = ("admin", "api", "commit", "batch", "system")  # TaskEvent.Source
 CACHE_RESULTS = ("hit", "miss")
+# The cached selectors' families (insights.selectors): one hit and one miss series each from the start.
+CACHE_FAMILIES = (
+    "summary",
+    "portfolio",
+    "progress",
+    "health",
+    "priorities",
+    "burndown",
+    "hotspots",
+    "coupling",
+    "contributors",
+)
 INGESTION_RUN_OUTCOMES = ("succeeded", "failed")  # the IngestionRun.Status a run ends in
 WEBHOOK_PROVIDERS = ("github", "gitlab", "gitea")
 WEBHOOK_RECEIVED_OUTCOMES = ("queued", "ignored", "ping", "forbidden", "invalid")
@@ -51,7 +63,9 @@ CELERY_TASK_DURATION = Histogram(
 )
 CELERY_TASK_FAILURES = Counter("apm_celery_task_failures_total", "Celery tasks that raised.", ["task"])
 CACHE_LOOKUPS = Counter(
-    "apm_cache_lookups_total", "Lookups through APM's cached selectors, by result.", ["result"]
+    "apm_cache_lookups_total",
+    "Lookups through APM's cached selectors, by family of figure and result.",
+    ["family", "result"],
 )
 INGESTION_RUNS = Counter("apm_ingestion_runs_total", "Ingestion runs that ended, by outcome.", ["status"])
 INGESTED_COMMITS = Counter("apm_ingested_commits_total", "Commits written by ingestion.")
@@ -90,7 +104,7 @@ def _series_start_at_zero(counter: Counter, **values: Iterable[str]) -> None:
 
 _series_start_at_zero(TASK_TRANSITIONS, to_status=TASK_STATUSES, source=TASK_EVENT_SOURCES)
 _series_start_at_zero(TASKS_CREATED, source=TASK_EVENT_SOURCES)
-_series_start_at_zero(CACHE_LOOKUPS, result=CACHE_RESULTS)
+_series_start_at_zero(CACHE_LOOKUPS, family=CACHE_FAMILIES, result=CACHE_RESULTS)
 _series_start_at_zero(INGESTION_RUNS, status=INGESTION_RUN_OUTCOMES)
 _series_start_at_zero(WEBHOOKS_RECEIVED, provider=WEBHOOK_PROVIDERS, outcome=WEBHOOK_RECEIVED_OUTCOMES)
 _series_start_at_zero(API_TOKENS_AUTHENTICATED, outcome=API_TOKEN_OUTCOMES)

@@ -109,7 +109,10 @@ DATABASES = {"default": database_config(env("DATABASE_URL", default=f"sqlite:///
 # --- Cache --------------------------------------------------------------------------------------------
 CACHE_DEFAULT_TIMEOUT = env.int("CACHE_DEFAULT_TIMEOUT", default=300)
 REDIS_URL = env("REDIS_URL", default="")
-if REDIS_URL:
+if env("APM_CACHE", default="") == "none":
+    # No cache at all, every read computes: benchmarks/pages.py measures the pages with and without one.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+elif REDIS_URL:
     CACHES = {
         "default": {
             # django-redis with metrics; IGNORE_EXCEPTIONS turns a Redis outage into cache misses, so

@@ -15,14 +15,16 @@ def test_bumping_a_generation_makes_its_whole_family_unreachable():
         return value
 
     key_before = generation_key("project:1", "summary")
-    assert cached(key_before, lambda: compute("first")) == "first"
-    assert cached(generation_key("project:1", "summary"), lambda: compute("second")) == "first"
+    assert cached(key_before, lambda: compute("first"), family="summary") == "first"
+    again = generation_key("project:1", "summary")
+    assert cached(again, lambda: compute("second"), family="summary") == "first"
     other_family = generation_key("project:2", "summary")
 
     generation_bump("project:1")
 
     assert generation_key("project:1", "summary") != key_before
-    assert cached(generation_key("project:1", "summary"), lambda: compute("third")) == "third"
+    after = generation_key("project:1", "summary")
+    assert cached(after, lambda: compute("third"), family="summary") == "third"
     assert generation_key("project:2", "summary") == other_family
     assert calls == ["first", "third"]
 

@@ -60,7 +60,7 @@ def test_the_label_values_are_the_ones_the_services_pass():
         ("apm_ingestion_runs_total", {"status": "succeeded"}),
         ("apm_task_transitions_total", {"to_status": "cancelled", "source": "system"}),
         ("apm_tasks_created_total", {"source": "batch"}),
-        ("apm_cache_lookups_total", {"result": "miss"}),
+        ("apm_cache_lookups_total", {"family": "burndown", "result": "miss"}),
         ("apm_webhooks_received_total", {"provider": "gitea", "outcome": "forbidden"}),
         ("apm_api_token_authentications_total", {"outcome": "refused"}),
         ("apm_webhook_deliveries_total", {"event": "ingestion.failed", "outcome": "failed"}),
