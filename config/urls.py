@@ -2,7 +2,8 @@
 
 ``/projects`` and ``/dashboard`` are the short paths of the guide's load-test scenario: ``/projects`` is
 the project list and creation of ``/api/v1/projects/`` (same view, same rules, left out of the schema);
-``/dashboard`` is the people's page.
+``/dashboard`` is the people's page, ``/`` sends people there, and ``/projects/<KEY>/`` and
+``/repositories/<id>/`` are the pages of insights.urls.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views import defaults
+from django.views.generic import RedirectView
 
 from apm.api import exceptions as api_exceptions
 from insights.views import DashboardView
@@ -28,6 +32,11 @@ urlpatterns = [
     path("api/v1/", include("config.api_router")),
     path("projects", ProjectAliasViewSet.as_view({"get": "list", "post": "create"}), name="projects"),
     path("dashboard", DashboardView.as_view(), name="dashboard"),
+    # The address `make run` prints: people land on the dashboard.
+    path("", RedirectView.as_view(pattern_name="dashboard"), name="home"),
+    path("", include("insights.urls")),
+    # Browsers ask for /favicon.ico on pages that name none (the admin's).
+    path("favicon.ico", lambda request: redirect(static("insights/favicon.svg")), name="favicon"),
     path("admin/", admin.site.urls),
     path("", include("monitoring.urls")),
 ]

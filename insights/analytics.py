@@ -220,6 +220,28 @@ def project_progress(
     }
 
 
+def project_progress_series(*, project: Project, dates: list[datetime.date]) -> list[dict[str, Any]]:
+    """Progress of ``project`` at the end of each of ``dates`` (ascending), from TaskEvent history.
+
+    The same measure as ``project_progress`` (statuses from history, today's estimates and subtask tree),
+    in two queries whatever the number of dates: the median estimate, then every point at once.
+    """
+    if not dates:
+        return []
+    tz = timezone.get_current_timezone()
+    default = project_default_estimate(project=project)
+    params: list[Any] = []
+    for k, day in enumerate(dates):
+        at = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz)
+        params += [k, connection.ops.adapt_datetimefield_value(at)]
+    history = _rollups(_historic_progress_sql(len(dates)), [*params, project.pk, default])
+    nothing = (0, 0.0, 0.0)
+    return [
+        {"date": day, "progress": _ratio(history.get(k, nothing)[2], history.get(k, nothing)[1])}
+        for k, day in enumerate(dates)
+    ]
+
+
 # --- Health and risk ----------------------------------------------------------------------------------
 
 # Penalties, in points taken from 100 (the score stops at 0).
@@ -707,7 +729,9 @@ def _hours(value: Any) -> float:
     return round(float(value or 0), 2)
 
 
-def project_burndown(*, project: Project, start: datetime.date, end: datetime.date) -> dict[str, Any]:
+def project_burndown(
+    *, project: Project, start: datetime.date, end: datetime.date, bounded: bool = True
+) -> dict[str, Any]:
     """Daily burndown and burnup of ``project`` from ``start`` to ``end`` (both included), from TaskEvents.
 
     Each day gives the state at its end: ``scope`` (tasks existing and not cancelled), ``done`` and
@@ -716,9 +740,11 @@ def project_burndown(*, project: Project, start: datetime.date, end: datetime.da
     without an estimate weigh the default estimate). ``ideal`` falls linearly from the first day's
     remaining to 0 at the project's target date (or ``end`` when there is none, or it is not after
     ``start``). Three queries: the default estimate, the state before ``start``, the changes per day.
+    ``bounded=False`` lifts the 366-day limit (a project page's "all" window; one row per day of history).
     """
 
-    burndown_range_validate(start=start, end=end)
+    if bounded:
+        burndown_range_validate(start=start, end=end)
     tz = timezone.get_current_timezone()
     start_at = datetime.datetime.combine(start, datetime.time.min, tzinfo=tz)
     end_at = datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Count, Max
+from django.db.models import Count, F, Max, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from apm.cache import PROJECTS_LIST_KEY, cached, generation_key, project_key
@@ -27,6 +28,7 @@ from insights.analytics import (
     project_burndown,
     project_health,
     project_progress,
+    project_progress_series,
     task_counts,
     task_priorities,
 )
@@ -42,7 +44,7 @@ from insights.code import (
 )
 from projects.models import Project
 from projects.selectors import project_ids_visible
-from repos.models import Commit
+from repos.models import Commit, CommitTaskLink, File, IngestionRun, Repository
 from tasks.models import Task, TaskEvent
 
 if TYPE_CHECKING:
@@ -131,7 +133,9 @@ def project_summary_cached(*, project: Project) -> dict[str, Any]:
 def project_portfolio_cached() -> list[dict[str, Any]]:
     """Every project with its task counts, cached under ``projects:list``.
 
-    Two queries whatever the number of projects: the projects, then one grouped count of their tasks.
+    Each row also holds ``activity``: commits and tasks closed in each of the last ``ACTIVITY_WEEKS``
+    weeks, oldest first (the dashboard's sparklines). Four queries whatever the number of projects: the
+    projects, one grouped count of their tasks, commits and closed tasks grouped by project and day.
     Callers filter the list down to what their user may see.
     """
 
@@ -143,12 +147,62 @@ def project_portfolio_cached() -> list[dict[str, Any]]:
         )
         counts = {row.pop("project_id"): row for row in rows}
         zeros = dict.fromkeys(aggregates, 0)
+        activity = _portfolio_activity()
         return [
-            {**project, **counts.get(project["id"], zeros)}
+            {
+                **project,
+                **counts.get(project["id"], zeros),
+                "activity": activity.get(
+                    project["id"], {"commits": [0] * ACTIVITY_WEEKS, "closed": [0] * ACTIVITY_WEEKS}
+                ),
+            }
             for project in Project.objects.order_by("key").values(*_PROJECT_SUMMARY_FIELDS)
         ]
 
     return cached(PROJECTS_LIST_KEY, compute, family="portfolio")
+
+
+ACTIVITY_WEEKS = 12
+
+
+def _portfolio_activity() -> dict[int, dict[str, list[int]]]:
+    """Commits and closed tasks per project in each of the last ``ACTIVITY_WEEKS`` weeks (7-day spans
+    ending today), oldest first. Two grouped queries over the span (idx_commits_timestamp,
+    idx_task_events_project_time), a row per project and active day."""
+    today = timezone.localdate()
+    first = today - datetime.timedelta(days=7 * ACTIVITY_WEEKS - 1)
+    since = datetime.datetime.combine(first, datetime.time.min, tzinfo=timezone.get_current_timezone())
+    activity: dict[int, dict[str, list[int]]] = {}
+
+    def add(project_id: int, kind: str, day: datetime.date, number: int) -> None:
+        week = (day - first).days // 7
+        if 0 <= week < ACTIVITY_WEEKS:
+            row = activity.setdefault(
+                project_id, {"commits": [0] * ACTIVITY_WEEKS, "closed": [0] * ACTIVITY_WEEKS}
+            )
+            row[kind][week] += number
+
+    commits: Any = (
+        Commit.objects.filter(timestamp__gte=since)
+        .annotate(day=TruncDate("timestamp"))
+        .values("repository__project_id", "day")
+        .annotate(number=Count("id"))
+        .order_by()
+    )
+    for row in commits:
+        add(row["repository__project_id"], "commits", row["day"], row["number"])
+    closed: Any = (
+        TaskEvent.objects.filter(
+            created_at__gte=since, kind=TaskEvent.Kind.STATUS_CHANGED, to_status=Task.Status.DONE
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values("project_id", "day")
+        .annotate(number=Count("id"))
+        .order_by()
+    )
+    for row in closed:
+        add(row["project_id"], "closed", row["day"], row["number"])
+    return activity
 
 
 def project_dashboard(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
@@ -281,3 +335,171 @@ def code_figures_cached(
         return {**echo, "results": rows}
 
     return analytics_cached(project=project, name=figure, parts=parts, compute=compute, timeout=CACHE_TIMEOUT)
+
+
+# --- Pages (insights.views) ---------------------------------------------------------------------------
+
+# A project page's windows, in days; "all" is the whole history.
+PAGE_WINDOWS = ("30", "90", "365", "all")
+PAGE_WINDOW_DEFAULT = "90"
+# Points of the progress trend: weekly up to a year, then monthly-ish so the query stays small.
+PROGRESS_POINTS_MAX = 53
+
+
+def page_window_days(window: str) -> int | None:
+    """Days of a page window (None for "all")."""
+    return None if window == "all" else int(window)
+
+
+def project_history_start(*, project: Project) -> datetime.date:
+    """The first day of ``project``'s history: its start date or its first task event or commit."""
+    first_event = (
+        TaskEvent.objects.filter(project=project)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)[:1]
+    )
+    first_commit = (
+        Commit.objects.filter(repository__project=project)
+        .order_by("timestamp")
+        .values_list("timestamp", flat=True)[:1]
+    )
+    candidates = [timezone.localdate(moment) for moment in (*first_event, *first_commit)]
+    if project.start_date:
+        candidates.append(project.start_date)
+    return min(candidates, default=timezone.localdate())
+
+
+def _window_start(project: Project, window: str) -> datetime.date:
+    days = page_window_days(window)
+    today = timezone.localdate()
+    if days is None:
+        return min(project_history_start(project=project), today)
+    return today - datetime.timedelta(days=days - 1)
+
+
+def project_charts_cached(*, project: Project, window: str) -> dict[str, Any]:
+    """The burndown/burnup days and the progress trend of ``project`` over a page window, cached.
+
+    ``burndown`` is ``insights.analytics.project_burndown`` over the window (any length for "all");
+    ``progress`` holds the project's progress at the end of evenly spaced days of the window (weekly up to
+    a year). Six queries on a miss.
+    """
+
+    def compute() -> dict[str, Any]:
+        start = _window_start(project, window)
+        end = timezone.localdate()
+        burndown = project_burndown(project=project, start=start, end=end, bounded=False)
+        span = (end - start).days
+        step = max(7, -(-span // (PROGRESS_POINTS_MAX - 1)))
+        dates = sorted(
+            {end - datetime.timedelta(days=offset) for offset in range(0, span + 1, step)} | {start}
+        )
+        return {
+            "window": window,
+            "start": start,
+            "end": end,
+            "burndown": burndown,
+            "progress": project_progress_series(project=project, dates=dates),
+        }
+
+    return analytics_cached(project=project, name="charts", parts=(window,), compute=compute)
+
+
+def project_commits_recent_cached(*, project: Project, limit: int = 15) -> list[dict[str, Any]]:
+    """The latest commits of ``project`` with the tasks each one links to, cached. Two queries."""
+
+    def compute() -> list[dict[str, Any]]:
+        commits: list[dict[str, Any]] = list(
+            Commit.objects.filter(repository__project=project)  # type: ignore[arg-type]
+            .order_by("-timestamp", "-id")
+            .values("id", "sha", "repository_id", "repository__name", "author_name", "timestamp", "message")[
+                :limit
+            ]
+        )
+        links: dict[int, list[dict[str, Any]]] = {}
+        for link in (
+            CommitTaskLink.objects.filter(commit_id__in=[commit["id"] for commit in commits])
+            .order_by("task__number")
+            .values("commit_id", "task__number", "task__title", "task__status", "action")
+        ):
+            links.setdefault(link["commit_id"], []).append(
+                {
+                    "key": f"{project.key}-{link['task__number']}",
+                    "title": link["task__title"],
+                    "status": link["task__status"],
+                    "action": link["action"],
+                }
+            )
+        for commit in commits:
+            commit["subject"] = commit.pop("message").split("\n", 1)[0]
+            commit["tasks"] = links.get(commit["id"], [])
+        return commits
+
+    return analytics_cached(project=project, name="commits", parts=(limit,), compute=compute)
+
+
+def repository_languages_cached(*, repository: Repository) -> list[dict[str, Any]]:
+    """Files and lines per language in ``repository``'s tree, most lines first, cached. One query."""
+
+    def compute() -> list[dict[str, Any]]:
+        rows = (
+            File.objects.filter(repository=repository, is_binary=False)
+            .values("language")
+            .annotate(files=Count("id"), lines=Sum("lines"))
+            .order_by("-lines", "language")
+        )
+        return [{**row, "language": row["language"] or "Other", "lines": row["lines"] or 0} for row in rows]
+
+    project = repository.project
+    return analytics_cached(
+        project=project, name="languages", parts=(repository.pk,), compute=compute, timeout=CACHE_TIMEOUT
+    )
+
+
+def tasks_assigned_open(*, user: User | AnonymousUser, limit: int = 10) -> list[Task]:
+    """``user``'s open tasks in the projects they may see, most urgent priority first, then by due date.
+
+    Not cached: one indexed query, and a person expects their own list to move the moment they act.
+    """
+    if not user.is_authenticated:
+        return []
+    tasks = Task.objects.filter(assignee=user).exclude(status__in=Task.CLOSED_STATUSES)
+    visible = project_ids_visible(user=user)
+    if visible is not None:
+        tasks = tasks.filter(project__in=visible)
+    return list(
+        tasks.select_related("project").order_by("-priority", F("due_date").asc(nulls_last=True), "id")[
+            :limit
+        ]
+    )
+
+
+def ingestion_runs_recent(
+    *, user: User | AnonymousUser, repository: Repository | None = None, limit: int = 8
+) -> list[IngestionRun]:
+    """The latest ingestion runs ``user`` may see (of one repository, or of every visible project).
+
+    Not cached: a run in progress reports its progress as it goes. One query.
+    """
+    runs = IngestionRun.objects.select_related("repository__project").order_by("-created_at", "-id")
+    if repository is not None:
+        runs = runs.filter(repository=repository)
+    else:
+        visible = project_ids_visible(user=user)
+        if visible is not None:
+            runs = runs.filter(repository__project__in=visible)
+    return list(runs[:limit])
+
+
+def repository_counts_cached(*, repository: Repository) -> dict[str, int]:
+    """The commits of ``repository`` and the files of its tree, cached in its project's generation."""
+
+    def compute() -> dict[str, int]:
+        return {
+            "commits": Commit.objects.filter(repository=repository).count(),
+            "files": File.objects.filter(repository=repository).count(),
+        }
+
+    return analytics_cached(
+        project=repository.project, name="repository", parts=(repository.pk,), compute=compute
+    )

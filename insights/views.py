@@ -1,11 +1,20 @@
-"""The dashboard: the portfolio of the projects a person works on, in one cached read."""
+"""The pages people look at: the dashboard, a page per project and per repository, and their panels.
+
+Server-rendered, signed-in, scoped by project membership (staff see every project). The first paint
+costs a few queries and cached reads; the heavy panels (charts, code figures) arrive afterwards as
+fragments (``insights.panels``), each cached once for every member of the project.
+"""
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.shortcuts import redirect
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views import View
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, renderers
 from rest_framework.request import Request
@@ -13,7 +22,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from insights.api.serializers import PortfolioRowSerializer
-from insights.selectors import project_dashboard
+from insights.charts import sparkline
+from insights.panels import PROJECT_PANELS, REPOSITORY_PANELS, project_panel_html, repository_panel_html
+from insights.selectors import (
+    PAGE_WINDOW_DEFAULT,
+    PAGE_WINDOWS,
+    ingestion_runs_recent,
+    project_dashboard,
+    project_summary_cached,
+    repository_counts_cached,
+    tasks_assigned_open,
+)
+from projects.models import HealthLevel, Project
+from projects.selectors import project_get_by_key, project_role
+from repos.models import Repository
 
 
 class DashboardView(APIView):
@@ -35,7 +57,25 @@ class DashboardView(APIView):
         totals = {
             name: sum(row[name] for row in rows) for name in ("tasks_total", "tasks_open", "tasks_done")
         }
-        return Response({"projects": data, "totals": totals, "user": request.user})
+        projects = [
+            {
+                **row,
+                "status_label": Project.Status(row["status"]).label,
+                "health_label": HealthLevel(row["health_level"]).label if row["health_level"] else "",
+                "percent": round(row["progress"] * 100),
+                "sparkline": _activity_sparkline(row),
+            }
+            for row in rows
+        ]
+        return Response(
+            {
+                "projects": projects,
+                "totals": totals,
+                "user": request.user,
+                "my_tasks": tasks_assigned_open(user=request.user),
+                "runs": ingestion_runs_recent(user=request.user),
+            }
+        )
 
     def permission_denied(self, request: Request, message: Any = None, code: Any = None) -> NoReturn:
         # People who are not signed in go to the sign-in page; API clients get the usual 401/403.
@@ -57,3 +97,131 @@ class _Redirect(Exception):
     def __init__(self, location: str) -> None:
         super().__init__(location)
         self.location = location
+
+
+def _activity_sparkline(row: dict[str, Any]) -> str:
+    activity = row["activity"]
+    commits, closed = activity["commits"], activity["closed"]
+    label = (
+        f"{row['key']}, last {len(commits)} weeks: {sum(commits)} commits "
+        f"(this week {commits[-1]}), {sum(closed)} tasks closed (this week {closed[-1]})"
+    )
+    return sparkline(label=label, bars=commits, line=closed)
+
+
+WINDOW_LABELS = {"30": "30 days", "90": "90 days", "365": "A year", "all": "All"}
+
+
+def _window(request: HttpRequest) -> str | None:
+    window = request.GET.get("window", PAGE_WINDOW_DEFAULT)
+    return window if window in PAGE_WINDOWS else None
+
+
+def _bad_window() -> HttpResponseBadRequest:
+    return HttpResponseBadRequest(
+        f"window: give one of {', '.join(PAGE_WINDOWS)}.", content_type="text/plain; charset=utf-8"
+    )
+
+
+def _visible_project(request: HttpRequest, key: str) -> Project:
+    """The project of ``key`` if the signed-in user may see it; 404 otherwise, as for a missing one."""
+    project = project_get_by_key(key=key)
+    if project is None or not (request.user.is_staff or project_role(project=project, user=request.user)):
+        raise Http404("No such project.")
+    return project
+
+
+def _visible_repository(request: HttpRequest, pk: int) -> Repository:
+    repository = get_object_or_404(Repository.objects.select_related("project"), pk=pk)
+    if not (request.user.is_staff or project_role(project=repository.project, user=request.user)):
+        raise Http404("No such repository.")
+    return repository
+
+
+def _windows() -> list[dict[str, str]]:
+    return [{"value": value, "label": WINDOW_LABELS[value]} for value in PAGE_WINDOWS]
+
+
+def _panels(panels: Any, url: str, window: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": panel.name,
+            "title": panel.title,
+            "src": f"{url}panels/{panel.name}/" + (f"?window={window}" if panel.windowed else ""),
+            "wide": panel.wide,
+            "short": panel.short,
+        }
+        for panel in panels
+    ]
+
+
+class ProjectPageView(LoginRequiredMixin, View):
+    """``/projects/<KEY>/``: the project's figures; its charts and tables load as panels."""
+
+    def get(self, request: HttpRequest, key: str) -> HttpResponse:
+        project = _visible_project(request, key)
+        window = _window(request)
+        if window is None:
+            return _bad_window()
+        if key != project.key:
+            return redirect(reverse("insights:project", args=[project.key]) + f"?window={window}")
+        summary = project_summary_cached(project=project)
+        url = reverse("insights:project", args=[project.key])
+        context = {
+            "project": project,
+            "summary": summary,
+            "percent": round(summary["progress"] * 100),
+            "health_label": HealthLevel(project.health_level).label if project.health_level else "",
+            "repositories": list(project.repositories.order_by("name").only("pk", "name", "project_id")),
+            "window": window,
+            "windows": _windows(),
+            "panels": _panels(PROJECT_PANELS, url, window),
+        }
+        return render(request, "insights/project.html", context)
+
+
+class ProjectPanelView(LoginRequiredMixin, View):
+    """``/projects/<KEY>/panels/<name>/``: one panel's HTML fragment."""
+
+    def get(self, request: HttpRequest, key: str, name: str) -> HttpResponse:
+        project = _visible_project(request, key)
+        if name not in {panel.name for panel in PROJECT_PANELS}:
+            raise Http404("No such panel.")
+        window = _window(request)
+        if window is None:
+            return _bad_window()
+        return HttpResponse(project_panel_html(project=project, name=name, window=window))
+
+
+class RepositoryPageView(LoginRequiredMixin, View):
+    """``/repositories/<id>/``: ingestion runs, then the code figures as panels."""
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        repository = _visible_repository(request, pk)
+        window = _window(request)
+        if window is None:
+            return _bad_window()
+        url = reverse("insights:repository", args=[repository.pk])
+        context = {
+            "repository": repository,
+            "project": repository.project,
+            **repository_counts_cached(repository=repository),
+            "runs": ingestion_runs_recent(user=request.user, repository=repository, limit=10),
+            "window": window,
+            "windows": _windows(),
+            "panels": _panels(REPOSITORY_PANELS, url, window),
+        }
+        return render(request, "insights/repository.html", context)
+
+
+class RepositoryPanelView(LoginRequiredMixin, View):
+    """``/repositories/<id>/panels/<name>/``: one panel's HTML fragment."""
+
+    def get(self, request: HttpRequest, pk: int, name: str) -> HttpResponse:
+        repository = _visible_repository(request, pk)
+        if name not in {panel.name for panel in REPOSITORY_PANELS}:
+            raise Http404("No such panel.")
+        window = _window(request)
+        if window is None:
+            return _bad_window()
+        return HttpResponse(repository_panel_html(repository=repository, name=name, window=window))

@@ -111,7 +111,9 @@ CACHE_DEFAULT_TIMEOUT = env.int("CACHE_DEFAULT_TIMEOUT", default=300)
 REDIS_URL = env("REDIS_URL", default="")
 if env("APM_CACHE", default="") == "none":
     # No cache at all, every read computes: benchmarks/pages.py measures the pages with and without one.
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    CACHES: dict[str, dict[str, object]] = {
+        "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    }
 elif REDIS_URL:
     CACHES = {
         "default": {
@@ -210,7 +212,9 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LOGIN_URL = "/admin/login/"
 
-STATIC_URL = "static/"
+# A CDN in front of the static files: DJANGO_STATIC_URL=https://cdn.example.com/apm/static/ (collected
+# files keep their hashed names, so the CDN may cache them forever).
+STATIC_URL = env("DJANGO_STATIC_URL", default="static/")
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 # Export files (ExportJob.file). Never served at a public URL: downloads go through the API, which
 # checks project membership. Workers and web must share it (a volume, or S3 through django-storages

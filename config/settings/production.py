@@ -32,7 +32,9 @@ STORAGES = {
 
 LOGGING = logging_config(level=LOG_LEVEL, json=env.bool("DJANGO_LOG_JSON", default=True))
 
-# Static files are served by the application itself (compressed, cached forever by hashed name), so the
-# one image needs no separate static server; a CDN or nginx in front may still cache them.
+# Static files are served by the application itself, so the one image needs no separate static server:
+# collectstatic writes each file under a hashed name with .gz and .br (Brotli) copies beside it, and
+# whitenoise answers the compressed copy the browser accepts with "Cache-Control: max-age=315360000,
+# public, immutable". A CDN or nginx in front may cache them too (DJANGO_STATIC_URL).
 MIDDLEWARE = [MIDDLEWARE[0], MIDDLEWARE[1], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[2:]]
 STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
