@@ -19,8 +19,11 @@ from prometheus_client import Counter, Histogram
 # Label values, as the services pass them.
 TASK_STATUSES = ("backlog", "todo", "in_progress", "in_review", "done", "cancelled")  # Task.Status
 TASK_EVENT_SOURCES = ("admin", "api", "commit", "batch", "system")  # TaskEvent.Source
-CACHE_RESULTS = ("hit", "miss")
-# The cached selectors' families (insights.selectors): one hit and one miss series each from the start.
+# How a lookup through apm.cache.cached was answered: a fresh entry (hit), a computation (miss), an entry
+# past its freshness served while another reader recomputes it (stale), another reader's computation
+# waited for (waited). Each lookup counts once: the four add up to the lookups.
+CACHE_RESULTS = ("hit", "miss", "stale", "waited")
+# The cached selectors' families (insights.selectors): a series of each result each from the start.
 CACHE_FAMILIES = (
     "summary",
     "portfolio",
@@ -64,7 +67,7 @@ CELERY_TASK_DURATION = Histogram(
 CELERY_TASK_FAILURES = Counter("apm_celery_task_failures_total", "Celery tasks that raised.", ["task"])
 CACHE_LOOKUPS = Counter(
     "apm_cache_lookups_total",
-    "Lookups through APM's cached selectors, by family of figure and result.",
+    "Lookups through APM's cached selectors, by family of figure and result (hit, miss, stale, waited).",
     ["family", "result"],
 )
 INGESTION_RUNS = Counter("apm_ingestion_runs_total", "Ingestion runs that ended, by outcome.", ["status"])
