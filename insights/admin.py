@@ -1,4 +1,5 @@
-"""The project's figures on its admin page: health, progress, priorities and burndown panels."""
+"""The project's figures on its admin page (health, progress, priorities, the burndown and progress
+charts) and the repository's code figures and languages, each with a link to the matching page."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 import repos.admin
 from apm.admin import admin_table
 from insights.analytics import Quadrant
 from insights.code import AnalyticsWindow
+from insights.panels import project_panel_html, repository_panel_html
 from insights.selectors import (
     code_figures_cached,
     project_burndown_cached,
@@ -35,7 +37,33 @@ class ProjectAdmin(TasksProjectAdmin):
 
     # Read-only, on the change page only. Each panel reads its figure through the cached selectors, so
     # the admin and the API share one entry per figure (a fixed number of queries on a miss, none on a hit).
-    panels = ("health_panel", "progress_panel", "priorities_panel", "burndown_panel")
+    panels = (
+        "page_link",
+        "charts_panel",
+        "health_panel",
+        "progress_panel",
+        "priorities_panel",
+        "burndown_panel",
+    )
+
+    class Media:
+        css = {"all": ("insights/pages.css",)}
+
+    @admin.display(description="Page")
+    def page_link(self, obj: Project) -> str:
+        url = reverse("insights:project", args=[obj.key])
+        return format_html(
+            '<a href="{}">Open the project page</a> (charts, code figures, recent commits)', url
+        )
+
+    @admin.display(description="Charts (last 90 days)")
+    def charts_panel(self, obj: Project) -> str:
+        """The project page's burndown, burnup and progress charts: the same cached fragments."""
+        # Fragments are rendered by autoescaping templates.
+        fragments = [
+            project_panel_html(project=obj, name=name, window="90") for name in ("burndown", "progress")
+        ]
+        return format_html('<div class="apm">{}</div>', mark_safe("".join(fragments)))  # noqa: S308
 
     @admin.display(description="Health")
     def health_panel(self, obj: Project) -> str:
@@ -123,7 +151,21 @@ class RepositoryAdmin(repos.admin.RepositoryAdmin):
     # Read-only tables of the code figures of the 90 days up to today, or up to the repository's last
     # commit when it has been quiet since. Each panel is one cached selector call, the same entry the API
     # answers ``/projects/{key}/<figure>/?repository=<id>&limit=10`` from.
-    panels = ("hotspots_panel", "coupling_panel", "contributors_panel")
+    panels = ("page_link", "hotspots_panel", "coupling_panel", "contributors_panel", "languages_panel")
+
+    class Media:
+        css = {"all": ("insights/pages.css",)}
+
+    @admin.display(description="Page")
+    def page_link(self, obj: Repository) -> str:
+        url = reverse("insights:repository", args=[obj.pk])
+        return format_html('<a href="{}">Open the repository page</a>', url)
+
+    @admin.display(description="Languages")
+    def languages_panel(self, obj: Repository) -> str:
+        """Lines per language in the tree: the repository page's cached fragment."""
+        html = repository_panel_html(repository=obj, name="languages", window="")
+        return format_html('<div class="apm">{}</div>', mark_safe(html))  # noqa: S308 (an autoescaped fragment)
 
     @staticmethod
     def _figures(obj: Repository, figure: str) -> dict[str, Any]:

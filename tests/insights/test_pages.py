@@ -1,0 +1,344 @@
+"""The pages people look at: the dashboard, a project's page, a repository's page and their panels.
+
+Signed-in only, scoped by membership (a non-member gets the 404 a missing project gets), the panels
+rendered once per project and window and shared by every member, their query counts fixed whatever the
+number of rows, and every chart backed by its numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from apm.cache import generation_bump, project_key
+from insights.charts import Series, bar_list, line_chart, nice_scale, sparkline
+from insights.panels import PROJECT_PANELS, REPOSITORY_PANELS
+from insights.selectors import PAGE_WINDOWS
+from projects.models import Project
+from tasks.models import TaskEvent
+from tasks.services import task_create, task_transition
+from tests.api.test_query_counts import more_code, more_commits, more_projects, more_tasks
+from tests.factories import (
+    CommitFactory,
+    CommitTaskLinkFactory,
+    FileFactory,
+    MembershipFactory,
+    ProjectFactory,
+    TaskFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_in(world: Any, who: str) -> Client:
+    client = Client()
+    client.force_login(world.users[who])
+    return client
+
+
+def page_urls(world: Any) -> list[str]:
+    repository = world.objects["repository"].pk
+    return [
+        "/projects/ALPHA/",
+        "/projects/ALPHA/panels/burndown/?window=30",
+        f"/repositories/{repository}/",
+        f"/repositories/{repository}/panels/languages/",
+    ]
+
+
+def test_the_root_sends_people_to_the_dashboard(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard"
+
+
+def test_people_who_are_not_signed_in_are_sent_to_sign_in(world):
+    for url in [*page_urls(world), "/dashboard"]:
+        response = Client().get(url, HTTP_ACCEPT="text/html")
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/admin/login/?next="), url
+
+
+@pytest.mark.parametrize("who", ["owner", "viewer", "staff"])
+def test_members_and_staff_see_the_pages(world, who):
+    client = signed_in(world, who)
+    for url in page_urls(world):
+        assert client.get(url).status_code == 200, url
+
+
+def test_a_non_member_gets_the_404_of_a_missing_project(world):
+    client = signed_in(world, "outsider")
+    for url in page_urls(world):
+        assert client.get(url).status_code == 404, url
+    missing = client.get("/projects/NOPE/")
+    assert missing.status_code == 404
+    # BETA is theirs: its page answers.
+    assert client.get("/projects/BETA/").status_code == 200
+
+
+def test_a_key_in_another_case_redirects_to_the_projects_page(world):
+    response = signed_in(world, "owner").get("/projects/alpha/?window=30")
+    assert response.status_code == 302
+    assert response["Location"] == "/projects/ALPHA/?window=30"
+
+
+def test_a_window_that_does_not_exist_is_a_400_naming_the_choices(world):
+    client = signed_in(world, "owner")
+    for url in ("/projects/ALPHA/?window=7", "/projects/ALPHA/panels/burndown/?window=all-time"):
+        response = client.get(url)
+        assert response.status_code == 400
+        assert response.content.decode() == "window: give one of 30, 90, 365, all."
+    assert client.get("/projects/ALPHA/panels/nope/").status_code == 404
+
+
+def test_the_project_page_lists_its_panels_for_the_window_chosen(world):
+    page = signed_in(world, "owner").get("/projects/ALPHA/?window=365").content.decode()
+    sources = dict(re.findall(r'data-panel="(\w+)" data-src="([^"]+)"', page))
+    assert set(sources) == {panel.name for panel in PROJECT_PANELS}
+    assert sources["burndown"] == "/projects/ALPHA/panels/burndown/?window=365"
+    assert sources["health"] == "/projects/ALPHA/panels/health/"  # the same in every window
+    assert re.search(r'<a href="\?window=365" aria-current="page">A year</a>', page)
+
+
+@pytest.mark.parametrize("window", PAGE_WINDOWS)
+def test_every_panel_draws_in_every_window(world, window):
+    client = signed_in(world, "member")
+    more_code(world, 3)
+    repository = world.objects["repository"].pk
+    expected = {
+        "burndown": 'data-chart="burnup"',
+        "progress": 'data-chart="progress"',
+        "health": 'data-table="health"',
+        "priorities": 'data-chart="quadrants"',
+        "hotspots": 'data-chart="hotspots"',
+        "contributors": 'data-chart="contributors"',
+        "coupling": "Files changed by the same commits",
+        "commits": 'data-table="commits"',
+        "languages": 'data-chart="languages"',
+    }
+    for panel in PROJECT_PANELS:
+        response = client.get(f"/projects/ALPHA/panels/{panel.name}/?window={window}")
+        assert response.status_code == 200, panel.name
+        assert expected[panel.name] in response.content.decode(), panel.name
+    for panel in REPOSITORY_PANELS:
+        response = client.get(f"/repositories/{repository}/panels/{panel.name}/?window={window}")
+        assert response.status_code == 200, panel.name
+        assert expected[panel.name] in response.content.decode(), panel.name
+
+
+def _backdated_project(world: Any) -> Any:
+    """ALPHA with six tasks created 200 days ago and three closed over the last 20 days."""
+    project = world.project
+    owner = world.users["owner"]
+    tasks = [task_create(project=project, title=f"Step {n}", source="batch", actor=owner) for n in range(6)]
+    long_ago = timezone.now() - datetime.timedelta(days=200)
+    TaskEvent.objects.filter(task__in=tasks).update(created_at=long_ago)
+    for days_ago, task in zip((20, 10, 2), tasks, strict=False):
+        task_transition(task=task, status="done", source="batch", actor=owner)
+        TaskEvent.objects.filter(task=task, to_status="done").update(
+            created_at=timezone.now() - datetime.timedelta(days=days_ago)
+        )
+    generation_bump(project_key(project.pk))
+    return project
+
+
+def test_the_burndown_draws_its_numbers_and_the_window_changes_them(world):
+    _backdated_project(world)
+    client = signed_in(world, "owner")
+    month = client.get("/projects/ALPHA/panels/burndown/?window=30").content.decode()
+    everything = client.get("/projects/ALPHA/panels/burndown/?window=all").content.decode()
+    # The world's two tasks are created today, ours 200 days ago: 8 in scope, 3 of them done.
+    # Ours were in scope a month ago; the world's two were created today; three were closed since.
+    assert re.search(r"Remaining tasks from \S+ to \S+: 6 at the start, 5 now", month)
+    assert "scope went from 6 to 8 (2 added, 0 removed), done from 0 to 3" in month
+    # The whole history starts with the first event, 200 days ago: 201 days, tabulated by week.
+    assert "Data (29 weeks)" in everything
+    assert "Data (30 days)" in month
+    assert re.search(r"Data \(\d+ weeks\)", everything)
+    remaining = re.search(r'<path class="series series-remaining" d="([^"]+)"', month)
+    assert remaining is not None
+    assert len(remaining.group(1).split()) == 30  # one point a day
+
+
+def test_the_progress_chart_follows_history(world):
+    _backdated_project(world)
+    fragment = signed_in(world, "owner").get("/projects/ALPHA/panels/progress/?window=90").content.decode()
+    percents = [float(value) for value in re.findall(r'<td class="num">([\d.]+)%</td>', fragment)]
+    assert percents == sorted(percents)  # work was only ever closed
+    assert percents[0] < percents[-1]
+
+
+def test_a_panel_is_rendered_once_for_every_member_and_holds_nothing_of_the_viewer(world):
+    owner, viewer = signed_in(world, "owner"), signed_in(world, "viewer")
+    first = owner.get("/projects/ALPHA/panels/commits/").content
+    with CaptureQueriesContext(connection) as captured:
+        second = viewer.get("/projects/ALPHA/panels/commits/").content
+    assert first == second
+    # The session, its user, the project and the viewer's membership; the fragment is a cache hit.
+    assert len(captured.captured_queries) == 4
+    assert b"csrfmiddlewaretoken" not in first
+    assert b"viewer" not in first
+    assert b"owner" not in first
+
+
+def test_a_panel_shows_a_write_at_the_next_read(world, django_capture_on_commit_callbacks):
+    client = signed_in(world, "owner")
+    before = client.get("/projects/ALPHA/panels/priorities/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        task_create(
+            project=world.project, title="Urgent fix", source="api", actor=world.users["owner"], priority=4
+        )
+    after = client.get("/projects/ALPHA/panels/priorities/").content.decode()
+    assert "Urgent fix" not in before
+    assert "Urgent fix" in after
+
+
+def test_recent_commits_show_their_linked_tasks(world):
+    commit = CommitFactory(repository=world.objects["repository"], message="Fix the login\n\nfixes ALPHA-1")
+    CommitTaskLinkFactory(commit=commit, task=world.objects["task"])
+    fragment = signed_in(world, "member").get("/projects/ALPHA/panels/commits/").content.decode()
+    assert "Fix the login" in fragment
+    assert f">ALPHA-{world.objects['task'].number}</span>" in fragment
+
+
+def test_the_dashboard_shows_health_labels_sparklines_my_tasks_and_runs(world):
+    Project.objects.filter(pk=world.project.pk).update(health_level="at_risk", health_score=61)
+    TaskFactory(project=world.project, title="Mine to do", assignee=world.users["member"])
+    CommitFactory(repository=world.objects["repository"], timestamp=timezone.now())
+    page = signed_in(world, "member").get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
+    assert "At risk" in page
+    assert "at_risk</" not in page
+    assert re.search(r'<svg class="spark"[^>]+aria-label="ALPHA, last 12 weeks: \d+ commits', page)
+    assert "Mine to do" in page
+    assert "Not visible" not in page
+    assert "BETA" not in page
+    assert f'href="/repositories/{world.objects["repository"].pk}/"' in page
+
+
+def test_the_dashboards_json_is_unchanged_by_the_sparklines(world):
+    rows = signed_in(world, "member").get("/dashboard", HTTP_ACCEPT="application/json").json()
+    assert [row["key"] for row in rows] == ["ALPHA"]
+    assert "activity" not in rows[0]
+
+
+def queries(client: Client, url: str, *, cold: bool, world: Any) -> int:
+    client.get(url)  # session and cached figures warmed
+    if cold:
+        generation_bump(project_key(world.project.pk))
+        from django.core.cache import cache  # noqa: PLC0415 (only the cold case drops entries)
+
+        cache.delete_many(["projects:list", project_key(world.project.pk)])
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, HTTP_ACCEPT="text/html")
+    assert response.status_code == 200, url
+    return len(captured.captured_queries)
+
+
+PAGES = [
+    "/dashboard",
+    "/projects/ALPHA/",
+    "/projects/ALPHA/panels/burndown/?window=all",
+    "/projects/ALPHA/panels/progress/?window=365",
+    "/projects/ALPHA/panels/priorities/",
+    "/projects/ALPHA/panels/health/",
+    "/projects/ALPHA/panels/commits/",
+    "/projects/ALPHA/panels/hotspots/",
+    "/repositories/{repository}/",
+    "/repositories/{repository}/panels/languages/",
+]
+
+
+@pytest.mark.parametrize("cold", [False, True], ids=["cached", "computed"])
+@pytest.mark.parametrize("path", PAGES)
+def test_a_page_costs_the_same_queries_for_any_number_of_projects_tasks_and_commits(world, path, cold):
+    client = signed_in(world, "member")
+    url = path.format(repository=world.objects["repository"].pk)
+
+    def grow(n: int) -> None:
+        more_projects(world, n)
+        more_tasks(world, n)
+        more_commits(world, n)
+        more_code(world, n)
+        for _ in range(n):
+            FileFactory(repository=world.objects["repository"], language="Python")
+
+    grow(1)
+    small = queries(client, url, cold=cold, world=world)
+    grow(10)
+    large = queries(client, url, cold=cold, world=world)
+    assert small == large
+
+
+def test_charts_escape_what_they_are_given():
+    svg = line_chart(
+        title="<script>alert(1)</script>",
+        description='"quoted" & <b>',
+        labels=["a", "b"],
+        series=[Series("x<y", "remaining", [1, 2])],
+    )
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+    assert "&quot;quoted&quot; &amp; &lt;b&gt;" in svg
+    assert "<title>x&lt;y</title>" in svg
+    bars = bar_list(title="t", rows=[("<i>", 3, "<u>")])
+    assert "<i>" not in bars
+    assert "<u>" not in bars
+    assert "<rect" in sparkline(label="<x>", bars=[1, 2], line=[0, 1])
+    assert 'aria-label="&lt;x&gt;"' in sparkline(label="<x>", bars=[1], line=[1])
+
+
+def test_a_line_leaves_gaps_where_values_are_missing():
+    svg = line_chart(
+        title="t", description="d", labels=["a", "b", "c", "d"], series=[Series("s", "done", [1, None, 2, 3])]
+    )
+    path = re.search(r'<path class="series series-done" d="([^"]+)"', svg)
+    assert path is not None
+    commands = path.group(1).split()
+    assert [command[0] for command in commands] == ["M", "M", "L"]
+
+
+@pytest.mark.parametrize(
+    ("highest", "whole", "expected"),
+    [
+        (0, True, (1.0, 1.0)),
+        (3, True, (3.0, 1.0)),
+        (9, True, (10.0, 5.0)),
+        (22, True, (30.0, 10.0)),
+        (7.3, False, (8.0, 2.0)),
+        (0.9, False, (1.0, 0.25)),
+        (1234, True, (1500.0, 500.0)),
+    ],
+)
+def test_axes_end_on_round_numbers(highest, whole, expected):
+    assert nice_scale(highest, whole=whole) == expected
+
+
+def test_the_admin_shows_the_charts_and_links_to_the_pages_and_back(world, admin_client):
+    project, repository = world.project, world.objects["repository"]
+    page = admin_client.get(f"/admin/projects/project/{project.pk}/change/").content.decode()
+    assert 'href="/projects/ALPHA/"' in page
+    assert 'data-chart="burndown"' in page
+    assert "insights/pages.css" in page
+    page = admin_client.get(f"/admin/repos/repository/{repository.pk}/change/").content.decode()
+    assert f'href="/repositories/{repository.pk}/"' in page
+    assert "Languages" in page
+    # And back: staff get a link to the admin from the pages; members who are not staff do not.
+    project_page = admin_client.get("/projects/ALPHA/").content.decode()
+    assert f'href="/admin/projects/project/{project.pk}/change/"' in project_page
+    member_page = signed_in(world, "member").get("/projects/ALPHA/").content.decode()
+    assert "/admin/" not in member_page
+
+
+def test_projects_of_others_never_show_in_a_members_dashboard_even_in_activity(world):
+    stranger = ProjectFactory(key="GAMMA")
+    MembershipFactory(project=stranger)
+    CommitFactory(repository__project=stranger, timestamp=timezone.now())
+    page = signed_in(world, "member").get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
+    assert "GAMMA" not in page
