@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.test import override_settings
 from django_prometheus.cache.backends.redis import RedisCache
+from prometheus_client import REGISTRY
 
 from apm.cache import cached, generation_bump, generation_key
 
@@ -46,3 +48,28 @@ def test_a_redis_outage_turns_into_cache_misses_not_errors():
     unreachable.set("project:1", {"name": "APM"})
     assert unreachable.get("project:1") is None
     assert unreachable.get("project:1", "fallback") == "fallback"
+
+
+def test_with_nothing_listening_every_read_computes_and_no_reader_waits():
+    """The lock cannot be taken when the cache is down: each read computes at once, none waits."""
+    cache = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+            },
+        }
+    }
+    calls: list[int] = []
+    with override_settings(CACHES=cache, CACHE_WAIT_SECONDS=30, DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS=False):
+        labels = {"family": "summary", "result": "waited"}
+        waited = REGISTRY.get_sample_value("apm_cache_lookups_total", labels)
+        for n in range(5):
+            key = generation_key("project:1", "summary")
+            assert cached(key, lambda n=n: calls.append(n) or n, family="summary") == n
+        assert calls == [0, 1, 2, 3, 4]
+        assert REGISTRY.get_sample_value("apm_cache_lookups_total", labels) == waited
