@@ -1,12 +1,15 @@
 """Which test servers answer on this machine: ``python -m tests.services postgres redis mariadb``.
 
 Used by ``make test`` to choose the database legs it runs. Exits 0 when every named service answers,
-1 otherwise, printing what is missing.
+1 otherwise, printing what is missing. ``chromium`` is no server but the headless browser of the
+end-to-end tests (tests/e2e): there when Chromium and its driver are installed.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import socket
 import sys
 
@@ -20,7 +23,35 @@ SERVICES = {
 DRIVERS = {"mariadb": "MySQLdb"}
 
 
+# The end-to-end tests' browser: Debian's ``chromium`` and ``chromium-driver`` (.ci/run installs them),
+# driven through Selenium. Elsewhere (another system, a Chrome of its own) the variables name them.
+CHROMIUM_VARIABLE = "APM_TEST_CHROMIUM"
+CHROMEDRIVER_VARIABLE = "APM_TEST_CHROMEDRIVER"
+
+
+def chromium_paths() -> tuple[str | None, str | None]:
+    """The browser and its driver: the programs the variables name, else ``chromium``/``chromedriver``."""
+    browser = os.environ.get(CHROMIUM_VARIABLE) or shutil.which("chromium")
+    driver = os.environ.get(CHROMEDRIVER_VARIABLE) or shutil.which("chromedriver")
+    return browser, driver
+
+
+def chromium_missing() -> str:
+    """What the end-to-end tests lack on this machine, in words ("" when nothing is missing)."""
+    browser, driver = chromium_paths()
+    missing = []
+    if browser is None or not os.access(browser, os.X_OK):
+        missing.append(f"chromium (apt-get install chromium, or {CHROMIUM_VARIABLE}=<browser>)")
+    if driver is None or not os.access(driver, os.X_OK):
+        missing.append(f"chromedriver (apt-get install chromium-driver, or {CHROMEDRIVER_VARIABLE}=<driver>)")
+    if importlib.util.find_spec("selenium") is None:
+        missing.append("selenium (pip install -r requirements/dev.txt)")
+    return "; ".join(missing)
+
+
 def answers(name: str) -> bool:
+    if name == "chromium":
+        return not chromium_missing()
     if name in DRIVERS and importlib.util.find_spec(DRIVERS[name]) is None:
         return False
     try:
