@@ -26,15 +26,24 @@ $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 install: $(VENV)/.installed
 
 ## Set up the embedded default (SQLite, local cache, eager Celery), load the demo, ingest APM's own
-## git history into the demo's PORTAL project (incrementally on every run), and serve it.
-run: install
+## git history into the demo's APM project (incrementally on every run), print the admin login last
+## and serve it. A taken address stops it first, before anything is installed or written.
+RUN_ADDRESS ?= 127.0.0.1:8000
+run:
+	@$(PYTHON) -c 'import socket; host, port = "$(RUN_ADDRESS)".rsplit(":", 1); \
+		listener = socket.socket(); listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+		listener.bind((host, int(port)))' 2>/dev/null || { \
+		echo "make run: $(RUN_ADDRESS) is already in use (another make run?). Stop that server, or serve" \
+			"elsewhere: make run RUN_ADDRESS=127.0.0.1:8001" >&2; exit 1; }
+	@$(MAKE) --no-print-directory --silent install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	$(PY) manage.py ingest_repo "$(CURDIR)" --project PORTAL --name apm
-	$(MAKE) serve
+	$(PY) manage.py seed_demo --no-login
+	$(PY) manage.py ingest_repo "$(CURDIR)" --project APM --name apm
+	@$(PY) manage.py demo_login --address $(RUN_ADDRESS)
+	@$(MAKE) --no-print-directory serve
 
 serve:
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py runserver $(RUN_ADDRESS)
 
 ## The whole suite: on PostgreSQL + Redis when they answer, always on SQLite, and on MariaDB when it
 ## answers and its driver is installed. With APM_REQUIRE_SERVICES=1 (CI) a missing server fails.

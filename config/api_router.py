@@ -5,10 +5,11 @@ The one place that knows every app's API views: it sits above all the apps (docs
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from apm.api.exceptions import api_not_found
 from apm.api.tokens import ApiTokenViewSet, MeView
 from insights.api.code import CodeAnalyticsViewSet
 from insights.api.views import ProjectAnalyticsViewSet
@@ -59,4 +60,8 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(**_public), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", **_public), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", **_public), name="redoc"),
+    # Last: a path no route above matches answers the API's JSON 404. Under DEBUG Django answers such a
+    # path with its HTML page and never asks handler404 (config.urls). Only paths ending in a slash, so
+    # APPEND_SLASH still redirects "projects" to "projects/" instead of this answering for it.
+    re_path(r"^(?:.*/)?$", api_not_found, name="not-found"),
 ]

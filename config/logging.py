@@ -57,6 +57,10 @@ def logging_config(*, level: str, json: bool) -> dict[str, Any]:
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "django.db.backends": {"level": "INFO", "propagate": True},
+            # "Task ... succeeded in 0.06s" for every task: in a worker django-structlog already logs each
+            # task's outcome with its request id (task_succeeded, task_failed), and under eager Celery
+            # (the embedded default) one ingestion would print a line per chunk. Failures still show.
+            "celery.app.trace": {"level": "WARNING", "propagate": True},
             "django_structlog": {"level": level, "propagate": True},
         },
     }

@@ -1,4 +1,5 @@
-"""Builds one demo project through the services, so its data carries the history real work would."""
+"""Builds one demo project through the services, so its data carries the history real work would, then
+spreads that history over the weeks before today (demo.history)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from demo.data import (
     ESTIMATES_HOURS,
+    PLANNING_HISTORY_DAYS,
     STATUS_PROFILES,
     TRANSITION_PATHS,
     URGENT_WORDS,
@@ -20,6 +22,7 @@ from demo.data import (
     Role,
     Status,
 )
+from demo.history import Window, history_plan, history_write
 from projects.models import Membership, Project
 from projects.services import membership_set, project_create
 from tasks.models import Task
@@ -57,8 +60,21 @@ class ProjectBuilder:
         for username, role in spec.members.items():
             if self.users[username] != self.owner:
                 membership_set(project=project, user=self.users[username], role=role)
-        self._build_tasks(project)
+        tasks, paths = self._build_tasks(project)
+        window = self._history_window()
+        histories = history_plan(nodes=self.nodes, paths=paths, window=window, rng=self.rng)
+        history_write(project=project, tasks=tasks, histories=histories, window=window)
         return project
+
+    def _history_window(self) -> Window:
+        """The days the project's work happened: from its start to today, or to its target date once it
+        is completed; a project still being planned has filed its tasks over the last weeks."""
+        start, end = self.start, self.today
+        if self.spec.status == Project.Status.PLANNING:
+            start = self.today - datetime.timedelta(days=PLANNING_HISTORY_DAYS)
+        elif self.target < self.today:
+            end = self.target
+        return Window(start=start, end=end, now=timezone.now())
 
     # --- Planning: decide every task's final state before touching the database ----------------------
 
@@ -115,7 +131,9 @@ class ProjectBuilder:
 
     # --- Building: replay the plan through the services ----------------------------------------------
 
-    def _build_tasks(self, project: Project) -> None:
+    def _build_tasks(self, project: Project) -> tuple[list[Task], list[list[str]]]:
+        """Create the tasks, their dependencies and their status changes; return the tasks and the status
+        path each one went through."""
         tasks: list[Task] = []
         for index, node in enumerate(self.nodes):
             tasks.append(self._create(project, index, node, tasks))
@@ -126,6 +144,7 @@ class ProjectBuilder:
                 )
         # Creation order is also dependency order (a task waits only on earlier ones), so each task's
         # dependencies are closed before it is.
+        paths: list[list[str]] = []
         for node, task in zip(self.nodes, tasks, strict=True):
             path = TRANSITION_PATHS[node.status]
             if node.is_epic and node.status == Status.DONE:
@@ -135,6 +154,8 @@ class ProjectBuilder:
             actor = task.assignee or task.reporter
             for status in path:
                 task_transition(task=task, status=status, source=Source.BATCH, actor=actor)
+            paths.append(list(path))
+        return tasks, paths
 
     def _create(self, project: Project, index: int, node: Node, tasks: list[Task]) -> Task:
         reporter = self.rng.choice(self.leads)

@@ -16,9 +16,13 @@ Priority = Task.Priority
 
 ADMIN_USERNAME = "admin"
 ADMIN_EMAIL = "admin@example.com"
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
-DEFAULT_PASSWORD = "apm-demo"  # noqa: S105  (a documented demo password, printed on every run)
+# Where `make run` serves (its RUN_ADDRESS).
+ADMIN_ADDRESS = "127.0.0.1:8000"
+ADMIN_URL = f"http://{ADMIN_ADDRESS}/admin/"
+DEFAULT_PASSWORD = "apm-demo"  # noqa: S105  (a documented demo password, printed while the account has it)
 DEFAULT_SEED = 42
+# A project still being planned has been filing its tasks for this long.
+PLANNING_HISTORY_DAYS = 21
 DEMO_EMAIL_DOMAIN = "northwind.example"
 
 
@@ -39,7 +43,8 @@ class DemoProject:
     name: str
     description: str
     status: str
-    # Days from today; negative is in the past.
+    # Days from today; negative is in the past. The project's history happens from its start to today
+    # (to its target date once completed); one still being planned filed its tasks over the last weeks.
     start_offset: int
     target_offset: int
     # username -> role; exactly one owner, who creates the project.
@@ -76,15 +81,15 @@ DEMO_USERNAMES: tuple[str, ...] = tuple(user.username for user in DEMO_USERS)
 
 DEMO_PROJECTS: tuple[DemoProject, ...] = (
     DemoProject(
-        key="PORTAL",
-        name="Customer Portal",
+        key="APM",
+        name="AutoProjectManagement",
         description=(
-            "Self-service web portal where customers track orders, download invoices and talk to support. "
-            "Replaces the phone and e-mail workflow for the top 500 accounts."
+            "APM itself: ingests git history, links commits to tasks and keeps progress, health and "
+            "hotspots true. `make run` ingests this checkout's own history into this project."
         ),
         status=Project.Status.ACTIVE,
-        start_offset=-120,
-        target_offset=60,
+        start_offset=-84,
+        target_offset=35,
         members={
             "maya.patel": Role.OWNER,
             "lucas.moreau": Role.MAINTAINER,
@@ -93,36 +98,38 @@ DEMO_PROJECTS: tuple[DemoProject, ...] = (
             "emily.carter": Role.VIEWER,
         },
         tasks=[
-            "Set up CI pipeline with lint, type check and tests",
-            "Add Sentry error reporting to the frontend",
+            "Project skeleton: settings by environment, Celery and structured logging",
+            "Data model for projects, tasks, dependencies and task history",
             (
-                "Order history page",
+                "Git ingestion",
                 [
-                    "Paginated order list API endpoint",
-                    "Order list table with filters",
-                    "Order detail drawer",
+                    "Mirror every source with a commit-graph",
+                    "Stream git log into commits and file changes in chunks",
+                    "Incremental runs from the last ingested tip",
+                    "Survive force pushes and interrupted runs",
                 ],
             ),
-            "Download invoices as PDF",
-            "Password reset flow with expiring links",
+            "Link commits to the tasks their messages name",
             (
-                "Support ticket inbox",
+                "REST API v1",
                 [
-                    "Ticket list with status badges",
-                    "Reply to a ticket with attachments",
-                    "E-mail notification on agent reply",
+                    "API tokens and permissions by project role",
+                    "OpenAPI schema with Swagger UI and ReDoc",
+                    "Cursor pagination for commit lists",
                 ],
             ),
-            "Fix session timeout logging users out during checkout",
-            "Rate-limit login attempts per IP",
-            "Improve Lighthouse performance score on the dashboard",
-            "Accessibility audit: keyboard navigation and ARIA labels",
-            "Localise date and currency formats",
-            "Add end-to-end tests for checkout with Playwright",
-            "Upgrade React to 18 and remove legacy lifecycle methods",
-            "Migrate styles from Bootstrap 4 to Tailwind",
-            "Cookie consent banner (GDPR)",
-            "Dark mode toggle",
+            "Push webhook queues an ingestion",
+            "Outgoing webhooks with signed deliveries and retries",
+            "Project health score with its reasons",
+            "Burndown and burnup from task history",
+            "Dashboard page for people",
+            "Hotspots, change coupling and contributors",
+            "Task exports as CSV and JSON",
+            "Fix slow admin changelist on the commits table",
+            "Load test: dashboard and project creation under 50 users",
+            "Import layers checked by import-linter",
+            "Kubernetes manifests and alert rules",
+            "Demo data that tells a story on the first run",
         ],
     ),
     DemoProject(
@@ -133,8 +140,8 @@ DEMO_PROJECTS: tuple[DemoProject, ...] = (
             "customer signatures, synced with the dispatch backend."
         ),
         status=Project.Status.ACTIVE,
-        start_offset=-90,
-        target_offset=75,
+        start_offset=-84,
+        target_offset=49,
         members={
             "sofia.rossi": Role.OWNER,
             "jonas.berg": Role.MAINTAINER,
@@ -183,8 +190,8 @@ DEMO_PROJECTS: tuple[DemoProject, ...] = (
             "dashboards; retires the nightly CSV exports."
         ),
         status=Project.Status.ACTIVE,
-        start_offset=-150,
-        target_offset=45,
+        start_offset=-86,
+        target_offset=28,
         members={
             "aisha.okafor": Role.OWNER,
             "maya.patel": Role.MAINTAINER,

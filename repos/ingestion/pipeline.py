@@ -42,6 +42,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apm.jobs import task_enqueue
 from monitoring.metrics import INGESTED_COMMITS, INGESTION_DURATION, INGESTION_RUNS
 from projects.services import project_cache_invalidate
 from repos.git import (
@@ -77,6 +78,8 @@ from webhooks.services import webhook_event_emit
 
 Status = IngestionRun.Status
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+# insights.tasks: records a project's health (insights sits above repos, so it is queued by name).
+HEALTH_RECOMPUTE_TASK = "projects.health_recompute"
 
 
 def run_fail(run: IngestionRun, reason: str) -> None:
@@ -709,6 +712,10 @@ def _run_finish(run: IngestionRun) -> None:
             timings={**run.timings, "requests": round(time.perf_counter() - requests_started, 3)},
         )
         project_cache_invalidate(project_id=repository.project_id)
+        # New commits move the health signals (activity, bus factor, churn, stale tasks): the project's
+        # level is recorded again once the run has committed, instead of waiting for the hourly schedule.
+        project_id = repository.project_id
+        transaction.on_commit(lambda: task_enqueue(HEALTH_RECOMPUTE_TASK, [project_id]), robust=True)
         if run.file_changes_added + run.commits_added >= ANALYZE_AFTER_ROWS:
             # After the finish commits: ANALYZE holds its table locks only for itself, not for the
             # whole finish (two big runs finishing at once would wait on each other).

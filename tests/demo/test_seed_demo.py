@@ -146,7 +146,7 @@ def test_admin_can_log_in_and_the_login_is_printed(seeded: str, client: Any) -> 
     assert client.login(username=ADMIN_USERNAME, password=DEFAULT_PASSWORD)
     assert ADMIN_URL in seeded
     assert f"Username: {ADMIN_USERNAME}" in seeded
-    assert f"Password: {DEFAULT_PASSWORD}" in seeded
+    assert f"Password: {DEFAULT_PASSWORD}  (set now)" in seeded
 
 
 @pytest.mark.django_db
@@ -155,16 +155,72 @@ def test_demo_users_cannot_log_in(seeded: str) -> None:
 
 
 @pytest.mark.django_db
-def test_running_twice_changes_nothing_but_the_admin_password(seeded: str, client: Any) -> None:
+def test_running_twice_changes_nothing(seeded: str, client: Any) -> None:
     counts, tasks = row_counts(), snapshot()
+    session_hash = User.objects.get(username=ADMIN_USERNAME).get_session_auth_hash()
 
-    output = seed(password="another-demo-pass")
+    output = seed()
 
     assert "already present" in output
     assert row_counts() == counts
     assert snapshot() == tasks
-    assert client.login(username=ADMIN_USERNAME, password="another-demo-pass")
-    assert not client.login(username=ADMIN_USERNAME, password=DEFAULT_PASSWORD)
+    # The password hash is untouched, so browsers logged in before stay logged in.
+    assert User.objects.get(username=ADMIN_USERNAME).get_session_auth_hash() == session_hash
+    assert f"Password: {DEFAULT_PASSWORD}  (the demo password seed_demo set, unchanged since)" in output
+
+
+@pytest.mark.django_db
+def test_an_existing_admin_keeps_the_password_its_owner_chose(seeded: str, client: Any) -> None:
+    admin = User.objects.get(username=ADMIN_USERNAME)
+    admin.set_password("chosen-by-me")
+    admin.save()
+
+    output = seed(password="another-demo-pass")
+
+    assert client.login(username=ADMIN_USERNAME, password="chosen-by-me")
+    assert not client.login(username=ADMIN_USERNAME, password="another-demo-pass")
+    assert "its password was left as it is" in output
+    # Neither the password asked for nor the demo one is printed: the account has neither.
+    assert "another-demo-pass" not in output.replace("--password", "")
+    assert f"Password: {DEFAULT_PASSWORD}" not in output
+    assert "Password: the one you set" in output
+
+
+@pytest.mark.django_db
+def test_password_applies_on_creation_only(db: None, client: Any) -> None:
+    output = seed(password="first-pass")
+
+    assert client.login(username=ADMIN_USERNAME, password="first-pass")
+    assert "Password: first-pass  (set now)" in output
+
+    output = seed(password="second-pass")
+
+    assert client.login(username=ADMIN_USERNAME, password="first-pass")
+    # A later run did not set it and cannot read it back: it is not printed.
+    assert "first-pass" not in output
+    assert "second-pass" not in output.replace("--password", "")
+
+
+@pytest.mark.django_db
+def test_reset_password_sets_it_again_and_restores_the_admin(seeded: str, client: Any) -> None:
+    admin = User.objects.get(username=ADMIN_USERNAME)
+    admin.set_password("forgotten")
+    admin.is_staff = False
+    admin.save()
+
+    output = seed(reset_password=True)
+
+    assert client.login(username=ADMIN_USERNAME, password=DEFAULT_PASSWORD)
+    assert User.objects.get(username=ADMIN_USERNAME).is_staff
+    assert f"Password: {DEFAULT_PASSWORD}  (set now)" in output
+
+
+@pytest.mark.django_db
+def test_no_login_leaves_the_login_to_demo_login(seeded: str) -> None:
+    output = seed(no_login=True)
+
+    assert "Admin login" not in output
+    assert "Password" not in output
 
 
 @pytest.mark.django_db

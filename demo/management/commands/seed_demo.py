@@ -1,7 +1,9 @@
 """``manage.py seed_demo``: a believable demo portfolio and an admin login, on the configured database.
 
 Every project, membership, task, assignment, dependency and status change is made through the services,
-so the demo data carries the same history (``TaskEvent`` rows with source ``batch``) as real work would.
+so the demo data carries the same history (``TaskEvent`` rows with source ``batch``) as real work would;
+that history is then spread over the weeks before today (demo.history) and each project's health is
+recorded. Safe to run on every ``make run``: what exists is kept, the admin's password included.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from django.utils import timezone
 
 from demo.builder import ProjectBuilder
 from demo.data import (
-    ADMIN_EMAIL,
-    ADMIN_URL,
     ADMIN_USERNAME,
     DEFAULT_PASSWORD,
     DEFAULT_SEED,
@@ -31,6 +31,9 @@ from demo.data import (
     DEMO_USERS,
     Status,
 )
+from demo.management.commands.demo_login import login_write
+from demo.selectors import demo_login
+from demo.services import demo_admin_ensure, demo_health_record
 from projects.models import Project
 from projects.services import project_cache_invalidate
 from tasks.models import Task, TaskDependency
@@ -41,15 +44,28 @@ class Command(BaseCommand):
 
     help = (
         "Create a demo portfolio (projects, users, tasks with history) and an admin account. "
-        "Running it again changes nothing but the admin password; --reset rebuilds the demo data."
+        "Running it again changes nothing; --reset rebuilds the demo data, --reset-password sets the "
+        "admin password again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="Random seed (default 42).")
         parser.add_argument(
             "--password",
-            default=DEFAULT_PASSWORD,
-            help=f"Password of the '{ADMIN_USERNAME}' account (default {DEFAULT_PASSWORD}).",
+            help=(
+                f"Password of the '{ADMIN_USERNAME}' account when it is created (default "
+                f"{DEFAULT_PASSWORD}); an existing account keeps its own unless --reset-password is given."
+            ),
+        )
+        parser.add_argument(
+            "--reset-password",
+            action="store_true",
+            help=f"Set the password of an existing '{ADMIN_USERNAME}' too (to --password or the demo one).",
+        )
+        parser.add_argument(
+            "--no-login",
+            action="store_true",
+            help="Leave the admin login out of the output (make run prints it last, with demo_login).",
         )
         parser.add_argument(
             "--reset", action="store_true", help="Delete the demo projects and users, then rebuild them."
@@ -67,8 +83,8 @@ class Command(BaseCommand):
                 "to run with DEBUG off. Pass --allow-production if this database really is a demo or "
                 "staging one."
             )
-        password: str = options["password"]
-        if not password:
+        password: str | None = options["password"]
+        if password == "":
             raise CommandError("--password cannot be empty.")
         started = time.monotonic()
         with transaction.atomic():
@@ -83,7 +99,8 @@ class Command(BaseCommand):
                     # had to be built in this run. (Not for security, hence S311.)
                     rng = random.Random(f"{options['seed']}:{spec.key}")  # noqa: S311
                     ProjectBuilder(spec=spec, users=users, rng=rng).build()
-            self._ensure_admin(password=password)
+            password_set = demo_admin_ensure(password=password, reset_password=options["reset_password"])
+            assessed = demo_health_record()
         elapsed = time.monotonic() - started
         if missing:
             self.stdout.write(
@@ -97,11 +114,18 @@ class Command(BaseCommand):
                     "Demo portfolio already present: nothing rebuilt (use --reset to rebuild)."
                 )
             )
+        if password is not None and password_set is None:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"The '{ADMIN_USERNAME}' account exists: its password was left as it is "
+                    "(--reset-password sets it)."
+                )
+            )
+        if assessed:
+            self.stdout.write(f"Health recorded for {', '.join(assessed)}.")
         self._summary()
-        self.stdout.write(self.style.MIGRATE_HEADING("Admin login"))
-        self.stdout.write(f"  URL:      {ADMIN_URL}")
-        self.stdout.write(f"  Username: {ADMIN_USERNAME}")
-        self.stdout.write(f"  Password: {password}")
+        if not options["no_login"]:
+            login_write(demo_login(password_set=password_set), stdout=self.stdout, style=self.style)
         if not settings.DEBUG:
             self.stdout.write(
                 self.style.WARNING(
@@ -130,17 +154,6 @@ class Command(BaseCommand):
                     last_name=spec.last_name,
                 )
         return users
-
-    def _ensure_admin(self, *, password: str) -> None:
-        user_model = get_user_model()
-        admin = user_model.objects.filter(username=ADMIN_USERNAME).first()
-        if admin is None:
-            admin = user_model(username=ADMIN_USERNAME, email=ADMIN_EMAIL)
-        admin.is_active = True
-        admin.is_staff = True
-        admin.is_superuser = True
-        admin.set_password(password)
-        admin.save()
 
     def _summary(self) -> None:
         projects = list(
