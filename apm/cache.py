@@ -1,13 +1,15 @@
 """Cache keys, their invalidation, and reads that hold up under a crowd and through an outage.
 
-Two ways to invalidate, used together:
+Entries are invalidated by **generation keys**: a family of entries (everything derived from one
+project: its summary, charts and page fragments; the portfolio of every project) has a generation number
+that is part of every key in the family, and bumping the number makes all of them unreachable at once,
+without having to know or hunt their keys. Stale entries simply expire. (``cache_invalidate`` can also
+delete explicit keys.)
 
-* **Explicit keys** for single objects and the portfolio list (``project:{id}``, ``projects:list``):
-  deleted by the service that changes the object.
-* **Generation keys** for families of derived entries (every summary, chart and page fragment of one
-  project): each family has a generation number that is part of every key in the family; bumping the
-  number makes all of them unreachable at once, without having to know or hunt their keys. Stale entries
-  simply expire.
+Generations also close the race an explicit delete leaves open: a reader that computed from the database
+before a write committed, and stores its result after the write's invalidation, stores it under the
+generation it read before computing, which the invalidation (run once the write commits) has already
+left behind. A deleted key would have been written again, stale, for the whole of its timeout.
 
 APM promises that figures are never stale: after a write, the next read shows it. ``cached()`` keeps
 that promise while sparing the database:
@@ -21,7 +23,7 @@ that promise while sparing the database:
   takes the lock and recomputes while the others are still served the previous value. An invalidated
   entry is never served: a generation bump changes the key and a delete removes the value, so neither
   leaves anything to serve. The value is stored as the caller computed it, under the caller's key, so
-  the entries' shape (and ``insights.selectors.ANALYTICS_FORMAT``) is unchanged, and the services' own
+  the entries' shape (and ``insights.selectors.ANALYTICS_FORMAT``) is unchanged, and a
   ``cache.delete_many`` of an explicit key still drops it.
 
 **Outages.** In production the cache is django-redis with ``IGNORE_EXCEPTIONS``: a Redis outage turns
@@ -55,13 +57,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
-from django_redis.cache import RedisCache as DjangoRedisCache  # type: ignore[import-untyped]  # no types
-from django_redis.exceptions import ConnectionInterrupted  # type: ignore[import-untyped]  # no types
+from django_redis.cache import RedisCache as DjangoRedisCache
+from django_redis.exceptions import ConnectionInterrupted
 
 from monitoring.metrics import CACHE_LOOKUPS
+
+logger = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -93,11 +98,12 @@ def _setting(name: str, default: float) -> float:
 
 
 def project_key(project_id: int) -> str:
-    """Cache key of one project's cached detail."""
+    """The generation namespace of everything cached about one project."""
     return f"project:{project_id}"
 
 
-PROJECTS_LIST_KEY = "projects:list"
+# The generation namespace of the portfolio (every project's row), bumped with any project's.
+PORTFOLIO_NAMESPACE = "projects"
 
 
 # --- Talking to the cache, knowing when it did not answer ---------------------------------------------
@@ -156,6 +162,8 @@ def _failed(backend: BaseCache, *, invalidation: bool = False) -> None:
     """The cache did not answer; when what was lost is an invalidation, the epoch is owed."""
     health = _health_of(backend)
     with _health_lock:
+        # One line per outage and process every CACHE_RETRY_SECONDS at most, not one per request.
+        logger.warning("cache_unavailable", invalidation_lost=invalidation)
         health.retry_at = time.monotonic() + _setting("CACHE_RETRY_SECONDS", CACHE_RETRY_SECONDS)
         if not invalidation:
             return
@@ -179,6 +187,7 @@ def _renew(backend: BaseCache, health: _Health) -> bool:
     with _health_lock:
         health.renewal_owed = False
         health.retry_at = 0.0
+    logger.info("cache_epoch_renewed")
     return True
 
 

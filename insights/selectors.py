@@ -3,8 +3,8 @@
 Every figure a page or an answer shows is read here, through the cache, so the API and the admin share
 one entry per figure and neither recomputes what the other just computed. Two kinds of entries:
 
-* a project's summary (``project:{id}``) and the portfolio (``projects:list``), dropped by the services
-  that change what they count (``projects.services.project_cache_invalidate``);
+* a project's summary and the portfolio, in the project's and the portfolio's cache generations, which
+  the services that change what they count bump (``projects.services.project_cache_invalidate``);
 * the analytics (progress, health, priorities, burndown, hotspots, coupling, contributors), kept in the
   project's cache generation, which every change to its tasks and every ingestion of its repositories
   bumps (``apm.cache``), and keyed by the day and by every parameter the figure depends on.
@@ -21,7 +21,7 @@ from django.db.models import Count, F, Max, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from apm.cache import PROJECTS_LIST_KEY, cached, generation_key, project_key
+from apm.cache import PORTFOLIO_NAMESPACE, cached, generation_key, project_key
 from insights.analytics import (
     TREND_DAYS,
     progress_of,
@@ -70,7 +70,7 @@ T = TypeVar("T")
 ANALYTICS_CACHE_SECONDS = 3600
 # The shape of the cached analytics entries. It is part of their keys, so that processes of two releases
 # sharing one cache (a rolling deploy) never read each other's entries: raise it when a shape changes.
-ANALYTICS_FORMAT = 2
+ANALYTICS_FORMAT = 3
 
 
 # health_level/health_score: the last recorded assessment (insights.services.project_health_record).
@@ -81,9 +81,9 @@ RECENT_ACTIVITY_ROWS = 10
 
 
 def project_summary_cached(*, project: Project) -> dict[str, Any]:
-    """A project's figures and recent activity, cached under ``project:{id}``.
+    """A project's figures and recent activity, cached in the project's generation.
 
-    The entry is dropped whenever the project, one of its tasks or one of its repositories' ingestions
+    The entry is left behind whenever the project, one of its tasks or one of its repositories' ingestions
     changes (``project_cache_invalidate``), so it is never stale. Computing it costs a fixed number of
     queries, whatever the size of the project: task aggregates, repository and commit aggregates, the
     latest events and the latest commits.
@@ -127,11 +127,12 @@ def project_summary_cached(*, project: Project) -> dict[str, Any]:
             commit["repository"] = commit.pop("repository_id")
         return summary
 
-    return cached(project_key(project.pk), compute, family="summary")
+    key = generation_key(project_key(project.pk), "summary", f"v{ANALYTICS_FORMAT}")
+    return cached(key, compute, family="summary")
 
 
 def project_portfolio_cached() -> list[dict[str, Any]]:
-    """Every project with its task counts, cached under ``projects:list``.
+    """Every project with its task counts, cached in the portfolio's generation.
 
     Each row also holds ``activity``: commits and tasks closed in each of the last ``ACTIVITY_WEEKS``
     weeks, oldest first (the dashboard's sparklines). Four queries whatever the number of projects: the
@@ -159,7 +160,9 @@ def project_portfolio_cached() -> list[dict[str, Any]]:
             for project in Project.objects.order_by("key").values(*_PROJECT_SUMMARY_FIELDS)
         ]
 
-    return cached(PROJECTS_LIST_KEY, compute, family="portfolio")
+    return cached(
+        generation_key(PORTFOLIO_NAMESPACE, "list", f"v{ANALYTICS_FORMAT}"), compute, family="portfolio"
+    )
 
 
 ACTIVITY_WEEKS = 12

@@ -7,11 +7,10 @@ import re
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, OperationalError, transaction
 
-from apm.cache import PROJECTS_LIST_KEY, generation_bump, project_key
+from apm.cache import PORTFOLIO_NAMESPACE, cache_invalidate, project_key
 from apm.db import is_deadlock
 from projects.models import Membership, Project
 from projects.workflow import GRAMMAR_FIELDS
@@ -27,13 +26,12 @@ PROJECT_UPDATABLE_FIELDS = frozenset(
 def project_cache_invalidate(*, project_id: int) -> None:
     """Drop the cached views of one project and of the portfolio, once the change is committed.
 
-    Explicit keys for the project and the list, plus a generation bump for everything derived from the
-    project (summaries, charts, page fragments), so no caller has to know which keys exist.
+    One generation bump for everything derived from the project (summary, charts, page fragments) and
+    one for the portfolio, so no caller has to know which keys exist (apm.cache).
     """
 
     def invalidate() -> None:
-        cache.delete_many([project_key(project_id), PROJECTS_LIST_KEY])
-        generation_bump(project_key(project_id))
+        cache_invalidate(generations=[project_key(project_id), PORTFOLIO_NAMESPACE])
 
     transaction.on_commit(invalidate)
 

@@ -131,7 +131,9 @@ elif REDIS_URL:
             },
         }
     }
-    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+    # Not one traceback per cache call (throttles, sessions) during an outage: apm.cache logs
+    # "cache_unavailable" once per retry period and /readyz reports the cache as down.
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = False
 else:
     CACHES = {
         "default": {

@@ -22,7 +22,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from prometheus_client import REGISTRY
 
-from apm.cache import cache_renewal_owed
+from apm.cache import cache_renewal_owed, generation_key, project_key
+from insights.selectors import ANALYTICS_FORMAT
 from projects.services import project_cache_invalidate
 from tests.conftest import services_required
 from tests.factories import CommitFactory, FileChangeFactory, FileFactory, UserFactory
@@ -163,11 +164,12 @@ def test_pages_answer_through_an_outage_and_nothing_stale_follows_it(
 ):
     pages = Pages(world)
     raw = redis_server.client()
-    summary_key = f"{namespace()}:1:project:{world.project.pk}"
     with production_settings(redis_server, CACHE_RETRY_SECONDS=0.2):
         # Redis up: the pages fill the cache, and a second read is served from it.
         truth = pages.truth()
         same(pages.figures(), truth)
+        summary = generation_key(project_key(world.project.pk), "summary", f"v{ANALYTICS_FORMAT}")
+        summary_key = f"{namespace()}:1:{summary}"
         hits = lookups("summary", "hit")
         same(pages.figures(), truth)
         assert lookups("summary", "hit") == hits + 1
