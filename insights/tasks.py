@@ -12,12 +12,13 @@ from celery import shared_task
 from apm.db import TRANSIENT_DB_ERRORS
 from insights.services import project_health_record
 from projects.models import Project
+from repos.ingestion.pipeline import HEALTH_RECOMPUTE_TASK
 
 logger = structlog.get_logger(__name__)
 
 
 @shared_task(
-    name="projects.health_recompute",
+    name=HEALTH_RECOMPUTE_TASK,
     autoretry_for=TRANSIENT_DB_ERRORS,
     retry_backoff=2,
     retry_backoff_max=120,

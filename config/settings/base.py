@@ -301,7 +301,9 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 if not CELERY_BROKER_URL:
-    CELERY_BROKER_URL = "memory://"
+    # Eager Celery still takes a producer from the broker's pool for every task it runs, and kombu warns
+    # "No hostname was supplied" each time when the in-process broker's URL names no host.
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
 CELERY_RESULT_EXPIRES = 24 * 3600
 # Separate queues let several APM installations (or test runs) share one broker.

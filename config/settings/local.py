@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import *  # noqa: F403
-from .base import CELERY_BROKER_URL, INSTALLED_APPS, MIDDLEWARE, env
+from .base import INSTALLED_APPS, MIDDLEWARE, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="apm-local-development-key-not-for-production")
@@ -19,8 +19,3 @@ if env.bool("APM_DEBUG_TOOLBAR", default=True):
     ]
     # Collapsed to its handle: the pages are what a first visit looks at, the panels are a click away.
     DEBUG_TOOLBAR_CONFIG = {"ROOT_TAG_EXTRA_ATTRS": "hx-preserve", "SHOW_COLLAPSED": True}
-
-# Eager Celery still takes a producer from the broker's connection pool for every task it runs, and kombu
-# warns "No hostname was supplied" each time when the in-process broker's URL names no host.
-if CELERY_BROKER_URL == "memory://":
-    CELERY_BROKER_URL = "memory://localhost/"

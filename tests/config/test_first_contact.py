@@ -46,8 +46,8 @@ def test_eager_tasks_run_without_broker_warnings_or_a_trace_line_each(tmp_path: 
 
 
 def test_the_check_above_sees_the_warning_an_unnamed_in_process_broker_gives(tmp_path: Path) -> None:
-    # The same task with the broker URL the local settings replace: kombu warns. This keeps the test
-    # above honest (it would notice the warning).
+    # The same task with an in-process broker URL that names no host (the default names one): kombu
+    # warns. This keeps the test above honest (it would notice the warning).
     ran = _local(_EAGER_TASK, tmp_path, CELERY_BROKER_URL="memory://", CELERY_TASK_ALWAYS_EAGER="1")
 
     assert ran.returncode == 0, ran.stderr
