@@ -373,19 +373,20 @@ def project_history_start(*, project: Project) -> datetime.date:
 
 
 def _window_start(project: Project, window: str) -> datetime.date:
+    """The first day of a page window: never before the project's history starts (a burndown over empty
+    weeks would start from nothing remaining, and its ideal line would be flat at zero)."""
     days = page_window_days(window)
     today = timezone.localdate()
-    if days is None:
-        return min(project_history_start(project=project), today)
-    return today - datetime.timedelta(days=days - 1)
+    first = min(project_history_start(project=project), today)
+    return first if days is None else max(first, today - datetime.timedelta(days=days - 1))
 
 
 def project_charts_cached(*, project: Project, window: str) -> dict[str, Any]:
     """The burndown/burnup days and the progress trend of ``project`` over a page window, cached.
 
-    ``burndown`` is ``insights.analytics.project_burndown`` over the window (any length for "all");
-    ``progress`` holds the project's progress at the end of evenly spaced days of the window (weekly up to
-    a year). Six queries on a miss.
+    ``burndown`` is ``insights.analytics.project_burndown`` over the window (any length for "all"), from
+    the day the project's history starts when that is later; ``progress`` holds the project's progress at
+    the end of evenly spaced days of the window (weekly up to a year). Seven queries on a miss.
     """
 
     def compute() -> dict[str, Any]:

@@ -14,7 +14,8 @@ from demo.selectors import DemoLogin, demo_login
 def login_write(login: DemoLogin, *, stdout: OutputWrapper, style: Style) -> None:
     """The login block, shared with ``seed_demo``."""
     stdout.write(style.MIGRATE_HEADING("Admin login"))
-    stdout.write(f"  URL:      {login.url}")
+    stdout.write(f"  Open:     {login.url.removesuffix('admin/')}  (the dashboard, after signing in)")
+    stdout.write(f"  Admin:    {login.url}")
     stdout.write(f"  Username: {login.username}")
     if login.password is not None:
         stdout.write(f"  Password: {login.password}  ({login.note})")
