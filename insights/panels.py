@@ -13,6 +13,7 @@ cached fragment serves every member, and nothing of one viewer can reach another
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from apm.cache import PORTFOLIO_NAMESPACE, cached, generation_key
 from insights.analytics import Quadrant
 from insights.charts import Marker, Series, bar_list, line_chart
 from insights.code import MAX_DAYS
@@ -319,3 +321,16 @@ def repository_panel_html(*, repository: Repository, name: str, window: str) -> 
         parts=(f"f{FRAGMENT_FORMAT}", "repository", repository.pk, name, window),
         compute=render,
     )
+
+
+def portfolio_table_html(*, rows: list[dict[str, Any]], render: Callable[[], str]) -> str:
+    """The dashboard's table of projects, rendered by ``render`` once per set of visible projects.
+
+    Keyed by the portfolio's generation (any project's change) and by the projects the table shows, so
+    two people who see the same projects share one entry and nobody is shown a table of projects they
+    may not see. It holds nothing else of the viewer.
+    """
+    shown = ",".join(str(row["id"]) for row in rows)
+    digest = hashlib.sha256(shown.encode()).hexdigest()[:32]
+    key = generation_key(PORTFOLIO_NAMESPACE, "table", f"f{FRAGMENT_FORMAT}", digest)
+    return cached(key, render, family="fragment")

@@ -13,7 +13,9 @@ from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views import View
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, renderers
@@ -23,7 +25,13 @@ from rest_framework.views import APIView
 
 from insights.api.serializers import PortfolioRowSerializer
 from insights.charts import sparkline
-from insights.panels import PROJECT_PANELS, REPOSITORY_PANELS, project_panel_html, repository_panel_html
+from insights.panels import (
+    PROJECT_PANELS,
+    REPOSITORY_PANELS,
+    portfolio_table_html,
+    project_panel_html,
+    repository_panel_html,
+)
 from insights.selectors import (
     PAGE_WINDOW_DEFAULT,
     PAGE_WINDOWS,
@@ -57,19 +65,24 @@ class DashboardView(APIView):
         totals = {
             name: sum(row[name] for row in rows) for name in ("tasks_total", "tasks_open", "tasks_done")
         }
-        projects = [
-            {
-                **row,
-                "status_label": Project.Status(row["status"]).label,
-                "health_label": HealthLevel(row["health_level"]).label if row["health_level"] else "",
-                "percent": round(row["progress"] * 100),
-                "sparkline": _activity_sparkline(row),
-            }
-            for row in rows
-        ]
+
+        def table() -> str:
+            projects = [
+                {
+                    **row,
+                    "status_label": Project.Status(row["status"]).label,
+                    "health_label": HealthLevel(row["health_level"]).label if row["health_level"] else "",
+                    "percent": round(row["progress"] * 100),
+                    "sparkline": _activity_sparkline(row),
+                }
+                for row in rows
+            ]
+            return render_to_string("insights/portfolio_table.html", {"projects": projects})
+
         return Response(
             {
-                "projects": projects,
+                "projects": rows,
+                "portfolio_table": mark_safe(portfolio_table_html(rows=rows, render=table)),  # noqa: S308 (an autoescaped template)
                 "totals": totals,
                 "user": request.user,
                 "my_tasks": tasks_assigned_open(user=request.user),

@@ -340,3 +340,19 @@ def test_projects_of_others_never_show_in_a_members_dashboard_even_in_activity(w
     CommitFactory(repository__project=stranger, timestamp=timezone.now())
     page = signed_in(world, "member").get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
     assert "GAMMA" not in page
+
+
+def test_the_dashboards_table_is_shared_only_by_people_who_see_the_same_projects(world):
+    stranger = ProjectFactory(key="GAMMA")
+    staff_page = signed_in(world, "staff").get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
+    member_page = signed_in(world, "member").get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
+    viewer_page = signed_in(world, "viewer").get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
+    assert "GAMMA" in staff_page  # staff see every project
+    assert "GAMMA" not in member_page
+    assert stranger.name not in member_page
+    # The member and the viewer see the same projects: one table, the same rows.
+    table = re.compile(r"<table>.*?</table>", re.S)
+    member_table, viewer_table = table.search(member_page), table.search(viewer_page)
+    assert member_table is not None
+    assert viewer_table is not None
+    assert member_table.group(0) == viewer_table.group(0)
