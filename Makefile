@@ -101,7 +101,7 @@ check-deploy: install
 		DJANGO_ALLOWED_HOSTS=apm.example.com $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3* .pytest_cache .ruff_cache
+	rm -rf $(VENV) var/*.sqlite3* var/cache .pytest_cache .ruff_cache
 
 ## Offline checks of the deployment files (docs/operations.md, "Deploying"): hadolint on the Dockerfile,
 ## kubernetes-validate --strict on every manifest in k8s/, promtool on the alert rules and their unit

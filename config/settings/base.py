@@ -1,12 +1,13 @@
 """Settings shared by every environment.
 
 Every value is read from the environment through django-environ. With no variable set at all, APM runs
-on its embedded default: a SQLite file under ``var/``, the local-memory cache and Celery in eager mode,
+on its embedded default: a SQLite file under ``var/``, a file cache beside it and Celery in eager mode,
 so a fresh machine with only Python and git can run it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -135,12 +136,23 @@ elif REDIS_URL:
     # "cache_unavailable" once per retry period and /readyz reports the cache as down.
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = False
 else:
+    # The embedded default: files under var/cache, one directory per database. Not the local-memory
+    # cache: `make run`'s server and a `manage.py ingest_repo` run beside it are two processes, and an
+    # invalidation made in one must reach the other, or the server would show figures from before the
+    # ingestion for as long as they live. Files are shared by every process of the machine.
+    _database = DATABASES["default"]
+    _cache_scope = hashlib.sha256(f"{_database.get('HOST', '')}/{_database['NAME']}".encode()).hexdigest()[
+        :12
+    ]
     CACHES = {
         "default": {
-            "BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache",
-            "LOCATION": "apm",
+            "BACKEND": "django_prometheus.cache.backends.filebased.FileBasedCache",
+            "LOCATION": env("CACHE_DIR", default=str(VAR_DIR / "cache" / _cache_scope)),
             "TIMEOUT": CACHE_DEFAULT_TIMEOUT,
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="apm"),
+            # Culling drops a share of the entries when there are more: a generation or the epoch may go
+            # with them, which only makes their entries unreachable (apm.cache).
+            "OPTIONS": {"MAX_ENTRIES": 20000},
         }
     }
 

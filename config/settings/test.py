@@ -28,6 +28,16 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Test runs at once on one machine, and the xdist workers of each, share one Redis: each process keys
 # its cache under its own namespace, apm-test-<run>-<worker> (tests/isolation.py).
 CACHES["default"]["KEY_PREFIX"] = isolation.namespace()
+if str(CACHES["default"]["BACKEND"]).endswith("FileBasedCache"):
+    # Without Redis, each test process keeps its cache in memory: the conftest clears it before every
+    # test, and a file cache's clear() would empty the other processes' too. The embedded default's
+    # file cache is exercised across processes by tests/config/test_embedded_cache.py.
+    CACHES["default"] = {
+        "BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache",
+        "LOCATION": isolation.namespace(),
+        "TIMEOUT": CACHES["default"]["TIMEOUT"],
+        "KEY_PREFIX": isolation.namespace(),
+    }
 # A Celery worker started by a test (tests/processes.py) keeps to that test's key prefix on a Redis
 # broker and result backend: its queues, broadcasts and results are the test's alone.
 _broker_keyprefix = env(isolation.BROKER_KEYPREFIX_VARIABLE, default="")

@@ -71,7 +71,7 @@ def test_embedded_default_needs_nothing_installed():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "django_prometheus.db.backends.sqlite3",
-        "django_prometheus.cache.backends.locmem.LocMemCache",
+        "django_prometheus.cache.backends.filebased.FileBasedCache",
         "True",
         "True",
     ]
