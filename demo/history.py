@@ -27,9 +27,11 @@ from projects.services import project_cache_invalidate
 from tasks.models import Task, TaskDependency, TaskEvent
 
 # When tasks are filed, as (share of the tasks, share of the window) points joined by straight lines: the
-# kick-off plan on the first day or two, most of the rest over the next three weeks, then scope added
-# along the way; the last task is filed well before today (later scope has not arrived yet).
-FILING_CURVE = ((0.0, 0.0), (0.55, 0.015), (0.8, 0.25), (1.0, 0.9))
+# kick-off plan on the first day, most of the rest over the next three weeks, then scope added along the
+# way; the last task is filed well before today (later scope has not arrived yet).
+FILING_CURVE = ((0.0, 0.0), (0.55, 0.0), (0.8, 0.25), (1.0, 0.9))
+# The kick-off plan is filed within the first day's working hours (a burndown starts from it).
+KICKOFF_DAY = 0.9
 # The first tasks are done this far into the window (the project needs a start).
 FIRST_DONE_AT = 0.15
 # A working day, in hours of the local day: every change happens between these two.
@@ -145,8 +147,11 @@ def _filing_days(count: int, span: float, limit: float, rng: random.Random) -> l
             (before, after) for before, after in itertools.pairwise(FILING_CURVE) if share <= after[0]
         )
         position = (share - share_before) / (share_after - share_before)
-        day = span * (day_before + (day_after - day_before) * position)
-        day = min(day + rng.uniform(0, 0.9), limit - 1)
+        if day_after == 0.0:
+            day = KICKOFF_DAY * position  # the kick-off, in order through the first day
+        else:
+            day = span * (day_before + (day_after - day_before) * position)
+            day = min(day + rng.uniform(0, 0.9), limit - 1)
         # Numbers follow filing order: never before the previous task.
         days.append(max(day, days[-1] + 0.01) if days else day)
     return days

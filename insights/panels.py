@@ -45,7 +45,7 @@ QUADRANT_ROWS = 5
 # Longer windows are drawn and tabulated by week: a year of days is more points than a chart is wide.
 DAILY_UP_TO = 120
 # The shape of the rendered fragments: part of their cache keys, raise it when a template changes.
-FRAGMENT_FORMAT = 1
+FRAGMENT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,7 @@ def progress_context(*, project: Project, window: str) -> dict[str, Any]:
     return {
         "progress_svg": svg,
         "points": points,
+        "now_percent": last["percent"],
         "trend": f"{current['trend'] * 100:+.1f}",
         "trend_days": current["trend_days"],
     }
