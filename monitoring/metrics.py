@@ -34,6 +34,12 @@ CACHE_FAMILIES = (
     "hotspots",
     "coupling",
     "contributors",
+    # The pages' figures and their rendered fragments (insights.selectors, insights.panels).
+    "charts",
+    "commits",
+    "languages",
+    "repository",
+    "fragment",
 )
 INGESTION_RUN_OUTCOMES = ("succeeded", "failed")  # the IngestionRun.Status a run ends in
 WEBHOOK_PROVIDERS = ("github", "gitlab", "gitea")

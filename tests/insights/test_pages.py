@@ -356,3 +356,29 @@ def test_the_dashboards_table_is_shared_only_by_people_who_see_the_same_projects
     assert member_table is not None
     assert viewer_table is not None
     assert member_table.group(0) == viewer_table.group(0)
+
+
+def test_every_family_the_pages_read_has_its_metric_series_from_the_start(world):
+    from prometheus_client import REGISTRY  # noqa: PLC0415 (read here only)
+
+    from monitoring.metrics import CACHE_FAMILIES  # noqa: PLC0415
+
+    def counts() -> dict[str, float]:
+        return {
+            sample.labels["family"]: sample.value
+            for metric in REGISTRY.collect()
+            if metric.name == "apm_cache_lookups"
+            for sample in metric.samples
+            if sample.name == "apm_cache_lookups_total" and sample.labels["result"] == "miss"
+        }
+
+    client = signed_in(world, "owner")
+    repository = world.objects["repository"].pk
+    before = counts()
+    urls = [f"/projects/ALPHA/panels/{panel.name}/" for panel in PROJECT_PANELS]
+    urls += [f"/repositories/{repository}/", f"/repositories/{repository}/panels/languages/", "/dashboard"]
+    for url in urls:
+        assert client.get(url, HTTP_ACCEPT="text/html").status_code == 200
+    read = {family for family, value in counts().items() if value > before.get(family, 0)}
+    assert {"charts", "commits", "fragment", "languages", "repository", "portfolio"} <= read
+    assert read <= set(CACHE_FAMILIES)
