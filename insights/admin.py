@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 import repos.admin
@@ -20,11 +20,10 @@ from insights.panels import project_panel_html, repository_panel_html
 from insights.selectors import (
     code_figures_cached,
     project_burndown_cached,
-    project_health_cached,
     project_progress_cached,
     task_priorities_cached,
 )
-from projects.models import HealthLevel, Project
+from projects.models import Project
 from repos.models import Repository
 from tasks.admin import ProjectAdmin as TasksProjectAdmin
 
@@ -67,21 +66,9 @@ class ProjectAdmin(TasksProjectAdmin):
 
     @admin.display(description="Health")
     def health_panel(self, obj: Project) -> str:
-        health = project_health_cached(project=obj)
-        recorded = (
-            f"last recorded: {obj.get_health_level_display()} ({obj.health_score}/100) "
-            f"on {obj.health_checked_at:%Y-%m-%d %H:%M}"
-            if obj.health_level and obj.health_checked_at
-            else "not recorded yet"
-        )
-        reasons = format_html_join("", "<li>{}</li>", ((reason,) for reason in health["reasons"]))
-        return format_html(
-            "<strong>{}</strong>, score {}/100 now ({})<ul>{}</ul>",
-            HealthLevel(health["level"]).label,
-            health["score"],
-            recorded,
-            reasons or format_html("<li>{}</li>", "No risk signal."),
-        )
+        """The level and score now, when it was last recorded, the reasons: the page's health panel."""
+        html = project_panel_html(project=obj, name="health", window="")
+        return format_html('<div class="apm">{}</div>', mark_safe(html))  # noqa: S308 (an autoescaped fragment)
 
     @admin.display(description="Progress")
     def progress_panel(self, obj: Project) -> str:

@@ -177,34 +177,20 @@ def _portfolio_activity() -> dict[int, dict[str, list[int]]]:
     since = datetime.datetime.combine(first, datetime.time.min, tzinfo=timezone.get_current_timezone())
     activity: dict[int, dict[str, list[int]]] = {}
 
-    def add(project_id: int, kind: str, day: datetime.date, number: int) -> None:
-        week = (day - first).days // 7
-        if 0 <= week < ACTIVITY_WEEKS:
-            row = activity.setdefault(
-                project_id, {"commits": [0] * ACTIVITY_WEEKS, "closed": [0] * ACTIVITY_WEEKS}
-            )
-            row[kind][week] += number
-
-    commits: Any = (
-        Commit.objects.filter(timestamp__gte=since)
-        .annotate(day=TruncDate("timestamp"))
-        .values("repository__project_id", "day")
-        .annotate(number=Count("id"))
-        .order_by()
+    commits = Commit.objects.filter(timestamp__gte=since).values(
+        pid=F("repository__project_id"), day=TruncDate("timestamp")
     )
-    for row in commits:
-        add(row["repository__project_id"], "commits", row["day"], row["number"])
-    closed: Any = (
-        TaskEvent.objects.filter(
-            created_at__gte=since, kind=TaskEvent.Kind.STATUS_CHANGED, to_status=Task.Status.DONE
-        )
-        .annotate(day=TruncDate("created_at"))
-        .values("project_id", "day")
-        .annotate(number=Count("id"))
-        .order_by()
-    )
-    for row in closed:
-        add(row["project_id"], "closed", row["day"], row["number"])
+    closed = TaskEvent.objects.filter(
+        created_at__gte=since, kind=TaskEvent.Kind.STATUS_CHANGED, to_status=Task.Status.DONE
+    ).values(pid=F("project_id"), day=TruncDate("created_at"))
+    for kind, rows in (("commits", commits), ("closed", closed)):
+        for row in rows.annotate(number=Count("id")).order_by():
+            week = (row["day"] - first).days // 7
+            if 0 <= week < ACTIVITY_WEEKS:
+                weeks = activity.setdefault(
+                    row["pid"], {"commits": [0] * ACTIVITY_WEEKS, "closed": [0] * ACTIVITY_WEEKS}
+                )
+                weeks[kind][week] += row["number"]
     return activity
 
 

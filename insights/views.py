@@ -7,6 +7,7 @@ fragments (``insights.panels``), each cached once for every member of the projec
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -193,17 +194,22 @@ class ProjectPageView(LoginRequiredMixin, View):
         return render(request, "insights/project.html", context)
 
 
+def _panel(request: HttpRequest, panels: Any, name: str, render: Any) -> HttpResponse:
+    """One panel's fragment: 404 for a panel that does not exist, 400 for a window that does not."""
+    if name not in {panel.name for panel in panels}:
+        raise Http404("No such panel.")
+    window = _window(request)
+    if window is None:
+        return _bad_window()
+    return HttpResponse(render(name=name, window=window))
+
+
 class ProjectPanelView(LoginRequiredMixin, View):
     """``/projects/<KEY>/panels/<name>/``: one panel's HTML fragment."""
 
     def get(self, request: HttpRequest, key: str, name: str) -> HttpResponse:
         project = _visible_project(request, key)
-        if name not in {panel.name for panel in PROJECT_PANELS}:
-            raise Http404("No such panel.")
-        window = _window(request)
-        if window is None:
-            return _bad_window()
-        return HttpResponse(project_panel_html(project=project, name=name, window=window))
+        return _panel(request, PROJECT_PANELS, name, functools.partial(project_panel_html, project=project))
 
 
 class RepositoryPageView(LoginRequiredMixin, View):
@@ -232,9 +238,5 @@ class RepositoryPanelView(LoginRequiredMixin, View):
 
     def get(self, request: HttpRequest, pk: int, name: str) -> HttpResponse:
         repository = _visible_repository(request, pk)
-        if name not in {panel.name for panel in REPOSITORY_PANELS}:
-            raise Http404("No such panel.")
-        window = _window(request)
-        if window is None:
-            return _bad_window()
-        return HttpResponse(repository_panel_html(repository=repository, name=name, window=window))
+        render = functools.partial(repository_panel_html, repository=repository)
+        return _panel(request, REPOSITORY_PANELS, name, render)

@@ -501,7 +501,7 @@ def test_project_change_page_shows_health_and_progress(admin_client):
     add_page = admin_client.get(reverse("admin:projects_project_add")).content.decode()
 
     # The open task is overdue (25 points) and untouched for weeks (15 points).
-    assert "At risk</strong>, score 60/100 now (not recorded yet)" in page
+    assert 'At risk</strong>, score 60/100 now.\n  <span class="muted">Not recorded yet.</span>' in page
     assert "1 of 1 open tasks are past their due date." in page
     assert "50.0% done (2 of 4 estimate hours, 1 of 2 tasks done)" in page
     assert "field-health_panel" not in add_page
