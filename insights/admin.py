@@ -59,10 +59,13 @@ class ProjectAdmin(TasksProjectAdmin):
     def charts_panel(self, obj: Project) -> str:
         """The project page's burndown, burnup and progress charts: the same cached fragments."""
         # Fragments are rendered by autoescaping templates.
-        fragments = [
-            project_panel_html(project=obj, name=name, window="90") for name in ("burndown", "progress")
-        ]
-        return format_html('<div class="apm">{}</div>', mark_safe("".join(fragments)))  # noqa: S308
+        burndown, progress = (
+            mark_safe(project_panel_html(project=obj, name=name, window="90"))  # noqa: S308
+            for name in ("burndown", "progress")
+        )
+        return format_html(
+            '<div class="apm admin-charts"><div>{}</div><div>{}</div></div>', burndown, progress
+        )
 
     @admin.display(description="Health")
     def health_panel(self, obj: Project) -> str:

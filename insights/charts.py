@@ -11,10 +11,10 @@ goes through ``format_html``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import count
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -22,7 +22,6 @@ from django.utils.safestring import SafeString
 # One drawing unit is one CSS pixel at the chart's natural width; the SVG scales to its container.
 WIDTH, HEIGHT = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 26
-_ids = count(1)
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,9 @@ def line_chart(
 
     ``percent`` reads values as fractions (0.42) and labels the axis 0-100 %.
     """
-    chart_id = f"chart-{next(_ids)}"
+    # Unique on a page (each chart has its own title) and the same at every rendering, so that a cached
+    # fragment and a fresh one are identical and two panels never share an id.
+    chart_id = "chart-" + hashlib.sha256(f"{title}\n{description}".encode()).hexdigest()[:12]
     highest = max((value for line in series for value in line.values if value is not None), default=0.0)
     whole = all(float(value).is_integer() for line in series for value in line.values if value is not None)
     top, step = (1.0, 0.25) if percent else nice_scale(highest, whole=whole)
@@ -218,12 +219,14 @@ def bar_list(
 def sparkline(*, label: str, bars: Sequence[int], line: Sequence[int]) -> SafeString:
     """A small weekly activity chart: ``bars`` (commits) as columns and ``line`` (tasks closed) as a line.
 
-    ``label`` is the text alternative; the numbers themselves are in the dashboard's table too.
+    Each has its own scale (hundreds of commits would flatten a handful of closed tasks): the chart shows
+    the shape of each week over week, and ``label``, its text alternative, gives the numbers.
     """
     width, height, gap = 96, 24, 1
     weeks = max(len(bars), len(line), 1)
     step = width / weeks
-    top = max([*bars, *line, 1])
+    top = max([*bars, 1])
+    line_top = max([*line, 1])
     columns = format_html_join(
         "",
         '<rect class="spark-bar" x="{}" y="{}" width="{}" height="{}"></rect>',
@@ -238,7 +241,7 @@ def sparkline(*, label: str, bars: Sequence[int], line: Sequence[int]) -> SafeSt
         ),
     )
     points = " ".join(
-        f"{(index + 0.5) * step:.1f},{height - (height - 2) * value / top - 1:.1f}"
+        f"{(index + 0.5) * step:.1f},{height - (height - 2) * value / line_top - 1:.1f}"
         for index, value in enumerate(line)
     )
     polyline = format_html('<polyline class="spark-line" points="{}"></polyline>', points) if line else ""

@@ -32,6 +32,7 @@ from insights.selectors import (
     project_charts_cached,
     project_commits_recent_cached,
     project_health_cached,
+    project_history_start,
     project_progress_cached,
     repository_languages_cached,
     task_priorities_cached,
@@ -45,7 +46,7 @@ QUADRANT_ROWS = 5
 # Longer windows are drawn and tabulated by week: a year of days is more points than a chart is wide.
 DAILY_UP_TO = 120
 # The shape of the rendered fragments: part of their cache keys, raise it when a template changes.
-FRAGMENT_FORMAT = 2
+FRAGMENT_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,11 @@ def short_path(path: str, parts: int = 2) -> str:
 
 
 def _weekly(days: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Long series by week: each week's last day, with the week's scope changes summed."""
+    """Long series by week: the first day, then each week's last day with the week's scope changes
+    summed. Weeks end on the last day, so the latest point is today's."""
     weeks: list[dict[str, Any]] = []
-    # Weeks end on the last day, so the latest point is today's.
-    for end in range(len(days) - 1, -1, -7):
-        chunk = days[max(0, end - 6) : end + 1]
+    for end in range(len(days) - 1, 0, -7):
+        chunk = days[max(1, end - 6) : end + 1]
         weeks.append(
             {
                 **chunk[-1],
@@ -98,7 +99,7 @@ def _weekly(days: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "removed": sum(day["removed"] for day in chunk),
             }
         )
-    return weeks[::-1]
+    return [days[0], *weeks[::-1]]
 
 
 def burndown_context(*, project: Project, window: str) -> dict[str, Any]:
@@ -149,6 +150,7 @@ def burndown_context(*, project: Project, window: str) -> dict[str, Any]:
         "burndown_svg": burndown_svg,
         "burnup_svg": burnup_svg,
         "rows": rows,
+        "rows_text": f"{len(rows)} days" if daily else f"the first day, then {len(rows) - 1} weeks",
         "unit": "day" if daily else "week",
         "target_date": burndown["target_date"],
         "added": added,
@@ -207,15 +209,26 @@ def priorities_context(*, project: Project, window: str) -> dict[str, Any]:
 
 
 def _code(project: Project, figure: str, window: str, repository: Repository | None = None) -> dict[str, Any]:
+    """A code figure over the window: 30, 90 or 365 days (up to the last commit when the repositories
+    have been quiet since), or "all": from the day the project's history starts."""
     days = page_window_days(window)
+    span: dict[str, Any] = {"days": days}
+    if days is None:
+        first = project_history_start(project=project)
+        too_long = (timezone.localdate() - first).days >= MAX_DAYS
+        span = {"since": first, "days": MAX_DAYS} if too_long else {"since": first}
     figures = code_figures_cached(
         project=project,
         figure=figure,
         repository=repository.pk if repository else None,
-        days=days if days is not None else MAX_DAYS,
         limit=PANEL_ROWS,
+        **span,
     )
-    return {"rows": figures["results"], "window_text": figures["window"].describe()}
+    return {
+        "rows": figures["results"],
+        "window_text": figures["window"].describe(),
+        "no_repository": repository is None and not project.repositories.exists(),
+    }
 
 
 def hotspots_context(

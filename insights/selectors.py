@@ -381,9 +381,11 @@ def project_charts_cached(*, project: Project, window: str) -> dict[str, Any]:
         burndown = project_burndown(project=project, start=start, end=end, bounded=False)
         span = (end - start).days
         step = max(7, -(-span // (PROGRESS_POINTS_MAX - 1)))
-        dates = sorted(
-            {end - datetime.timedelta(days=offset) for offset in range(0, span + 1, step)} | {start}
-        )
+        dates = [end - datetime.timedelta(days=offset) for offset in range(0, span + 1, step)]
+        # The window's first day too, unless a point already falls within half a step of it.
+        if (dates[-1] - start).days * 2 >= step:
+            dates.append(start)
+        dates.reverse()
         return {
             "window": window,
             "start": start,

@@ -18,13 +18,18 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from insights.panels import project_panel_html
 from insights.selectors import (
     code_figures_cached,
     project_burndown_cached,
+    project_charts_cached,
+    project_commits_recent_cached,
     project_health_cached,
     project_portfolio_cached,
     project_progress_cached,
     project_summary_cached,
+    repository_counts_cached,
+    repository_languages_cached,
     task_priorities_cached,
 )
 from monitoring.metrics import CACHE_FAMILIES
@@ -44,6 +49,8 @@ NO_CACHE = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"
 def figures(project_id: int) -> dict[str, Callable[[], Any]]:
     """Each cached family, read as the API and the admin read it (a fresh project row each time)."""
     project = Project.objects.get(pk=project_id)
+    # The repository the test ingests (the world's own is registered first).
+    repository = Repository.objects.select_related("project").filter(project=project).latest("pk")
     today = timezone.localdate()
     return {
         "summary": lambda: project_summary_cached(project=project),
@@ -65,6 +72,12 @@ def figures(project_id: int) -> dict[str, Callable[[], Any]]:
         "hotspots": lambda: code_figures_cached(project=project, figure="hotspots", limit=50),
         "coupling": lambda: code_figures_cached(project=project, figure="coupling", limit=50, min_shared=1),
         "contributors": lambda: code_figures_cached(project=project, figure="contributors", limit=50),
+        # The pages' own figures and a rendered panel.
+        "charts": lambda: project_charts_cached(project=project, window="90"),
+        "commits": lambda: project_commits_recent_cached(project=project),
+        "languages": lambda: repository_languages_cached(repository=repository),
+        "repository": lambda: repository_counts_cached(repository=repository),
+        "fragment": lambda: project_panel_html(project=project, name="burndown", window="30"),
     }
 
 

@@ -8,6 +8,7 @@ number of rows, and every chart backed by its numbers.
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from typing import Any
 
@@ -159,9 +160,9 @@ def test_the_burndown_draws_its_numbers_and_the_window_changes_them(world):
     assert re.search(r"Remaining tasks from \S+ to \S+: 6 at the start, 5 now", month)
     assert "scope went from 6 to 8 (2 added, 0 removed), done from 0 to 3" in month
     # The whole history starts with the first event, 200 days ago: 201 days, tabulated by week.
-    assert "Data (29 weeks)" in everything
+    assert "Data (the first day, then 29 weeks)" in everything
     assert "Data (30 days)" in month
-    assert re.search(r"Data \(\d+ weeks\)", everything)
+    assert re.search(r"Data \(the first day, then \d+ weeks\)", everything)
     remaining = re.search(r'<path class="series series-remaining" d="([^"]+)"', month)
     assert remaining is not None
     assert len(remaining.group(1).split()) == 30  # one point a day
@@ -382,3 +383,20 @@ def test_every_family_the_pages_read_has_its_metric_series_from_the_start(world)
     read = {family for family, value in counts().items() if value > before.get(family, 0)}
     assert {"charts", "commits", "fragment", "languages", "repository", "portfolio"} <= read
     assert read <= set(CACHE_FAMILIES)
+
+
+# 30 days: 5 weekly points (the first day is one day before the fifth, so not its own); 90: 13 weekly
+# points and the first day; a year: the history starts 200 days ago, 29 weekly points and the first day.
+@pytest.mark.parametrize(("window", "points"), [("30", 5), ("90", 14), ("365", 30)])
+def test_the_progress_trend_has_evenly_spaced_points_ending_today(world, window, points):
+    _backdated_project(world)
+    fragment = signed_in(world, "owner").get(f"/projects/ALPHA/panels/progress/?window={window}")
+    days = [
+        datetime.date.fromisoformat(day)
+        for day in re.findall(r"<tr><td>(\d{4}-\d\d-\d\d)</td>", fragment.content.decode())
+    ]
+    assert len(days) == points
+    assert days[-1] == timezone.localdate()
+    gaps = [(later - earlier).days for earlier, later in itertools.pairwise(days)]
+    assert set(gaps[1:]) == {7}
+    assert 4 <= gaps[0] <= 7  # the first day, when it is not within half a week of a weekly point
