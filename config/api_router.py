@@ -6,6 +6,7 @@ The one place that knows every app's API views: it sits above all the apps (docs
 from __future__ import annotations
 
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -63,5 +64,6 @@ urlpatterns = [
     # Last: a path no route above matches answers the API's JSON 404. Under DEBUG Django answers such a
     # path with its HTML page and never asks handler404 (config.urls). Only paths ending in a slash, so
     # APPEND_SLASH still redirects "projects" to "projects/" instead of this answering for it.
-    re_path(r"^(?:.*/)?$", api_not_found, name="not-found"),
+    # No CSRF check either: a POST with a token to a path that does not exist is a 404, not a 403 page.
+    re_path(r"^(?:.*/)?$", csrf_exempt(api_not_found), name="not-found"),
 ]

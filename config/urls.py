@@ -13,11 +13,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
 from apm.api import exceptions as api_exceptions
@@ -30,6 +32,10 @@ admin.site.index_title = "AutoProjectManagement"
 
 urlpatterns = [
     path("api/v1/", include("config.api_router")),
+    # Any other path under /api/ (no version, a version that does not exist) is the API's JSON 404 too.
+    # Ending in a slash only, and not /api/v1/ (its own catch-all answers there), so that APPEND_SLASH
+    # still redirects "/api/v1/projects" to "/api/v1/projects/".
+    re_path(r"^api/(?!v1/)(?:.*/)?$", csrf_exempt(api_exceptions.api_not_found)),
     path("projects", ProjectAliasViewSet.as_view({"get": "list", "post": "create"}), name="projects"),
     path("dashboard", DashboardView.as_view(), name="dashboard"),
     # The address `make run` prints: people land on the dashboard.
@@ -38,6 +44,12 @@ urlpatterns = [
     # Browsers ask for /favicon.ico on pages that name none (the admin's).
     path("favicon.ico", lambda request: redirect(static("insights/favicon.svg")), name="favicon"),
     path("admin/", admin.site.urls),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="insights/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("monitoring.urls")),
 ]
 

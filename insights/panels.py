@@ -21,10 +21,9 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from apm.cache import PORTFOLIO_NAMESPACE, cached, generation_key
+from apm.cache import PORTFOLIO_NAMESPACE, cached
 from insights.analytics import Quadrant
 from insights.charts import Marker, Series, bar_list, line_chart
-from insights.code import MAX_DAYS
 from insights.selectors import (
     analytics_cached,
     code_figures_cached,
@@ -187,7 +186,9 @@ def health_context(*, project: Project, window: str) -> dict[str, Any]:
     health = project_health_cached(project=project)
     recorded = (
         f"{project.get_health_level_display()} ({project.health_score}/100) "
-        f"on {timezone.localtime(project.health_checked_at):%Y-%m-%d %H:%M}"
+        # The day only: a new record of the same level and score changes no cached figure (and bumps no
+        # generation), so a time of day here would be the previous record's.
+        f"on {timezone.localtime(project.health_checked_at):%Y-%m-%d}"
         if project.health_level and project.health_checked_at
         else ""
     )
@@ -212,11 +213,10 @@ def _code(project: Project, figure: str, window: str, repository: Repository | N
     """A code figure over the window: 30, 90 or 365 days (up to the last commit when the repositories
     have been quiet since), or "all": from the day the project's history starts."""
     days = page_window_days(window)
-    span: dict[str, Any] = {"days": days}
-    if days is None:
-        first = project_history_start(project=project)
-        too_long = (timezone.localdate() - first).days >= MAX_DAYS
-        span = {"since": first, "days": MAX_DAYS} if too_long else {"since": first}
+    # "all": from the first day of the project's history (at most ten years ago).
+    span: dict[str, Any] = (
+        {"days": days} if days is not None else {"since": project_history_start(project=project)}
+    )
     figures = code_figures_cached(
         project=project,
         figure=figure,
@@ -308,7 +308,10 @@ def project_panel_html(*, project: Project, name: str, window: str) -> str:
     window = window if panel.windowed else ""
 
     def render() -> str:
-        context = _PROJECT_CONTEXTS[name](project=project, window=window)
+        # The project's row as of now, not as the view loaded it before the generation was read: a
+        # rename or a health record committed in between would be stored under the newer generation.
+        current = Project.objects.get(pk=project.pk)
+        context = _PROJECT_CONTEXTS[name](project=current, window=window)
         return render_to_string(f"insights/panels/{name}.html", context)
 
     return analytics_cached(
@@ -337,14 +340,15 @@ def repository_panel_html(*, repository: Repository, name: str, window: str) -> 
     )
 
 
-def portfolio_table_html(*, rows: list[dict[str, Any]], render: Callable[[], str]) -> str:
-    """The dashboard's table of projects, rendered by ``render`` once per set of visible projects.
+def portfolio_table_html(*, generation: int, rows: list[dict[str, Any]], render: Callable[[], str]) -> str:
+    """The dashboard's table of ``rows``, rendered by ``render`` once per set of visible projects.
 
-    Keyed by the portfolio's generation (any project's change) and by the projects the table shows, so
-    two people who see the same projects share one entry and nobody is shown a table of projects they
-    may not see. It holds nothing else of the viewer.
+    Keyed by the portfolio's ``generation`` (any project's change) and by the projects the table shows,
+    so two people who see the same projects share one entry and nobody is shown a table of projects they
+    may not see; it holds nothing else of the viewer. The caller reads ``generation`` before it reads
+    ``rows``: rows read before a write are then stored under the generation the write leaves behind.
     """
     shown = ",".join(str(row["id"]) for row in rows)
     digest = hashlib.sha256(shown.encode()).hexdigest()[:32]
-    key = generation_key(PORTFOLIO_NAMESPACE, "table", f"f{FRAGMENT_FORMAT}", digest)
+    key = f"{PORTFOLIO_NAMESPACE}:g{generation}:table:f{FRAGMENT_FORMAT}:{digest}"
     return cached(key, render, family="fragment")

@@ -90,9 +90,9 @@ def project_summary_cached(*, project: Project) -> dict[str, Any]:
     """
 
     def compute() -> dict[str, Any]:
-        summary: dict[str, Any] = {
-            field: getattr(project, "pk" if field == "id" else field) for field in _PROJECT_SUMMARY_FIELDS
-        }
+        # The row as of now, not as the caller loaded it before the generation was read (a rename or a
+        # health record committed in between would be stored under the newer generation).
+        summary: dict[str, Any] = Project.objects.values(*_PROJECT_SUMMARY_FIELDS).get(pk=project.pk)
         tasks = Task.objects.filter(project=project)
         summary.update(tasks.aggregate(**task_counts()))
         by_status = dict.fromkeys(Task.Status.values, 0)
@@ -340,8 +340,13 @@ def page_window_days(window: str) -> int | None:
     return None if window == "all" else int(window)
 
 
+# The longest history a page shows ("all"): the code figures' longest window too.
+HISTORY_MAX_DAYS = 3650
+
+
 def project_history_start(*, project: Project) -> datetime.date:
-    """The first day of ``project``'s history: its start date or its first task event or commit."""
+    """The first day of ``project``'s history: its start date or its first task event or commit, and
+    not more than ``HISTORY_MAX_DAYS`` ago."""
     first_event = (
         TaskEvent.objects.filter(project=project)
         .order_by("created_at")
@@ -355,7 +360,10 @@ def project_history_start(*, project: Project) -> datetime.date:
     candidates = [timezone.localdate(moment) for moment in (*first_event, *first_commit)]
     if project.start_date:
         candidates.append(project.start_date)
-    return min(candidates, default=timezone.localdate())
+    today = timezone.localdate()
+    # At most ten years back: a start date of year 1, or a commit dated 1970, must not make "all" a
+    # window of hundreds of thousands of days.
+    return max(min(candidates, default=today), today - datetime.timedelta(days=HISTORY_MAX_DAYS - 1))
 
 
 def _window_start(project: Project, window: str) -> datetime.date:

@@ -224,7 +224,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LOGIN_URL = "/admin/login/"
+# The pages' own sign-in: every active account, members who are not staff included (the admin's refuses
+# them). Staff may sign in at either.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/dashboard"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # A CDN in front of the static files: DJANGO_STATIC_URL=https://cdn.example.com/apm/static/ (collected
 # files keep their hashed names, so the CDN may cache them forever).

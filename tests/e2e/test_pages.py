@@ -100,7 +100,8 @@ def move(task: Task, status: str, when: dt.datetime) -> None:
 
 @pytest.fixture
 def world(root: Path) -> World:
-    user = UserFactory(username="grace", is_staff=True, password=PASSWORD)
+    # A member, not staff: the pages are for the people on the project (staff would see every project).
+    user = UserFactory(username="grace", is_staff=False, password=PASSWORD)
     project = project_create(name="End to end", key="E2E", owner=user)
 
     old = [task_at(project, f"Old task {n}", ago(200)) for n in range(1, 5)]
@@ -155,8 +156,8 @@ def arrive(browser: WebDriver, path: str) -> None:
 
 
 def sign_in(browser: WebDriver, username: str) -> None:
-    """Fill in Django's admin sign-in form, which is where APM sends people who are signed out."""
-    assert "/admin/login/" in browser.current_url
+    """Fill in the pages' sign-in form, which is where APM sends people who are signed out."""
+    assert "/accounts/login/" in browser.current_url
     browser.find_element(By.ID, "id_username").send_keys(username)
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
@@ -231,7 +232,7 @@ def choose_window(browser: WebDriver, label: str, value: str) -> dict[str, WebEl
 def test_sign_in_then_dashboard_project_and_repository(browser, live_server, world):
     # Signed out, / leads to the dashboard, which sends people to sign in and back.
     browser.get(f"{live_server.url}/")
-    arrive(browser, "/admin/login/?next=/dashboard")
+    arrive(browser, "/accounts/login/?next=/dashboard")
     sign_in(browser, world.username)
     arrive(browser, "/dashboard")
 

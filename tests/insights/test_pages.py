@@ -64,7 +64,7 @@ def test_people_who_are_not_signed_in_are_sent_to_sign_in(world):
     for url in [*page_urls(world), "/dashboard"]:
         response = Client().get(url, HTTP_ACCEPT="text/html")
         assert response.status_code == 302, url
-        assert response["Location"].startswith("/admin/login/?next="), url
+        assert response["Location"].startswith("/accounts/login/?next="), url
 
 
 @pytest.mark.parametrize("who", ["owner", "viewer", "staff"])
@@ -400,3 +400,79 @@ def test_the_progress_trend_has_evenly_spaced_points_ending_today(world, window,
     gaps = [(later - earlier).days for earlier, later in itertools.pairwise(days)]
     assert set(gaps[1:]) == {7}
     assert 4 <= gaps[0] <= 7  # the first day, when it is not within half a week of a weekly point
+
+
+def test_members_who_are_not_staff_sign_in_on_the_pages_own_form(world):
+    member = world.users["member"]
+    member.set_password("s3cret-enough")
+    member.save()
+    client = Client()
+    page = client.get("/projects/ALPHA/")
+    assert page["Location"] == "/accounts/login/?next=/projects/ALPHA/"
+    form = client.get(page["Location"])
+    assert form.status_code == 200
+    assert 'name="username"' in form.content.decode()
+    refused = client.post("/accounts/login/", {"username": "member", "password": "wrong"})
+    assert refused.status_code == 200
+    assert 'role="alert"' in refused.content.decode()
+    signed = client.post(
+        "/accounts/login/", {"username": "member", "password": "s3cret-enough", "next": "/projects/ALPHA/"}
+    )
+    assert signed["Location"] == "/projects/ALPHA/"
+    assert client.get("/projects/ALPHA/").status_code == 200
+    out = client.post("/accounts/logout/")
+    assert out["Location"] == "/accounts/login/"
+    assert client.get("/projects/ALPHA/").status_code == 302
+
+
+def test_a_table_rendered_from_rows_read_before_a_write_is_not_served_after_it(
+    world, django_capture_on_commit_callbacks
+):
+    """The dashboard reads the portfolio's generation before its rows: rows read before a write are
+    stored under the generation the write leaves behind, never under the one after it."""
+    from apm.cache import generation_get  # noqa: PLC0415
+    from insights.panels import portfolio_table_html  # noqa: PLC0415
+    from insights.selectors import project_dashboard  # noqa: PLC0415
+
+    member = world.users["member"]
+    generation = generation_get(PORTFOLIO_NAMESPACE)
+    rows_before = project_dashboard(user=member)
+    with django_capture_on_commit_callbacks(execute=True):
+        task_create(project=world.project, title="Meanwhile", source="api", actor=world.users["owner"])
+    # The slow request finishes now and stores what it read.
+    portfolio_table_html(generation=generation, rows=rows_before, render=lambda: "<table>stale</table>")
+    page = signed_in(world, "member").get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
+    assert "stale" not in page
+    open_tasks = re.search(r'<td class="num">(\d+)</td>', page)
+    assert open_tasks is not None
+    assert int(open_tasks.group(1)) == rows_before[0]["tasks_open"] + 1
+
+
+def test_a_start_date_of_year_one_does_not_make_all_history_endless(world):
+    Project.objects.filter(pk=world.project.pk).update(start_date=datetime.date(1, 1, 1))
+    fragment = signed_in(world, "owner").get("/projects/ALPHA/panels/burndown/?window=all").content.decode()
+    weeks = re.search(r"Data \(the first day, then (\d+) weeks\)", fragment)
+    assert weeks is not None
+    assert int(weeks.group(1)) <= 3650 // 7 + 1
+    assert len(fragment) < 200_000
+
+
+def test_a_project_deleted_anyhow_leaves_every_dashboard(world, django_capture_on_commit_callbacks):
+    client = signed_in(world, "staff")
+    assert "BETA" in client.get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        Project.objects.filter(pk=world.other.pk).delete()
+    assert "BETA" not in client.get("/dashboard", HTTP_ACCEPT="text/html").content.decode()
+
+
+def test_options_on_the_dashboard_answers_json(world):
+    response = signed_in(world, "member").options("/dashboard")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("path", ["/api/", "/api/v2/projects/", "/api/v1/nope/"])
+def test_any_path_under_api_answers_json_404_even_to_a_post(world, path):
+    response = world.client("member").post(path, {}, format="json")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}

@@ -139,7 +139,7 @@ def test_dashboard_is_a_page_for_people_and_json_for_programs(world, client):
     data = world.client("viewer").get("/dashboard", HTTP_ACCEPT="application/json")
     api_anonymous = world.client("anonymous").get("/dashboard", HTTP_ACCEPT="application/json")
 
-    assert (anonymous.status_code, anonymous["Location"]) == (302, "/admin/login/?next=/dashboard")
+    assert (anonymous.status_code, anonymous["Location"]) == (302, "/accounts/login/?next=/dashboard")
     assert page.status_code == 200
     assert page["Content-Type"].startswith("text/html")
     assert b"Alpha" in page.content
