@@ -81,8 +81,10 @@ EPOCH_KEY = "cache:epoch"
 # Defaults of the settings that tune cached(); each may be set in the settings module.
 # How long a computation may hold its lock before others take it as dead.
 CACHE_LOCK_SECONDS = 30.0
-# How long a reader waits for another's computation of a missing entry before computing itself.
-CACHE_WAIT_SECONDS = 3.0
+# How long a reader waits for another's computation of a missing entry before computing itself: longer
+# than the slowest figure takes on a large project (a few seconds), so a crowd does not compute it again
+# in parallel, and well under the web server's 30 s timeout.
+CACHE_WAIT_SECONDS = 10.0
 # How long after it stops being fresh an entry may still be served while one reader recomputes it.
 CACHE_STALE_SECONDS = 60.0
 # After a failure, how long the cache is left alone before it is tried again.
