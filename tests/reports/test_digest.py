@@ -14,7 +14,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from apm.schedule import schedule_defaults_install
-from projects.models import Project
+from projects.models import HealthLevel, Project
+from projects.services import project_cache_invalidate
 from reports.exports import export_request, export_run, exports_purge
 from reports.models import ExportJob
 from reports.tasks import project_digests_weekly_task
@@ -325,6 +326,12 @@ def test_the_scheduled_ingestion_queues_every_active_repository(
 def test_the_dashboard_shows_the_recorded_health(
     project: Project, admin_client, django_capture_on_commit_callbacks
 ) -> None:
+    # The ingestion recorded a first assessment: start from a project never assessed.
+    with django_capture_on_commit_callbacks(execute=True):
+        Project.objects.filter(pk=project.pk).update(
+            health_level="", health_score=None, health_checked_at=None
+        )
+        project_cache_invalidate(project_id=project.pk)
     before = admin_client.get("/dashboard", HTTP_ACCEPT="application/json").json()
     with django_capture_on_commit_callbacks(execute=True):  # the cache is dropped once the change commits
         call_command("recompute_progress", stdout=io.StringIO())
@@ -336,4 +343,6 @@ def test_the_dashboard_shows_the_recorded_health(
     assert [(row["key"], row["health_level"], row["health_score"]) for row in after] == [
         ("APM", project.health_level, project.health_score)
     ]
-    assert f'<span class="health-{project.health_level}" title="{project.health_score}/100">' in page
+    label = HealthLevel(project.health_level).label
+    assert f'<span class="health-{project.health_level}">{label}</span>' in page
+    assert f'<span class="muted">{project.health_score}/100</span>' in page
