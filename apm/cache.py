@@ -50,6 +50,7 @@ succeed, which no client can notice. Run the cache's Redis without persistence (
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import uuid
@@ -85,6 +86,8 @@ CACHE_LOCK_SECONDS = 30.0
 # than the slowest figure takes on a large project (a few seconds), so a crowd does not compute it again
 # in parallel, and well under the web server's 30 s timeout.
 CACHE_WAIT_SECONDS = 10.0
+# How long a process that owes the epoch's renewal keeps trying as it exits.
+CACHE_EXIT_RENEWAL_SECONDS = 5.0
 # How long after it stops being fresh an entry may still be served while one reader recomputes it.
 CACHE_STALE_SECONDS = 60.0
 # After a failure, how long the cache is left alone before it is tried again.
@@ -143,6 +146,8 @@ class _Health:
     # An invalidation failed: the epoch must be replaced before this process trusts an entry again.
     renewal_owed: bool = False
     renewer: threading.Thread | None = None
+    # The backend the renewal is owed to, for the attempt at exit.
+    backend: BaseCache | None = None
 
 
 _health: dict[str, _Health] = {}
@@ -170,6 +175,7 @@ def _failed(backend: BaseCache, *, invalidation: bool = False) -> None:
         if not invalidation:
             return
         health.renewal_owed = True
+        health.backend = backend
         if health.renewer is not None and health.renewer.is_alive():
             return
         health.renewer = threading.Thread(
@@ -214,6 +220,29 @@ def _usable(backend: BaseCache) -> bool:
     if health.renewal_owed:
         return _renew(backend, health)
     return True
+
+
+def cache_reachable() -> bool:
+    """False while a recent failure says the cache is down (for ``CACHE_RETRY_SECONDS``): callers that
+    would only lose time on it (the API's rate limits) skip it instead of waiting out a socket timeout."""
+    health = _health.get(_identity(_backend()))
+    return health is None or time.monotonic() >= health.retry_at
+
+
+def _renew_at_exit() -> None:
+    """A short-lived process (``ingest_repo``, a shell) that lost an invalidation tries, as it exits, to
+    replace the epoch for a few seconds more: no thread of it will be left to do it later."""
+    deadline = time.monotonic() + _setting("CACHE_EXIT_RENEWAL_SECONDS", CACHE_EXIT_RENEWAL_SECONDS)
+    for identity, health in list(_health.items()):
+        if not health.renewal_owed or health.backend is None:
+            continue
+        while time.monotonic() < deadline and not _renew(health.backend, health):
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        if health.renewal_owed:
+            logger.error("cache_epoch_renewal_lost", cache=identity)
+
+
+atexit.register(_renew_at_exit)
 
 
 def cache_renewal_owed() -> bool:

@@ -8,6 +8,8 @@ from django.conf import settings
 from rest_framework import throttling
 from rest_framework.request import Request
 
+from apm.cache import cache_reachable
+
 
 class _SettingsRateMixin:
     """Read the rate when it is needed, not at import time, so settings overrides apply."""
@@ -16,6 +18,13 @@ class _SettingsRateMixin:
 
     def get_rate(self) -> str | None:
         return settings.APM_API_THROTTLE_RATES.get(self.scope) if self.scope else None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        # While the cache is known to be down nothing can be counted (django-redis would answer every
+        # read with nothing anyway): let the request through at once rather than after a socket timeout.
+        if not cache_reachable():
+            return True
+        return super().allow_request(request, view)  # type: ignore[misc]
 
 
 class UserThrottle(_SettingsRateMixin, throttling.UserRateThrottle):
@@ -49,7 +58,7 @@ class FailedAuthenticationThrottle(_SettingsRateMixin, throttling.SimpleRateThro
         return self.cache_format % {"scope": f"{self.scope}_failed", "ident": self.get_ident(request)}
 
     def exhausted(self, request: Request) -> bool:
-        if self.rate is None:
+        if self.rate is None or not cache_reachable():
             return False
         self.key = self.get_cache_key(request, None)
         self.now = self.timer()
@@ -57,6 +66,6 @@ class FailedAuthenticationThrottle(_SettingsRateMixin, throttling.SimpleRateThro
         return len(self.history) >= self.num_requests
 
     def failure_record(self, request: Request) -> None:
-        if self.rate is not None:
+        if self.rate is not None and cache_reachable():
             self.exhausted(request)  # refresh the history: another request may have failed meanwhile
             self.throttle_success()

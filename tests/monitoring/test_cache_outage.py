@@ -8,9 +8,11 @@ before, during and after; readiness says ``degraded`` while the cache is down.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +24,13 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from prometheus_client import REGISTRY
 
-from apm.cache import cache_renewal_owed, generation_key, project_key
+from apm.cache import cache_reachable, cache_renewal_owed, generation_bump, generation_key, project_key
 from insights.selectors import ANALYTICS_FORMAT
 from projects.services import project_cache_invalidate
 from tests.conftest import services_required
 from tests.factories import CommitFactory, FileChangeFactory, FileFactory, UserFactory
 from tests.isolation import namespace
-from tests.processes import wait_for
+from tests.processes import ROOT, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -228,3 +230,63 @@ def test_with_the_server_gone_each_read_computes_at_once(world, redis_server):
         assert lookups("summary", "miss") == misses + 3
         # Three reads of five pages, each far from one 30 s wait.
         assert time.monotonic() - started < 30
+
+
+# A short-lived process (a management command) bumps a generation while the cache is down, says so, and
+# waits for its standard input to close before it exits.
+_EXITING_WRITER = """
+import sys
+from apm.cache import cache_renewal_owed, generation_bump
+generation_bump("project:1")
+print("owed", cache_renewal_owed(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_process_that_lost_an_invalidation_renews_the_epoch_as_it_exits(redis_server: RedisServer):
+    raw = redis_server.client()
+    prefix = "apm-exit-test"
+    epoch_key = f"{prefix}:1:cache:epoch"
+    raw.set(epoch_key, "before-the-outage")
+    redis_server.stop()
+    environment = {
+        **{key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}},
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "REDIS_URL": redis_server.url,
+        "CACHE_KEY_PREFIX": prefix,
+        "APM_DEBUG_TOOLBAR": "false",
+        "DATABASE_URL": "sqlite:///:memory:",
+    }
+    writer = subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", _EXITING_WRITER],
+        cwd=ROOT,
+        env=environment,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    assert writer.stdin is not None
+    assert writer.stdout.readline().strip() == "owed True"
+
+    redis_server.start()  # back, with the data it saved: the old epoch and its entries
+    assert raw.get(epoch_key) == b"before-the-outage"
+    writer.stdin.close()  # the command is done and exits
+    assert writer.wait(timeout=60) == 0, writer.stderr.read() if writer.stderr else ""
+
+    # Its last act: a new epoch, so nothing written before the outage is served again.
+    assert raw.get(epoch_key) not in (None, b"before-the-outage")
+
+
+def test_the_cache_is_skipped_while_it_is_known_to_be_down(redis_server: RedisServer):
+    with production_settings(redis_server, CACHE_RETRY_SECONDS=0.3):
+        assert cache_reachable()
+        redis_server.stop()
+        generation_bump("project:1")  # the failure is noticed here
+        assert not cache_reachable()
+        time.sleep(0.4)
+        assert not cache_reachable()  # the renewal it owes failed again meanwhile: still down
+        redis_server.start()
+        wait_for(cache_reachable, timeout=10, what="the cache asked again once it answers")
+        assert not cache_renewal_owed()
