@@ -42,8 +42,12 @@ never read through the cache again), and before its own next read. Every process
 entry written before the outage; the cache refills from the database. An outage costs a cold cache,
 never a stale figure. A Redis restarted without persistence comes back empty, which is the same thing.
 
-What this cannot cover, and the deployment must: a process that loses a bump and dies before Redis
-returns leaves nobody to renew the epoch (its entries expire with their timeout), and a cache Redis that
+A process that owes the renewal when it exits (a management command run during the outage) keeps trying
+for ``CACHE_EXIT_RENEWAL_SECONDS`` more, and logs ``cache_epoch_renewal_lost`` if Redis is still away.
+
+What this cannot cover, and the deployment must: a process that loses a bump and exits (or is killed)
+before Redis returns leaves nobody to renew the epoch (its entries expire with their timeout; after an
+outage during which batch commands ran, renew it by deleting ``cache:epoch``), and a cache Redis that
 persists with RDB snapshots brings back, after a crash, generation numbers older than bumps that did
 succeed, which no client can notice. Run the cache's Redis without persistence (docs/architecture.md).
 """
