@@ -586,18 +586,9 @@ def lighthouse_run(url: str, cookie: str, output: Path, *, attempts: int = 3) ->
     for attempt in range(1, attempts + 1):
         output.unlink(missing_ok=True)
         result = subprocess.run(
-            [
-                "node",
-                str(LIGHTHOUSE),
-                url,
-                f"--chrome-path={CHROMIUM}",
-                "--chrome-flags=--headless=new --no-sandbox",
-                "--output=json",
-                f"--output-path={output}",
-                "--only-categories=" + ",".join(CATEGORIES),
-                "--extra-headers=" + json.dumps({"Cookie": f"sessionid={cookie}"}),
-                "--quiet",
-            ],
+            # The session in the browser's cookie jar, kept by Lighthouse: the pages' script fetches
+            # their panels with it (benchmarks/lighthouse.mjs).
+            ["node", str(ROOT / "benchmarks" / "lighthouse.mjs"), str(CHROMIUM), url, cookie, str(output)],
             cwd=ROOT,
             capture_output=True,
             text=True,

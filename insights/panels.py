@@ -55,11 +55,14 @@ class Panel:
     windowed: bool = True
     wide: bool = False
     short: bool = False
+    # Charts the fragment draws side by side: their room is kept while it loads, so that nothing below
+    # moves when they arrive (cumulative layout shift).
+    charts: int = 0
 
 
 PROJECT_PANELS = (
-    Panel("burndown", "Burndown and burnup", wide=True),
-    Panel("progress", "Progress trend"),
+    Panel("burndown", "Burndown and burnup", wide=True, charts=2),
+    Panel("progress", "Progress trend", charts=1),
     Panel("health", "Health", windowed=False),
     Panel("priorities", "Priorities", windowed=False, wide=True),
     Panel("hotspots", "Hotspots"),

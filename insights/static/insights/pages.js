@@ -7,10 +7,22 @@
     var body = section.querySelector(".panel-body");
     fetch(section.getAttribute("data-src"), { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (response) {
+        if (response.status === 403) {
+          // The session has ended (or access was withdrawn): say so instead of showing nothing.
+          var signIn = document.createElement("a");
+          signIn.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname + location.search);
+          signIn.textContent = "Sign in again";
+          body.textContent = "This panel needs you to be signed in. ";
+          body.appendChild(signIn);
+          body.removeAttribute("aria-busy");
+          section.setAttribute("data-loaded", "error");
+          return null;
+        }
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.text();
       })
       .then(function (html) {
+        if (html === null) { return; }
         body.innerHTML = html;
         body.removeAttribute("aria-busy");
         section.setAttribute("data-loaded", "true");
