@@ -22,6 +22,20 @@ SERVICES = {
 # A service is only usable when its Python driver is installed too.
 DRIVERS = {"mariadb": "MySQLdb"}
 
+# The production cache (django-redis, IGNORE_EXCEPTIONS) pointed at a port where nothing listens.
+UNREACHABLE_REDIS = {
+    "default": {
+        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "IGNORE_EXCEPTIONS": True,
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+        },
+    }
+}
+
 
 # The end-to-end tests' browser: Debian's ``chromium`` and ``chromium-driver`` (.ci/run installs them),
 # driven through Selenium. Elsewhere (another system, a Chrome of its own) the variables name them.

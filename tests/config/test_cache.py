@@ -7,6 +7,7 @@ from django_prometheus.cache.backends.redis import RedisCache
 from prometheus_client import REGISTRY
 
 from apm.cache import cached, generation_bump, generation_key
+from tests.services import UNREACHABLE_REDIS
 
 
 def test_bumping_a_generation_makes_its_whole_family_unreachable():
@@ -52,20 +53,10 @@ def test_a_redis_outage_turns_into_cache_misses_not_errors():
 
 def test_with_nothing_listening_every_read_computes_and_no_reader_waits():
     """The lock cannot be taken when the cache is down: each read computes at once, none waits."""
-    cache = {
-        "default": {
-            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "IGNORE_EXCEPTIONS": True,
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "SOCKET_TIMEOUT": 0.5,
-            },
-        }
-    }
     calls: list[int] = []
-    with override_settings(CACHES=cache, CACHE_WAIT_SECONDS=30, DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS=False):
+    with override_settings(
+        CACHES=UNREACHABLE_REDIS, CACHE_WAIT_SECONDS=30, DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS=False
+    ):
         labels = {"family": "summary", "result": "waited"}
         waited = REGISTRY.get_sample_value("apm_cache_lookups_total", labels)
         for n in range(5):

@@ -7,19 +7,7 @@ from tasks.models import TaskEvent
 from tasks.services import task_create, task_transition
 from tests.factories import ProjectFactory
 from tests.processes import manage
-
-UNREACHABLE_REDIS = {
-    "default": {
-        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
-        "LOCATION": "redis://127.0.0.1:1/0",
-        "OPTIONS": {
-            "CLIENT_CLASS": "django_redis.client.DefaultClient",
-            "IGNORE_EXCEPTIONS": True,
-            "SOCKET_CONNECT_TIMEOUT": 0.5,
-            "SOCKET_TIMEOUT": 0.5,
-        },
-    }
-}
+from tests.services import UNREACHABLE_REDIS
 
 
 @pytest.mark.django_db
