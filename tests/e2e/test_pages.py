@@ -52,26 +52,6 @@ def ago(days: float) -> dt.datetime:
     return timezone.now() - dt.timedelta(days=days)
 
 
-class DatedRepo(GitRepo):
-    """A GitRepo whose commits have a chosen author and date (the committer date, which APM reads)."""
-
-    def commit_as(self, message: str, who: tuple[str, str], when: dt.datetime) -> str:
-        stamp = f"@{int(when.timestamp())} +0000"
-        name, email = who
-        env = {
-            **self.env(),
-            "GIT_AUTHOR_NAME": name,
-            "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name,
-            "GIT_COMMITTER_EMAIL": email,
-            "GIT_AUTHOR_DATE": stamp,
-            "GIT_COMMITTER_DATE": stamp,
-        }
-        self.git("add", "-A", env=env)
-        self.git("commit", "-q", "-m", message, env=env)
-        return self.head()
-
-
 def lines(count: int, tag: str = "") -> str:
     return "".join(f"{tag}line {n}\n" for n in range(count))
 
@@ -112,7 +92,7 @@ def world(root: Path) -> World:
     move(recent[1], Task.Status.IN_PROGRESS, ago(5))
     assigned = task_at(project, "Review the parser", ago(20), assignee=user)
 
-    repo = DatedRepo(root / "e2e")
+    repo = GitRepo(root / "e2e")
     repo.write("README.md", lines(3))
     repo.write("legacy/old.py", lines(40))
     repo.commit_as("Import the legacy code", BOB, ago(300))

@@ -54,26 +54,8 @@ def text(lines: int, tag: str = "") -> str:
 
 
 class Repo(GitRepo):
-    """A GitRepo whose commits have chosen authors and dates (and committer dates, which APM orders by)."""
-
-    def env_as(self, who: tuple[str, str], when: dt.datetime, offset: str = "+0000") -> dict[str, str]:
-        stamp = f"@{int(when.timestamp())} {offset}"
-        name, email = who
-        return {
-            **self.env(),
-            "GIT_AUTHOR_NAME": name,
-            "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name,
-            "GIT_COMMITTER_EMAIL": email,
-            "GIT_AUTHOR_DATE": stamp,
-            "GIT_COMMITTER_DATE": stamp,
-        }
-
-    def commit_as(self, message: str, who: tuple[str, str], when: dt.datetime, offset: str = "+0000") -> str:
-        env = self.env_as(who, when, offset)
-        self.git("add", "-A", env=env)
-        self.git("commit", "-q", "-m", message, env=env)
-        return self.head()
+    """A GitRepo (commits by chosen authors at chosen dates: ``commit_as``) that also answers what git
+    says of its history, for the comparison."""
 
     # --- git's own answers, for the comparison -------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 from pathlib import Path
@@ -60,6 +61,28 @@ class GitRepo:
     def commit(self, message: str, *, allow_empty: bool = False) -> str:
         self.git("add", "-A")
         self.git("commit", "-q", "-m", message, *(["--allow-empty"] if allow_empty else []))
+        return self.head()
+
+    def env_as(self, who: tuple[str, str], when: dt.datetime, offset: str = "+0000") -> dict[str, str]:
+        """The environment of a commit by ``who`` (name, email) at ``when``, author and committer both
+        (APM orders by the committer date)."""
+        stamp = f"@{int(when.timestamp())} {offset}"
+        name, email = who
+        return {
+            **self.env(),
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+            "GIT_AUTHOR_DATE": stamp,
+            "GIT_COMMITTER_DATE": stamp,
+        }
+
+    def commit_as(self, message: str, who: tuple[str, str], when: dt.datetime, offset: str = "+0000") -> str:
+        """Commit everything written, as ``who`` at ``when``."""
+        env = self.env_as(who, when, offset)
+        self.git("add", "-A", env=env)
+        self.git("commit", "-q", "-m", message, env=env)
         return self.head()
 
     def head(self, ref: str = "HEAD") -> str:
