@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.ingest import database_reset  # noqa: E402
+from benchmarks.ingest import database_reset, database_row  # noqa: E402
 from benchmarks.measure import median_ms  # noqa: E402
 
 FILES = 5000
@@ -44,18 +44,7 @@ def arguments() -> argparse.Namespace:
 
 
 def dataset_present(url: str, commits: int) -> bool:
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            return False
-    try:
-        with psycopg.connect(url) as connection:
-            row = connection.execute("SELECT COUNT(*) FROM commits").fetchone()
-    except psycopg.Error:
-        return False
-    return row is not None and row[0] == commits
+    return database_row(url, "SELECT COUNT(*) FROM commits") == (commits,)
 
 
 def fill(cursor: object, repository_id: int, project_id: int, commits: int) -> None:

@@ -93,6 +93,23 @@ def database_reset(url: str) -> None:
         connection.execute(f'CREATE DATABASE "{name}"')
 
 
+def database_row(url: str, sql: str) -> tuple[Any, ...] | None:
+    """The one row ``sql`` answers in the scratch database of ``url``; None when the database does not
+    exist or cannot answer it (not migrated yet, a schema of an older release)."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            return None
+    try:
+        with psycopg.connect(url) as connection:
+            row = connection.execute(sql).fetchone()
+    except psycopg.Error:
+        return None
+    return None if row is None else tuple(row)
+
+
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

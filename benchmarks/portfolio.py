@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.ingest import database_reset  # noqa: E402
+from benchmarks.ingest import database_reset, database_row  # noqa: E402
 
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/apm_bench_pages"
 PASSWORD = "bench-pages"  # noqa: S105 (a scratch database's documented password)
@@ -101,22 +101,13 @@ def sizes_rounded(*, projects: int, tasks: int, commits: int) -> tuple[int, int]
 
 def _present(url: str, projects: int, tasks: int, commits: int) -> bool:
     """Whether ``url`` holds a portfolio of these sizes whose history ends within the last two days."""
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            return False
-    try:
-        with psycopg.connect(url) as connection:
-            row = connection.execute(
-                "SELECT (SELECT COUNT(*) FROM projects), (SELECT COUNT(*) FROM tasks), "
-                "(SELECT COUNT(*) FROM commits), "
-                "(SELECT MAX(timestamp) > now() - interval '2 days' FROM commits)"
-            ).fetchone()
-    except psycopg.Error:
-        return False
-    return row is not None and tuple(row) == (projects, tasks, commits, True)
+    row = database_row(
+        url,
+        "SELECT (SELECT COUNT(*) FROM projects), (SELECT COUNT(*) FROM tasks), "
+        "(SELECT COUNT(*) FROM commits), "
+        "(SELECT MAX(timestamp) > now() - interval '2 days' FROM commits)",
+    )
+    return row == (projects, tasks, commits, True)
 
 
 def migrate(url: str) -> None:
