@@ -45,7 +45,7 @@ QUADRANT_ROWS = 5
 # Longer windows are drawn and tabulated by week: a year of days is more points than a chart is wide.
 DAILY_UP_TO = 120
 # The shape of the rendered fragments: part of their cache keys, raise it when a template changes.
-FRAGMENT_FORMAT = 3
+FRAGMENT_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,11 @@ REPOSITORY_PANELS = (
 )
 
 
-def _day(value: datetime.date) -> str:
-    return f"{value:%b} {value.day}"
+def _labels(dates: list[datetime.date]) -> list[str]:
+    """Axis labels: "Sep 8" within a year, "Sep 2016" over longer spans (where "Dec 1" is ambiguous)."""
+    if dates and (dates[-1] - dates[0]).days > 366:
+        return [f"{day:%b %Y}" for day in dates]
+    return [f"{day:%b} {day.day}" for day in dates]
 
 
 def short_path(path: str, parts: int = 2) -> str:
@@ -111,7 +114,7 @@ def burndown_context(*, project: Project, window: str) -> dict[str, Any]:
     days = burndown["days"]
     daily = len(days) <= DAILY_UP_TO
     rows = days if daily else _weekly(days)
-    labels = [_day(row["date"]) for row in rows]
+    labels = _labels([row["date"] for row in rows])
     first, last = rows[0], rows[-1]
     period = f"from {first['date']:%Y-%m-%d} to {last['date']:%Y-%m-%d}"
     burndown_svg = line_chart(
@@ -172,7 +175,7 @@ def progress_context(*, project: Project, window: str) -> dict[str, Any]:
             f"Share of the estimated work done, from {first['percent']}% on {first['date']:%Y-%m-%d} "
             f"to {last['percent']}% on {last['date']:%Y-%m-%d}."
         ),
-        labels=[_day(point["date"]) for point in points],
+        labels=_labels([point["date"] for point in points]),
         series=[Series("Done", "progress", [point["progress"] for point in points])],
         percent=True,
     )

@@ -489,3 +489,17 @@ def test_panels_are_compressed_and_the_pages_around_them_are_not(world):
     page = client.get("/projects/ALPHA/", HTTP_ACCEPT_ENCODING="gzip")
     assert "Content-Encoding" not in page  # it carries the sign-out form's CSRF token (BREACH)
     assert "csrfmiddlewaretoken" in page.content.decode()
+
+
+def test_axes_over_more_than_a_year_name_the_year(world):
+    Project.objects.filter(pk=world.project.pk).update(
+        start_date=timezone.localdate() - datetime.timedelta(days=800)
+    )
+    client = signed_in(world, "owner")
+    everything = client.get("/projects/ALPHA/panels/burndown/?window=all").content.decode()
+    month = client.get("/projects/ALPHA/panels/burndown/?window=30").content.decode()
+    first = timezone.localdate() - datetime.timedelta(days=800)
+    assert f'text-anchor="start">{first:%b %Y}</text>' in everything
+    assert f'text-anchor="end">{timezone.localdate():%b %Y}</text>' in everything
+    start = timezone.localdate() - datetime.timedelta(days=29)
+    assert f'text-anchor="start">{start:%b} {start.day}</text>' in month
