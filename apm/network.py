@@ -81,9 +81,22 @@ def address_first_internal(addresses: Iterable[str], *, allowed: list[Network]) 
     return None
 
 
-def addresses_refusal(host: str, addresses: Iterable[str], *, allowed: list[Network]) -> str | None:
-    """Why a host with these addresses may not be reached (None: it may), naming the address."""
-    refused = address_first_internal(addresses, allowed=allowed)
-    if refused is None:
-        return None
-    return f"The host {host} resolves to {refused[0]}, {refused[1]}"
+def host_is_address(host: str) -> bool:
+    """Whether ``host`` is an IP address literal (``10.0.0.1``, ``::1``) rather than a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def host_refusal(host: str, address: str, reason: str) -> str:
+    """Why ``host`` may not be reached, for the person who typed it: the kind of address it resolves to.
+
+    The address itself is named only when ``host`` is that address, as typed. What a name resolves to
+    inside APM's network is none of their business: answering it would map the internal DNS for anyone
+    who may save a URL. Callers log the address for operators.
+    """
+    if host_is_address(host):
+        return f"The host {host} resolves to {address}, {reason}"
+    return f"The host {host} resolves to {reason}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import structlog
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -35,11 +36,12 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apm.jobs import task_enqueue
-from apm.network import Network, addresses_refusal, host_addresses, networks_parse
+from apm.network import Network, address_first_internal, host_addresses, host_refusal, networks_parse
 from monitoring.metrics import WEBHOOK_DELIVERIES
 from projects.models import Project
 from webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 
+logger = structlog.get_logger(__name__)
 # The Celery task that makes one delivery attempt (webhooks.tasks); the name predates the app.
 DELIVER_TASK = "projects.webhook_deliver"
 
@@ -109,11 +111,22 @@ def _target_resolve(url: str) -> WebhookTarget:
         addresses = host_addresses(host, port)
     except (OSError, UnicodeError) as exc:
         raise WebhookTargetRefused(f"The host {host} could not be resolved.", transient=True) from exc
-    refusal = addresses_refusal(host, addresses, allowed=_allowed_networks())
-    if refusal is not None:
+    refused = address_first_internal(addresses, allowed=_allowed_networks())
+    if refused is not None:
+        address, reason = refused
+        # The answer (an API 400, a delivery's error) names the kind of address only; operators find
+        # which address in the log.
+        logger.warning(
+            "webhook_target_refused",
+            host=host,
+            port=port,
+            address=address,
+            reason=reason,
+            addresses=list(addresses),
+        )
         raise WebhookTargetRefused(
-            f"{refusal}; webhooks only go to public addresses (operators may allow networks with "
-            "APM_WEBHOOK_ALLOWED_NETWORKS)."
+            f"{host_refusal(host, address, reason)}; webhooks only go to public addresses (operators may "
+            "allow networks with APM_WEBHOOK_ALLOWED_NETWORKS)."
         )
     # Percent-encoded: http.client sends the request line as ASCII, and a URL may hold any character.
     path = quote(parts.path or "/", safe=_URL_SAFE)

@@ -306,7 +306,38 @@ def test_dns_answers_are_checked_and_the_checked_address_is_the_one_connected_to
     [request] = server.requests
     assert request["headers"]["Host"] == f"hooks.example.test:{server.port}"
     rebound = WebhookDelivery.objects.filter(status="failed").get()
-    assert "resolves to 10.0.0.7, a private address" in rebound.last_error
+    assert "The host hooks.example.test resolves to a private address" in rebound.last_error
+    assert "10.0.0.7" not in rebound.last_error  # the project's delivery log shows the error
+
+
+def test_a_refused_name_is_answered_with_the_kind_of_address_and_logged_with_the_address(monkeypatch, caplog):
+    """What an internal name resolves to is not told to the person who typed it (it would map the
+    internal DNS for any project owner); operators read it in the log. A literal address is theirs."""
+    answers = {"intranet.example.test": "10.20.30.40", "metadata.example.test": "169.254.169.254"}
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        return real_getaddrinfo(answers.get(host, host), *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    messages = []
+    for url in ("https://intranet.example.test/hook", "https://metadata.example.test/latest/"):
+        with pytest.raises(ValidationError) as excinfo:
+            webhook_url_validate(url=url)
+        messages.append(excinfo.value.message_dict["url"][0])
+    with pytest.raises(ValidationError) as literal:
+        webhook_url_validate(url="https://10.20.30.40/hook")
+
+    assert messages[0].startswith("The host intranet.example.test resolves to a private address; ")
+    assert messages[1].startswith("The host metadata.example.test resolves to a link-local address; ")
+    assert "10.20.30.40" not in messages[0]
+    assert "169.254" not in messages[1]
+    assert "The host 10.20.30.40 resolves to 10.20.30.40, a private address" in literal.value.messages[0]
+    logged = [record.getMessage() for record in caplog.records if record.name == "webhooks.services"]
+    assert len(logged) == 3
+    assert all("webhook_target_refused" in line for line in logged)
+    assert "10.20.30.40" in logged[0]
+    assert "169.254.169.254" in logged[1]
 
 
 def test_only_active_subscriptions_to_the_event_receive_it(

@@ -6,6 +6,7 @@ Who may call which route is in test_permissions.py, and query counts in test_que
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,6 +80,29 @@ def test_bad_input_is_a_400_naming_the_field(world, body, field, message):
     assert response.status_code == 400, response.content
     assert response.json()["detail"] == "Invalid input."
     assert message in json.dumps(response.json()["errors"][field])
+    assert not WebhookSubscription.objects.exists()
+
+
+def test_a_refused_name_is_a_400_that_does_not_say_what_it_resolves_to(world, monkeypatch):
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        internal = {"wiki.corp.example.test": "10.9.8.7", "db.corp.example.test": "fd00::5"}
+        return real_getaddrinfo(internal.get(host, host), *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    owner = world.client("owner")
+
+    wiki = owner.post(
+        BASE, {"url": "https://wiki.corp.example.test/", "events": ["task.created"]}, format="json"
+    )
+    db = owner.post(BASE, {"url": "https://db.corp.example.test/", "events": ["task.created"]}, format="json")
+
+    assert (wiki.status_code, db.status_code) == (400, 400)
+    assert wiki.json()["errors"]["url"][0].startswith("The host wiki.corp.example.test resolves to a private")
+    assert db.json()["errors"]["url"][0].startswith("The host db.corp.example.test resolves to a private")
+    assert "10.9.8.7" not in wiki.content.decode()
+    assert "fd00" not in db.content.decode()
     assert not WebhookSubscription.objects.exists()
 
 
