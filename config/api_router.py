@@ -14,7 +14,12 @@ from apm.api.exceptions import api_not_found
 from apm.api.tokens import ApiTokenViewSet, MeView
 from insights.api.code import CodeAnalyticsViewSet
 from insights.api.views import ProjectAnalyticsViewSet
-from projects.api.views import MembershipViewSet, ProjectViewSet
+from projects.api.views import (
+    InvitationViewSet,
+    MembershipViewSet,
+    ProjectViewSet,
+    ReceivedInvitationViewSet,
+)
 from projects.keys import PROJECT_KEY_URL
 from reports.api.views import ExportJobViewSet
 from repos.api.hooks import PushWebhookView
@@ -39,6 +44,9 @@ router.register("projects", ProjectAnalyticsViewSet, basename="project-analytics
 # hotspots/, coupling/ and contributors/ of a project (insights.api.code).
 router.register("projects", CodeAnalyticsViewSet, basename="project-code")
 router.register(rf"projects/{PROJECT_KEY_URL}/members", MembershipViewSet, basename="member")
+router.register(rf"projects/{PROJECT_KEY_URL}/invitations", InvitationViewSet, basename="invitation")
+# The invitations addressed to the requesting user, to accept or decline (by project key).
+router.register("invitations", ReceivedInvitationViewSet, basename="received-invitation")
 router.register(rf"projects/{PROJECT_KEY_URL}/webhooks", WebhookSubscriptionViewSet, basename="webhook")
 router.register(rf"projects/{PROJECT_KEY_URL}/exports", ExportJobViewSet, basename="export")
 router.register("tasks", TaskViewSet, basename="task")

@@ -18,9 +18,12 @@ from django.http import HttpRequest
 
 from apm.admin import instance_adopt, message_validation_error
 from apm.users import request_user
-from projects.models import Membership, Project
+from projects.models import Invitation, Membership, Project
 from projects.services import (
     PROJECT_UPDATABLE_FIELDS,
+    invitation_create,
+    invitation_revoke,
+    invitation_validate,
     membership_remove,
     membership_set,
     project_create,
@@ -187,3 +190,68 @@ def _is_last_owner(membership: Membership) -> bool:
         .exclude(pk=membership.pk)
         .exists()
     )
+
+
+class InvitationAdminForm(forms.ModelForm):
+    class Meta:
+        model = Invitation
+        fields = ["project", "username", "role"]
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        if self.instance.pk is None and data.get("project") and data.get("username") and data.get("role"):
+            try:
+                data["username"] = invitation_validate(
+                    project=data["project"], username=data["username"], role=data["role"]
+                )
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        return data
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations, as owners make them through the API; operators may invite too, or add members directly.
+
+    An invitation is answered by its invitee, so an existing one is read-only here: it can be revoked,
+    not edited. Inviting the same username again renews its invitation (invitation_create).
+    """
+
+    form = InvitationAdminForm
+    list_display = ["username", "project", "role", "status", "expires_at", "invited_by", "created_at"]
+    list_filter = ["status", "role"]
+    list_select_related = ["project", "invited_by"]
+    search_fields = ["username", "project__key"]
+    autocomplete_fields = ["project"]
+    show_full_result_count = False
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Invitation | None = None) -> list[str]:
+        if obj is None:
+            return []
+        return ["project", "username", "role", "status", "invited_by", "expires_at", "responded_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Invitation | None = None) -> _FieldGroups:
+        # An existing invitation is shown whole and read-only; a new one asks for the three things it offers.
+        return (
+            tuple(self.get_readonly_fields(request, obj))
+            if obj is not None
+            else ("project", "username", "role")
+        )
+
+    def save_model(self, request: HttpRequest, obj: Invitation, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            return  # nothing is editable on an existing invitation
+        invitation, _renewed = invitation_create(
+            project=obj.project, username=obj.username, role=obj.role, invited_by=request_user(request)
+        )
+        instance_adopt(obj, invitation)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Invitation | None = None) -> bool:
+        return False  # revoked, not deleted: the row records who was invited, by whom, and the answer
+
+    @admin.action(description="Revoke the selected pending invitations")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        for invitation in queryset.filter(status=Invitation.Status.PENDING):
+            invitation_revoke(invitation=invitation)

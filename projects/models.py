@@ -145,3 +145,48 @@ class Membership(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project.key} as {self.role}"
+
+
+class Invitation(TimeStampedModel):
+    """An owner's offer of a role in a project to a username; the membership exists once they accept.
+
+    Stored by username, not by user: inviting answers the same whether such an account exists or not,
+    so an invitation tells the inviter nothing about the accounts of the installation. Whoever holds
+    the username sees the invitation and decides; nobody is made a member without their consent.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
+        REVOKED = "revoked", "Revoked"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    username = models.CharField(max_length=150, help_text="Who is invited; they may not have an account yet.")
+    role = models.CharField(max_length=20, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Pending invitations past this moment can no longer be accepted (APM_INVITATION_EXPIRY_DAYS).
+    expires_at = models.DateTimeField()
+    responded_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was accepted, declined or revoked."
+    )
+
+    class Meta:
+        db_table = "project_invitations"
+        ordering = ["project_id", "username"]
+        constraints = [
+            # One invitation per username and project, whatever its state: inviting again renews that row,
+            # so N identical invitations, concurrent ones included, are one pending invitation. Also serves
+            # the project's list of invitations (its leading column).
+            models.UniqueConstraint(fields=["project", "username"], name="invitation_project_user_unique"),
+        ]
+        indexes = [
+            # "My pending invitations" (GET /api/v1/invitations/): by username and status.
+            models.Index(fields=["username", "status"], name="idx_invitations_username"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} to {self.project.key} as {self.role} ({self.status})"

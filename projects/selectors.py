@@ -6,8 +6,9 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from projects.models import Membership, Project
+from projects.models import Invitation, Membership, Project
 
 
 def project_list(*, user: User | AnonymousUser) -> QuerySet[Project]:
@@ -40,3 +41,54 @@ def project_ids_visible(*, user: User | AnonymousUser) -> QuerySet[Membership, A
 def project_get_by_key(*, key: str) -> Project | None:
     """The project with ``key``, in any case ("apm" finds APM), or None."""
     return Project.objects.filter(key=key.strip().upper()).first()
+
+
+def project_writer_by_username(*, project: Project, username: str) -> User | None:
+    """The active member of ``project`` with write access named ``username``, or None.
+
+    One query whatever the answer, and no other lookup of the name: an unknown username, an account that
+    is not a member, a viewer and an inactive member are all the same None, found the same way.
+    """
+    membership = (
+        Membership.objects.filter(
+            project=project,
+            user__username=username,
+            user__is_active=True,
+            role__in=Membership.WRITE_ROLES,
+        )
+        .select_related("user")
+        .first()
+    )
+    return membership.user if membership is not None else None
+
+
+def invitation_list_received(*, user: User) -> QuerySet[Invitation]:
+    """The invitations ``user`` may still accept: addressed to their username, pending, not expired."""
+    return (
+        Invitation.objects.filter(
+            username=user.get_username(), status=Invitation.Status.PENDING, expires_at__gt=timezone.now()
+        )
+        .select_related("project", "invited_by")
+        .order_by("created_at", "pk")
+    )
+
+
+def invitation_get_received(*, user: User, project_key: str) -> Invitation | None:
+    """``user``'s invitation to the project ``project_key``, in any state, or None.
+
+    Only the invitee finds it: anyone else gets None, as for a project that invited nobody.
+    """
+    return (
+        Invitation.objects.filter(username=user.get_username(), project__key=project_key.strip().upper())
+        .select_related("project", "invited_by")
+        .first()
+    )
+
+
+def invitation_list_pending(*, project: Project) -> QuerySet[Invitation]:
+    """``project``'s pending invitations, expired ones included (their invitee can no longer accept)."""
+    return (
+        Invitation.objects.filter(project=project, status=Invitation.Status.PENDING)
+        .select_related("invited_by")
+        .order_by("username")
+    )

@@ -6,13 +6,16 @@ import datetime
 import re
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, OperationalError, transaction
+from django.utils import timezone
 
 from apm.cache import PORTFOLIO_NAMESPACE, cache_invalidate, project_key
 from apm.db import is_deadlock
-from projects.models import Membership, Project
+from projects.models import Invitation, Membership, Project
 from projects.workflow import GRAMMAR_FIELDS
 
 # Fields a project update may change. The key is fixed once tasks are numbered under it.
@@ -207,3 +210,144 @@ def _ensure_another_owner(*, project: Project, user: User) -> None:
         raise ValidationError(
             {"role": [f"{user} is the last owner of {project.key}; add another owner first."]}
         )
+
+
+def invitation_username_clean(username: str) -> str:
+    """``username`` as accounts store it (NFKC, no surrounding spaces); a 400 unless it could be one.
+
+    The check is on the spelling only, never on the accounts: a name no account has is invited alike.
+    """
+    cleaned = User.normalize_username(username.strip())
+    if not cleaned:
+        raise ValidationError({"username": ["This field may not be blank."]})
+    try:
+        UnicodeUsernameValidator()(cleaned)
+    except ValidationError as exc:
+        raise ValidationError({"username": exc.messages}) from exc
+    if len(cleaned) > Invitation._meta.get_field("username").max_length:  # type: ignore[operator]
+        raise ValidationError({"username": ["A username has at most 150 characters."]})
+    return cleaned
+
+
+def invitation_validate(*, project: Project, username: str, role: str) -> str:
+    """Raise ``ValidationError`` unless ``username`` may be invited to ``project`` as ``role``.
+
+    Returns the username as stored. The same queries for every name: whether an account has it is
+    never asked.
+    """
+    if role not in Membership.Role.values:
+        raise ValidationError(
+            {"role": [f"{role!r} is not a role; choose one of {', '.join(Membership.Role.values)}."]}
+        )
+    username = invitation_username_clean(username)
+    # Members are listed to whoever may invite, so saying so tells them nothing new.
+    if Membership.objects.filter(project=project, user__username=username).exists():
+        raise ValidationError({"username": [f"{username} is already a member of {project.key}."]})
+    return username
+
+
+@transaction.atomic
+def invitation_create(
+    *, project: Project, username: str, role: str, invited_by: User | None
+) -> tuple[Invitation, bool]:
+    """Invite ``username`` to ``project`` with ``role``; they become a member when they accept.
+
+    No account is looked up: the answer and the queries are the same whether the username has an account
+    or not, so inviting tells the inviter nothing about the installation's users. Inviting a username
+    again renews its one invitation (role, inviter, expiry) instead of adding another, so N identical
+    invitations, concurrent ones included, are one pending invitation. Returns the invitation and
+    whether it was pending already (a renewal).
+    """
+    # The project's lock serialises its invitations, so two identical ones meet the same row.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    username = invitation_validate(project=project, username=username, role=role)
+    fields = {
+        "role": role,
+        "status": Invitation.Status.PENDING,
+        "invited_by": invited_by,
+        "expires_at": timezone.now() + datetime.timedelta(days=settings.APM_INVITATION_EXPIRY_DAYS),
+        "responded_at": None,
+    }
+    invitation = Invitation.objects.filter(project=project, username=username).first()
+    renewed = invitation is not None and invitation.status == Invitation.Status.PENDING
+    if invitation is None:
+        invitation = Invitation.objects.create(project=project, username=username, **fields)
+    else:
+        for name, value in fields.items():
+            setattr(invitation, name, value)
+        invitation.save(update_fields=[*fields, "updated_at"])
+    return invitation, renewed
+
+
+def invitation_is_open(invitation: Invitation) -> bool:
+    """Pending and not expired: the invitee may still accept it."""
+    return invitation.status == Invitation.Status.PENDING and invitation.expires_at > timezone.now()
+
+
+@transaction.atomic
+def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
+    """Make ``user``, the invitee, a member of the invitation's project with its role.
+
+    Accepting twice, or twice at once, gives one membership: the invitation's row is locked and read
+    again, and the second acceptance finds it accepted and returns the membership the first made. A
+    user who is a member already keeps their role (an old invitation never demotes anyone).
+    """
+    if invitation.username != user.get_username():
+        raise PermissionDenied("This invitation is for someone else.")
+    # Lock order: the project, then the invitation (membership changes and invitations take the project's).
+    Project.objects.select_for_update().filter(pk=invitation.project_id).first()
+    locked = Invitation.objects.select_for_update().select_related("project").get(pk=invitation.pk)
+    project = locked.project
+    membership = Membership.objects.filter(project=project, user=user).first()
+    if locked.status == Invitation.Status.ACCEPTED and membership is not None:
+        return membership
+    if locked.status != Invitation.Status.PENDING:
+        raise ValidationError(
+            {
+                "non_field_errors": [
+                    f"This invitation was {locked.status}; ask an owner of {project.key} again."
+                ]
+            }
+        )
+    if not invitation_is_open(locked):
+        raise ValidationError(
+            {
+                "non_field_errors": [
+                    f"This invitation expired on {locked.expires_at:%Y-%m-%d}; "
+                    f"ask an owner of {project.key} for a new one."
+                ]
+            }
+        )
+    if membership is None:
+        membership = Membership.objects.create(project=project, user=user, role=locked.role)
+        project_cache_invalidate(project_id=project.pk)
+    _invitation_close(locked, Invitation.Status.ACCEPTED)
+    return membership
+
+
+@transaction.atomic
+def invitation_decline(*, invitation: Invitation, user: User) -> None:
+    """Refuse the invitation. Declining again, or an invitation revoked meanwhile, changes nothing."""
+    if invitation.username != user.get_username():
+        raise PermissionDenied("This invitation is for someone else.")
+    locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if locked.status == Invitation.Status.ACCEPTED:
+        raise ValidationError(
+            {"non_field_errors": ["This invitation was accepted; leave the project instead."]}
+        )
+    if locked.status == Invitation.Status.PENDING:
+        _invitation_close(locked, Invitation.Status.DECLINED)
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation) -> None:
+    """Withdraw a pending invitation; its invitee can no longer accept it. Anything else is left as is."""
+    locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if locked.status == Invitation.Status.PENDING:
+        _invitation_close(locked, Invitation.Status.REVOKED)
+
+
+def _invitation_close(invitation: Invitation, status: str) -> None:
+    invitation.status = status
+    invitation.responded_at = timezone.now()
+    invitation.save(update_fields=["status", "responded_at", "updated_at"])

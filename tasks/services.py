@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from monitoring.metrics import TASK_TRANSITIONS, TASKS_CREATED
 from projects.models import Membership, Project
+from projects.selectors import project_writer_by_username
 from projects.services import project_cache_invalidate
 from tasks.models import Task, TaskDependency, TaskEvent, TimeEntry
 from webhooks.services import webhook_event_emit
@@ -65,15 +66,31 @@ def _status_validate(status: str) -> None:
         )
 
 
+def _assignee_refusal(project: Project) -> ValidationError:
+    # One message for every refused assignee, naming no one: an unknown username, an account outside
+    # the project, a viewer and an inactive member read alike, so the answer says nothing about which
+    # accounts exist (tests/tasks/api/test_assignee_enumeration.py).
+    return ValidationError({"assignee": [f"No member of {project.key} with write access has this username."]})
+
+
+def task_assignee_resolve(*, project: Project, username: str) -> User:
+    """The member of ``project`` with write access named ``username``; ``ValidationError`` otherwise.
+
+    One query on the project's memberships whatever the name, never a lookup among all accounts.
+    """
+    assignee = project_writer_by_username(project=project, username=username)
+    if assignee is None:
+        raise _assignee_refusal(project)
+    return assignee
+
+
 def task_assignee_validate(*, project: Project, assignee: User | None) -> None:
     """Raise ``ValidationError`` unless ``assignee`` is empty or a member of ``project`` who may write."""
     if assignee is None:
         return
     role = Membership.objects.filter(project=project, user=assignee).values_list("role", flat=True).first()
     if role is None or role == Membership.Role.VIEWER:
-        raise ValidationError(
-            {"assignee": [f"{assignee} cannot be assigned: not a member of {project.key} with write access."]}
-        )
+        raise _assignee_refusal(project)
 
 
 def task_parent_validate(*, task: Task, parent: Task | None) -> None:

@@ -396,6 +396,8 @@ APM_STALE_DAYS = env.int("APM_STALE_DAYS", default=14)
 APM_COUPLING_MAX_FILES = env.int("APM_COUPLING_MAX_FILES", default=30)
 APM_INGESTION_RUNS_KEEP_DAYS = env.int("APM_INGESTION_RUNS_KEEP_DAYS", default=90)
 APM_EXPORT_KEEP_DAYS = env.int("APM_EXPORT_KEEP_DAYS", default=7)
+# Days a project invitation stays open for its invitee to accept (docs/api.md, "Joining a project").
+APM_INVITATION_EXPIRY_DAYS = env.int("APM_INVITATION_EXPIRY_DAYS", default=14)
 # --- Outgoing webhooks (docs/webhooks.md) ---
 # https:// only unless APM_WEBHOOK_ALLOW_HTTP; targets resolving to loopback, private, link-local or
 # other internal addresses are refused unless inside one of APM_WEBHOOK_ALLOWED_NETWORKS (CIDRs).

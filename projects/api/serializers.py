@@ -9,8 +9,9 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 
 from apm.api.serializers import BlankAsNullChoiceField, StrictModelSerializer, StrictSerializer
-from projects.models import HealthLevel, Membership, Project
+from projects.models import HealthLevel, Invitation, Membership, Project
 from projects.selectors import project_ids_visible
+from projects.services import invitation_is_open
 from projects.workflow import GRAMMAR_FIELDS
 
 
@@ -106,3 +107,40 @@ class ProjectKeyField(serializers.SlugRelatedField):
 
     def to_internal_value(self, data: Any) -> Project:
         return super().to_internal_value(data.upper() if isinstance(data, str) else data)
+
+
+class InvitationSerializer(StrictModelSerializer):
+    """A pending invitation of a project, as its owners see it. Nothing in it depends on the accounts."""
+
+    username = serializers.CharField(
+        max_length=150, help_text="Who is invited. Their account need not exist yet; they accept or decline."
+    )
+    invited_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    is_expired = serializers.SerializerMethodField(help_text="Past expires_at: it can no longer be accepted.")
+
+    class Meta:
+        model = Invitation
+        fields = ["username", "role", "invited_by", "expires_at", "is_expired", "created_at", "updated_at"]
+        read_only_fields = ["invited_by", "expires_at", "is_expired", "created_at", "updated_at"]
+
+    def get_is_expired(self, invitation: Invitation) -> bool:
+        return not invitation_is_open(invitation)
+
+
+class ReceivedInvitationSerializer(serializers.ModelSerializer):
+    """An invitation addressed to you: accept or decline it at ``/api/v1/invitations/{project}/...``."""
+
+    project: serializers.SlugRelatedField[Project] = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, help_text="The project's key, also the invitation's address."
+    )
+    project_name = serializers.CharField(source="project.name", read_only=True)
+    invited_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = Invitation
+        fields = ["project", "project_name", "role", "invited_by", "expires_at", "created_at"]
+        read_only_fields = fields

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery, Value
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -14,14 +15,26 @@ from rest_framework.serializers import BaseSerializer
 from apm.users import request_user
 from projects.api.base import ProjectInUrlMixin, ProjectScopedViewSet
 from projects.api.serializers import (
+    InvitationSerializer,
     MembershipRoleSerializer,
     MembershipSerializer,
     ProjectSerializer,
     ProjectUpdateSerializer,
+    ReceivedInvitationSerializer,
 )
 from projects.keys import PROJECT_KEY_ANY_CASE
-from projects.models import Membership, Project
-from projects.services import membership_remove, membership_set, project_create, project_update
+from projects.models import Invitation, Membership, Project
+from projects.selectors import invitation_get_received, invitation_list_pending, invitation_list_received
+from projects.services import (
+    invitation_accept,
+    invitation_create,
+    invitation_decline,
+    invitation_revoke,
+    membership_remove,
+    membership_set,
+    project_create,
+    project_update,
+)
 
 
 @extend_schema_view(
@@ -74,7 +87,11 @@ class ProjectViewSet(ProjectScopedViewSet):
 
 @extend_schema_view(
     list=extend_schema(summary="Members of a project and their roles"),
-    create=extend_schema(summary="Add a member, or change their role (owners and maintainers)"),
+    create=extend_schema(
+        summary="Add a member directly, or change their role (staff; others invite)",
+        description="People join a project by accepting an invitation (`.../invitations/`). Only staff "
+        "add a member directly; owners and maintainers get 403 here, whoever they name.",
+    ),
     retrieve=extend_schema(summary="One member"),
     partial_update=extend_schema(
         summary="Change a member's role (owners and maintainers)", request=MembershipRoleSerializer
@@ -115,6 +132,13 @@ class MembershipViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         project = self.project()
         role = self.project_role_require(project, Membership.ADMIN_ROLES)
+        if not request.user.is_staff:
+            # Before the body is read: the refusal is the same whoever is named, so it tells nothing
+            # about which accounts exist. People join by accepting an invitation (InvitationViewSet).
+            raise exceptions.PermissionDenied(
+                f"Members join by invitation: an owner invites them (POST /api/v1/projects/{project.key}/"
+                "invitations/) and they accept it. Only staff add members directly."
+            )
         serializer = MembershipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = membership_set(
@@ -156,6 +180,106 @@ class MembershipViewSet(
             self.project_role_require(project, Membership.ADMIN_ROLES)
         )
         membership_remove(project=project, user=membership.user, may_change_owners=may_change_owners)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Pending invitations of a project (owners)"),
+    create=extend_schema(
+        summary="Invite a username with a role (owners)",
+        description="The answer is the same whether an account has that username or not. Inviting the "
+        "same username again renews its one invitation (role, expiry) and answers 200.",
+        responses={201: InvitationSerializer, 200: InvitationSerializer},
+    ),
+    destroy=extend_schema(
+        summary="Revoke a pending invitation (owners)",
+        responses={204: OpenApiResponse(description="Revoked.")},
+    ),
+)
+class InvitationViewSet(
+    ProjectInUrlMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """``/api/v1/projects/{key}/invitations/{username}/``: who is invited, managed by the owners."""
+
+    serializer_class = InvitationSerializer
+    # Owners only: an invitation offers any role, owner included, to anyone (staff always may).
+    project_roles = frozenset({Membership.Role.OWNER})
+    lookup_field = "username"
+    lookup_value_regex = "[^/]+"
+    http_method_names = ["get", "post", "delete", "head", "options"]
+    filter_backends: list[Any] = []
+    pagination_class = None  # a project has a handful of pending invitations
+
+    def get_queryset(self) -> QuerySet[Invitation]:
+        if getattr(self, "swagger_fake_view", False):
+            return Invitation.objects.none()
+        return invitation_list_pending(project=self.project())
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        project = self.project()
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        invitation, renewed = invitation_create(
+            project=project,
+            username=serializer.validated_data["username"],
+            role=serializer.validated_data.get("role", Membership.Role.MEMBER),
+            invited_by=request_user(request),
+        )
+        code = status.HTTP_200_OK if renewed else status.HTTP_201_CREATED
+        return Response(InvitationSerializer(invitation).data, status=code)
+
+    def perform_destroy(self, instance: Invitation) -> None:
+        invitation_revoke(invitation=instance)
+
+
+@extend_schema_view(list=extend_schema(summary="Invitations addressed to you that you may still accept"))
+class ReceivedInvitationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """``/api/v1/invitations/``: the invitations to your username; accept or decline each, by project key.
+
+    Only the invitee finds an invitation: anyone else's, like one that does not exist, answers 404.
+    """
+
+    serializer_class = ReceivedInvitationSerializer
+    lookup_field = "project"
+    lookup_value_regex = PROJECT_KEY_ANY_CASE
+    filter_backends: list[Any] = []
+    pagination_class = None  # a person has a handful of pending invitations
+
+    def get_queryset(self) -> QuerySet[Invitation]:
+        if getattr(self, "swagger_fake_view", False):
+            return Invitation.objects.none()
+        return invitation_list_received(user=request_user(self.request))
+
+    def get_object(self) -> Invitation:
+        invitation = invitation_get_received(
+            user=request_user(self.request), project_key=self.kwargs["project"]
+        )
+        if invitation is None:
+            raise exceptions.NotFound()
+        return invitation
+
+    @extend_schema(
+        summary="Accept an invitation: you become a member with its role",
+        request=None,
+        responses={200: MembershipSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def accept(self, request: Request, project: str) -> Response:
+        membership = invitation_accept(invitation=self.get_object(), user=request_user(request))
+        return Response(MembershipSerializer(membership).data)
+
+    @extend_schema(
+        summary="Decline an invitation",
+        request=None,
+        responses={204: OpenApiResponse(description="Declined.")},
+    )
+    @action(detail=True, methods=["post"])
+    def decline(self, request: Request, project: str) -> Response:
+        invitation_decline(invitation=self.get_object(), user=request_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema_field
@@ -15,6 +14,7 @@ from projects.api.serializers import ProjectKeyField
 from projects.keys import TASK_KEY_ANY_CASE, TASK_KEY_RE
 from projects.selectors import project_ids_visible
 from tasks.models import Task, TaskEvent
+from tasks.services import task_assignee_resolve
 
 MAX_DEPENDENCIES_PER_REQUEST = 50
 TRANSITION_HINT = "Status changes through POST /api/v1/tasks/{key}/transition/."
@@ -53,10 +53,19 @@ class TaskKeyField(serializers.RelatedField):
         return value.key
 
 
-def _username_field(**kwargs: Any) -> serializers.SlugRelatedField:
-    return serializers.SlugRelatedField(
-        slug_field="username", queryset=get_user_model().objects.filter(is_active=True), **kwargs
-    )
+@extend_schema_field({"type": "string", "nullable": True, "example": "ada"})
+class AssigneeField(serializers.CharField):
+    """A username, looked up only among the task's project's members with write access (``validate``).
+
+    Never among all accounts: an unknown username and an account outside the project get the same
+    answer, so the field tells nobody which accounts exist.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=150, allow_null=True, **kwargs)
+
+    def to_representation(self, value: User) -> str:  # type: ignore[override]
+        return value.get_username()
 
 
 class TaskSerializer(StrictModelSerializer):
@@ -64,7 +73,7 @@ class TaskSerializer(StrictModelSerializer):
 
     key = serializers.CharField(read_only=True, help_text="e.g. APM-12")
     project = ProjectKeyField()
-    assignee = _username_field(required=False, allow_null=True, help_text="Username of a writing member.")
+    assignee = AssigneeField(required=False, help_text="Username of a member with write access.")
     reporter: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True
     )
@@ -95,6 +104,14 @@ class TaskSerializer(StrictModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "number", "reporter", "started_at", "closed_at", "created_at", "updated_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if attrs.get("assignee") is not None:
+            # The username becomes a user here, among the project's writing members only.
+            project = attrs["project"] if self.instance is None else self.instance.project
+            attrs["assignee"] = task_assignee_resolve(project=project, username=attrs["assignee"])
+        return attrs
 
     def validate_depends_on(self, value: list[Task]) -> list[Task]:
         if len(value) > MAX_DEPENDENCIES_PER_REQUEST:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from apm.models import ApiToken
-from projects.models import Membership, Project
+from projects.models import Invitation, Membership, Project
+from projects.services import invitation_create
 from reports.exports import export_run
 from reports.models import ExportJob
 from repos.models import IngestionRun, Repository
@@ -41,10 +42,20 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
         "post",
         "/api/v1/projects/ALPHA/members/",
         {"user": "newcomer", "role": "member"},
-        "admin",
+        "staff",
     ),
     ("member-role", "patch", "/api/v1/projects/ALPHA/members/extra/", {"role": "viewer"}, "admin"),
     ("member-remove", "delete", "/api/v1/projects/ALPHA/members/extra/", None, "admin"),
+    # Invitations: owners invite and revoke (people join by accepting); staff add members directly.
+    ("invitation-list", "get", "/api/v1/projects/ALPHA/invitations/", None, "owner-read"),
+    (
+        "invitation-create",
+        "post",
+        "/api/v1/projects/ALPHA/invitations/",
+        {"username": "newcomer", "role": "member"},
+        "owner",
+    ),
+    ("invitation-revoke", "delete", "/api/v1/projects/ALPHA/invitations/invited/", None, "owner"),
     ("task-detail", "get", "/api/v1/tasks/ALPHA-1/", None, "read"),
     ("task-history", "get", "/api/v1/tasks/ALPHA-1/history/", None, "read"),
     ("task-commits", "get", "/api/v1/tasks/ALPHA-1/commits/", None, "read"),
@@ -120,6 +131,10 @@ ALLOWED = {
     "admin": {"staff", "owner", "maintainer"},
     # Reading what only managers see: an owner's read-only token may read it.
     "manage-read": {"staff", "owner", "maintainer", "read-only token"},
+    # Invitations are the owners' (an owner's read-only token may list them); direct additions staff's.
+    "owner-read": {"staff", "owner", "read-only token"},
+    "owner": {"staff", "owner"},
+    "staff": {"staff"},
 }
 # Creations name their project in the body: to a non-member that project does not exist, reported as
 # for any unknown key (a field error), never as "forbidden".
@@ -157,6 +172,7 @@ def snapshot(world: Any) -> dict[str, Any]:
         "webhooks": sorted(WebhookSubscription.objects.values_list("url", "is_active", "secret")),
         "webhook deliveries": WebhookDelivery.objects.count(),
         "exports": ExportJob.objects.count(),
+        "invitations": sorted(Invitation.objects.values_list("username", "role", "status")),
     }
 
 
@@ -164,6 +180,9 @@ def snapshot(world: Any) -> dict[str, Any]:
 def matrix_world(world: Any) -> Any:
     UserFactory(username="newcomer")
     MembershipFactory(project=world.project, user=UserFactory(username="extra"), role=Membership.Role.MEMBER)
+    invitation_create(
+        project=world.project, username="invited", role="member", invited_by=world.users["owner"]
+    )
     # ALPHA-2 waits on ALPHA-1, for the removal route.
     task_dependency_add(task=world.objects["blocker"], depends_on=world.objects["task"], source="system")
     TaskFactory(project=world.project, title="Third")  # ALPHA-3, for the dependency route

@@ -108,16 +108,17 @@ def test_summary_counts_progress_and_activity_and_follows_changes(world, django_
     assert after["recent_commits"][0]["sha"] == world.objects["commit"].sha
 
 
-def test_members_are_added_changed_and_listed(world):
+def test_staff_add_members_directly_and_maintainers_change_and_list_them(world):
     client = world.client("maintainer")
+    staff = world.client("staff")
 
     UserFactory(username="newcomer")
 
-    added = client.post(
+    added = staff.post(
         "/api/v1/projects/ALPHA/members/", {"user": "newcomer", "role": "viewer"}, format="json"
     )
     changed = client.patch("/api/v1/projects/ALPHA/members/newcomer/", {"role": "member"}, format="json")
-    unknown = client.post(
+    unknown = staff.post(
         "/api/v1/projects/ALPHA/members/", {"user": "nobody", "role": "viewer"}, format="json"
     )
     bad_role = client.patch("/api/v1/projects/ALPHA/members/newcomer/", {"role": "king"}, format="json")
