@@ -27,29 +27,43 @@ that promise while sparing the database:
   ``cache.delete_many`` of an explicit key still drops it.
 
 **Outages.** In production the cache is django-redis with ``IGNORE_EXCEPTIONS``: a Redis outage turns
-into misses, not errors. Reads here go to the django-redis client underneath, so this module sees the
-failure: it then computes directly, leaves the cache alone for ``CACHE_RETRY_SECONDS`` (a blackholed
-server would cost a connect timeout per call otherwise) and never waits for a lock it could not take.
+into misses, not errors. Calls here go to the django-redis client underneath, so this module sees the
+failure, and each cache server has a **circuit breaker** in every process: after a failure (refused, or
+a socket timeout: a hung Redis still accepts connections and answers nothing), the cache is left alone
+for ``CACHE_RETRY_SECONDS``. Reads compute, stores are dropped, invalidations are recorded as owed (below)
+and nobody waits for a lock, so a hung Redis costs one short socket timeout (``CACHE_SOCKET_TIMEOUT``
+in the settings) per process and retry period, not several per request. Then one call (a request's, or
+a background thread's) tries it again while the others keep skipping it; when it answers, the breaker
+closes. Opening logs ``cache_breaker_opened`` and counts ``apm_cache_breaker_opened_total``.
 
 An invalidation lost to an outage is the dangerous case: the bump or delete never reached Redis, and
-when Redis comes back (from a persisted snapshot, or after a network cut that left it running) the old
-generation numbers and entries are there again, reachable, and stale. Only the process whose bump failed
-knows. So every entry's sidecar also records the cache's **epoch** (``cache:epoch``, a random token
-made when missing), and an entry of another epoch is never served. A process whose invalidation failed
-owes the cache a new epoch: it replaces the token as soon as Redis answers again, from a background
-thread that retries every ``CACHE_RETRY_SECONDS`` (a Celery worker that ingested during the outage may
-never read through the cache again), and before its own next read. Every process then ignores every
-entry written before the outage; the cache refills from the database. An outage costs a cold cache,
-never a stale figure. A Redis restarted without persistence comes back empty, which is the same thing.
+when Redis comes back (from a persisted snapshot, after a network cut, or resumed after a hang, with the
+commands sent before it froze but none sent on connections opened during it) the old generation numbers
+and entries are there again, reachable, and stale. So every entry's sidecar also records the cache's
+**epoch** (``cache:epoch``, a random token made when missing), and an entry of another epoch is never
+served. Two things replace the epoch after a lost invalidation:
+
+* The process that lost it owes the cache a new epoch: it replaces the token as soon as Redis answers
+  again, from a background thread that tries whenever the breaker lets it (a Celery worker that
+  ingested during the outage may never read through the cache again), and before its own next read.
+* Every other process, which cannot know: on Redis the epoch is a **lease** of
+  ``CACHE_EPOCH_LEASE_SECONDS``, renewed by each process that uses the cache (a background thread) while
+  Redis answers. An outage or hang longer than the lease lets it expire inside Redis itself, whose clock
+  does not stop, so when Redis answers again every process finds a new epoch, even if the process that
+  lost the invalidation was killed meanwhile. Nothing written before is served; the cache refills.
+
+An outage costs a cold cache, never a stale figure. A Redis restarted without persistence comes back
+empty, which is the same thing.
 
 A process that owes the renewal when it exits (a management command run during the outage) keeps trying
 for ``CACHE_EXIT_RENEWAL_SECONDS`` more, and logs ``cache_epoch_renewal_lost`` if Redis is still away.
 
-What this cannot cover, and the deployment must: a process that loses a bump and exits (or is killed)
-before Redis returns leaves nobody to renew the epoch (its entries expire with their timeout; after an
-outage during which batch commands ran, renew it by deleting ``cache:epoch``), and a cache Redis that
-persists with RDB snapshots brings back, after a crash, generation numbers older than bumps that did
-succeed, which no client can notice. Run the cache's Redis without persistence (docs/architecture.md).
+What this cannot cover (docs/architecture.md): an outage shorter than the lease in which the process
+that lost an invalidation also dies (or exits) before Redis answers again leaves its stale entries until
+their timeout (renew by deleting ``cache:epoch``); while only some processes are cut off from Redis, the
+others keep the lease alive and may serve what a cut-off one invalidated until it reaches Redis again;
+and a cache Redis that persists with RDB snapshots and restarts within the lease brings back
+generation numbers older than bumps that did succeed. Run the cache's Redis without persistence.
 """
 
 from __future__ import annotations
@@ -68,8 +82,10 @@ from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django_redis.cache import RedisCache as DjangoRedisCache
 from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from monitoring.metrics import CACHE_LOOKUPS
+from monitoring.metrics import CACHE_BREAKER_OPENED, CACHE_LOOKUPS
 
 logger = structlog.get_logger(__name__)
 
@@ -94,8 +110,13 @@ CACHE_WAIT_SECONDS = 10.0
 CACHE_EXIT_RENEWAL_SECONDS = 5.0
 # How long after it stops being fresh an entry may still be served while one reader recomputes it.
 CACHE_STALE_SECONDS = 60.0
-# After a failure, how long the cache is left alone before it is tried again.
+# After a failure, how long the cache is left alone (the breaker open) before it is tried again.
 CACHE_RETRY_SECONDS = 2.0
+# On Redis, how long the epoch lives without a process renewing it: an outage longer than this drops
+# every entry written before it, in every process (the module docstring).
+CACHE_EPOCH_LEASE_SECONDS = 10.0
+# A process stops renewing the lease after this long without using the cache itself.
+_LEASE_IDLE_SECONDS = 3600.0
 
 # A waiting reader polls from the first delay up to the longest one, doubling each time.
 _POLL_FIRST_SECONDS = 0.01
@@ -127,31 +148,23 @@ def _backend() -> BaseCache:
     return caches["default"]
 
 
-def _call(backend: BaseCache, method: str, *args: Any, **kwargs: Any) -> Any:
-    """``backend.<method>(...)``, raising ``CacheUnavailable`` when the cache server did not answer.
-
-    django-redis with ``IGNORE_EXCEPTIONS`` hides failures (a get answers None, an add False, a delete
-    nothing); its client underneath raises them, so it is called directly.
-    """
-    if isinstance(backend, DjangoRedisCache):
-        try:
-            return getattr(backend.client, method)(*args, **kwargs)
-        except ConnectionInterrupted as error:
-            raise CacheUnavailable(str(error)) from error
-    return getattr(backend, method)(*args, **kwargs)
-
-
 @dataclass
 class _Health:
-    """What this process knows about one cache server."""
+    """What this process knows about one cache server: its breaker, the epoch it owes, its lease."""
 
-    # time.monotonic() before which the cache is not asked (it failed recently).
+    # The breaker: open after a failure; until retry_at (time.monotonic()) every call is skipped, then
+    # one call at a time tries the server again.
+    open: bool = False
     retry_at: float = 0.0
+    opened_at: float = 0.0
     # An invalidation failed: the epoch must be replaced before this process trusts an entry again.
     renewal_owed: bool = False
     renewer: threading.Thread | None = None
     # The backend the renewal is owed to, for the attempt at exit.
     backend: BaseCache | None = None
+    # The thread renewing the epoch's lease (Redis only), and when this process last used the cache.
+    keeper: threading.Thread | None = None
+    used_at: float = 0.0
 
 
 _health: dict[str, _Health] = {}
@@ -169,15 +182,109 @@ def _health_of(backend: BaseCache) -> _Health:
         return _health.setdefault(_identity(backend), _Health())
 
 
-def _failed(backend: BaseCache, *, invalidation: bool = False) -> None:
-    """The cache did not answer; when what was lost is an invalidation, the epoch is owed."""
+def _admitted(health: _Health) -> bool:
+    """Whether a call may go to the server: always while the breaker is closed; while it is open, none
+    before ``retry_at``, then one, which becomes the probe (the others are skipped until it answers)."""
+    if not health.open:
+        return True
+    with _health_lock:
+        now = time.monotonic()
+        if not health.open:
+            return True
+        if now < health.retry_at:
+            return False
+        health.retry_at = now + _setting("CACHE_RETRY_SECONDS", CACHE_RETRY_SECONDS)
+        return True
+
+
+def _breaker_trip(health: _Health, error: Exception) -> None:
+    retry = _setting("CACHE_RETRY_SECONDS", CACHE_RETRY_SECONDS)
+    with _health_lock:
+        health.retry_at = time.monotonic() + retry
+        if health.open:
+            return  # a probe failed: still open, already logged and counted
+        health.open = True
+        health.opened_at = time.monotonic()
+    # One line per outage and process, not one per request.
+    logger.warning("cache_breaker_opened", error=str(error), retry_seconds=retry)
+    CACHE_BREAKER_OPENED.inc()
+
+
+def _breaker_reset(health: _Health) -> None:
+    if not health.open:
+        return
+    with _health_lock:
+        if not health.open:
+            return
+        health.open = False
+        health.retry_at = 0.0
+        seconds = time.monotonic() - health.opened_at
+    logger.info("cache_breaker_closed", open_seconds=round(seconds, 3))
+
+
+def _call(backend: BaseCache, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``backend.<method>(...)``, raising ``CacheUnavailable`` when the cache server did not answer, or
+    at once while its breaker is open.
+
+    django-redis with ``IGNORE_EXCEPTIONS`` hides failures (a get answers None, an add False, a delete
+    nothing); its client underneath raises them, so it is called directly. Other backends (local memory,
+    files) cannot be unreachable and are called as they are.
+    """
+    if not isinstance(backend, DjangoRedisCache):
+        return getattr(backend, method)(*args, **kwargs)
+    health = _health_of(backend)
+    health.used_at = time.monotonic()
+    if health.keeper is None:
+        _lease_keeper_start(backend, health)
+    if not _admitted(health):
+        raise CacheUnavailable("the cache failed recently and is left alone for now")
+    try:
+        result = getattr(backend.client, method)(*args, **kwargs)
+    # django-redis wraps most failures in ConnectionInterrupted; a few methods (touch) let redis' through.
+    except (ConnectionInterrupted, RedisConnectionError, RedisTimeoutError) as error:
+        _breaker_trip(health, error)
+        raise CacheUnavailable(str(error)) from error
+    _breaker_reset(health)
+    return result
+
+
+def _epoch_timeout(backend: BaseCache) -> float | None:
+    """The epoch's lifetime: a lease on Redis, which can miss invalidations; forever elsewhere."""
+    if isinstance(backend, DjangoRedisCache):
+        return _setting("CACHE_EPOCH_LEASE_SECONDS", CACHE_EPOCH_LEASE_SECONDS)
+    return None
+
+
+def _lease_keeper_start(backend: BaseCache, health: _Health) -> None:
+    with _health_lock:
+        if health.keeper is not None:
+            return
+        health.keeper = threading.Thread(
+            target=_lease_keep, args=(backend, health), name="apm-cache-epoch-lease", daemon=True
+        )
+    health.keeper.start()
+
+
+def _lease_keep(backend: BaseCache, health: _Health) -> None:
+    """Renew the epoch's lease while Redis answers, four times per lease, for as long as this process
+    uses the cache. A missing epoch is left missing: the next reader makes a new one."""
+    while True:
+        lease = _setting("CACHE_EPOCH_LEASE_SECONDS", CACHE_EPOCH_LEASE_SECONDS)
+        time.sleep(lease / 4)
+        if time.monotonic() - health.used_at > _LEASE_IDLE_SECONDS:
+            with _health_lock:
+                health.keeper = None
+            return
+        try:
+            _call(backend, "touch", EPOCH_KEY, timeout=lease)
+        except CacheUnavailable:
+            continue
+
+
+def _renewal_owe(backend: BaseCache) -> None:
+    """An invalidation did not reach the cache: replace the epoch as soon as it answers again."""
     health = _health_of(backend)
     with _health_lock:
-        # One line per outage and process every CACHE_RETRY_SECONDS at most, not one per request.
-        logger.warning("cache_unavailable", invalidation_lost=invalidation)
-        health.retry_at = time.monotonic() + _setting("CACHE_RETRY_SECONDS", CACHE_RETRY_SECONDS)
-        if not invalidation:
-            return
         health.renewal_owed = True
         health.backend = backend
         if health.renewer is not None and health.renewer.is_alive():
@@ -185,52 +292,47 @@ def _failed(backend: BaseCache, *, invalidation: bool = False) -> None:
         health.renewer = threading.Thread(
             target=_renew_until_done, args=(backend, health), name="apm-cache-epoch-renewal", daemon=True
         )
-        health.renewer.start()
+    logger.warning("cache_invalidation_lost")
+    health.renewer.start()
 
 
 def _renew(backend: BaseCache, health: _Health) -> bool:
     """Replace the epoch (every entry written before becomes unreachable); False if the cache is down."""
     try:
-        _call(backend, "set", EPOCH_KEY, uuid.uuid4().hex, timeout=None)
+        _call(backend, "set", EPOCH_KEY, uuid.uuid4().hex, timeout=_epoch_timeout(backend))
     except CacheUnavailable:
-        with _health_lock:
-            health.retry_at = time.monotonic() + _setting("CACHE_RETRY_SECONDS", CACHE_RETRY_SECONDS)
         return False
     with _health_lock:
         health.renewal_owed = False
-        health.retry_at = 0.0
     logger.info("cache_epoch_renewed")
     return True
 
 
 def _renew_until_done(backend: BaseCache, health: _Health) -> None:
+    """Try the renewal each time the breaker lets a call through, until it succeeds."""
     while True:
-        time.sleep(_setting("CACHE_RETRY_SECONDS", CACHE_RETRY_SECONDS))
         with _health_lock:
             if not health.renewal_owed:
                 return
+            wait = max(health.retry_at - time.monotonic(), 0.0) if health.open else 0.0
+        time.sleep(max(wait, _POLL_LONGEST_SECONDS))
         if _renew(backend, health):
             return
 
 
 def _usable(backend: BaseCache) -> bool:
-    """Whether to ask the cache at all: not while a recent failure says it is down, and not before the
-    epoch this process owes is renewed."""
+    """Whether to trust the cache at all: not before the epoch this process owes is renewed."""
     health = _health.get(_identity(backend))
-    if health is None:
+    if health is None or not health.renewal_owed:
         return True
-    if time.monotonic() < health.retry_at:
-        return False
-    if health.renewal_owed:
-        return _renew(backend, health)
-    return True
+    return _renew(backend, health)
 
 
 def cache_reachable() -> bool:
-    """False while a recent failure says the cache is down (for ``CACHE_RETRY_SECONDS``): callers that
-    would only lose time on it (the API's rate limits) skip it instead of waiting out a socket timeout."""
+    """False while the breaker is open (for ``CACHE_RETRY_SECONDS`` after a failure): callers that would
+    only lose time on the cache skip it instead of waiting out a socket timeout."""
     health = _health.get(_identity(_backend()))
-    return health is None or time.monotonic() >= health.retry_at
+    return health is None or not health.open or time.monotonic() >= health.retry_at
 
 
 def _renew_at_exit() -> None:
@@ -241,7 +343,7 @@ def _renew_at_exit() -> None:
         if not health.renewal_owed or health.backend is None:
             continue
         while time.monotonic() < deadline and not _renew(health.backend, health):
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         if health.renewal_owed:
             logger.error("cache_epoch_renewal_lost", cache=identity)
 
@@ -253,6 +355,25 @@ def cache_renewal_owed() -> bool:
     """Whether this process lost an invalidation and has not yet replaced the cache's epoch."""
     health = _health.get(_identity(_backend()))
     return health is not None and health.renewal_owed
+
+
+class GuardedCache:
+    """The default cache behind its breaker, for code that reads and writes it directly (the API's rate
+    limits): while the breaker is open a get answers ``default`` and a set is dropped, at once, and a
+    failure here opens the breaker for everyone (django-redis alone would hide it and wait each time)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            value = _call(_backend(), "get", key, default)
+        except CacheUnavailable:
+            return default
+        return default if value is None else value
+
+    def set(self, key: str, value: Any, timeout: float | None = None) -> None:
+        try:
+            _call(_backend(), "set", key, value, timeout=timeout)
+        except CacheUnavailable:
+            return
 
 
 # --- Generations and invalidation ---------------------------------------------------------------------
@@ -275,7 +396,6 @@ def generation_get(namespace: str) -> int:
             if not _call(backend, "add", key, value, timeout=_GENERATION_TIMEOUT):
                 value = _call(backend, "get", key, value)
     except CacheUnavailable:
-        _failed(backend)
         return time.time_ns()
     return int(value)
 
@@ -306,7 +426,7 @@ def cache_invalidate(*, keys: Iterable[str] = (), generations: Iterable[str] = (
     backend = _backend()
     keys, generations = list(keys), list(generations)
     if not _usable(backend):
-        _failed(backend, invalidation=True)
+        _renewal_owe(backend)
         return
     try:
         if keys:
@@ -314,7 +434,7 @@ def cache_invalidate(*, keys: Iterable[str] = (), generations: Iterable[str] = (
         for namespace in generations:
             _bump(backend, f"generation:{namespace}")
     except CacheUnavailable:
-        _failed(backend, invalidation=True)
+        _renewal_owe(backend)
 
 
 def generation_key(namespace: str, *parts: object) -> str:
@@ -348,7 +468,7 @@ def _epoch(backend: BaseCache, found: dict[str, Any]) -> str:
     epoch = found.get(EPOCH_KEY)
     if epoch is None:
         epoch = uuid.uuid4().hex
-        if not _call(backend, "add", EPOCH_KEY, epoch, timeout=None):
+        if not _call(backend, "add", EPOCH_KEY, epoch, timeout=_epoch_timeout(backend)):
             epoch = _call(backend, "get", EPOCH_KEY, epoch)
     return str(epoch)
 
@@ -363,7 +483,7 @@ def _store(backend: BaseCache, key: str, value: Any, *, epoch: str, fresh_for: f
         # One MULTI/EXEC on django-redis: a reader never sees the value without its sidecar's epoch.
         _call(backend, "set_many", {key: value, f"meta:{key}": (epoch, fresh_until)}, timeout=keep_for)
     except CacheUnavailable:
-        _failed(backend)
+        return
 
 
 def _lock_take(backend: BaseCache, key: str) -> str | None:
@@ -378,7 +498,7 @@ def _lock_release(backend: BaseCache, key: str, token: str) -> None:
         if _call(backend, "get", f"lock:{key}") == token:
             _call(backend, "delete", f"lock:{key}")
     except CacheUnavailable:
-        _failed(backend)
+        return  # it expires on its own (CACHE_LOCK_SECONDS)
 
 
 def _compute_and_store(
@@ -426,7 +546,6 @@ def cached(key: str, compute: Callable[[], T], *, family: str, timeout: float | 
             return entry.value
         lock = _lock_take(backend, key)
     except CacheUnavailable:
-        _failed(backend)
         _count(family, "miss")
         return compute()
     if lock is not None:
@@ -467,7 +586,6 @@ def _wait_or_compute(
                 if lock is not None:
                     break
     except CacheUnavailable:
-        _failed(backend)
         _count(family, "miss")
         return compute()
     _count(family, "miss")

@@ -76,6 +76,10 @@ CACHE_LOOKUPS = Counter(
     "Lookups through APM's cached selectors, by family of figure and result (hit, miss, stale, waited).",
     ["family", "result"],
 )
+CACHE_BREAKER_OPENED = Counter(
+    "apm_cache_breaker_opened_total",
+    "Times a process found the cache not answering (refused or timed out) and left it alone for a while.",
+)
 INGESTION_RUNS = Counter("apm_ingestion_runs_total", "Ingestion runs that ended, by outcome.", ["status"])
 INGESTED_COMMITS = Counter("apm_ingested_commits_total", "Commits written by ingestion.")
 INGESTION_DURATION = Histogram(

@@ -1,4 +1,8 @@
-"""Rate limits per scope, counted in the default cache, so every web process shares them (Redis)."""
+"""Rate limits per scope, counted in the default cache, so every web process shares them (Redis).
+
+The counts go through the cache's breaker (``apm.cache.GuardedCache``): a Redis that does not answer,
+or hangs, costs the first request one short socket timeout, and the requests after it none.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ from django.conf import settings
 from rest_framework import throttling
 from rest_framework.request import Request
 
-from apm.cache import cache_reachable
+from apm.cache import GuardedCache, cache_reachable
 
 
 class _SettingsRateMixin:
     """Read the rate when it is needed, not at import time, so settings overrides apply."""
 
     scope: str | None
+    # DRF's throttles only get and set: the guarded cache answers both (typed as the BaseCache it replaces).
+    cache: Any = GuardedCache()
 
     def get_rate(self) -> str | None:
         return settings.APM_API_THROTTLE_RATES.get(self.scope) if self.scope else None

@@ -110,6 +110,19 @@ DATABASES = {"default": database_config(env("DATABASE_URL", default=f"sqlite:///
 # --- Cache --------------------------------------------------------------------------------------------
 CACHE_DEFAULT_TIMEOUT = env.int("CACHE_DEFAULT_TIMEOUT", default=300)
 REDIS_URL = env("REDIS_URL", default="")
+# A hung Redis accepts connections and answers nothing: each call waits out the socket timeout, so it is
+# short (Redis answers in a millisecond), and after one failure apm.cache's breaker leaves the cache
+# alone for CACHE_RETRY_SECONDS. On Redis the cache's epoch is a lease of CACHE_EPOCH_LEASE_SECONDS:
+# an outage longer than that drops every entry written before it, in every process (apm/cache.py).
+CACHE_SOCKET_TIMEOUT = env.float("CACHE_SOCKET_TIMEOUT", default=0.25)
+CACHE_RETRY_SECONDS = env.float("CACHE_RETRY_SECONDS", default=2.0)
+CACHE_EPOCH_LEASE_SECONDS = env.float("CACHE_EPOCH_LEASE_SECONDS", default=10.0)
+CACHE_REDIS_OPTIONS = {
+    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "IGNORE_EXCEPTIONS": True,
+    "SOCKET_CONNECT_TIMEOUT": CACHE_SOCKET_TIMEOUT,
+    "SOCKET_TIMEOUT": CACHE_SOCKET_TIMEOUT,
+}
 if env("APM_CACHE", default="") == "none":
     # No cache at all, every read computes: benchmarks/pages.py measures the pages with and without one.
     CACHES: dict[str, dict[str, object]] = {
@@ -124,16 +137,11 @@ elif REDIS_URL:
             "LOCATION": REDIS_URL,
             "TIMEOUT": CACHE_DEFAULT_TIMEOUT,
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="apm"),
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "IGNORE_EXCEPTIONS": True,
-                "SOCKET_CONNECT_TIMEOUT": 2,
-                "SOCKET_TIMEOUT": 2,
-            },
+            "OPTIONS": CACHE_REDIS_OPTIONS,
         }
     }
     # Not one traceback per cache call (throttles, sessions) during an outage: apm.cache logs
-    # "cache_unavailable" once per retry period and /readyz reports the cache as down.
+    # "cache_breaker_opened" once per outage and /readyz reports the cache as down.
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = False
 else:
     # The embedded default: files under var/cache, one directory per database. Not the local-memory
