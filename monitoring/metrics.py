@@ -43,7 +43,7 @@ CACHE_FAMILIES = (
 )
 INGESTION_RUN_OUTCOMES = ("succeeded", "failed")  # the IngestionRun.Status a run ends in
 WEBHOOK_PROVIDERS = ("github", "gitlab", "gitea")
-WEBHOOK_RECEIVED_OUTCOMES = ("queued", "ignored", "ping", "forbidden", "invalid")
+WEBHOOK_RECEIVED_OUTCOMES = ("queued", "ignored", "ping", "forbidden", "invalid", "replayed")
 API_TOKEN_OUTCOMES = ("accepted", "refused")
 # WebhookEvent and the ping sent on request.
 WEBHOOK_EVENTS = (
@@ -89,7 +89,7 @@ INGESTION_DURATION = Histogram(
 )
 WEBHOOKS_RECEIVED = Counter(
     "apm_webhooks_received_total",
-    "Inbound push webhooks, by provider and outcome (queued, ignored, ping, forbidden, invalid).",
+    "Inbound push webhooks, by provider and outcome (queued, ignored, ping, forbidden, invalid, replayed).",
     ["provider", "outcome"],
 )
 API_TOKENS_AUTHENTICATED = Counter(

@@ -22,7 +22,7 @@ from apm.admin import (
     validation_message,
 )
 from repos.git import remote_host_check, source_parse
-from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
+from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, PushDelivery, Repository
 from repos.services import ingestion_request, repository_delete, repository_register
 from tasks.models import Task
 
@@ -225,6 +225,22 @@ class IngestionRunAdmin(ReadOnlyAdmin):
     @admin.display(description="Progress")
     def progress_display(self, obj: IngestionRun) -> str:
         return f"{obj.progress:.0%}"
+
+
+@admin.register(PushDelivery)
+class PushDeliveryAdmin(ReadOnlyAdmin):
+    """Verified push webhooks, to see which delivery started which run and that one sent again did not."""
+
+    list_display = ["delivery_id", "repository", "received_at", "run"]
+    list_select_related = ["repository", "run"]
+    # Exact matches only (the id a git host shows beside its delivery): the table holds
+    # APM_PUSH_DELIVERIES_KEEP_DAYS of pushes, and no substring search runs over it.
+    search_fields = ["=delivery_id", "=body_sha256"]
+    raw_id_fields = ["repository", "run"]
+    ordering = ["-received_at"]  # idx_push_deliveries_received, read backwards
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
 
 
 # --- The task's admin page with the commits that name it ---------------------------------------------

@@ -374,3 +374,43 @@ class IngestionRun(models.Model):
         if not self.commits_total:
             return 1.0 if self.status == self.Status.SUCCEEDED else 0.0
         return min(1.0, self.commits_done / self.commits_total)
+
+
+class PushDelivery(models.Model):
+    """A verified push webhook, kept so that the same delivery sent again starts nothing.
+
+    A delivery is known by the id its sender gives it (GitHub's ``X-GitHub-Delivery``, Gitea's
+    ``X-Gitea-Delivery``, GitLab's ``X-Gitlab-Event-UUID``; the body's SHA-256 when there is none) and
+    by its body's SHA-256: the id is a header outside the signature, so a replayed body under a new id
+    is still the same delivery. Rows go after ``APM_PUSH_DELIVERIES_KEEP_DAYS`` (repos.purge_push_deliveries).
+    """
+
+    repository = models.ForeignKey(
+        Repository, on_delete=models.CASCADE, related_name="push_deliveries", db_index=False
+    )
+    delivery_id = models.CharField(max_length=100)
+    body_sha256 = models.CharField(max_length=64)
+    received_at = models.DateTimeField(auto_now_add=True)
+    # The run the delivery started: null for a ping, a push APM does not follow, or a purged run. Its
+    # index serves the deletion of runs (the purge, a repository's deletion), which nulls it here.
+    run = models.ForeignKey(
+        IngestionRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="push_deliveries"
+    )
+
+    class Meta:
+        db_table = "push_deliveries"
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "push deliveries"
+        constraints = [
+            # Decide between two copies of a delivery arriving at once: the second insert waits for the
+            # first's transaction and fails, and its request answers with the first one's run.
+            models.UniqueConstraint(fields=["repository", "delivery_id"], name="push_delivery_id_unique"),
+            models.UniqueConstraint(fields=["repository", "body_sha256"], name="push_delivery_body_unique"),
+        ]
+        indexes = [
+            # The purge: deliveries received before the cutoff, oldest first.
+            models.Index(fields=["received_at"], name="idx_push_deliveries_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} for {self.repository_id}"

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apm.errors import validation_text
@@ -33,7 +33,7 @@ from repos.git import (
     source_parse,
 )
 from repos.ingestion.pipeline import ACTIVE_STATUSES, run_fail
-from repos.models import IngestionRun, Repository
+from repos.models import IngestionRun, PushDelivery, Repository
 
 Status = IngestionRun.Status
 # The Celery task that plans a run and fans its chunks out (repos.tasks).
@@ -266,3 +266,78 @@ def repository_delete(*, repository: Repository) -> None:
         project_id = repository.project_id
         repository.delete()
         project_cache_invalidate(project_id=project_id)
+
+
+# --- Push webhook deliveries --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushDeliveryOutcome:
+    """A verified push delivery: the run it requested, or, sent before, the first delivery and its run."""
+
+    delivery: PushDelivery
+    replayed: bool  # True: received before; nothing was started, ``delivery`` is the first one
+    created: bool  # a new run was created (False: one under way was joined, or none was requested)
+
+
+def push_delivery_receive(
+    *, repository: Repository, delivery_id: str, body_sha256: str, ingest: bool
+) -> PushDeliveryOutcome:
+    """Record a verified push delivery and, the first time only, request an ingestion when ``ingest``.
+
+    A delivery is the same when its id or its body is: a signed body sent again under a new id (the id is
+    a header outside the signature) starts nothing either. Two copies at once are decided by the unique
+    constraints: the second insert waits for the first's transaction, fails, and returns the first. The
+    record and the run are written together, and a failure after the commit (a broker that refused the
+    run's message) removes the record too, so the sender's retry counts as a first delivery.
+    """
+    delivery: PushDelivery | None = None
+    request: IngestionRequest | None = None
+    try:
+        with transaction.atomic():
+            delivery = PushDelivery.objects.create(
+                repository=repository, delivery_id=delivery_id, body_sha256=body_sha256
+            )
+            if ingest:
+                request = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.WEBHOOK)
+                delivery.run = request.run
+                delivery.save(update_fields=["run"])
+    except IntegrityError:
+        first = None if delivery is not None else _push_delivery_first(repository, delivery_id, body_sha256)
+        if first is None:
+            raise
+        return PushDeliveryOutcome(delivery=first, replayed=True, created=False)
+    except BaseException:
+        if delivery is not None:
+            PushDelivery.objects.filter(pk=delivery.pk).delete()
+        raise
+    return PushDeliveryOutcome(
+        delivery=delivery, replayed=False, created=request is not None and request.created
+    )
+
+
+def _push_delivery_first(repository: Repository, delivery_id: str, body_sha256: str) -> PushDelivery | None:
+    # push_delivery_id_unique and push_delivery_body_unique serve the two halves.
+    same = Q(delivery_id=delivery_id) | Q(body_sha256=body_sha256)
+    return PushDelivery.objects.filter(same, repository=repository).order_by("received_at", "pk").first()
+
+
+def push_deliveries_purge(*, older_than_days: int, batch_size: int = 1000) -> int:
+    """Delete push deliveries received more than ``older_than_days`` days ago; return how many went.
+
+    A delivery older than that, sent again, is taken as new: it requests one incremental ingestion,
+    which finds nothing new unless the branch moved since. Deleted in batches, like ingestion runs.
+    """
+    if older_than_days < 0:
+        raise ValidationError({"older_than": ["Give a number of days, 0 or more."]})
+    cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
+    # idx_push_deliveries_received finds the oldest first.
+    old = (
+        PushDelivery.objects.filter(received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)
+    )
+    purged = 0
+    while ids := list(old[:batch_size]):
+        purged += PushDelivery.objects.filter(pk__in=ids).delete()[0]
+    return purged

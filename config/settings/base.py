@@ -359,6 +359,7 @@ APM_SCHEDULE_DEFAULTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] 
     "Recompute project health": ("projects.health_recompute", {"minute": "5"}, {}),
     "Weekly digest": ("projects.digests_weekly", {"minute": "0", "hour": "7", "day_of_week": "1"}, {}),
     "Purge old ingestion runs": ("repos.purge_ingestion_runs", {"minute": "30", "hour": "3"}, {}),
+    "Purge old push deliveries": ("repos.purge_push_deliveries", {"minute": "40", "hour": "3"}, {}),
     "Purge old exports": ("projects.exports_purge", {"minute": "45", "hour": "3"}, {}),
     "Resume stalled webhook deliveries": ("projects.webhook_deliveries_resume", {"minute": "*/5"}, {}),
 }
@@ -404,6 +405,11 @@ APM_STALE_DAYS = env.int("APM_STALE_DAYS", default=14)
 APM_COUPLING_MAX_FILES = env.int("APM_COUPLING_MAX_FILES", default=30)
 APM_INGESTION_RUNS_KEEP_DAYS = env.int("APM_INGESTION_RUNS_KEEP_DAYS", default=90)
 APM_EXPORT_KEEP_DAYS = env.int("APM_EXPORT_KEEP_DAYS", default=7)
+# Push webhooks (docs/api.md, "Push webhook"): the largest body parsed before it is verified, when the
+# URL does not name the repository (?repository=<id>); and how long received deliveries are remembered,
+# so that one sent again starts nothing.
+APM_PUSH_UNVERIFIED_MAX_BYTES = env.int("APM_PUSH_UNVERIFIED_MAX_BYTES", default=1024 * 1024)
+APM_PUSH_DELIVERIES_KEEP_DAYS = env.int("APM_PUSH_DELIVERIES_KEEP_DAYS", default=30)
 # Days a project invitation stays open for its invitee to accept (docs/api.md, "Joining a project").
 APM_INVITATION_EXPIRY_DAYS = env.int("APM_INVITATION_EXPIRY_DAYS", default=14)
 # --- Outgoing webhooks (docs/webhooks.md) ---

@@ -7,7 +7,13 @@ from rest_framework import serializers
 
 from apm.api.serializers import BlankAsNullChoiceField, StrictModelSerializer, StrictSerializer
 from projects.api.serializers import ProjectKeyField
+from repos.api.hooks import push_webhook_url
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, Repository
+
+WEBHOOK_URL_HELP = (
+    "Payload URL for the git host's push webhook. It names the repository (?repository=<id>), so APM "
+    "verifies the body before reading it as JSON and accepts pushes up to 25 MB."
+)
 
 
 class IngestionRunBriefSerializer(serializers.ModelSerializer):
@@ -65,9 +71,13 @@ class RepositoryCreatedSerializer(RepositorySerializer):
         read_only=True,
         help_text="Secret for signing push webhooks. Shown this once; rotate to get a new one.",
     )
+    webhook_url = serializers.SerializerMethodField(help_text=WEBHOOK_URL_HELP)
 
     class Meta(RepositorySerializer.Meta):
-        fields = [*RepositorySerializer.Meta.fields, "webhook_secret"]
+        fields = [*RepositorySerializer.Meta.fields, "webhook_secret", "webhook_url"]
+
+    def get_webhook_url(self, repository: Repository) -> str:
+        return push_webhook_url(self.context["request"], repository)
 
 
 class RepositoryUpdateSerializer(RepositorySerializer):
@@ -82,6 +92,7 @@ class RepositoryUpdateSerializer(RepositorySerializer):
 
 class WebhookSecretSerializer(serializers.Serializer):
     webhook_secret = serializers.CharField(read_only=True)
+    webhook_url = serializers.CharField(read_only=True, help_text=WEBHOOK_URL_HELP)
 
 
 class IngestSerializer(StrictSerializer):

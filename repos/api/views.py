@@ -21,6 +21,7 @@ from projects.api.base import ProjectScopedMixin, ProjectScopedViewSet
 from projects.keys import TASK_KEY_RE, TASK_KEY_URL
 from projects.models import Membership
 from repos.api.filters import CommitFilter, FileChangeFilter, FileFilter, IngestionRunFilter, RepositoryFilter
+from repos.api.hooks import push_webhook_url
 from repos.api.serializers import (
     CommitSerializer,
     FileChangeSerializer,
@@ -138,7 +139,8 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
     def webhook_secret(self, request: Request, pk: str) -> Response:
         repository = self.get_object()
         self.project_role_require(repository.project, Membership.ADMIN_ROLES)
-        return Response({"webhook_secret": repository_webhook_secret_rotate(repository=repository)})
+        secret = repository_webhook_secret_rotate(repository=repository)
+        return Response({"webhook_secret": secret, "webhook_url": push_webhook_url(request, repository)})
 
 
 @extend_schema_view(

@@ -7,17 +7,34 @@ body, or GitLab's token). The world's repository ``alpha-repo`` is registered as
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
+import threading
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, connections, transaction
+from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from repos.models import Commit, IngestionRun, Repository
-from repos.services import repository_register
+import repos.services
+from repos.models import Commit, IngestionRun, PushDelivery, Repository
+from repos.services import (
+    IngestionRequest,
+    push_deliveries_purge,
+    push_delivery_receive,
+    repository_register,
+)
+from repos.tasks import push_deliveries_purge_task
+from tests.admin_helpers import assert_changelist_queries_fixed
+from tests.factories import ProjectFactory, RepositoryFactory
 from tests.repos.gitrepo import GitRepo
 
 pytestmark = pytest.mark.django_db
@@ -59,13 +76,17 @@ def post(body: bytes | str, *, query: str = "", **headers: str) -> Any:
     return APIClient().post(HOOK + query, data=raw, content_type="application/json", **headers)
 
 
-def github_push(payload: dict[str, Any], secret: str, *, event: str = "push", query: str = "") -> Any:
+def github_push(
+    payload: dict[str, Any], secret: str, *, event: str = "push", query: str = "", delivery: str = ""
+) -> Any:
     body = json.dumps(payload).encode()
+    headers = {"HTTP_X_GITHUB_DELIVERY": delivery} if delivery else {}
     return post(
         body,
         query=query,
         HTTP_X_GITHUB_EVENT=event,
         HTTP_X_HUB_SIGNATURE_256=f"sha256={signature(secret, body)}",
+        **headers,
     )
 
 
@@ -95,9 +116,9 @@ def test_a_signed_github_push_queues_one_webhook_run(repository: Repository):
     assert isinstance(response.json()["detail"], str)
 
 
-def test_the_same_push_again_returns_the_queued_run(repository: Repository):
-    first = github_push(github_payload(), repository.webhook_secret)
-    second = github_push(github_payload(), repository.webhook_secret)
+def test_another_push_while_a_run_is_queued_returns_that_run(repository: Repository):
+    first = github_push(github_payload(), repository.webhook_secret, delivery="d-1")
+    second = github_push(github_payload(after="f" * 40), repository.webhook_secret, delivery="d-2")
 
     assert (first.status_code, second.status_code) == (202, 202)
     run = first.json()["runs"][0]["run"]
@@ -290,7 +311,7 @@ def test_a_push_larger_than_djangos_form_limit_is_accepted(repository: Repositor
     payload = github_payload(commits=[commit] * 2048)
     assert len(json.dumps(payload)) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
-    response = github_push(payload, repository.webhook_secret)
+    response = github_push(payload, repository.webhook_secret, query=f"?repository={repository.pk}")
 
     assert response.status_code == 202, response.content[:200]
     assert len(runs(repository)) == 1
@@ -300,11 +321,129 @@ def test_a_push_larger_than_the_payload_limit_is_413(repository: Repository, mon
     monkeypatch.setattr("repos.api.hooks.MAX_PAYLOAD_BYTES", 1024)
     payload = github_payload(padding="x" * 2000)
 
-    response = github_push(payload, repository.webhook_secret)
+    response = github_push(payload, repository.webhook_secret, query=f"?repository={repository.pk}")
 
     assert response.status_code == 413
     assert set(response.json()) == {"detail"}
     assert not runs(repository)
+
+
+# --- Verified before parsed -----------------------------------------------------------------------------
+
+BIG = 24 * 1024 * 1024  # what the review sent: 0.9 s and 492 MB of worker when it was parsed first
+BOGUS = "sha256=" + "0" * 64
+
+
+def test_a_large_bogus_signed_body_is_refused_before_it_is_parsed(repository: Repository):
+    body = b"{" + b"x" * BIG  # not JSON: parsed before verified, it was answered 400
+
+    response = post(
+        body, query=f"?repository={repository.pk}", HTTP_X_GITHUB_EVENT="push", HTTP_X_HUB_SIGNATURE_256=BOGUS
+    )
+
+    assert response.status_code == 403
+    assert set(response.json()) == {"detail"}
+    assert not PushDelivery.objects.exists()
+
+
+def test_a_large_bogus_signed_body_costs_a_small_multiple_of_its_size_in_memory(repository: Repository):
+    # Valid JSON that parses into 12 million list items: about 150 MB of Python objects if it were parsed.
+    body = b'{"commits": [' + b"0," * (BIG // 2) + b"0]}"
+    tracemalloc.start()
+    try:
+        response = post(
+            body,
+            query=f"?repository={repository.pk}",
+            HTTP_X_GITHUB_EVENT="push",
+            HTTP_X_HUB_SIGNATURE_256=BOGUS,
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert response.status_code == 403
+    # The test client's own copy of the body is one multiple; the view reads it in 64 KiB chunks into a
+    # buffer that spills to disk past 1 MiB, and parses nothing.
+    assert peak < 1.5 * len(body), f"peak {peak / 2**20:.0f} MiB for a body of {len(body) / 2**20:.0f} MiB"
+
+
+def test_a_signed_push_of_24_mb_is_accepted(repository: Repository):
+    payload = github_payload(padding="x" * BIG)
+
+    response = github_push(payload, repository.webhook_secret, query=f"?repository={repository.pk}")
+
+    assert response.status_code == 202, response.content[:200]
+    assert len(runs(repository)) == 1
+
+
+def test_without_the_repository_parameter_only_a_small_body_is_parsed(repository: Repository, settings):
+    settings.APM_PUSH_UNVERIFIED_MAX_BYTES = 4096
+    payload = github_payload(padding="x" * 8192)
+
+    without = github_push(payload, repository.webhook_secret, delivery="d-1")
+    named = github_push(
+        payload, repository.webhook_secret, delivery="d-2", query=f"?repository={repository.pk}"
+    )
+
+    assert without.status_code == 413
+    assert "?repository=<id>" in without.json()["detail"]
+    assert named.status_code == 202, named.content
+    assert len(runs(repository)) == 1
+
+
+def test_the_unverified_limit_is_one_mib_by_default(repository: Repository):
+    payload = github_payload(padding="x" * (1024 * 1024))
+
+    response = github_push(payload, repository.webhook_secret)
+
+    assert response.status_code == 413
+    assert "?repository=<id>" in response.json()["detail"]
+    assert not runs(repository)
+
+
+def test_a_named_repository_and_a_gitlab_token_are_checked_before_the_body_is_read(
+    world, repository: Repository, monkeypatch
+):
+    # A body over the limit shows whether it was read: 413 if it was, 403 if the request was refused first.
+    monkeypatch.setattr("repos.api.hooks.MAX_PAYLOAD_BYTES", 1024)
+    body = json.dumps({**gitlab_payload(), "padding": "x" * 4096})
+    query = f"?repository={repository.pk}"
+
+    wrong_token = post(body, query=query, HTTP_X_GITLAB_EVENT="Push Hook", HTTP_X_GITLAB_TOKEN="wrong")
+    unknown = post(body, query="?repository=999999", HTTP_X_GITLAB_EVENT="Push Hook", HTTP_X_GITLAB_TOKEN="x")
+    right_token = post(
+        body, query=query, HTTP_X_GITLAB_EVENT="Push Hook", HTTP_X_GITLAB_TOKEN=repository.webhook_secret
+    )
+
+    assert (wrong_token.status_code, unknown.status_code, right_token.status_code) == (403, 403, 413)
+    assert not runs(repository)
+
+
+def test_the_url_given_with_the_secret_names_the_repository(world, repository: Repository):
+    rotated = world.client("maintainer").post(f"/api/v1/repositories/{repository.pk}/webhook-secret/")
+
+    url = rotated.json()["webhook_url"]
+    assert url == f"http://testserver{HOOK}?repository={repository.pk}"
+    payload = github_payload(padding="x" * (2 * 1024 * 1024))  # over the unverified limit: needs the id
+    response = github_push(
+        payload, rotated.json()["webhook_secret"], query=url.removeprefix(f"http://testserver{HOOK}")
+    )
+    assert response.status_code == 202, response.content[:200]
+
+
+def test_registering_gives_the_url_with_the_secret(world, tmp_path: Path, settings):
+    settings.APM_REPO_ROOTS = [str(tmp_path)]
+    repo = GitRepo(tmp_path / "svc")
+    repo.write("a.py", "x = 1\n")
+    repo.commit("One")
+
+    created = world.client("staff").post(
+        "/api/v1/repositories/", {"project": "ALPHA", "source": str(repo.path), "name": "svc"}, format="json"
+    )
+
+    assert created.status_code == 201, created.content
+    data = created.json()
+    assert data["webhook_url"] == f"http://testserver{HOOK}?repository={data['id']}"
 
 
 # --- Gitea and GitLab ---------------------------------------------------------------------------------
@@ -547,3 +686,265 @@ def test_deeply_nested_json_is_400(repository: Repository):
     )
 
     assert response.status_code == 400
+
+
+# --- Deliveries sent again ------------------------------------------------------------------------------
+
+
+def test_a_delivery_sent_again_starts_nothing_however_often(local, django_capture_on_commit_callbacks):
+    repo, repository = local
+    payload = github_payload(after=repo.head())
+    query = f"?repository={repository.pk}"
+    with django_capture_on_commit_callbacks(execute=True):
+        first = github_push(payload, repository.webhook_secret, query=query, delivery="d-1")
+    assert first.status_code == 202, first.content
+    run = first.json()["runs"][0]["run"]
+    assert IngestionRun.objects.get(pk=run).status == IngestionRun.Status.SUCCEEDED
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = [
+            github_push(payload, repository.webhook_secret, query=query, delivery="d-1") for _ in range(5)
+        ]
+        # The id is a header outside the signature: the same signed body under another id, or none, is
+        # the same delivery.
+        again.append(github_push(payload, repository.webhook_secret, query=query, delivery="d-forged"))
+        again.append(github_push(payload, repository.webhook_secret, query=query))
+
+    assert [answer.status_code for answer in again] == [200] * 7
+    for answer in again:
+        assert answer.json()["runs"] == [{"repository": repository.pk, "run": run, "created": False}]
+        assert answer.json()["detail"].startswith("Already received")
+        assert f"ingestion runs it started: {run}" in answer.json()["detail"]
+    assert list(IngestionRun.objects.filter(repository=repository).values_list("pk", flat=True)) == [run]
+    delivery = PushDelivery.objects.get()
+    assert (delivery.repository_id, delivery.delivery_id, delivery.run_id) == (repository.pk, "d-1", run)
+
+
+def test_a_new_delivery_after_a_run_starts_the_next_run(local, django_capture_on_commit_callbacks):
+    repo, repository = local
+    query = f"?repository={repository.pk}"
+    with django_capture_on_commit_callbacks(execute=True):
+        first = github_push(
+            github_payload(after=repo.head()), repository.webhook_secret, query=query, delivery="d-1"
+        )
+    repo.write("more.py", "y = 2\n")
+    repo.commit("More")
+    with django_capture_on_commit_callbacks(execute=True):
+        second = github_push(
+            github_payload(after=repo.head()), repository.webhook_secret, query=query, delivery="d-2"
+        )
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert second.json()["runs"][0]["created"] is True
+    assert IngestionRun.objects.filter(repository=repository).count() == 2
+    assert PushDelivery.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "header"),
+    [
+        ({"HTTP_X_GITEA_EVENT": "push"}, "HTTP_X_GITEA_DELIVERY"),
+        ({"HTTP_X_GITLAB_EVENT": "Push Hook"}, "HTTP_X_GITLAB_EVENT_UUID"),
+    ],
+)
+def test_gitea_and_gitlab_deliveries_are_known_by_their_ids(repository: Repository, headers, header):
+    def send(body: bytes) -> Any:
+        if "HTTP_X_GITLAB_EVENT" in headers:
+            auth = {"HTTP_X_GITLAB_TOKEN": repository.webhook_secret}
+        else:
+            auth = {"HTTP_X_GITEA_SIGNATURE": signature(repository.webhook_secret, body)}
+        return post(body, **headers, **auth, **{header: "5f0c2b1e-delivery"})
+
+    payload = gitlab_payload() if "HTTP_X_GITLAB_EVENT" in headers else github_payload()
+    first = send(json.dumps(payload).encode())
+    IngestionRun.objects.update(status=IngestionRun.Status.SUCCEEDED)  # the run is over
+    again = send(json.dumps(payload, indent=2).encode())  # the same delivery, spelled differently
+
+    assert (first.status_code, again.status_code) == (202, 200), again.content
+    assert again.json()["detail"].startswith("Already received")
+    assert len(runs(repository)) == 1
+    assert PushDelivery.objects.get().delivery_id == "5f0c2b1e-delivery"
+
+
+def test_a_request_that_fails_verification_records_no_delivery(repository: Repository):
+    body = json.dumps(github_payload()).encode()
+
+    forged = post(
+        body, HTTP_X_GITHUB_EVENT="push", HTTP_X_HUB_SIGNATURE_256=BOGUS, HTTP_X_GITHUB_DELIVERY="d-1"
+    )
+    genuine = github_push(github_payload(), repository.webhook_secret, delivery="d-1")
+
+    assert (forged.status_code, genuine.status_code) == (403, 202)
+    assert PushDelivery.objects.get().run_id == genuine.json()["runs"][0]["run"]
+
+
+def test_pings_and_pushes_apm_does_not_follow_are_recorded_without_a_run(repository: Repository):
+    ping = github_push(
+        {"zen": "Hi", "repository": {"clone_url": SOURCE}}, repository.webhook_secret, event="ping"
+    )
+    other_branch = github_push(github_payload(ref="refs/heads/feature"), repository.webhook_secret)
+    ping_again = github_push(
+        {"zen": "Hi", "repository": {"clone_url": SOURCE}}, repository.webhook_secret, event="ping"
+    )
+
+    assert (ping.status_code, other_branch.status_code, ping_again.status_code) == (200, 200, 200)
+    assert "pong" in ping.json()["detail"].lower()
+    assert ping_again.json() == {
+        "detail": ping_again.json()["detail"],
+        "runs": [{"repository": repository.pk, "run": None, "created": False}],
+    }
+    assert "ingestion runs it started: none" in ping_again.json()["detail"]
+    assert list(PushDelivery.objects.values_list("run", flat=True)) == [None, None]
+    assert not runs(repository)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_after_the_commit_takes_the_delivery_with_it(monkeypatch):
+    """A broker that refuses the run's message fails the request after the delivery was committed (the
+    run is removed by then): the record goes too, so the sender's retry is a first delivery."""
+    repository = RepositoryFactory()
+
+    def broker_refuses(run_id: int) -> None:  # what the enqueue at commit does when the broker is down
+        IngestionRun.objects.filter(pk=run_id).delete()
+        raise ConnectionError("the broker is down")
+
+    def ingestion_request(*, repository: Repository, trigger: str) -> IngestionRequest:
+        run = IngestionRun.objects.create(repository=repository, trigger=trigger)
+        transaction.on_commit(lambda: broker_refuses(run.pk))
+        return IngestionRequest(run=run, created=True)
+
+    monkeypatch.setattr("repos.services.ingestion_request", ingestion_request)
+    delivery = {"repository": repository, "delivery_id": "d-1", "body_sha256": "b" * 64}
+
+    with pytest.raises(ConnectionError):
+        push_delivery_receive(**delivery, ingest=True)
+    assert not PushDelivery.objects.exists()
+    assert not IngestionRun.objects.exists()
+
+    retried = push_delivery_receive(**delivery, ingest=False)
+    assert retried.replayed is False
+    assert PushDelivery.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_copies_of_a_delivery_at_once_start_one_run(tmp_path: Path, settings, monkeypatch):
+    """The unique constraint decides: the second copy's insert waits for the first's transaction, then
+    fails, and its request answers with the first one's run."""
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite lets one writer in at a time: two deliveries are never at once there")
+    settings.APM_REPO_ROOTS = [str(tmp_path)]
+    settings.APM_WORKSPACE = str(tmp_path / "workspace")
+    repo = GitRepo(tmp_path / "service")
+    repo.write("a.py", "x = 1\n")
+    repo.commit("One")
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+    payload = github_payload(after=repo.head())
+    requested = threading.Event()
+    original = repos.services.ingestion_request
+
+    def held_open(**kwargs: Any) -> Any:
+        request = original(**kwargs)
+        if threading.current_thread().name == "first":
+            requested.set()
+            time.sleep(1.5)  # the delivery row is written, not committed: the second copy comes now
+        return request
+
+    monkeypatch.setattr(repos.services, "ingestion_request", held_open)
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        try:
+            if name == "second":
+                assert requested.wait(30)
+            answers[name] = github_push(
+                payload, repository.webhook_secret, query=f"?repository={repository.pk}", delivery="same"
+            )
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(name,), name=name) for name in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    first, second = answers["first"], answers["second"]
+    assert (first.status_code, second.status_code) == (202, 200), second.content
+    [run] = IngestionRun.objects.filter(repository=repository)
+    assert first.json()["runs"] == [{"repository": repository.pk, "run": run.pk, "created": True}]
+    assert second.json()["runs"] == [{"repository": repository.pk, "run": run.pk, "created": False}]
+    assert PushDelivery.objects.get().run_id == run.pk
+
+
+# --- Purge and admin ---------------------------------------------------------------------------------------
+
+
+def _deliveries(repository: Repository, count: int, *, days_ago: int, start: int = 0) -> None:
+    for number in range(start, start + count):
+        push_delivery_receive(
+            repository=repository, delivery_id=f"d-{number}", body_sha256=f"{number:064x}", ingest=False
+        )
+    received = timezone.now() - datetime.timedelta(days=days_ago)
+    PushDelivery.objects.filter(delivery_id__in=[f"d-{n}" for n in range(start, start + count)]).update(
+        received_at=received
+    )
+
+
+def test_old_deliveries_are_purged_in_batches_and_recent_ones_kept(repository: Repository):
+    _deliveries(repository, 5, days_ago=31)
+    _deliveries(repository, 2, days_ago=29, start=5)
+
+    purged = push_deliveries_purge(older_than_days=30, batch_size=2)
+
+    assert purged == 5
+    assert sorted(PushDelivery.objects.values_list("delivery_id", flat=True)) == ["d-5", "d-6"]
+    with pytest.raises(ValidationError):
+        push_deliveries_purge(older_than_days=-1)
+
+
+def test_the_schedule_purges_deliveries_older_than_the_setting(repository: Repository, settings):
+    settings.APM_PUSH_DELIVERIES_KEEP_DAYS = 10
+    _deliveries(repository, 3, days_ago=11)
+    _deliveries(repository, 1, days_ago=9, start=3)
+
+    purged = push_deliveries_purge_task.apply().get()
+
+    assert purged == 3
+    assert list(PushDelivery.objects.values_list("delivery_id", flat=True)) == ["d-3"]
+    task, when, kwargs = settings.APM_SCHEDULE_DEFAULTS["Purge old push deliveries"]
+    assert (task, kwargs) == (push_deliveries_purge_task.name, {})
+    assert when["hour"] == "3"
+
+
+def test_a_purged_delivery_sent_again_starts_a_run_again(repository: Repository):
+    first = github_push(github_payload(), repository.webhook_secret, delivery="d-1")
+    IngestionRun.objects.update(status=IngestionRun.Status.SUCCEEDED)
+    PushDelivery.objects.update(received_at=timezone.now() - datetime.timedelta(days=31))
+    push_deliveries_purge(older_than_days=30)
+
+    again = github_push(github_payload(), repository.webhook_secret, delivery="d-1")
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert len(runs(repository)) == 2
+
+
+def test_the_admin_lists_deliveries_read_only_with_a_fixed_number_of_queries(
+    admin_client, django_assert_num_queries, repository: Repository
+):
+    url = reverse("admin:repos_pushdelivery_changelist")
+    added = iter(range(1000))
+
+    def add_rows(count: int) -> None:
+        start = next(added) * 100
+        _deliveries(repository, count, days_ago=1, start=start)
+
+    # 1 session, 2 user, (PostgreSQL, MariaDB: the table's row estimate), 3 COUNT for the paginator
+    # (show_full_result_count is off), 4 the rows with their repository and run joined
+    estimate = 0 if connection.vendor == "sqlite" else 1
+    assert_changelist_queries_fixed(admin_client, django_assert_num_queries, url, add_rows, 4 + estimate)
+    delivery = PushDelivery.objects.first()
+    assert delivery is not None
+    page = admin_client.get(reverse("admin:repos_pushdelivery_change", args=[delivery.pk]))
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False
+    assert admin_client.get(reverse("admin:repos_pushdelivery_add")).status_code == 403
