@@ -27,10 +27,24 @@ def logging_config(*, level: str, json: bool) -> dict[str, Any]:
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # In JSON an exception becomes an "exception" field with its type, message and frames, for structlog's
+    # lines and for the standard library's alike: Django's "Internal Server Error" records come through
+    # the foreign chain with exc_info, which the JSON renderer alone would print as three reprs. The
+    # console renderer prints tracebacks itself. Without the frames' local variables: they may hold a
+    # password, a token or a request's body, and logs are read by more people than the database.
+    exceptions: list[Any] = (
+        [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
+        if json
+        else []
+    )
     structlog.configure(
         processors=[
             *_SHARED_PROCESSORS,
-            structlog.processors.format_exc_info if json else structlog.processors.UnicodeDecoder(),
+            *(exceptions or [structlog.processors.UnicodeDecoder()]),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         context_class=dict,
@@ -48,7 +62,7 @@ def logging_config(*, level: str, json: bool) -> dict[str, Any]:
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     renderer,
                 ],
-                "foreign_pre_chain": _SHARED_PROCESSORS,
+                "foreign_pre_chain": [*_SHARED_PROCESSORS, *exceptions],
             },
         },
         "handlers": {

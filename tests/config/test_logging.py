@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
 import pytest
 import structlog
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.test import Client, override_settings
+from django.urls import path
 
 from config.logging import logging_config
 
@@ -37,6 +41,45 @@ def test_production_format_is_one_json_object_per_line():
     assert payload["level"] == "warning"
     assert payload["logger"] == "apm.test"
     assert "timestamp" in payload
+
+
+def figures_that_do_not_add_up(request: HttpRequest) -> HttpResponse:
+    password = "a secret the logs must not show"  # noqa: F841  (a local of the failing frame)
+    raise ZeroDivisionError("the figures do not add up")
+
+
+# This module is the URL configuration of the test below: one view that raises.
+urlpatterns = [path("broken", figures_that_do_not_add_up)]
+
+
+@pytest.mark.django_db
+@override_settings(ROOT_URLCONF=__name__)
+def test_an_unhandled_error_is_logged_in_json_with_its_traceback():
+    """Django logs "Internal Server Error" through the standard library (django.request), with the
+    exception: the production JSON line carries its type, message and frames."""
+    spec = logging_config(level="INFO", json=True)["formatters"]["structured"]
+    handler = logging.StreamHandler(io.StringIO())
+    formatter = spec["()"](processors=spec["processors"], foreign_pre_chain=spec["foreign_pre_chain"])
+    handler.setFormatter(formatter)
+    django_request = logging.getLogger("django.request")
+    django_request.addHandler(handler)
+    try:
+        response = Client(raise_request_exception=False).get("/broken")
+    finally:
+        django_request.removeHandler(handler)
+
+    assert response.status_code == 500
+    assert isinstance(handler.stream, io.StringIO)
+    lines = [json.loads(line) for line in handler.stream.getvalue().splitlines()]
+    error = next(line for line in lines if line["event"] == "Internal Server Error: /broken")
+    assert error["level"] == "error"
+    (exception,) = error["exception"]
+    assert exception["exc_type"] == "ZeroDivisionError"
+    assert exception["exc_value"] == "the figures do not add up"
+    assert exception["frames"][-1]["name"] == "figures_that_do_not_add_up"
+    assert exception["frames"][-1]["filename"].endswith("test_logging.py")
+    # The frames' local variables stay out of the logs (a password, a token, a request body).
+    assert "a secret the logs must not show" not in handler.stream.getvalue()
 
 
 @pytest.fixture(autouse=True)
