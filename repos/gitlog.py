@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from apm.dates import DAY_MAX, DAY_MIN, day_in_range
 from repos.git import GitError, git_popen
 
 READ_BLOCK = 1 << 16
@@ -61,6 +62,8 @@ class ParsedCommit:
     timestamp: datetime.datetime
     message: str
     changes: list[ParsedChange] = field(default_factory=list)
+    # For the run's notes: how a date outside the days APM keeps was stored (see _commit_dates).
+    date_note: str = ""
 
     @property
     def additions(self) -> int:
@@ -86,8 +89,49 @@ def _tokens(stream: IO[bytes] | None) -> Iterator[bytes]:
         yield pending
 
 
-def _epoch(raw: bytes) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(int(raw), tz=datetime.UTC)
+def _epoch(raw: bytes) -> datetime.datetime | None:
+    """The moment of git's seconds since 1970, or None when it is not a day APM keeps (1900-2999)."""
+    try:
+        moment = datetime.datetime.fromtimestamp(int(raw), tz=datetime.UTC)
+    except (ValueError, OverflowError, OSError):  # year 3170843, or not a number at all
+        return None
+    return moment if day_in_range(moment.date()) else None
+
+
+def _bound(raw: bytes) -> datetime.datetime:
+    """The nearest moment APM keeps to a date it cannot keep (the last day for one too far ahead)."""
+    try:
+        ahead = int(raw) > 0
+    except ValueError:
+        ahead = False
+    return datetime.datetime.combine(DAY_MAX if ahead else DAY_MIN, datetime.time(), tzinfo=datetime.UTC)
+
+
+def _commit_dates(
+    sha: bytes, authored: bytes, committed: bytes
+) -> tuple[datetime.datetime, datetime.datetime, str]:
+    """(authored at, committed at, a note for people or "") of a commit.
+
+    git accepts any date (``@99999999999999``, year 3170843), which neither Python nor the database can
+    hold, and whoever may push may write one: one such commit would fail every run of its repository.
+    The commit is kept: a date out of range takes the commit's other date when that one is valid, else
+    the nearest day APM keeps, and the run's notes name the commit.
+    """
+    author_at, committer_at = _epoch(authored), _epoch(committed)
+    if author_at is not None and committer_at is not None:
+        return author_at, committer_at, ""
+    author_kept = author_at or committer_at or _bound(authored)
+    committer_kept = committer_at or author_at or _bound(committed)
+    wrong = [
+        f"{role} date {raw.decode('ascii', 'replace')}"
+        for role, raw, valid in (("an author", authored, author_at), ("a committer", committed, committer_at))
+        if valid is None
+    ]
+    note = (
+        f"Commit {sha.decode('ascii')[:12]} has {' and '.join(wrong)} outside {DAY_MIN.year}-"
+        f"{DAY_MAX.year}; it is kept, dated {committer_kept:%Y-%m-%d %H:%M} UTC."
+    )
+    return author_kept, committer_kept, note
 
 
 def _commits_parse(tokens: list[bytes]) -> Iterator[ParsedCommit]:
@@ -136,17 +180,19 @@ def _commits_parse(tokens: list[bytes]) -> Iterator[ParsedCommit]:
         # git lists the numstat entries for the same paths, in the same order, as the raw entries.
         for change, (added_lines, deleted_lines) in zip(changes, numstats, strict=False):
             change.added, change.deleted = added_lines, deleted_lines
+        authored_at, committed_at, date_note = _commit_dates(sha[1:], at, ct)
         yield ParsedCommit(
             sha=sha[1:].decode("ascii"),
             parents=parents.decode("ascii").split(),
             author_name=text(an),
             author_email=text(ae),
-            authored_at=_epoch(at),
+            authored_at=authored_at,
             committer_name=text(cn),
             committer_email=text(ce),
-            timestamp=_epoch(ct),
+            timestamp=committed_at,
             message=text(message),
             changes=changes,
+            date_note=date_note,
         )
 
 

@@ -465,7 +465,8 @@ def ingestion_commits_chunk(*, run_id: int, skip: int, count: int) -> None:
         locked.chunks_done = [*locked.chunks_done, skip]
         locked.task_links_created = F("task_links_created") + links.links_created
         # One line for the unknown keys of the whole run, however many chunks found some.
-        locked.notes = _notes_add(*run_notes_merge(locked.notes, links.notes_for_run()))
+        notes = _notes_add(*run_notes_merge(locked.notes, links.notes_for_run()))
+        locked.notes = _notes_add(notes, [commit.date_note for commit in commits if commit.date_note])
         locked.commits_done = F("commits_done") + len(commits)
         locked.commits_added = F("commits_added") + len(written.added)
         locked.file_changes_added = F("file_changes_added") + changes

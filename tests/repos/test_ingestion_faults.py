@@ -5,6 +5,7 @@ its fix.)"""
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from repos.services import ingestion_request, ingestion_runs_purge, repository_r
 from tasks.models import Task
 from tests.factories import ProjectFactory, TaskFactory
 from tests.repos.gitrepo import GitRepo
-from tests.repos.test_ingestion import ingest
+from tests.repos.test_ingestion import assert_matches_git, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -456,3 +457,60 @@ def test_two_deliveries_of_the_plan_at_once_record_one_plan(
     repository.refresh_from_db()
     stored = set(Commit.objects.filter(repository=repository).values_list("sha", flat=True))
     assert repo.rev_list(repository.last_ingested_sha) <= stored
+
+
+def _rows(repository: Repository) -> dict[str, list[tuple[object, ...]]]:
+    commits = Commit.objects.filter(repository=repository)
+    changes = FileChange.objects.filter(repository=repository)
+    files = File.objects.filter(repository=repository)
+    return {
+        "commits": sorted(commits.values_list("sha", "authored_at", "timestamp")),
+        "changes": sorted(changes.values_list("commit__sha", "path", "added", "deleted")),
+        "files": sorted(files.values_list("path", "churn", "commit_count", "last_changed_at")),
+    }
+
+
+def test_commits_with_absurd_dates_are_kept_dated_within_range_and_named_in_the_notes(
+    root: Path, django_capture_on_commit_callbacks
+):
+    """git accepts ``@99999999999999`` (year 3170843) as a date, and anyone who may push can write one: it
+    used to fail every run of the repository. The commit is kept: its other date when that is valid, else
+    the last day APM keeps; the run's notes name it. Ingesting again twice leaves what one run left."""
+    far = "@99999999999999 +0000"
+    repo = GitRepo(root / "absurd")
+    repo.write("a.txt", "one\n")
+    repo.commit("Start")
+    repo.write("b.txt", "two\n")
+    env = {**repo.env(), "GIT_COMMITTER_DATE": far}
+    repo.git("add", "-A", env=env)
+    repo.git("commit", "-q", "-m", "A committer date far ahead", env=env)
+    committer_far = repo.head()
+    repo.write("c.txt", "three\n")
+    env = {**repo.env(), "GIT_AUTHOR_DATE": far, "GIT_COMMITTER_DATE": far}
+    repo.git("add", "-A", env=env)
+    repo.git("commit", "-q", "-m", "Both dates far ahead", env=env)
+    both_far = repo.head()
+    repo.write("a.txt", "one\nfour\n")
+    repo.commit("After")
+    assert repo.git("log", "-1", "--format=%ct", both_far).strip() == b"99999999999999"
+    repository = repository_register(project=ProjectFactory(), source=str(repo.path))
+
+    run = ingest(repository, django_capture_on_commit_callbacks)
+
+    assert (run.status, run.error, run.commits_added) == ("succeeded", "", 4)
+    assert_matches_git(repo, repository)
+    stored = {commit.sha: commit for commit in Commit.objects.filter(repository=repository)}
+    # The committer date taken from the valid author date; with none valid, the last day APM keeps.
+    assert stored[committer_far].timestamp == stored[committer_far].authored_at
+    assert stored[committer_far].authored_at.year == 2023
+    last_day = datetime.datetime(2999, 12, 31, tzinfo=datetime.UTC)
+    assert (stored[both_far].authored_at, stored[both_far].timestamp) == (last_day, last_day)
+    notes = " ".join(run.notes)
+    assert f"Commit {committer_far[:12]} has a committer date 99999999999999 outside 1900-2999" in notes
+    assert f"Commit {both_far[:12]} has an author date 99999999999999 and a committer date" in notes
+    once = _rows(repository)
+
+    again = [ingest(repository, django_capture_on_commit_callbacks) for _ in range(2)]
+
+    assert [(r.status, r.commits_added, r.notes) for r in again] == [("succeeded", 0, [])] * 2
+    assert _rows(repository) == once
