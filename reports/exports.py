@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apm.jobs import task_enqueue
+from apm.jobs import BrokerUnavailable, task_enqueue_on_commit
 from projects.models import Project
 from reports.digest import csv_write, digest_render, export_filters_clean, project_digest
 from reports.models import ExportJob
@@ -56,7 +56,10 @@ def export_request(
         filters=clean,
         requested_by=requested_by if requested_by is not None and requested_by.is_authenticated else None,
     )
-    transaction.on_commit(lambda: task_enqueue(EXPORT_TASK, job.pk))
+    # A broker that does not take the message leaves no job behind (it would stay queued for ever), and
+    # the caller gets ``BrokerUnavailable`` (the API's 503).
+    queued = ExportJob.objects.filter(pk=job.pk, status=Status.QUEUED)
+    task_enqueue_on_commit(EXPORT_TASK, job.pk, discard=queued.delete)
     return job
 
 
@@ -139,7 +142,12 @@ def project_digests_request() -> int:
     for project in (
         Project.objects.filter(status=Project.Status.ACTIVE).order_by("pk").iterator(chunk_size=500)
     ):
-        with transaction.atomic():
-            export_request(project=project, kind=Kind.DIGEST_MD, filters={"since": since})
+        try:
+            with transaction.atomic():
+                export_request(project=project, kind=Kind.DIGEST_MD, filters={"since": since})
+        except BrokerUnavailable as exc:
+            # Nothing was kept of this digest; the others would each wait for the broker's refusal too.
+            logger.warning("digests_broker_unavailable", project_id=project.pk, reason=str(exc))
+            break
         count += 1
     return count

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -21,7 +22,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apm.errors import validation_text
-from apm.jobs import task_enqueue
+from apm.jobs import BrokerUnavailable, queue_waiting, task_enqueue_on_commit
 from projects.models import Project
 from projects.services import project_cache_invalidate
 from repos.git import (
@@ -35,6 +36,7 @@ from repos.git import (
 from repos.ingestion.pipeline import ACTIVE_STATUSES, run_fail
 from repos.models import IngestionRun, PushDelivery, Repository
 
+logger = structlog.get_logger(__name__)
 Status = IngestionRun.Status
 # The Celery task that plans a run and fans its chunks out (repos.tasks).
 INGEST_TASK = "repos.ingest"
@@ -188,9 +190,78 @@ def ingestion_request(*, repository: Repository, trigger: str, branch: str = "")
             branch=branch or repository.default_branch,
             heartbeat_at=timezone.now(),
         )
-        # robust: with eager Celery the whole run happens here, and its failure is already on the run.
-        transaction.on_commit(lambda: task_enqueue(INGEST_TASK, run.pk), robust=True)
+        # With eager Celery the whole run happens at the commit, and its failure is recorded on the run.
+        # A broker that does not take the message leaves no run behind: a queued run nothing will
+        # start would make every later request join it.
+        task_enqueue_on_commit(INGEST_TASK, run.pk, discard=lambda: _queued_run_discard(run.pk))
     return IngestionRequest(run=run, created=True)
+
+
+def _queued_run_discard(run_id: int) -> None:
+    IngestionRun.objects.filter(pk=run_id, status=Status.QUEUED).delete()
+
+
+# The Celery task that carries a silent run on (repos.tasks), and the note each resumption leaves.
+RESUME_TASK = "repos.ingest_resume"
+RESUMED_NOTE = "Resumed"
+
+
+def ingestion_runs_resume() -> list[int]:
+    """Queue again the work of the running runs whose workers went silent; return their ids.
+
+    A worker killed outright (the machine lost, the whole worker SIGKILLed) takes the chunk messages it
+    held with it: the broker hands them out again only after its visibility timeout (an hour), and
+    meanwhile the run stays ``running`` and every request joins it. Every task of a run beats while it
+    works (``APM_INGEST_HEARTBEAT_SECONDS``), so a run silent for ``APM_INGEST_RESUME_SECONDS`` while
+    no message waits in the queue has lost its messages: its plan is queued again, which queues the
+    chunks not written yet and the finish (repos.tasks). Chunks are upserts counted once, so a chunk
+    that was in fact alive, or the lost message delivered late, changes nothing.
+
+    A queue with messages waiting may hold the run's chunks behind other work: nothing is resumed then.
+    A run resumed ``APM_INGEST_RESUMES_MAX`` times (a chunk that kills its worker each time) fails.
+    Run by the schedule every minute; safe to run twice at once (the run's row is taken with SKIP
+    LOCKED, and a resumption does its work only if the run was not heard from since it was queued).
+    """
+    now = timezone.now()
+    silent_since = now - datetime.timedelta(seconds=settings.APM_INGEST_RESUME_SECONDS)
+    stalled = list(
+        IngestionRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=silent_since)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not stalled or queue_waiting() > 0:
+        return []
+    resumed = []
+    for run_id in stalled:
+        with transaction.atomic():
+            # Locked by a live transaction (a finish under way holds the run's row): not silent.
+            run = (
+                IngestionRun.objects.select_for_update(skip_locked=True)
+                .filter(pk=run_id, status=Status.RUNNING, heartbeat_at__lt=silent_since)
+                .first()
+            )
+            if run is None:
+                continue
+            resumptions = sum(1 for note in run.notes if note.startswith(RESUMED_NOTE))
+            if resumptions < settings.APM_INGEST_RESUMES_MAX:
+                run.heartbeat_at = now
+                run.notes = [
+                    *run.notes,
+                    f"{RESUMED_NOTE} at {now:%Y-%m-%d %H:%M:%S} UTC: its workers had stopped reporting "
+                    "progress; what was not written yet was queued again.",
+                ]
+                run.save(update_fields=["heartbeat_at", "notes"])
+                # Broker down: the next pass tries again (the heartbeat recorded here counts as silence).
+                task_enqueue_on_commit(RESUME_TASK, run.pk, now.isoformat(), discard=lambda: None)
+                resumed.append(run.pk)
+                logger.warning("ingestion_resumed", run_id=run.pk, resumptions=resumptions + 1)
+                continue
+        run_fail(
+            run,
+            f"abandoned: its workers stopped reporting progress {resumptions + 1} times "
+            "(a commit or file that makes the worker die?)",
+        )
+    return resumed
 
 
 def _is_stale(run: IngestionRun) -> bool:
@@ -221,11 +292,22 @@ def repositories_ingest_all(*, trigger: str = IngestionRun.Trigger.SCHEDULE) -> 
     a whole ingestion, and no cursor should stay open meanwhile.
     """
     repositories = list(Repository.objects.filter(is_active=True).select_related("project").order_by("pk"))
+    broker_down: BrokerUnavailable | None = None
     for repository in repositories:
+        if broker_down is not None:
+            # One refusal of the broker is enough: the others would each wait for theirs. The next
+            # scheduled pass requests them again.
+            yield IngestAllEntry(repository=repository, request=None, refusal=str(broker_down))
+            continue
         try:
             request = ingestion_request(repository=repository, trigger=trigger)
         except ValidationError as exc:
             yield IngestAllEntry(repository=repository, request=None, refusal=validation_text(exc))
+            continue
+        except BrokerUnavailable as exc:
+            logger.warning("ingest_all_broker_unavailable", repository_id=repository.pk, reason=str(exc))
+            broker_down = exc
+            yield IngestAllEntry(repository=repository, request=None, refusal=str(exc))
             continue
         yield IngestAllEntry(repository=repository, request=request)
 

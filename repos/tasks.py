@@ -7,7 +7,9 @@ With the embedded default (eager Celery) the same graph runs in the calling proc
 
 from __future__ import annotations
 
+import datetime
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from django.db import connections
 
 from apm.db import TRANSIENT_DB_ERRORS
 from apm.errors import validation_text
+from apm.jobs import BrokerUnavailable
 from repos import services
 from repos.git import GitError
 from repos.ingestion import pipeline
@@ -48,7 +51,8 @@ RETRY: _RetryOptions = {
 @contextmanager
 def _run_step(run_id: int) -> Iterator[None]:
     try:
-        yield
+        with _beating(run_id):
+            yield
     except TRANSIENT_DB_ERRORS:
         raise
     except Exception as exc:  # recorded on the run, for people, instead of lost in a worker log
@@ -58,6 +62,39 @@ def _run_step(run_id: int) -> Iterator[None]:
         expected = isinstance(exc, ValidationError | GitError)
         logger.warning("ingestion_failed", run_id=run_id, reason=reason, exc_info=not expected)
         pipeline.ingestion_fail(run_id=run_id, reason=reason or type(exc).__name__)
+
+
+@contextmanager
+def _beating(run_id: int) -> Iterator[None]:
+    """Beat the run's heartbeat every ``APM_INGEST_HEARTBEAT_SECONDS`` while a step runs on a worker.
+
+    A run silent for longer than ``APM_INGEST_RESUME_SECONDS`` is taken for one whose worker died, and
+    resumed (repos.services.ingestion_runs_resume); a chunk, a clone or a finish may take minutes, so
+    the beat comes from a thread beside it rather than from the step's own progress. It dies with the
+    worker process. With eager Celery nothing resumes runs that live in the caller's process: no beat.
+    """
+    if current_app.conf.task_always_eager:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.APM_INGEST_HEARTBEAT_SECONDS):
+                try:
+                    pipeline.ingestion_heartbeat(run_id=run_id)
+                except Exception:  # a missed beat is not the step's failure; the next one may pass
+                    logger.warning("ingestion_heartbeat_failed", run_id=run_id, exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"apm-heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def _fan_out(header: list[Signature], *, then: Signature) -> None:
@@ -96,10 +133,34 @@ def _apply_closing_connections(signature: Signature) -> None:
 def repository_ingest_task(run_id: int) -> None:
     """Plan run ``run_id`` and fan its commit chunks out; the file step follows when all are written."""
     with _run_step(run_id):
-        plan = pipeline.ingestion_plan(run_id=run_id)
-        chunks = [repository_commits_chunk_task.si(run_id, skip, count) for skip, count in plan.commit_chunks]
-        chunks += [repository_files_chunk_task.si(run_id, entries) for entries in plan.file_slices]
-        _fan_out(chunks, then=repository_finish_task.si(run_id))
+        _plan_and_fan_out(run_id)
+
+
+def _plan_and_fan_out(run_id: int) -> None:
+    # A run planned already (a resumption, a second delivery) gets the chunks not written yet.
+    plan = pipeline.ingestion_plan(run_id=run_id)
+    chunks = [repository_commits_chunk_task.si(run_id, skip, count) for skip, count in plan.commit_chunks]
+    chunks += [repository_files_chunk_task.si(run_id, entries) for entries in plan.file_slices]
+    _fan_out(chunks, then=repository_finish_task.si(run_id))
+
+
+@shared_task(name=services.RESUME_TASK, **RETRY)
+def repository_ingest_resume_task(run_id: int, silent_since: str) -> None:
+    """Carry on run ``run_id``, found silent at ``silent_since``, unless a worker was heard from since."""
+    with _run_step(run_id):
+        since = datetime.datetime.fromisoformat(silent_since)
+        if pipeline.ingestion_resume_claim(run_id=run_id, since=since):
+            _plan_and_fan_out(run_id)
+
+
+@shared_task(name="repos.ingestion_runs_resume", **RETRY)
+def ingestion_runs_resume_task() -> int:
+    """The schedule's pass over runs whose workers went silent; returns how many were resumed."""
+    try:
+        return len(services.ingestion_runs_resume())
+    except BrokerUnavailable as exc:
+        logger.warning("ingestion_resume_broker_unavailable", reason=str(exc))
+        return 0
 
 
 @shared_task(name="repos.ingest_commits_chunk", **RETRY)

@@ -345,8 +345,24 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=55 * 60)
 # The broker must not hand a task to another worker while the first may still run it: the visibility
-# timeout is kept well above the hard time limit of the longest task.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
+# timeout stays above the hard time limit of the longest task (plus a margin for the worker to notice).
+# It is also how long Redis keeps the messages of a worker killed outright; ingestion does not wait
+# for it (its runs are resumed by the schedule, docs/ingestion.md), the other tasks do.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int(
+        "CELERY_BROKER_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 5 * 60
+    ),
+    # A broker that is down is reported in seconds (apm.jobs.BrokerUnavailable, a 503), not after a
+    # minute of reconnecting while a request waits.
+    "socket_connect_timeout": 3,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Periodic tasks live in the database (django-celery-beat), so operators change them in the admin
@@ -426,4 +442,10 @@ APM_WEBHOOK_TIMEOUT = (
 APM_WEBHOOK_MAX_ATTEMPTS = env.int("APM_WEBHOOK_MAX_ATTEMPTS", default=6)
 APM_WEBHOOK_BACKOFF = env.float("APM_WEBHOOK_BACKOFF", default=10.0)
 APM_WEBHOOK_BACKOFF_MAX = env.float("APM_WEBHOOK_BACKOFF_MAX", default=3600.0)
+    "Resume silent ingestion runs": ("repos.ingestion_runs_resume", {"minute": "*"}, {}),
 # --- end of outgoing webhooks ---
+# On workers every step of a run beats this often; a run silent for APM_INGEST_RESUME_SECONDS lost its
+# worker and is resumed by the schedule, at most APM_INGEST_RESUMES_MAX times (docs/ingestion.md).
+APM_INGEST_HEARTBEAT_SECONDS = env.float("APM_INGEST_HEARTBEAT_SECONDS", default=10.0)
+APM_INGEST_RESUME_SECONDS = env.int("APM_INGEST_RESUME_SECONDS", default=60)
+APM_INGEST_RESUMES_MAX = env.int("APM_INGEST_RESUMES_MAX", default=3)

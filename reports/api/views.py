@@ -82,7 +82,10 @@ class ExportJobSerializer(StrictModelSerializer):
     retrieve=extend_schema(summary="One export and its state"),
     create=extend_schema(
         summary="Request an export (members who may write); a worker writes the file",
-        responses={202: ExportJobSerializer},
+        responses={
+            202: ExportJobSerializer,
+            503: OpenApiResponse(description="The task queue is down: nothing was queued (Retry-After)."),
+        },
     ),
 )
 class ExportJobViewSet(

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -108,7 +108,10 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
     @extend_schema(
         summary="Ingest the repository now (writing members)",
         request=IngestSerializer,
-        responses={202: IngestAcceptedSerializer},
+        responses={
+            202: IngestAcceptedSerializer,
+            503: OpenApiResponse(description="The task queue is down: nothing was queued (Retry-After)."),
+        },
     )
     @action(detail=True, methods=["post"])
     def ingest(self, request: Request, pk: str) -> Response:

@@ -17,7 +17,8 @@ repos.ingestion.writers. An ingestion runs in steps, each recorded on its ``Inge
 N runs equal one run: every row has a natural unique key and is inserted with conflicts ignored; a
 chunk's progress and figures are counted once (``chunks_done``, under the run's row lock); a late chunk
 of an abandoned run writes nothing; after a run that failed, the next one lists the whole tree and
-rebuilds the figures. A run killed anywhere is finished by the next run.
+rebuilds the figures. A run killed anywhere is finished by the next run, or, when its worker died
+outright, resumed by the schedule (``repos.services.ingestion_runs_resume``).
 
 History rewritten by a force push (the last ingested tip is no longer an ancestor of the branch): the
 whole branch is walked again; commits already stored are skipped by their unique key, new ones are
@@ -27,6 +28,7 @@ counted in the run's notes.
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import os
 import shutil
@@ -107,6 +109,25 @@ def run_fail(run: IngestionRun, reason: str) -> None:
 def ingestion_fail(*, run_id: int, reason: str) -> None:
     """Mark the run failed with ``reason`` (a line for people, not a traceback)."""
     run_fail(IngestionRun(pk=run_id), reason)
+
+
+def ingestion_heartbeat(*, run_id: int) -> None:
+    """Record that a worker is still at work on the run (while a step runs, every few seconds)."""
+    IngestionRun.objects.filter(pk=run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+
+
+def ingestion_resume_claim(*, run_id: int, since: datetime.datetime) -> bool:
+    """Take the resumption of a run that was found silent at ``since``; False when a worker has been
+    heard from since then (or another resumption took it, or the run ended), and nothing is to be done.
+
+    "Silent at ``since``" is the heartbeat that ``repos.services.ingestion_runs_resume`` recorded when it
+    queued the resumption: any later heartbeat moved it.
+    """
+    return bool(
+        IngestionRun.objects.filter(pk=run_id, status=Status.RUNNING, heartbeat_at=since).update(
+            heartbeat_at=timezone.now()
+        )
+    )
 
 
 @contextmanager

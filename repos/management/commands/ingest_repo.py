@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apm.errors import validation_text
+from apm.jobs import BrokerUnavailable
 from projects.management.base import project_by_key
 from repos.models import IngestionRun
 from repos.services import ingestion_request, repository_register
@@ -38,6 +39,11 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(f"{options['source']}: {validation_text(exc)}") from exc
+        except BrokerUnavailable as exc:
+            raise CommandError(
+                f"{options['source']}: nothing was queued, {exc}. Start the broker (or run without "
+                "CELERY_BROKER_URL to ingest in this process) and run the command again."
+            ) from exc
         if not request.created:
             self.stdout.write(
                 f"An ingestion of {repository.name} is already under way (run {request.run.pk})."
