@@ -378,6 +378,7 @@ APM_SCHEDULE_DEFAULTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] 
     "Purge old push deliveries": ("repos.purge_push_deliveries", {"minute": "40", "hour": "3"}, {}),
     "Purge old exports": ("projects.exports_purge", {"minute": "45", "hour": "3"}, {}),
     "Resume stalled webhook deliveries": ("projects.webhook_deliveries_resume", {"minute": "*/5"}, {}),
+    "Resume silent ingestion runs": ("repos.ingestion_runs_resume", {"minute": "*"}, {}),
 }
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
@@ -413,6 +414,11 @@ APM_INGEST_CHUNK_COMMITS = env.int("APM_INGEST_CHUNK_COMMITS", default=2000)
 APM_INGEST_CHUNK_FILES = env.int("APM_INGEST_CHUNK_FILES", default=5000)
 APM_INGEST_THREADS = env.int("APM_INGEST_THREADS", default=0)
 APM_INGEST_STALE_SECONDS = env.int("APM_INGEST_STALE_SECONDS", default=900)
+# On workers every step of a run beats this often; a run silent for APM_INGEST_RESUME_SECONDS lost its
+# worker and is resumed by the schedule, at most APM_INGEST_RESUMES_MAX times (docs/ingestion.md).
+APM_INGEST_HEARTBEAT_SECONDS = env.float("APM_INGEST_HEARTBEAT_SECONDS", default=10.0)
+APM_INGEST_RESUME_SECONDS = env.int("APM_INGEST_RESUME_SECONDS", default=60)
+APM_INGEST_RESUMES_MAX = env.int("APM_INGEST_RESUMES_MAX", default=3)
 # Finished ingestion runs older than this many days are purged by the schedule (the latest run of each
 # repository is always kept); export files are deleted after APM_EXPORT_KEEP_DAYS.
 # An open task with no event and no linked commit for this many days is stale (project health).
@@ -442,10 +448,4 @@ APM_WEBHOOK_TIMEOUT = (
 APM_WEBHOOK_MAX_ATTEMPTS = env.int("APM_WEBHOOK_MAX_ATTEMPTS", default=6)
 APM_WEBHOOK_BACKOFF = env.float("APM_WEBHOOK_BACKOFF", default=10.0)
 APM_WEBHOOK_BACKOFF_MAX = env.float("APM_WEBHOOK_BACKOFF_MAX", default=3600.0)
-    "Resume silent ingestion runs": ("repos.ingestion_runs_resume", {"minute": "*"}, {}),
 # --- end of outgoing webhooks ---
-# On workers every step of a run beats this often; a run silent for APM_INGEST_RESUME_SECONDS lost its
-# worker and is resumed by the schedule, at most APM_INGEST_RESUMES_MAX times (docs/ingestion.md).
-APM_INGEST_HEARTBEAT_SECONDS = env.float("APM_INGEST_HEARTBEAT_SECONDS", default=10.0)
-APM_INGEST_RESUME_SECONDS = env.int("APM_INGEST_RESUME_SECONDS", default=60)
-APM_INGEST_RESUMES_MAX = env.int("APM_INGEST_RESUMES_MAX", default=3)
