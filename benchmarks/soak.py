@@ -1238,6 +1238,8 @@ def sigterm_handler(signum: int, frame: Any) -> None:
 def main() -> int:
     options = arguments()
     signal.signal(signal.SIGTERM, sigterm_handler)
+    # Ctrl-C stops the soak even when a shell started it in the background (with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not port_free(options.port):
         sys.exit(f"port {options.port} is taken: give another with --port")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
