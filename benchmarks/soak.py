@@ -139,8 +139,9 @@ class Service:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
-    # The tree's members worth sampling: the root and its children running the same program (gunicorn
-    # workers, Celery pool processes), not the short-lived git processes they start.
+    # Whether its memory counts in the verdict: redis-server's does not (a cache and a result store
+    # fill up to their working set). Sampled are the root and its children running the same program
+    # (gunicorn workers, Celery pool processes), not the short-lived git processes they start (tree()).
     judged: bool = True
     died: bool = False
 
