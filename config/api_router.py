@@ -5,9 +5,10 @@ The one place that knows every app's API views: it sits above all the apps (docs
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
 from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from apm.api.exceptions import api_not_found
@@ -60,6 +61,12 @@ router.register("files", FileViewSet, basename="file")
 router.register("tokens", ApiTokenViewSet, basename="token")
 
 # The schema and its two renderings are public: they describe the API, they hold no data.
+# Their bundles (Swagger UI, ReDoc) style what they draw with inline styles, so the Content-Security-Policy
+# (docs/security.md) allows those on these two pages alone, and ReDoc's search worker, which it starts
+# from a blob: URL. Scripts still come from APM only (Swagger's start-up script is a file of its own:
+# the split view), and so do images: ReDoc's footer logo from its vendor's CDN stays refused.
+_swagger_csp = csp_update({"style-src": ["'unsafe-inline'"]})
+_redoc_csp = csp_update({"style-src": ["'unsafe-inline'"], "worker-src": ["blob:"]})
 _public: dict[str, list[type]] = {"authentication_classes": [], "permission_classes": []}
 
 urlpatterns = [
@@ -67,8 +74,18 @@ urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
     path("hooks/push/", PushWebhookView.as_view(), name="hook-push"),
     path("schema/", SpectacularAPIView.as_view(**_public), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", **_public), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", **_public), name="redoc"),
+    path(
+        "docs/",
+        _swagger_csp(SpectacularSwaggerSplitView.as_view(url_name="api:schema", **_public)),
+        name="docs",
+    ),
+    path(
+        "redoc/",
+        _redoc_csp(
+            SpectacularRedocView.as_view(url_name="api:schema", template_name="apm/api/redoc.html", **_public)
+        ),
+        name="redoc",
+    ),
     # Last: a path no route above matches answers the API's JSON 404. Under DEBUG Django answers such a
     # path with its HTML page and never asks handler404 (config.urls). Only paths ending in a slash, so
     # APPEND_SLASH still redirects "projects" to "projects/" instead of this answering for it.

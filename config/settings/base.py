@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -181,6 +184,8 @@ THIRD_PARTY_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
+    "csp",
 ]
 # One app per concept, listed from the bottom layer up (docs/architecture.md): each imports only the
 # ones before it, and each admin module may replace the admin of a model below it with a richer one.
@@ -207,7 +212,10 @@ MIDDLEWARE = [
     "django_structlog.middlewares.RequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, innermost: it turns a locked sign-in's answer into the lockout page (docs/security.md).
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -238,6 +246,31 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/dashboard"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
+# --- Sign-in lockout (django-axes; docs/security.md) ---
+# Every password sign-in (the admin's, the pages', HTTP Basic on /api/v1/tokens/) is refused for a while
+# after APM_LOGIN_FAILURE_LIMIT failures. Counted per account AND address: guessing one account's
+# password does not lock its owner out elsewhere, nor the other people behind the same address.
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked account+address before any password is checked. Standalone (no get_user),
+    # so sessions name ModelBackend and outlive a change of lockout tool.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("APM_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("APM_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Attempts live in the database, not the cache: the lockout holds while Redis is down (the API's rate
+# limits, counted in the cache, let requests through then: apm.api.throttling).
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# The cool-off runs from the last counted failure; attempts made while locked are refused without
+# extending it, so the lockout page can say when it ends (and the right password then works).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+# The client's address by the rule the API's rate limits use (APM_NUM_PROXIES): a forged
+# X-Forwarded-For neither dodges a lockout nor locks someone else out.
+AXES_CLIENT_IP_CALLABLE = "config.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
+
 # A CDN in front of the static files: DJANGO_STATIC_URL=https://cdn.example.com/apm/static/ (collected
 # files keep their hashed names, so the CDN may cache them forever).
 STATIC_URL = env("DJANGO_STATIC_URL", default="static/")
@@ -246,6 +279,27 @@ STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 # checks project membership. Workers and web must share it (a volume, or S3 through django-storages
 # set in STORAGES["default"]).
 MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media"))
+
+# --- Content-Security-Policy (django-csp; docs/security.md) ---
+# Every HTML page runs scripts and loads styles and images from APM only (and the static files' CDN,
+# when there is one): an injected <script>, inline handler or style does not run, and no site may frame
+# a page (X-Frame-Options says the same to old browsers). The API's Swagger UI and ReDoc relax it on
+# their own views (config/api_router.py).
+_static = urlsplit(STATIC_URL)
+_static_origin = [f"{_static.scheme}://{_static.netloc}"] if _static.scheme and _static.netloc else []
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, *_static_origin],
+        "style-src": [SELF, *_static_origin],
+        "img-src": [SELF, "data:", *_static_origin],
+        "font-src": [SELF, *_static_origin],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -271,7 +325,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apm.api.exceptions.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        # DRF's, allowed the inline styles its templates use (Content-Security-Policy, above).
+        "apm.api.renderers.BrowsableAPIRenderer",
     ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # How many proxies in front of APM append to X-Forwarded-For. Rate limits count per client address:

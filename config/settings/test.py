@@ -71,3 +71,7 @@ if "pool" in DATABASES["default"].get("OPTIONS", {}):
 APM_INGEST_THREADS = 1
 # Export files of the tests go to a directory of this process, removed with the test database.
 MEDIA_ROOT = str(VAR_DIR / f"test-media-{os.getpid()}")
+# The sign-in lockout is off, so that tests signing in many times (or with a wrong password on purpose)
+# never lock each other out, and Django's test Client.login() works (it authenticates without a request,
+# which the lockout backend refuses). tests/config/test_login_lockout.py turns it on for its own tests.
+AXES_ENABLED = False
