@@ -14,6 +14,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from apm.cache import PORTFOLIO_NAMESPACE, cache_invalidate, project_key
+from apm.dates import days_validate
 from apm.db import is_deadlock
 from projects.models import Invitation, Membership, Project
 from projects.workflow import GRAMMAR_FIELDS
@@ -69,7 +70,14 @@ def _key_with_suffix(base: str, suffix: int) -> str:
 def _project_validate(project: Project, *, exclude: list[str] | None = None) -> None:
     # full_clean checks field validators, choices, the key's uniqueness and the date constraint, and
     # reports each problem under its field name.
+    _project_days_validate(project)
     project.full_clean(exclude=exclude)
+
+
+def _project_days_validate(project: Project) -> None:
+    # Here, not as model validators: those would need a migration of projects. Year 1 and 9999 fit the
+    # column but not a plan (apm.dates).
+    days_validate(start_date=project.start_date, target_date=project.target_date)
 
 
 # Concurrent creations deriving the same key each lose at most once per winner: the loser's transaction
@@ -129,6 +137,7 @@ def _project_insert(*, key: str | None, owner: User | None, fields: dict[str, An
     project = Project(key=key if key is not None else project_key_suggest(name=fields["name"]), **fields)
     # Field rules, choices and the date order; the key's uniqueness is left to the unique index, which
     # is the only check that holds under concurrent creations.
+    _project_days_validate(project)
     project.full_clean(validate_unique=False)
     try:
         with transaction.atomic():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
+from apm.dates import day_validate
 from apm.models import TimeStampedModel
 from projects.workflow import TaskStatus
 
@@ -49,9 +51,16 @@ class Task(TimeStampedModel):
         blank=True,
         related_name="reported_tasks",
     )
-    due_date = models.DateField(null=True, blank=True)
+    # Validators, not constraints: a plan needs a day APM can count to (apm.dates) and an effort that is
+    # not negative; rows written before they existed stay readable.
+    due_date = models.DateField(null=True, blank=True, validators=[day_validate])
     estimate_hours = models.DecimalField(
-        max_digits=7, decimal_places=2, null=True, blank=True, help_text="Estimated effort in hours."
+        max_digits=7,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Estimated effort in hours.",
     )
     parent = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="subtasks"

@@ -46,6 +46,9 @@ class StrictSerializerMixin:
 # ``Meta.read_only_fields`` also covers the fields a serializer declares itself. DRF applies it to
 # generated fields only, so an update serializer that inherits a declared related field
 # (``project = ProjectKeyField()``) would otherwise keep it writable.
+#
+# A model's date field is a ``DayField``: the database stores year 1 and 9999, APM plans between 1900 and
+# 2999 (apm.dates), and a day outside is a 400 on its field, not a period that overflows later.
 class StrictModelSerializer(StrictSerializerMixin, serializers.ModelSerializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -53,6 +56,14 @@ class StrictModelSerializer(StrictSerializerMixin, serializers.ModelSerializer):
             if name in fields:
                 fields[name].read_only = True
         return fields
+
+    def build_standard_field(
+        self, field_name: str, model_field: Any
+    ) -> tuple[type[serializers.Field], dict[str, Any]]:
+        field_class, field_kwargs = super().build_standard_field(field_name, model_field)
+        if field_class is serializers.DateField:
+            field_class = DayField
+        return field_class, field_kwargs
 
 
 class StrictSerializer(StrictSerializerMixin, serializers.Serializer):

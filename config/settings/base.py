@@ -210,6 +210,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
+    # A NUL in an API query string is a 400 before any view compares it with a column.
+    "apm.api.middleware.NulRefusalMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -313,8 +315,15 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "apm.api.permissions.TokenScopePermission",
     ],
+    # Bodies refuse deep nesting, NUL characters and lone surrogates (apm/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "apm.api.parsers.JSONParser",
+        "apm.api.parsers.FormParser",
+        "apm.api.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        # django-filter's, with dates and times bounded to the days APM accepts (apm.dates).
+        "apm.api.filters.FilterBackend",
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
