@@ -197,6 +197,12 @@ class InvitationAdminForm(forms.ModelForm):
         model = Invitation
         fields = ["project", "username", "role"]
 
+    def _get_validation_exclusions(self) -> set[str]:
+        # Inviting a username the project invited before renews that invitation (invitation_create), as
+        # through the API: the one-invitation-per-username constraint is the service's to keep, not a
+        # form error. The username's spelling is checked in clean() (invitation_validate).
+        return {*super()._get_validation_exclusions(), "username"}  # type: ignore[misc]  # not in the stubs
+
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data

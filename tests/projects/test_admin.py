@@ -11,8 +11,8 @@ from django.db.models import Model
 from django.urls import reverse
 from django.utils import timezone
 
-from projects.models import Membership, Project
-from projects.services import membership_set, project_create
+from projects.models import Invitation, Membership, Project
+from projects.services import invitation_create, membership_set, project_create
 from tests.admin_helpers import (
     admin_form_data,
     assert_changelist_queries_fixed,
@@ -40,14 +40,15 @@ def project(owner) -> Project:
 
 
 @pytest.fixture
-def rows(project) -> dict[str, Model]:
-    return {"project": project, "membership": project.memberships.get()}
+def rows(project, owner) -> dict[str, Model]:
+    invitation, _renewed = invitation_create(project=project, username="ada", role=MEMBER, invited_by=owner)
+    return {"project": project, "membership": project.memberships.get(), "invitation": invitation}
 
 
 # --- Smoke: every page of every registered model renders for a superuser ------------------------------
 
 
-@pytest.mark.parametrize("model", ["project", "membership"])
+@pytest.mark.parametrize("model", ["project", "membership", "invitation"])
 def test_changelist_lists_the_row(admin_client, rows, model):
     response = admin_client.get(reverse(f"admin:projects_{model}_changelist"))
 
@@ -55,7 +56,7 @@ def test_changelist_lists_the_row(admin_client, rows, model):
     assert list(response.context["cl"].result_list) == [rows[model]]
 
 
-@pytest.mark.parametrize("model", ["project", "membership"])
+@pytest.mark.parametrize("model", ["project", "membership", "invitation"])
 def test_add_page_renders(admin_client, model):
     response = admin_client.get(reverse(f"admin:projects_{model}_add"))
 
@@ -63,7 +64,7 @@ def test_add_page_renders(admin_client, model):
     assert response.context["add"] is True
 
 
-@pytest.mark.parametrize("model", ["project", "membership"])
+@pytest.mark.parametrize("model", ["project", "membership", "invitation"])
 def test_change_page_renders(admin_client, rows, model):
     obj = rows[model]
 
@@ -87,6 +88,13 @@ def _memberships(count: int) -> None:
         MembershipFactory()  # a project and a user of its own each
 
 
+def _invitations(count: int) -> None:
+    for number in range(count):
+        invitation_create(
+            project=ProjectFactory(), username=f"guest{number}", role=MEMBER, invited_by=UserFactory()
+        )
+
+
 @pytest.mark.parametrize(
     ("model", "add_rows", "expected"),
     [
@@ -96,6 +104,9 @@ def _memberships(count: int) -> None:
         # 1 session, 2 user, 3 COUNT for the paginator, 4 COUNT of all rows,
         # 5 the rows with project and user joined (list_select_related)
         pytest.param("membership", _memberships, 5, id="membership"),
+        # 1 session, 2 user, 3 COUNT for the paginator (no full count: show_full_result_count is off),
+        # 4 the rows with project and inviter joined (list_select_related)
+        pytest.param("invitation", _invitations, 4, id="invitation"),
     ],
 )
 def test_changelist_queries_do_not_grow_with_rows(
@@ -264,3 +275,38 @@ def test_the_project_page_shows_priorities_and_burndown(admin_client) -> None:
     assert page.index(f"<td>{overdue.key}</td><td>Late &amp; urgent</td>") < page.index("<td>Someday</td>")
     # Scope 2 by the last week's end, both added that week.
     assert f"<td>{timezone.localdate()}</td><td>2</td><td>0</td><td>2</td>" in page
+
+
+def test_operators_invite_through_the_service_and_an_invitation_is_read_only(
+    admin_client, admin_user, project
+):
+    url = reverse("admin:projects_invitation_add")
+    data = admin_form_data(admin_client.get(url), project=str(project.pk), username="ada", role="maintainer")
+
+    created = admin_client.post(url, data)
+    again = admin_client.post(url, {**data, "role": "viewer"})
+    member = admin_client.post(url, {**data, "username": "olivia"})
+    invitation = Invitation.objects.get()
+    change = admin_client.get(reverse("admin:projects_invitation_change", args=[invitation.pk]))
+
+    assert (created.status_code, again.status_code) == (302, 302)
+    assert (invitation.username, invitation.role, invitation.status) == ("ada", "viewer", "pending")
+    assert invitation.invited_by == admin_user
+    assert member.status_code == 200
+    assert "olivia is already a member of APM." in member.content.decode()
+    assert change.context["adminform"].form.fields == {}
+    assert not Membership.objects.filter(user__username="ada").exists()
+
+
+def test_the_revoke_action_revokes_pending_invitations_only(admin_client, project, owner):
+    pending, _ = invitation_create(project=project, username="ada", role=MEMBER, invited_by=owner)
+    accepted, _ = invitation_create(project=project, username="bob", role=MEMBER, invited_by=owner)
+    Invitation.objects.filter(pk=accepted.pk).update(status=Invitation.Status.ACCEPTED)
+
+    response = admin_client.post(
+        reverse("admin:projects_invitation_changelist"),
+        {"action": "revoke", "_selected_action": [pending.pk, accepted.pk]},
+    )
+
+    assert response.status_code == 302
+    assert dict(Invitation.objects.values_list("username", "status")) == {"ada": "revoked", "bob": "accepted"}
