@@ -13,6 +13,7 @@ from typing import Any
 
 from axes.helpers import get_client_username, get_cool_off  # type: ignore[import-untyped]
 from axes.models import AccessAttempt  # type: ignore[import-untyped]
+from django.conf import settings
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -26,6 +27,15 @@ def client_address(request: HttpRequest) -> str | None:
     forged header changes neither."""
     # DRF's rule reads request.META only, which a Django request has too (its stubs say a DRF Request).
     return BaseThrottle().get_ident(request)  # type: ignore[arg-type]
+
+
+def client_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
+    """The account a sign-in names, case-folded: "Alice" and "ALICE" count against one account. MariaDB
+    compares usernames without case, so each spelling would otherwise get its own ten guesses there."""
+    field = str(getattr(settings, "AXES_USERNAME_FORM_FIELD", "username"))
+    data = credentials if credentials else getattr(request, "data", request.POST)
+    username = data.get(field)
+    return username.casefold() if isinstance(username, str) else username
 
 
 def lockout_response(

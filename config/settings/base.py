@@ -271,6 +271,7 @@ AXES_RESET_ON_SUCCESS = True
 # The client's address by the rule the API's rate limits use (APM_NUM_PROXIES): a forged
 # X-Forwarded-For neither dodges a lockout nor locks someone else out.
 AXES_CLIENT_IP_CALLABLE = "config.lockout.client_address"
+AXES_USERNAME_CALLABLE = "config.lockout.client_username"
 AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
 
 # A CDN in front of the static files: DJANGO_STATIC_URL=https://cdn.example.com/apm/static/ (collected

@@ -131,6 +131,20 @@ def test_the_attacked_user_still_signs_in_from_another_address(settings):
     assert signed_in(client)
 
 
+def test_spellings_of_a_username_in_other_cases_count_as_one_account(settings):
+    # MariaDB signs "ALICE" in as alice: each spelling must not get ten guesses of its own.
+    user = UserFactory(username="alice")
+    spellings = ["Alice", "ALICE", "aLiCe", "alicE", "alice"]
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        sign_in(ATTACKER, spellings[n % len(spellings)], f"guess {n}")
+
+    client, status = sign_in(ATTACKER, user.username, PASSWORD)
+
+    assert status == 429
+    assert not signed_in(client)
+    assert set(AccessAttempt.objects.values_list("username", flat=True)) == {"alice"}
+
+
 def test_the_lockout_holds_with_redis_unreachable(settings):
     # The API's rate limits, counted in the cache, let requests through while Redis is down; the lockout
     # is counted in the database, so it does not open with the cache.
