@@ -8,6 +8,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from insights.selectors import project_portfolio_cached, project_summary_cached
 from projects.models import Membership, Project
 from projects.services import (
+    invitation_accept,
+    invitation_create,
+    invitation_decline,
     membership_remove,
     membership_set,
     project_create,
@@ -166,3 +169,31 @@ def test_without_owner_rights_nobody_is_made_or_unmade_an_owner(user):
 
     roles = dict(Membership.objects.filter(project=project).values_list("user_id", "role"))
     assert roles == {user.pk: "owner", maintainer.pk: "member"}
+
+
+def test_an_invitation_is_stored_by_the_username_as_accounts_spell_it():
+    project = ProjectFactory(key="INV")
+
+    invitation, renewed = invitation_create(
+        project=project, username="  \uff41\uff44\uff41 ", role="member", invited_by=None
+    )
+    again, renewed_again = invitation_create(project=project, username="ada", role="viewer", invited_by=None)
+
+    assert (invitation.username, renewed) == ("ada", False)
+    assert (again.pk, again.role, renewed_again) == (invitation.pk, "viewer", True)
+    with pytest.raises(ValidationError) as excinfo:
+        invitation_create(project=project, username="a" * 151, role="member", invited_by=None)
+    assert "username" in excinfo.value.message_dict
+
+
+def test_only_the_invitee_answers_an_invitation():
+    project = ProjectFactory(key="INV")
+    invitee, other = UserFactory(username="ada"), UserFactory(username="bob")
+    invitation, _renewed = invitation_create(project=project, username="ada", role="member", invited_by=None)
+
+    for answer in (invitation_accept, invitation_decline):
+        with pytest.raises(PermissionDenied):
+            answer(invitation=invitation, user=other)
+
+    assert invitation_accept(invitation=invitation, user=invitee).user == invitee
+    assert not Membership.objects.filter(user=other).exists()
