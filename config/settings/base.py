@@ -86,6 +86,11 @@ def database_config(url: str) -> dict:
             "timeout": DATABASE_POOL_TIMEOUT,
         }
         config["CONN_MAX_AGE"] = 0
+        # The pool checks a connection (one round trip) before handing it out (Django passes psycopg's
+        # ConnectionPool.check_connection when health checks are on): after a database restart or
+        # failover it still holds connections to the server that went away, each of which would fail
+        # the request it served.
+        config["CONN_HEALTH_CHECKS"] = True
     elif engine == "django.db.backends.mysql":
         # MySQL/MariaDB has no pool in Django: keep connections alive between requests instead, check
         # them before reuse, use the full UTF-8 character set and strict mode so bad data fails loudly.
@@ -209,6 +214,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A request failing because the database does not answer is a 503 with Retry-After, not a 500. Before
+    # django-structlog's, which reads the signed-in user from the database (apm/middleware.py).
+    "apm.middleware.DatabaseUnavailableMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     # A NUL in an API query string is a 400 before any view compares it with a column.
     "apm.api.middleware.NulRefusalMiddleware",
