@@ -69,6 +69,7 @@ generation numbers older than bumps that did succeed. Run the cache's Redis with
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import uuid
@@ -349,6 +350,22 @@ def _renew_at_exit() -> None:
 
 
 atexit.register(_renew_at_exit)
+
+
+def _threads_forgotten_in_child() -> None:
+    """A forked child (a Celery or gunicorn worker forked after its parent used the cache) has none of the
+    parent's threads, and the lock may have been held at the fork: it starts its own lease keeper and
+    renewer, under a lock of its own."""
+    global _health_lock  # noqa: PLW0603  (replaced in the child only, before any of its threads exists)
+    _health_lock = threading.Lock()
+    for health in _health.values():
+        health.keeper = None
+        health.renewer = None
+        if health.renewal_owed and health.backend is not None:
+            _renewal_owe(health.backend)
+
+
+os.register_at_fork(after_in_child=_threads_forgotten_in_child)
 
 
 def cache_renewal_owed() -> bool:
