@@ -1,20 +1,20 @@
 """Query strings of the API with NUL characters are refused before any view reads them.
 
 PostgreSQL cannot compare text with a NUL in it (a ``DataError``, a 500). The filters' form fields refuse
-it, each in words of its own, but not every parameter goes through one: ``ordering``, a view's own
-parameters, a filter added tomorrow. One check here covers every parameter of every route, with one
-message naming the parameter.
+it, each in words of their own, but not every parameter goes through one: ``ordering``, a view's own
+parameters, a filter added tomorrow. One check here covers every parameter of every API view, wherever
+it is mounted (``/api/v1/...`` and the load test's ``/projects``), with one message naming the parameter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.views import APIView
 
 from apm.api.parsers import NUL_MESSAGE
-
-API_PREFIX = "/api/"
 
 
 class NulRefusalMiddleware:
@@ -22,14 +22,20 @@ class NulRefusalMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(API_PREFIX):
-            # Paths need no check: every route's pattern for a key or an id leaves NUL out (a 404).
-            refused = [
-                name
-                for name, values in request.GET.lists()
-                if "\x00" in name or any("\x00" in value for value in values)
-            ]
-            if refused:
-                errors = {name: [NUL_MESSAGE] for name in refused}
-                return JsonResponse({"detail": "Invalid input.", "errors": errors}, status=400)
         return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
+    ) -> HttpResponse | None:
+        view_class = getattr(view_func, "cls", None)  # what DRF's as_view() leaves on the view
+        if not (isinstance(view_class, type) and issubclass(view_class, APIView)):
+            return None
+        refused = [
+            name
+            for name, values in request.GET.lists()
+            if "\x00" in name or any("\x00" in value for value in values)
+        ]
+        if not refused:
+            return None
+        errors = {name: [NUL_MESSAGE] for name in refused}
+        return JsonResponse({"detail": "Invalid input.", "errors": errors}, status=400)
