@@ -43,7 +43,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=20)
 DATABASE_MAX_OVERFLOW = env.int("DATABASE_MAX_OVERFLOW", default=10)
 DATABASE_POOL_RECYCLE = env.int("DATABASE_POOL_RECYCLE", default=3600)
-DATABASE_POOL_TIMEOUT = env.int("DATABASE_POOL_TIMEOUT", default=30)
+# How long a request waits for a pooled connection. A thread holds one connection at most and the pool
+# is larger than the threads, so in normal running nobody waits; the wait that matters is the first
+# request of each process during a database outage, which learns of it only when this runs out.
+DATABASE_POOL_TIMEOUT = env.int("DATABASE_POOL_TIMEOUT", default=5)
 
 # django-prometheus wraps each backend so that every query is counted per database and vendor.
 _DATABASE_ENGINES = {
