@@ -10,7 +10,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Field, Model, QuerySet
 from rest_framework import pagination
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 
 from apm.api.filters import MAX_ID
@@ -32,9 +32,10 @@ class HistoryCursorPagination(pagination.CursorPagination):
     table of millions of rows. Views set ``ordering`` to an indexed column.
 
     A cursor is only base64 of ``o``, ``r`` and ``p`` (offset, reverse, position), so a client can write
-    one by hand. DRF checks the first two; the position is checked here against the ordering column, and
-    one that column cannot hold (``p=notadate`` on a time, a time past year 9999 in UTC, an id past the
-    bigint range) answers DRF's "Invalid cursor" 404, like a cursor that is not base64 at all.
+    one by hand. DRF checks the first two; the position is checked here against the ordering column: one
+    that column cannot hold (``p=notadate`` on a time, a time past year 9999 in UTC, an id past the
+    bigint range) is refused like a cursor that is not base64 at all. Every refused cursor is a 400 on
+    the ``cursor`` parameter (DRF answers 404, as if the page did not exist; the request is what is wrong).
     """
 
     page_size = 50
@@ -50,14 +51,20 @@ class HistoryCursorPagination(pagination.CursorPagination):
         return super().paginate_queryset(queryset, request, view)
 
     def decode_cursor(self, request: Request) -> pagination.Cursor | None:
-        cursor = super().decode_cursor(request)
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise self._cursor_refused() from None
         if (
             cursor is not None
             and cursor.position is not None
             and not self._position_valid(str(cursor.position))
         ):
-            raise NotFound(self.invalid_cursor_message)
+            raise self._cursor_refused()
         return cursor
+
+    def _cursor_refused(self) -> ValidationError:
+        return ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
 
     def _position_valid(self, position: str) -> bool:
         if self._model is None:

@@ -319,22 +319,31 @@ def cursor(**position: str) -> str:
         "2024-01-01T00:00:00\u0000",
     ],
 )
-def test_a_crafted_cursor_is_the_invalid_cursor_404(world, path, position):
+def test_a_crafted_cursor_is_a_400_on_the_cursor(world, path, position):
     separator = "&" if "?" in path else "?"
 
-    body = assert_error(world.client("member").get(f"{path}{separator}cursor={cursor(p=position)}"), 404)
+    errors = assert_invalid(world.client("member").get(f"{path}{separator}cursor={cursor(p=position)}"))
 
-    assert body["detail"] == "Invalid cursor"
+    assert errors == {"cursor": ["Invalid cursor"]}
 
 
-def test_a_crafted_cursor_on_a_webhooks_deliveries_is_the_invalid_cursor_404(world):
+@pytest.mark.parametrize(
+    "encoded", ["not base64!", base64.b64encode(b"o=-1").decode(), base64.b64encode(b"r=x").decode()]
+)
+def test_a_cursor_that_does_not_decode_is_the_same_400(world, encoded):
+    errors = assert_invalid(world.client("member").get("/api/v1/commits/", {"cursor": encoded}))
+
+    assert errors == {"cursor": ["Invalid cursor"]}
+
+
+def test_a_crafted_cursor_on_a_webhooks_deliveries_is_a_400_on_the_cursor(world):
     subscription = WebhookSubscriptionFactory(project=world.project)
     WebhookDeliveryFactory(subscription=subscription)
     path = f"/api/v1/projects/ALPHA/webhooks/{subscription.pk}/deliveries/"
 
     for position in ("notadate", "9999-12-31T23:59:59-23:59"):
         response = world.client("owner").get(path, {"cursor": cursor(p=position)})
-        assert assert_error(response, 404)["detail"] == "Invalid cursor"
+        assert assert_invalid(response) == {"cursor": ["Invalid cursor"]}
 
 
 def test_a_cursor_the_api_gave_still_pages(world):
