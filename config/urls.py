@@ -33,8 +33,8 @@ admin.site.index_title = "AutoProjectManagement"
 urlpatterns = [
     path("api/v1/", include("config.api_router")),
     # Any other path under /api/ (no version, a version that does not exist) is the API's JSON 404 too.
-    # Ending in a slash only, and not /api/v1/ (its own catch-all answers there), so that APPEND_SLASH
-    # still redirects "/api/v1/projects" to "/api/v1/projects/".
+    # Ending in a slash only, and not /api/v1/ (its own catch-all answers there): a path without its
+    # slash is completed before it is resolved (apm.api.middleware.ApiSlashMiddleware).
     re_path(r"^api/(?!v1/)(?:.*/)?$", csrf_exempt(api_exceptions.api_not_found)),
     path("projects", ProjectAliasViewSet.as_view({"get": "list", "post": "create"}), name="projects"),
     path("dashboard", DashboardView.as_view(), name="dashboard"),

@@ -1,4 +1,10 @@
-"""Query strings of the API with NUL characters are refused before any view reads them.
+"""Requests to the API that Django would refuse before any view answers in the API's words.
+
+Every route of ``/api/`` ends with a slash, and without it Django's ``APPEND_SLASH`` redirected (a POST
+lost on the way, or, under DEBUG, an HTML error page): ``ApiSlashMiddleware`` serves the slashed route in
+place, for every method.
+
+Query strings of the API with NUL characters are refused before any view reads them.
 
 PostgreSQL cannot compare text with a NUL in it (a ``DataError``, a 500). The filters' form fields refuse
 it, each in words of their own, but not every parameter goes through one: ``ordering``, a view's own
@@ -15,6 +21,23 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.views import APIView
 
 from apm.api.parsers import NUL_MESSAGE
+
+
+class ApiSlashMiddleware:
+    """``/api/v1/tasks`` is ``/api/v1/tasks/``: the path is completed before the URL is resolved.
+
+    A redirect cannot carry a POST's body (clients replay it as a GET, or not at all), and the API's
+    catch-all then answers a path that matches nothing with its JSON 404 instead of Django's page.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith("/api/") and not request.path_info.endswith("/"):
+            request.path_info += "/"
+            request.path += "/"
+        return self.get_response(request)
 
 
 class NulRefusalMiddleware:

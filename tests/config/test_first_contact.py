@@ -3,6 +3,7 @@ under DEBUG, and the toolbar out of the way."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -11,6 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
 
 from tests.processes import ROOT, manage
 
@@ -96,16 +99,28 @@ def test_api_paths_that_match_nothing_answer_json_under_debug(client, settings, 
     assert json.loads(response.content) == {"detail": "Not found."}
 
 
-def test_a_path_without_its_slash_is_redirected_as_before(client, settings) -> None:
-    settings.DEBUG = True
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [True, False])
+def test_an_api_path_without_its_slash_is_the_same_route_for_every_method(settings, debug: bool) -> None:
+    """A POST to /api/v1/tokens was Django's HTML error page under DEBUG and a 301 otherwise (the body
+    lost); every method now reaches the route, and a path that matches nothing is the JSON 404."""
+    settings.DEBUG = debug
+    user = User.objects.create_user("slash", password="slash-pass-1")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"slash:slash-pass-1").decode())
 
-    existing = client.get("/api/v1/projects")
-    missing = client.get("/api/v1/nope", follow=True)
+    created = client.post("/api/v1/tokens", {"name": "no slash"}, format="json")
+    listed = client.get("/api/v1/tokens")
+    missing_get = client.get("/api/v1/nope")
+    missing_post = client.post("/api/v1/nope", {}, format="json")
 
-    assert existing.status_code == 301
-    assert existing["Location"] == "/api/v1/projects/"
-    assert missing.status_code == 404
-    assert json.loads(missing.content) == {"detail": "Not found."}
+    assert created.status_code == 201, created.content
+    assert user.api_tokens.count() == 1
+    assert listed.status_code == 200
+    for missing in (missing_get, missing_post):
+        assert missing.status_code == 404
+        assert missing["Content-Type"] == "application/json"
+        assert json.loads(missing.content) == {"detail": "Not found."}
 
 
 @pytest.mark.django_db
