@@ -201,6 +201,7 @@ class TimeEntry(models.Model):
 
     class Meta:
         db_table = "time_entries"
+        verbose_name_plural = "time entries"
         ordering = ["-spent_on", "-id"]
         constraints = [
             models.CheckConstraint(condition=models.Q(minutes__gt=0), name="time_entry_minutes_positive"),

@@ -286,6 +286,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "config.lockout.client_address"
 AXES_USERNAME_CALLABLE = "config.lockout.client_username"
 AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
+# Its start-up banner ("AXES: BEGIN version ...") on every manage.py command is noise in the JSON logs.
+AXES_VERBOSE = False
 
 # A CDN in front of the static files: DJANGO_STATIC_URL=https://cdn.example.com/apm/static/ (collected
 # files keep their hashed names, so the CDN may cache them forever).

@@ -232,6 +232,11 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+def _requested(count: int) -> str:
+    # "requested", not "queued": in the embedded default the run is over before this answer is written.
+    return f"Ingestion requested for {count} repositor{'y' if count == 1 else 'ies'}."
+
+
 class PushWebhookView(APIView):
     """``POST /api/v1/hooks/push/``: no login; the repository's webhook secret is the credential."""
 
@@ -384,7 +389,7 @@ class PushWebhookView(APIView):
             )
         WEBHOOKS_RECEIVED.labels(provider=event.provider, outcome="queued").inc()
         return Response(
-            {"detail": f"Ingestion queued for {len(runs)} repository(ies).", "runs": runs},
+            {"detail": _requested(len(runs)), "runs": runs},
             status=status.HTTP_202_ACCEPTED,
         )
 

@@ -23,6 +23,7 @@ from insights.charts import Series, bar_list, line_chart, nice_scale, sparkline
 from insights.panels import PROJECT_PANELS, REPOSITORY_PANELS
 from insights.selectors import PAGE_WINDOWS
 from projects.models import Project
+from repos.models import IngestionRun
 from tasks.models import TaskEvent
 from tasks.services import task_create, task_transition
 from tests.api.test_query_counts import more_code, more_commits, more_projects, more_tasks
@@ -225,6 +226,19 @@ def test_the_dashboard_shows_health_labels_sparklines_my_tasks_and_runs(world):
     assert "Not visible" not in page
     assert "BETA" not in page
     assert f'href="/repositories/{world.objects["repository"].pk}/"' in page
+
+
+def test_ingestion_runs_say_what_started_them(world):
+    """Which run came from a push and which from the API could not be told apart on the pages."""
+    repository = world.objects["repository"]
+    IngestionRun.objects.create(repository=repository, trigger=IngestionRun.Trigger.WEBHOOK)
+    IngestionRun.objects.create(repository=repository, trigger=IngestionRun.Trigger.API)
+    client = signed_in(world, "member")
+
+    for url in ("/dashboard", f"/repositories/{repository.pk}/"):
+        page = client.get(url, HTTP_ACCEPT="text/html").content.decode()
+        assert "· Push webhook" in page, url
+        assert "· API" in page, url
 
 
 def test_the_dashboards_json_is_unchanged_by_the_sparklines(world):
