@@ -45,6 +45,8 @@ def chromium() -> Iterator[WebDriver]:
         f"--window-size={WINDOW_SIZE}",
     ):
         options.add_argument(argument)
+    # The console is kept, so a test can read what the page reported (a refused script, a failed load).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # The driver named explicitly: Selenium Manager would otherwise try to download one.
     session = webdriver.Chrome(options=options, service=Service(executable_path=str(driver)))
     session.set_page_load_timeout(30)
@@ -59,6 +61,7 @@ def browser(chromium: WebDriver, live_server, tmp_path: Path) -> WebDriver:  # t
     """The module's browser on the live server, signed out (the previous test's user is gone)."""
     chromium.get(f"{live_server.url}/static/insights/favicon.svg")
     chromium.delete_all_cookies()
+    chromium.get_log("browser")  # what earlier tests left in the console
     return chromium
 
 

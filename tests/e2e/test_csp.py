@@ -8,12 +8,9 @@ page that breaks quietly under the policy, or one that rendered nothing to be re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
@@ -25,9 +22,6 @@ from repos.models import IngestionRun, Repository
 from repos.services import ingestion_request, repository_register
 from tasks.models import TaskEvent
 from tasks.services import task_create, task_transition
-from tests import services
-from tests.conftest import services_required
-from tests.e2e.conftest import WINDOW_SIZE
 from tests.factories import UserFactory
 from tests.repos.gitrepo import GitRepo
 
@@ -38,37 +32,6 @@ WAIT_SECONDS = 20
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 # How Chromium words the refusal of an inline script.
 INLINE = "Executing inline script violates"
-
-
-@pytest.fixture(scope="module")
-def console_chromium() -> Iterator[WebDriver]:
-    """The end-to-end browser (tests/e2e/conftest.py), keeping its console for the tests to read."""
-    problem = services.chromium_missing()
-    if problem:
-        if services_required():
-            pytest.fail(f"the end-to-end tests need {problem}; APM_REQUIRE_SERVICES=1 says it must be there")
-        pytest.skip(f"no headless browser here: {problem}")
-    browser, driver = services.chromium_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(browser)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(argument)
-    options.add_argument(f"--window-size={WINDOW_SIZE}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    session = webdriver.Chrome(options=options, service=Service(executable_path=str(driver)))
-    session.set_page_load_timeout(30)
-    try:
-        yield session
-    finally:
-        session.quit()
-
-
-@pytest.fixture
-def browser(console_chromium: WebDriver, live_server) -> WebDriver:  # type: ignore[no-untyped-def]
-    console_chromium.get(f"{live_server.url}/static/insights/favicon.svg")
-    console_chromium.delete_all_cookies()
-    console_chromium.get_log("browser")  # what earlier tests left in the console
-    return console_chromium
 
 
 class World:
