@@ -13,7 +13,6 @@ held a little longer, outlives it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,9 +27,8 @@ from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
 from apm.cache import cache_renewal_owed
-from tests.conftest import services_required
 from tests.isolation import namespace
-from tests.monitoring.test_cache_outage import RedisServer
+from tests.monitoring.test_cache_outage import RedisServer, redis_server_running
 from tests.processes import ROOT, database_url, wait_for
 
 # Committed rows: the other processes of these tests read the same database.
@@ -66,14 +64,7 @@ class HungRedis(RedisServer):
 
 @pytest.fixture
 def hung_redis(tmp_path: Path) -> Iterator[HungRedis]:
-    if shutil.which("redis-server") is None:
-        if services_required():
-            pytest.fail("redis-server is not installed, and APM_REQUIRE_SERVICES=1 says it must be")
-        pytest.skip("redis-server is not installed")
-    server = HungRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    yield from redis_server_running(HungRedis, tmp_path)
 
 
 def production_cache(server: RedisServer) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -85,16 +85,24 @@ class RedisServer:
         self.process = None
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+Server = TypeVar("Server", bound=RedisServer)
+
+
+def redis_server_running(kind: type[Server], tmp_path: Path) -> Iterator[Server]:
+    """A redis-server of the test's own (``kind``), for a fixture to yield; stopped after the test."""
     if shutil.which("redis-server") is None:
         if services_required():
             pytest.fail("redis-server is not installed, and APM_REQUIRE_SERVICES=1 says it must be")
         pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
+    server = kind(tmp_path)
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    yield from redis_server_running(RedisServer, tmp_path)
 
 
 def production_cache(server: RedisServer) -> dict[str, Any]:
