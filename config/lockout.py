@@ -11,8 +11,8 @@ import datetime as dt
 import math
 from typing import Any
 
-from axes.helpers import get_client_username, get_cool_off  # type: ignore[import-untyped]
-from axes.models import AccessAttempt  # type: ignore[import-untyped]
+from axes.helpers import get_client_username, get_cool_off
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse

@@ -64,10 +64,10 @@ def test_every_page_answers_with_the_strict_policy(staff_client):
     answers["not found"] = client.get("/no-such-page/")
 
     assert {name: response.status_code for name, response in answers.items()} == {
-        **{name: 200 for name in answers},
+        **dict.fromkeys(answers, 200),
         "not found": 404,
     }
-    assert {name: policy(response) for name, response in answers.items()} == {name: STRICT for name in answers}
+    assert {name: policy(response) for name, response in answers.items()} == dict.fromkeys(answers, STRICT)
     # Old browsers that ignore frame-ancestors still read X-Frame-Options.
     assert {response["X-Frame-Options"] for response in answers.values()} == {"DENY"}
 
@@ -125,5 +125,6 @@ def test_a_cdn_for_static_files_is_allowed_for_scripts_styles_images_and_fonts()
     assert result.returncode == 0, result.stderr
     cdn = "'https://cdn.example.com'"
     assert result.stdout.split("\n")[-2] == (
-        f"[\"'self'\", {cdn}] [\"'self'\", {cdn}] [\"'self'\", 'data:', {cdn}] [\"'self'\", {cdn}] [\"'self'\"]"
+        f"[\"'self'\", {cdn}] [\"'self'\", {cdn}] [\"'self'\", 'data:', {cdn}] "
+        f"[\"'self'\", {cdn}] [\"'self'\"]"
     )
