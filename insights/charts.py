@@ -6,7 +6,8 @@ browser and a person who wants the figures all get them. Colours come from class
 by ``insights/pages.css``, so the admin and the pages share one look and the markup carries no styles.
 
 The functions take plain numbers and strings and return ``SafeString``; every text that enters the SVG
-goes through ``format_html``.
+goes through ``format_html``, and through ``bidi_strip`` first: SVG text and attributes have no way to
+isolate a name's direction marks, and one left open would reverse the chart's own words after it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+
+from insights.templatetags.bidi import bidi_strip, isolate
 
 # One drawing unit is one CSS pixel at the chart's natural width; the SVG scales to its container.
 WIDTH, HEIGHT = 640, 220
@@ -106,6 +109,8 @@ def line_chart(
 
     ``percent`` reads values as fractions (0.42) and labels the axis 0-100 %.
     """
+    title, description = bidi_strip(title), bidi_strip(description)
+    labels = [bidi_strip(label) for label in labels]
     # Unique on a page (each chart has its own title) and the same at every rendering, so that a cached
     # fragment and a fresh one are identical and two panels never share an id.
     chart_id = "chart-" + hashlib.sha256(f"{title}\n{description}".encode()).hexdigest()[:12]
@@ -148,7 +153,7 @@ def line_chart(
         "",
         '<path class="series series-{}{}" d="{}"><title>{}</title></path>',
         (
-            (line.css, " dashed" if line.dashed else "", _path(frame, line.values), line.name)
+            (line.css, " dashed" if line.dashed else "", _path(frame, line.values), bidi_strip(line.name))
             for line in series
             if any(value is not None for value in line.values)
         ),
@@ -163,7 +168,7 @@ def line_chart(
                 HEIGHT - BOTTOM,
                 f"{frame.x(marker.index):.1f}",
                 HEIGHT - BOTTOM - 8,
-                marker.text,
+                bidi_strip(marker.text),
             )
             for marker in markers
             if 0 <= marker.index < len(labels)
@@ -193,8 +198,8 @@ def bar_list(
 ) -> SafeString:
     """Horizontal bars, one per ``(label, value, detail)`` row, longest first as given.
 
-    Drawn as an HTML list with one SVG bar per row (the label stays selectable text), titled for
-    assistive technology as a list, since the numbers are in the text too.
+    Drawn as an HTML list with one SVG bar per row (the label stays selectable text, isolated in
+    ``<bdi>``), titled for assistive technology as a list, since the numbers are in the text too.
     """
     highest = max((value for _label, value, _detail in rows), default=0) or 1
     items = format_html_join(
@@ -204,8 +209,8 @@ def bar_list(
         'height="8"></rect></svg><span class="bar-value">{}</span></li>',
         (
             (
-                detail or label,
-                label,
+                bidi_strip(detail or label),
+                isolate(label),
                 css,
                 f"{max(0.5, 100 * value / highest):.1f}",
                 value_format.format(value),
@@ -213,7 +218,7 @@ def bar_list(
             for label, value, detail in rows
         ),
     )
-    return format_html('<ul class="bars" aria-label="{}">{}</ul>', title, items)
+    return format_html('<ul class="bars" aria-label="{}">{}</ul>', bidi_strip(title), items)
 
 
 def sparkline(*, label: str, bars: Sequence[int], line: Sequence[int]) -> SafeString:
@@ -251,7 +256,7 @@ def sparkline(*, label: str, bars: Sequence[int], line: Sequence[int]) -> SafeSt
         height,
         width,
         height,
-        label,
+        bidi_strip(label),
         columns,
         polyline,
     )

@@ -45,7 +45,7 @@ QUADRANT_ROWS = 5
 # Longer windows are drawn and tabulated by week: a year of days is more points than a chart is wide.
 DAILY_UP_TO = 120
 # The shape of the rendered fragments: part of their cache keys, raise it when a template changes.
-FRAGMENT_FORMAT = 4
+FRAGMENT_FORMAT = 5
 
 
 @dataclass(frozen=True)

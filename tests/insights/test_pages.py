@@ -211,7 +211,7 @@ def test_recent_commits_show_their_linked_tasks(world):
     CommitTaskLinkFactory(commit=commit, task=world.objects["task"])
     fragment = signed_in(world, "member").get("/projects/ALPHA/panels/commits/").content.decode()
     assert "Fix the login" in fragment
-    assert f">ALPHA-{world.objects['task'].number}</span>" in fragment
+    assert f">ALPHA-{world.objects['task'].number}</bdi></span>" in fragment
 
 
 def test_the_dashboard_shows_health_labels_sparklines_my_tasks_and_runs(world):
