@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -53,3 +54,17 @@ class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "An APM API token, prefixed with `Token ` (e.g. `Token apm_...`).",
         }
+
+
+class NulSafeBasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic for creating tokens, refusing a username with a NUL before anything looks it up (the
+    sign-in lockout's query of failed attempts failed on it: a 500 without credentials)."""
+
+    def authenticate_credentials(self, userid: str, password: str, request: Any = None) -> tuple[Any, None]:
+        if "\x00" in userid:
+            raise exceptions.AuthenticationFailed("Invalid username/password.")
+        return super().authenticate_credentials(userid, password, request)
+
+
+class NulSafeBasicScheme(BasicScheme):
+    target_class = "apm.api.authentication.NulSafeBasicAuthentication"

@@ -48,6 +48,21 @@ def _day_error(value: Any) -> str | None:
     return None
 
 
+def _in_utc(value: Any) -> Any:
+    """A cleaned filter value with its times moved to UTC (ranges and lists too).
+
+    PostgreSQL takes UTC offsets up to 15:59 only, and ISO 8601 allows 23:59: ``since=...-23:59`` was a
+    valid time the database refused (a 500). The same moment in UTC is what the column is compared with.
+    """
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(datetime.UTC)
+    if isinstance(value, slice):
+        return slice(_in_utc(value.start), _in_utc(value.stop), value.step)
+    if isinstance(value, list | tuple):
+        return type(value)(map(_in_utc, value))
+    return value
+
+
 class FilterBackend(DjangoFilterBackend):
     """django-filter's backend, with date and time filters bounded to the days APM accepts.
 
@@ -69,4 +84,7 @@ class FilterBackend(DjangoFilterBackend):
         }
         if errors:
             raise ValidationError(errors)
+        cleaned = filterset.form.cleaned_data
+        for name, value in cleaned.items():
+            cleaned[name] = _in_utc(value)
         return filterset.qs

@@ -26,6 +26,8 @@ from apm.api.parsers import NUL_MESSAGE
 class ApiSlashMiddleware:
     """``/api/v1/tasks`` is ``/api/v1/tasks/``: the path is completed before the URL is resolved.
 
+    Paths with a NUL are the JSON 404 and chunked bodies a 411 here too, before any view reads them.
+
     A redirect cannot carry a POST's body (clients replay it as a GET, or not at all), and the API's
     catch-all then answers a path that matches nothing with its JSON 404 instead of Django's page.
     """
@@ -34,7 +36,21 @@ class ApiSlashMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path_info.startswith("/api/") and not request.path_info.endswith("/"):
+        if not request.path_info.startswith("/api/"):
+            return self.get_response(request)
+        if "\x00" in request.path_info:
+            # A NUL in a path segment reached lookups by name (a member's username) and failed the query.
+            return JsonResponse({"detail": "Not found."}, status=404)
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower() and not request.META.get(
+            "CONTENT_LENGTH"
+        ):
+            # WSGI gives Django no length for a chunked body, and Django then reads it as empty: a signed
+            # push failed its signature and a new task missed every field, each with a misleading answer.
+            return JsonResponse(
+                {"detail": "Send the body with a Content-Length header: chunked bodies are not read."},
+                status=411,
+            )
+        if not request.path_info.endswith("/"):
             request.path_info += "/"
             request.path += "/"
         return self.get_response(request)

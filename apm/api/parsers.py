@@ -65,6 +65,11 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
+def text_storable(text: str) -> bool:
+    """Whether the database can hold ``text`` (no NUL, no lone surrogate): for values no parser checked."""
+    return _text_problem(text) is None
+
+
 def _key_problem(key: str) -> str | None:
     if "\x00" in key:
         return KEY_NUL_MESSAGE

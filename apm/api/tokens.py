@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apm.api.authentication import TokenAuthentication
+from apm.api.authentication import NulSafeBasicAuthentication, TokenAuthentication
 from apm.api.serializers import StrictModelSerializer
 from apm.api.throttling import FailedAuthenticationThrottle, ScopedThrottle, UserThrottle
 from apm.models import ApiToken
@@ -67,7 +67,7 @@ class ApiTokenViewSet(
     # so with Session first a missing or wrong credential (a bad Basic password) answered 403, not 401.
     authentication_classes = [
         TokenAuthentication,
-        authentication.BasicAuthentication,
+        NulSafeBasicAuthentication,
         authentication.SessionAuthentication,
     ]
     throttle_scope = "tokens"

@@ -40,6 +40,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apm.api.exceptions import ErrorSerializer
+from apm.api.parsers import text_storable
 from apm.api.throttling import ScopedThrottle
 from monitoring.metrics import WEBHOOKS_RECEIVED
 from repos.models import PushDelivery, Repository
@@ -128,7 +129,9 @@ def push_event_parse(request: HttpRequest, payload: dict[str, Any]) -> PushEvent
     urls: set[str] = set()
     for key, source in url_keys:
         value = source.get(key)
-        if isinstance(value, str):
+        # A URL the database cannot hold (a NUL, a lone surrogate) matches no registered source, and
+        # looking it up would fail the query (a 500 anyone could cause without a secret).
+        if isinstance(value, str) and text_storable(value):
             urls |= _url_variants(value)
     return PushEvent(
         provider=provider,

@@ -271,6 +271,49 @@ def test_a_nul_character_in_a_query_parameter_is_a_400_naming_it(world, query, p
     assert "NUL" in errors[parameter][0]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/projects/ALPHA/members/a%00/"),
+        ("patch", "/api/v1/projects/ALPHA/members/a%00/"),
+        ("delete", "/api/v1/projects/ALPHA/members/a%00/"),
+        ("delete", "/api/v1/projects/ALPHA/invitations/%00/"),
+        ("get", "/api/v1/tasks/ALPHA-1%00/"),
+    ],
+)
+def test_a_nul_character_in_a_path_is_the_json_404(world, method, path):
+    """A username in the path went straight into a lookup by name: a DataError for an owner to cause."""
+    response = getattr(world.client("owner"), method)(path, {}, format="json")
+
+    assert assert_error(response, 404) == {"detail": "Not found."}
+
+
+def test_a_nul_character_in_a_basic_username_is_a_401(world):
+    """The sign-in lockout looked the username up among failed attempts before anything refused it."""
+    credentials = base64.b64encode(b"vic\x00tim:pw").decode()
+
+    response = APIClient().post(
+        "/api/v1/tokens/", {}, format="json", HTTP_AUTHORIZATION=f"Basic {credentials}"
+    )
+
+    assert assert_error(response, 401) == {"detail": "Invalid username/password."}
+
+
+def test_a_chunked_body_without_a_length_is_a_411_not_an_empty_body(world):
+    """WSGI hands Django a chunked body without a length, which Django reads as empty: a new task was
+    'missing' every field. The client is told to send a length instead."""
+    response = world.client("member").post(
+        "/api/v1/tasks/",
+        {"project": "ALPHA", "title": "Chunked"},
+        format="json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
+    )
+
+    assert assert_error(response, 411)["detail"].startswith("Send the body with a Content-Length header")
+    assert not Task.objects.filter(title="Chunked").exists()
+
+
 # --- dates past the calendar's edges ---------------------------------------------------------------------
 
 
@@ -300,6 +343,38 @@ def test_a_date_filter_at_the_edges_is_accepted(world, value):
     assert response.status_code == 200, response.content
 
 
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/v1/tasks/", "updated_since"),
+        ("/api/v1/commits/", "since"),
+        ("/api/v1/commits/", "until"),
+        ("/api/v1/ingestion-runs/", "since"),
+    ],
+)
+@pytest.mark.parametrize("offset", ["-23:59", "+16:00", "+15:59"])
+def test_a_time_with_any_iso_offset_filters_as_its_moment_in_utc(world, path, parameter, offset):
+    """PostgreSQL takes offsets up to 15:59 and ISO 8601 up to 23:59: ``-23:59`` was a 500 there."""
+    response = world.client("member").get(path, {parameter: f"2026-01-01T00:00:00{offset}"})
+
+    assert response.status_code == 200, response.content
+
+
+def test_a_time_filter_compares_the_same_moment_whatever_its_offset(world):
+    commit = world.objects["commit"]
+    client = world.client("member")
+    moment = commit.timestamp.astimezone(datetime.UTC)
+    far_east = moment.astimezone(datetime.timezone(datetime.timedelta(hours=23, minutes=59)))
+
+    at = client.get("/api/v1/commits/", {"since": far_east.isoformat()}).json()["results"]
+    after = client.get(
+        "/api/v1/commits/", {"since": (far_east + datetime.timedelta(seconds=1)).isoformat()}
+    ).json()["results"]
+
+    assert [row["sha"] for row in at] == [commit.sha]
+    assert after == []
+
+
 def cursor(**position: str) -> str:
     return base64.b64encode(urlencode(position).encode()).decode()
 
@@ -313,6 +388,8 @@ def cursor(**position: str) -> str:
     [
         "9999-12-31T23:59:59-23:59",
         "0001-01-01T00:00:00+23:59",
+        "2026-01-01T00:00:00-23:59",
+        "2026-01-01T00:00:00+16:00",
         "notadate",
         "",
         "99999999999999999999999",

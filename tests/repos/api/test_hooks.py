@@ -146,6 +146,35 @@ def test_a_bad_signature_is_403_and_queues_nothing(repository: Repository, heade
     assert not IngestionRun.objects.filter(trigger="webhook").exists()
 
 
+@pytest.mark.parametrize(
+    ("shape", "url"),
+    [
+        ("github", "https://x/a\\u0000b"),
+        ("github", "https://x/\\ud800"),
+        ("gitlab", "a\\u0000"),
+        ("gitlab", "https://x/\\udfff.git"),
+    ],
+)
+def test_a_payload_url_the_database_cannot_hold_is_a_403_not_a_500(
+    repository: Repository, shape: str, url: str
+):
+    """Without ?repository= the payload's URLs are looked up before any secret is known: a NUL or a lone
+    surrogate in one failed that query, a 500 anyone could cause."""
+    key = "project" if shape == "gitlab" else "repository"
+    field = "git_http_url" if shape == "gitlab" else "clone_url"
+    body = f'{{"ref": "refs/heads/main", "{key}": {{"{field}": "{url}"}}}}'
+    headers = (
+        {"HTTP_X_GITLAB_EVENT": "Push Hook", "HTTP_X_GITLAB_TOKEN": "wrong"}
+        if shape == "gitlab"
+        else {"HTTP_X_GITHUB_EVENT": "push", "HTTP_X_HUB_SIGNATURE_256": "sha256=00"}
+    )
+
+    response = post(body, **headers)
+
+    assert response.status_code == 403, response.content
+    assert not PushDelivery.objects.exists()
+
+
 def test_a_signature_of_another_body_is_403(repository: Repository):
     signed = json.dumps(github_payload(ref="refs/heads/feature")).encode()
     sent = json.dumps(github_payload()).encode()
