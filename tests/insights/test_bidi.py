@@ -18,7 +18,7 @@ from django.test import Client
 
 from insights.charts import Marker, Series, bar_list, line_chart, sparkline
 from insights.panels import PROJECT_PANELS, REPOSITORY_PANELS
-from insights.templatetags.bidi import BIDI_CONTROLS, bidi_strip
+from insights.templatetags.bidi import BIDI_CONTROLS, bidi_balance, bidi_strip
 from projects.models import Project
 from repos.models import Repository
 from tasks.models import Task
@@ -36,6 +36,7 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 RLO, LRE, PDI = "\u202e", "\u202a", "\u2069"
+ISOLATES = {"\u2066", "\u2067", "\u2068"}  # LRI, RLI, FSI
 BIDI = re.compile(f"[{''.join(sorted(BIDI_CONTROLS))}]")
 
 NAME = f"APM <b>bold</b> {RLO} rtl"
@@ -56,11 +57,17 @@ VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "met
 
 class BidiAudit(HTMLParser):
     """Where a bidi control stands in a page: inside an isolating element (``<bdi>``, any ``dir``), or
-    loose in text, in a title or in an attribute value, where it would reach what follows it."""
+    loose in text, in a title or in an attribute value, where it would reach what follows it.
+
+    An isolating element is an isolate (LRI...PDI) to the bidi algorithm: a PDI in its text that closes
+    no isolate opened in that text closes the element's own, and what follows runs on. So each isolating
+    element keeps the isolates its text opened, and such a PDI counts as loose.
+    """
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)  # &#x202e; is the control itself to a browser
-        self.stack: list[tuple[str, bool]] = []
+        # Open elements, each with the isolates its text opened if it is isolating (None if not).
+        self.stack: list[tuple[str, list[str] | None]] = []
         self.loose: list[str] = []
         self.isolated: list[str] = []
         self.titles: list[str] = []
@@ -70,7 +77,8 @@ class BidiAudit(HTMLParser):
             if value and BIDI.search(value):
                 self.loose.append(f"<{tag} {name}={value!r}>")
         if tag not in VOID:
-            self.stack.append((tag, tag == "bdi" or any(name == "dir" for name, _ in attrs)))
+            isolating = tag == "bdi" or any(name == "dir" for name, _ in attrs)
+            self.stack.append((tag, [] if isolating else None))
 
     def handle_endtag(self, tag: str) -> None:
         for index in range(len(self.stack) - 1, -1, -1):
@@ -84,10 +92,19 @@ class BidiAudit(HTMLParser):
             self.titles.append(data)
         if not BIDI.search(data):
             return
-        if NO_MARKUP & set(tags) or not any(isolating for _, isolating in self.stack):
+        frames = [opened for _, opened in self.stack if opened is not None]
+        if NO_MARKUP & set(tags) or not frames:
             self.loose.append(f"{'>'.join(tags)}: {data!r}")
-        else:
-            self.isolated.append(data)
+            return
+        opened = frames[-1]
+        for char in data:
+            if char in ISOLATES:
+                opened.append(char)
+            elif char == PDI and not opened:
+                self.loose.append(f"{'>'.join(tags)}: a PDI that ends the isolation in {data!r}")
+            elif char == PDI:
+                opened.pop()
+        self.isolated.append(data)
 
 
 def audit(html: str) -> BidiAudit:
@@ -137,11 +154,13 @@ def test_no_bidi_control_escapes_its_isolation_on_any_page_or_panel(hostile):
         page = audit(response.content.decode())
         assert page.loose == [], url
         isolated += page.isolated
-    # Nothing was dropped: each text is shown whole, its controls with it, inside its isolation.
+    # Nothing was dropped: each text is shown whole inside its isolation, balanced (a PDF or PDI that
+    # closes nothing of its own left out, what it leaves open closed at its end).
     shown = "\n".join(isolated)
     for text in (NAME, DESCRIPTION, USERNAME, TITLE, AUTHOR, *PATHS, REPOSITORY, BRANCH, ERROR):
-        assert text in shown, text
-    assert f"{SUBJECT} 2" in shown
+        assert bidi_balance(text) in shown, text
+        assert bidi_strip(text) in bidi_strip(shown), text
+    assert bidi_balance(f"{SUBJECT} 2") in shown
 
 
 def test_titles_and_attributes_keep_the_text_without_its_controls(hostile):
@@ -161,7 +180,9 @@ def test_titles_and_attributes_keep_the_text_without_its_controls(hostile):
 def test_the_priorities_score_is_outside_the_title_it_follows(hostile):
     """The issue's example: an open RLO in a title reversed the "score" after it."""
     fragment = hostile["client"].get("/projects/ALPHA/panels/priorities/").content.decode()
-    assert re.search(rf"<bdi>{re.escape(TITLE)}</bdi> <span class=\"muted\"[^>]*>score \d+</span>", fragment)
+    title = re.escape(bidi_balance(TITLE))
+    assert re.search(rf"<bdi>{title}</bdi> <span class=\"muted\"[^>]*>score \d+</span>", fragment)
+    assert audit(fragment).loose == []
 
 
 def test_charts_draw_no_bidi_control_and_isolate_their_html_labels():
@@ -177,7 +198,25 @@ def test_charts_draw_no_bidi_control_and_isolate_their_html_labels():
         assert text in svg, text
     bars = bar_list(title=f"Hot{RLO}", rows=[(PATHS[0], 3, f"{PATHS[0]}: 3 changes")])
     assert audit(bars).loose == []
-    assert f'title="{bidi_strip(PATHS[0])}: 3 changes"><bdi>{PATHS[0]}</bdi>' in bars
+    assert f'title="{bidi_strip(PATHS[0])}: 3 changes"><bdi>{PATHS[0]}\u202c</bdi>' in bars
     spark = sparkline(label=f"{RLO}ALPHA, last 2 weeks", bars=[1, 2], line=[0, 1])
     assert not BIDI.search(spark)
     assert 'aria-label="ALPHA, last 2 weeks"' in spark
+
+
+@pytest.mark.parametrize(
+    ("text", "balanced"),
+    [
+        ("plain", "plain"),
+        # A PDI that closes no isolate of the text would close the <bdi>'s: left out.
+        (f"a{PDI}b", "ab"),
+        (f"Fix {LRE}login{PDI} now {RLO} tail", f"Fix {LRE}login now {RLO} tail\u202c\u202c"),
+        # An isolate closed by its PDI closes the embeddings opened inside it too.
+        (f"\u2067x{RLO}y{PDI}z", f"\u2067x{RLO}y{PDI}z"),
+        # A PDF closes an embedding, never an isolate; one that closes nothing is left out.
+        ("\u2066x\u202cy", f"\u2066xy{PDI}"),
+        (f"{RLO}x\u202cy\u202c", f"{RLO}x\u202cy"),
+    ],
+)
+def test_isolated_text_is_balanced_so_it_cannot_close_its_isolation(text, balanced):
+    assert bidi_balance(text) == balanced
