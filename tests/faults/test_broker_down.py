@@ -47,16 +47,13 @@ def publishing_to(url: str) -> Iterator[None]:
         "task_default_queue": app.conf.task_default_queue,
     }
 
-    def pools_drop() -> None:
-        # Celery keeps its connection and producer pools for the process's life, made from the broker
-        # URL of the time: dropped, the next publish connects to the broker configured now.
-        pool: Any = getattr(app, "_pool", None)
-        if pool is not None:
-            pool.force_close_all()
-        setattr(app, "_pool", None)  # noqa: B010 (private to Celery, hence no typed attribute)
-        setattr(app.amqp, "_producer_pool", None)  # noqa: B010
-
-    pools_drop()
+    # Celery keeps its connection and producer pools for the process's life, made from the broker URL of
+    # the time: set aside, the next publish connects to the broker configured now. The process's own are
+    # put back afterwards, untouched (the eager tests after this one take their producers from them;
+    # closed, they would fail with "Acquire on closed pool").
+    kept = (getattr(app, "_pool", None), getattr(app.amqp, "_producer_pool", None))
+    setattr(app, "_pool", None)  # noqa: B010 (private to Celery, hence no typed attribute)
+    setattr(app.amqp, "_producer_pool", None)  # noqa: B010
     options = {
         key: value for key, value in app.conf.broker_transport_options.items() if key != "global_keyprefix"
     }
@@ -66,7 +63,11 @@ def publishing_to(url: str) -> Iterator[None]:
     try:
         yield
     finally:
-        pools_drop()
+        pool: Any = getattr(app, "_pool", None)
+        if pool is not None:
+            pool.force_close_all()  # this broker's connections
+        setattr(app, "_pool", kept[0])  # noqa: B010
+        setattr(app.amqp, "_producer_pool", kept[1])  # noqa: B010
         app.conf.update(saved)
 
 
