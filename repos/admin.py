@@ -21,6 +21,7 @@ from apm.admin import (
     instance_adopt,
     validation_message,
 )
+from apm.jobs import BrokerUnavailable
 from repos.git import remote_host_check, source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, PushDelivery, Repository
 from repos.services import ingestion_request, repository_delete, repository_register
@@ -105,6 +106,10 @@ class RepositoryAdmin(admin.ModelAdmin):
             except ValidationError as exc:
                 self.message_user(request, f"{repository}: {validation_message(exc)}", messages.ERROR)
                 continue
+            except BrokerUnavailable as exc:
+                # The others would each wait for the same refusal: one message says it for all of them.
+                self.message_user(request, f"Nothing was queued: {exc}. Try again later.", messages.ERROR)
+                return
             verb = "queued" if result.created else "already under way"
             self.message_user(
                 request, f"{repository}: ingestion run {result.run.pk} {verb}.", messages.SUCCESS

@@ -20,6 +20,8 @@ from tests.factories import (
     RepositoryFactory,
     TaskFactory,
 )
+from tests.faults.test_broker_down import publishing_to
+from tests.monitoring.test_cache_outage import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -216,3 +218,22 @@ def test_repository_change_can_deactivate(admin_client):
     repository.refresh_from_db()
     assert repository.is_active is False
     assert repository.ingestion_runs.get().status == IngestionRun.Status.FAILED
+
+
+@pytest.mark.django_db(transaction=True)  # the message is published when the run's row commits
+def test_ingest_now_with_the_broker_down_says_so_and_records_no_run(admin_client):
+    """The admin's action answered a 500 when the broker refused the message."""
+    repository = RepositoryFactory()
+
+    with publishing_to(f"redis://127.0.0.1:{free_port()}/0"):
+        response = admin_client.post(
+            "/admin/repos/repository/",
+            {"action": "ingest_now", "_selected_action": [repository.pk]},
+            follow=True,
+        )
+
+    assert response.status_code == 200
+    shown = [str(message) for message in response.context["messages"]]
+    assert len(shown) == 1
+    assert shown[0].startswith("Nothing was queued: the task queue's broker (redis://127.0.0.1:")
+    assert not IngestionRun.objects.filter(repository=repository).exists()
