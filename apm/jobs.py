@@ -6,7 +6,8 @@ and the beat schedule's rows carry them), and each one is declared once, as a co
 that queues it, which its task module uses in ``@shared_task(name=...)``.
 
 A message the broker did not take raises ``BrokerUnavailable`` at once (the publish retry policy and
-connection timeout in config.settings keep that to seconds): the service that queued it removes what it
+the connection and socket timeouts in config.settings keep that to seconds, for a broker that is down
+and for one that hangs): the service that queued it removes what it
 recorded for the work, and the API answers 503 with ``Retry-After`` (it is an ``APIException``, which the
 project's exception handler shapes like every other error).
 """
@@ -66,9 +67,16 @@ def task_enqueue(name: str, *args: Any, **options: Any) -> AsyncResult:
         # Workers import every app's tasks module when they start; another process (web, a command)
         # imports them the first time it queues something.
         app.loader.import_default_modules()
+    # Queuing also subscribes to the task's result on the result backend (Redis): its failures are the
+    # same outage when it is the broker's server, and the same "nothing was queued" when it is another.
+    unavailable: tuple[type[BaseException], ...] = (
+        KombuOperationalError,
+        ConnectionError,
+        *getattr(app.backend, "connection_errors", ()),
+    )
     try:
         return app.tasks[name].apply_async(args=args, **options)
-    except (KombuOperationalError, ConnectionError) as exc:
+    except unavailable as exc:
         if app.conf.task_always_eager:
             raise  # no broker involved: a task that ran here failed on its own connection
         raise BrokerUnavailable(broker_location(), str(exc) or type(exc).__name__) from exc

@@ -435,15 +435,28 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A broker that is down is reported in seconds (apm.jobs.BrokerUnavailable, a 503), not after a
     # minute of reconnecting while a request waits.
     "socket_connect_timeout": 3,
+    # A broker that hangs (its port open, nothing answering) likewise: without a socket timeout a publish
+    # waits on the silent connection for ever. Workers are not cut by it: their BRPOP asks the server to
+    # answer within a second (kombu's brpop_timeout) and is read only once the socket is readable.
+    "socket_timeout": 3,
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
+# One retry: each attempt on a hung broker costs a socket timeout, and a request waits for all of them.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
+    "max_retries": 1,
     "interval_start": 0,
     "interval_step": 0.5,
     "interval_max": 1,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
+# Queuing a task also subscribes to its result on the Redis result backend (often the broker's server),
+# with Celery's own defaults: a 120 s socket timeout and 20 reconnections, minutes of a request hanging
+# on a Redis that does not answer. A worker storing a result retries once as well.
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 3
+CELERY_REDIS_SOCKET_TIMEOUT = 3
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT * 2,
+    "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Periodic tasks live in the database (django-celery-beat), so operators change them in the admin
 # (Periodic tasks) without a deploy. The defaults below are written there once, by migrate, and never

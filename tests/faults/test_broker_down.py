@@ -1,7 +1,8 @@
 """The broker is down: nothing answers "queued" that was not queued, and nothing is left half-created.
 
 The web process (in this test) publishes to a real Redis broker: one at a port where nothing listens,
-and one redis-server of this test's own that is stopped in the middle and started again. Ingestion
+one redis-server of this test's own that is stopped in the middle and started again, and one that hangs
+(SIGSTOP: its port accepts connections and nothing answers on them) with a real worker on it. Ingestion
 requests (API and ``manage.py ingest_repo``, a real process) and exports are answered 503 with
 ``Retry-After`` and leave no run or job behind; the schedule's ingest-all skips every repository and
 says why. Publishing fails in seconds, not after a minute of reconnecting.
@@ -18,14 +19,23 @@ from typing import Any
 import pytest
 import redis
 from celery import current_app
+from django.db import connection
 
 from apm.jobs import BrokerUnavailable
 from reports.models import ExportJob
 from repos.models import IngestionRun, Repository
 from repos.services import ingestion_request, repositories_ingest_all, repository_register
 from repos.tasks import repositories_ingest_all_task
-from tests.monitoring.test_cache_outage import RedisServer, free_port, redis_server  # noqa: F401
-from tests.processes import database_url, manage
+from tests.faults.test_redis_hung import HungRedis
+from tests.monitoring.test_cache_outage import RedisServer, free_port, redis_server, redis_server_running  # noqa: F401
+from tests.processes import (
+    celery_worker_start,
+    celery_worker_stop,
+    database_url,
+    manage,
+    wait_for,
+    worker_database_env,
+)
 from tests.repos.gitrepo import GitRepo
 from tests.world import World, world  # noqa: F401
 
@@ -37,14 +47,20 @@ FAST = 10.0
 
 
 @contextmanager
-def publishing_to(url: str) -> Iterator[None]:
-    """This process publishes to the broker at ``url``, as the web tier of a deployment does."""
+def publishing_to(url: str, *, results: bool = False) -> Iterator[None]:
+    """This process publishes to the broker at ``url``, as the web tier of a deployment does.
+
+    With ``results``, the result backend is the same server, as in a deployment whose one Redis
+    (REDIS_URL) is broker and result backend: publishing a task subscribes to its result there too.
+    """
     app = current_app
     saved = {
         "broker_url": app.conf.broker_url,
         "task_always_eager": app.conf.task_always_eager,
         "broker_transport_options": app.conf.broker_transport_options,
         "task_default_queue": app.conf.task_default_queue,
+        "result_backend": app.conf.result_backend,
+        "result_backend_transport_options": app.conf.result_backend_transport_options,
     }
 
     # Celery keeps its connection and producer pools for the process's life, made from the broker URL of
@@ -54,12 +70,29 @@ def publishing_to(url: str) -> Iterator[None]:
     kept = (getattr(app, "_pool", None), getattr(app.amqp, "_producer_pool", None))
     setattr(app, "_pool", None)  # noqa: B010 (private to Celery, hence no typed attribute)
     setattr(app.amqp, "_producer_pool", None)  # noqa: B010
-    options = {
+
+    def backend_drop() -> None:
+        # The result backend is made once per process (or thread) from the URL of the time, too.
+        setattr(app, "_backend_cache", None)  # noqa: B010
+        local: Any = getattr(app, "_local")  # noqa: B009 (private to Celery)
+        setattr(local, "backend", None)  # noqa: B010
+
+    backend_drop()
+    unprefixed = {
         key: value for key, value in app.conf.broker_transport_options.items() if key != "global_keyprefix"
     }
     app.conf.update(
-        broker_url=url, task_always_eager=False, broker_transport_options=options, task_default_queue=QUEUE
+        broker_url=url, task_always_eager=False, broker_transport_options=unprefixed, task_default_queue=QUEUE
     )
+    if results:
+        app.conf.update(
+            result_backend=url,
+            result_backend_transport_options={
+                key: value
+                for key, value in app.conf.result_backend_transport_options.items()
+                if key != "global_keyprefix"
+            },
+        )
     try:
         yield
     finally:
@@ -68,6 +101,7 @@ def publishing_to(url: str) -> Iterator[None]:
             pool.force_close_all()  # this broker's connections
         setattr(app, "_pool", kept[0])  # noqa: B010
         setattr(app.amqp, "_producer_pool", kept[1])  # noqa: B010
+        backend_drop()
         app.conf.update(saved)
 
 
@@ -201,3 +235,76 @@ def test_a_broker_stopped_and_started_again(
         after.json()["run"]
     ]
     assert raw.llen(QUEUE) == 2
+
+
+@pytest.fixture
+def hung_broker(tmp_path: Path) -> Iterator[HungRedis]:
+    yield from redis_server_running(HungRedis, tmp_path)
+
+
+def test_a_hung_broker_is_a_503_in_seconds_and_the_worker_on_it_runs_what_follows(
+    world: World,  # noqa: F811
+    tmp_path: Path,
+    settings,
+    hung_broker: HungRedis,
+):
+    """A broker frozen, not killed: every connection to it stays open and silent. The request waits out
+    the socket timeouts (publishing, and subscribing to the task's result on the same Redis), not for
+    ever; the worker idle on the broker through the hang takes the next run once it resumes."""
+    if connection.vendor == "sqlite":
+        pytest.skip("a worker process shares the test's rows through a database server")
+    before_hang = repository_of(world, tmp_path, settings, "before")
+    during = repository_of(world, tmp_path, settings, "during")
+    client = world.client("maintainer")
+    worker = celery_worker_start(
+        queue=QUEUE,
+        env={
+            **worker_database_env(home=str(tmp_path), broker=hung_broker.url, queue=QUEUE),
+            "APM_REPO_ROOTS": str(tmp_path),
+            "APM_WORKSPACE": str(tmp_path / "worker-workspace"),
+        },
+    )
+
+    def finished(repository: Repository) -> bool:
+        return IngestionRun.objects.filter(
+            repository=repository, status=IngestionRun.Status.SUCCEEDED
+        ).exists()
+
+    try:
+        with publishing_to(hung_broker.url, results=True):
+            # Up first: the producer's pooled connection and the result subscription are open at the hang.
+            before = client.post(f"/api/v1/repositories/{before_hang.pk}/ingest/", {}, format="json")
+            assert before.status_code == 202, before.content
+            wait_for(lambda: finished(before_hang), timeout=120, what="the run queued before the hang")
+
+            hung_broker.pause()
+            try:
+                started = time.monotonic()
+                down = client.post(f"/api/v1/repositories/{during.pk}/ingest/", {}, format="json")
+                ingest_seconds = time.monotonic() - started
+                started = time.monotonic()
+                export = client.post(
+                    f"/api/v1/projects/{world.project.key}/exports/", {"kind": "tasks_csv"}, format="json"
+                )
+                export_seconds = time.monotonic() - started
+                half_created = (
+                    IngestionRun.objects.filter(repository=during).exists() or ExportJob.objects.exists()
+                )
+            finally:
+                hung_broker.resume()
+
+            after = client.post(f"/api/v1/repositories/{during.pk}/ingest/", {}, format="json")
+            assert after.status_code == 202, after.content
+            wait_for(lambda: finished(during), timeout=120, what="the run queued after the hang")
+    finally:
+        celery_worker_stop(worker)
+
+    assert (down.status_code, down["Retry-After"]) == (503, "30"), down.content
+    assert ingest_seconds < FAST
+    assert (export.status_code, export["Retry-After"]) == (503, "30"), export.content
+    assert export_seconds < FAST
+    assert not half_created
+    # The refused request left nothing: the one after the hang made the repository's only run.
+    assert list(IngestionRun.objects.filter(repository=during).values_list("pk", flat=True)) == [
+        after.json()["run"]
+    ]
