@@ -674,7 +674,9 @@ def committer(
     """New commits in one repository after another, each push announced by a signed webhook; the runs
     it queued are followed to their end."""
     rng = random.Random(11)
-    pending: dict[int, float] = {}  # run id -> when the push was announced
+    # Run id -> when the push was announced, on the clock the server writes finished_at with (the same
+    # machine's): the run's own end is compared with it, not the moment this thread next looks.
+    pending: dict[int, float] = {}
     lags: list[float] = []
     number = 0
     environment = {
@@ -731,7 +733,7 @@ def committer(
         if error:
             continue
         for run in json.loads(answer.body)["runs"]:
-            pending.setdefault(run["run"], time.monotonic())
+            pending.setdefault(run["run"], time.time())
         runs_follow(client, recorder, pending, lags)
     deadline = time.monotonic() + 120
     while pending and time.monotonic() < deadline:
@@ -750,7 +752,7 @@ def runs_follow(client: Client, recorder: Recorder, pending: dict[int, float], l
         if run["status"] == "failed":
             recorder.fail(f"ingestion run {run_id} failed: {run.get('error')}")
         else:
-            lags.append(time.monotonic() - pending[run_id])
+            lags.append(datetime.fromisoformat(run["finished_at"]).timestamp() - pending[run_id])
         del pending[run_id]
 
 
@@ -878,7 +880,7 @@ def kinds_table(run: Run) -> None:
         run.add()
         run.add(
             f"Push to finished ingestion run: {len(lags)} runs, median {statistics.median(lags):.1f} s, "
-            f"slowest {max(lags):.1f} s (followed after each push, so an upper bound)."
+            f"slowest {max(lags):.1f} s (the run's finished_at against the moment the push was sent)."
         )
     run.add()
 
