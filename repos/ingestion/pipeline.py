@@ -682,9 +682,16 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
     The run's row stays locked from the status check to the end: a second delivery of this task waits,
     then finds the run finished and does nothing (requests, webhooks and metrics happen once).
     """
+    repository_id = IngestionRun.objects.filter(pk=run_id).values_list("repository_id", flat=True).get()
     with transaction.atomic():
-        # The run's row only: FOR UPDATE over a join would lock the repository and the project too,
-        # and with them every task creation of the project, for the whole finish.
+        # Lock order, everywhere: the repository's row, then its run's. ingestion_request and a push
+        # delivery lock the repository, then take the run's key lock (the delivery's foreign key, checked
+        # at their commit); a finish that locked the run first and then updated the repository deadlocked
+        # with them (PostgreSQL: "while locking tuple in relation ingestion_runs"). Those requests waited
+        # for the run's lock anyway; now they wait for the repository's, at the same place.
+        # Each row alone: FOR UPDATE over a join would lock the project too, and with it every task
+        # creation of the project, for the whole finish.
+        Repository.objects.select_for_update().filter(pk=repository_id).first()
         run = IngestionRun.objects.select_for_update().get(pk=run_id)
         if run.status != Status.RUNNING:
             return run
