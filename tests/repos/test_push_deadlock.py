@@ -18,7 +18,6 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from projects.models import Project
 from repos.ingestion import pipeline
 from repos.ingestion.pipeline import ingestion_finish
 from repos.models import IngestionRun, PushDelivery, Repository
@@ -59,8 +58,7 @@ def test_pushes_racing_a_runs_finish_are_each_recorded_once_and_none_fails(
     repo = GitRepo(tmp_path / "src")
     repo.write("a.txt", "1\n")
     repo.commit("Start")
-    project: Project = ProjectFactory()
-    repository: Repository = repository_register(project=project, source=str(repo.path))
+    repository: Repository = repository_register(project=ProjectFactory.create(), source=str(repo.path))
 
     # The finish keeps the run locked a moment after taking it (the file history refresh of a long
     # history takes that long), and says when it is there.
