@@ -378,6 +378,8 @@ def ingestion_plan(*, run_id: int) -> IngestionPlan:
             total = 0
         scope = _files_scope(repository=repository, on_default=on_default, start=start, tip=tip)
         with transaction.atomic():
+            # The repository's row before the run's, the one lock order (ingestion_finish says why).
+            Repository.objects.select_for_update().filter(pk=repository.pk).first()
             # Recorded once: of two deliveries of this task planning at the same time, the second
             # takes the plan the first recorded (the same tip, the same chunks).
             recorded = IngestionRun.objects.filter(pk=run_id, files_scope="").update(
