@@ -438,7 +438,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A broker that hangs (its port open, nothing answering) likewise: without a socket timeout a publish
     # waits on the silent connection for ever. Workers are not cut by it: their BRPOP asks the server to
     # answer within a second (kombu's brpop_timeout) and is read only once the socket is readable.
-    "socket_timeout": 3,
+    # A publish on a hung broker costs three of it (the attempt, the reconnection, the retry): 6 s.
+    "socket_timeout": 2,
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 # One retry: each attempt on a hung broker costs a socket timeout, and a request waits for all of them.
@@ -450,9 +451,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 # Queuing a task also subscribes to its result on the Redis result backend (often the broker's server),
 # with Celery's own defaults: a 120 s socket timeout and 20 reconnections, minutes of a request hanging
-# on a Redis that does not answer. A worker storing a result retries once as well.
-CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 3
-CELERY_REDIS_SOCKET_TIMEOUT = 3
+# on a Redis that does not answer. Here the same 2 s as the broker's, and one retry (a worker storing a
+# result too: a result is a few bytes, a Redis that takes 2 s for them is not answering).
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+CELERY_REDIS_SOCKET_TIMEOUT = 2
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_TASK_TIME_LIMIT * 2,
     "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
