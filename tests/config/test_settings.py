@@ -16,7 +16,7 @@ def test_postgres_url_uses_the_native_pool_sized_by_the_guide():
 
     assert config["ENGINE"] == "django_prometheus.db.backends.postgresql"
     assert config["NAME"] == "apm"
-    assert config["OPTIONS"]["pool"] == {"min_size": 20, "max_size": 30, "max_lifetime": 3600, "timeout": 30}
+    assert config["OPTIONS"]["pool"] == {"min_size": 20, "max_size": 30, "max_lifetime": 3600, "timeout": 5}
     assert config["CONN_MAX_AGE"] == 0
 
 
