@@ -63,6 +63,7 @@ from repos.ingestion.writers import (
     files_delete,
     files_history_refresh,
     files_write,
+    statistics_outdated,
     tables_analyze,
 )
 from repos.languages import language_of
@@ -707,10 +708,11 @@ def ingestion_finish(*, run_id: int) -> IngestionRun:
     return run
 
 
-# A run that added this many rows (a first ingestion of a long history) refreshes the planner's
+# A run that added at least this many rows, and more than the planner believes the tables hold by a
+# share (writers.statistics_outdated: a first ingestion, a history that doubled), refreshes the planner's
 # statistics itself: until autovacuum gets to it, PostgreSQL would plan the analytics over these tables
 # as if they were empty (nested loops over millions of file changes: seconds instead of milliseconds).
-ANALYZE_AFTER_ROWS = 20_000
+ANALYZE_AFTER_ROWS = 1_000
 
 
 def _run_finish(run: IngestionRun) -> None:
@@ -747,7 +749,8 @@ def _run_finish(run: IngestionRun) -> None:
         # level is recorded again once the run has committed, instead of waiting for the hourly schedule.
         project_id = repository.project_id
         transaction.on_commit(lambda: task_enqueue(HEALTH_RECOMPUTE_TASK, [project_id]), robust=True)
-        if run.file_changes_added + run.commits_added >= ANALYZE_AFTER_ROWS:
+        rows_added = run.file_changes_added + run.commits_added
+        if statistics_outdated(rows_added=rows_added, floor=ANALYZE_AFTER_ROWS):
             # After the finish commits: ANALYZE holds its table locks only for itself, not for the
             # whole finish (two big runs finishing at once would wait on each other).
             transaction.on_commit(tables_analyze, robust=True)

@@ -517,6 +517,26 @@ def files_history_refresh(*, repository_id: int, run_id: int, whole_tree: bool) 
     return File.objects.filter(repository_id=repository_id).count()
 
 
+# A run that adds more than this share of what the planner believes file_changes holds moves the
+# estimate far enough to change plans (autovacuum's own rule is 10% plus 50 rows).
+ANALYZE_SHARE = 0.2
+
+
+def statistics_outdated(*, rows_added: int, floor: int) -> bool:
+    """PostgreSQL: whether ``rows_added`` (at least ``floor``) outgrow the planner's picture of the tables.
+
+    A table never analyzed is estimated at -1 rows, which the planner takes for "tiny": the analytics over
+    a first ingestion of 10,000 commits were planned as nested loops (change coupling: 21-42 s instead
+    of milliseconds) until autovacuum came by, and where autovacuum is off, for ever.
+    """
+    if connection.vendor != "postgresql" or rows_added < floor:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'file_changes'::regclass")
+        (estimated,) = cursor.fetchone()
+    return estimated < 0 or rows_added > ANALYZE_SHARE * estimated
+
+
 def tables_analyze() -> None:
     """PostgreSQL: refresh the planner's statistics of the tables ingestion fills (a sample, not a scan).
 
