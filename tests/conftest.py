@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
+from celery._state import _set_task_join_will_block
 from django.conf import settings
 from django.core.cache import cache
 
@@ -82,6 +83,18 @@ def _cache_cleared() -> None:
         cache.delete_pattern("*")
     else:
         cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _celery_joins_allowed() -> None:
+    """The test process is never a worker: a test may wait on a task's result.
+
+    Celery keeps "inside a task" in one process-wide flag, which every eager task sets and restores. Two
+    threads running eager tasks at once (the concurrency and fault tests) can restore it out of order and
+    leave it set, and ``result.get()`` in a later test of the process then refused to wait ("Never call
+    result.get() within a task!"). APM's own code never waits on a result.
+    """
+    _set_task_join_will_block(False)
 
 
 @pytest.fixture
