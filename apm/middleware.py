@@ -14,7 +14,7 @@ first, and answers 503 itself when it cannot. Connections
 the pool kept from before an outage are checked before use (``CONN_HEALTH_CHECKS`` in
 config/settings/base.py), so the requests after it do not fail on them.
 
-During an outage each request would wait ``DATABASE_POOL_TIMEOUT`` (30 s) for a connection the pool
+During an outage each request would wait ``DATABASE_POOL_TIMEOUT`` (5 s) for a connection the pool
 cannot open, holding one of the process's few threads all that time: a handful of them and /healthz
 itself goes unanswered. Once a request has found the database unavailable (that first one waits the
 pool's timeout), this process is in an outage: the pool's wait is cut to ``OUTAGE_POOL_WAIT_SECONDS``,
