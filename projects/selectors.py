@@ -59,7 +59,11 @@ def project_writer_by_username(*, project: Project, username: str) -> User | Non
         .select_related("user")
         .first()
     )
-    return membership.user if membership is not None else None
+    # Exactly this spelling: MariaDB compares names without case, and "MEMBER" found member there, where
+    # PostgreSQL and SQLite find no one; each database now gives the same None.
+    if membership is None or membership.user.get_username() != username:
+        return None
+    return membership.user
 
 
 def invitation_list_received(*, user: User) -> QuerySet[Invitation]:
