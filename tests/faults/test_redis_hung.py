@@ -29,6 +29,7 @@ from prometheus_client import REGISTRY
 from apm.cache import cache_renewal_owed
 from tests.isolation import namespace
 from tests.monitoring.test_cache_outage import RedisServer, redis_server_running
+from tests.monitoring.test_cache_outage import production_cache as outage_cache
 from tests.processes import ROOT, database_url, wait_for
 
 # Committed rows: the other processes of these tests read the same database.
@@ -69,14 +70,7 @@ def hung_redis(tmp_path: Path) -> Iterator[HungRedis]:
 
 def production_cache(server: RedisServer) -> dict[str, Any]:
     """The production cache (config.settings.base, with its socket timeouts) on ``server``."""
-    return {
-        "default": {
-            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
-            "LOCATION": server.url,
-            "KEY_PREFIX": namespace(),
-            "OPTIONS": settings.CACHE_REDIS_OPTIONS,
-        }
-    }
+    return outage_cache(server, settings.CACHE_REDIS_OPTIONS)
 
 
 def production_settings(server: RedisServer, **overrides: Any) -> override_settings:

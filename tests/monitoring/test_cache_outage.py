@@ -105,18 +105,22 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     yield from redis_server_running(RedisServer, tmp_path)
 
 
-def production_cache(server: RedisServer) -> dict[str, Any]:
+OUTAGE_CACHE_OPTIONS = {
+    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "IGNORE_EXCEPTIONS": True,
+    "SOCKET_CONNECT_TIMEOUT": 0.5,
+    "SOCKET_TIMEOUT": 0.5,
+}
+
+
+def production_cache(server: RedisServer, options: dict[str, Any] = OUTAGE_CACHE_OPTIONS) -> dict[str, Any]:
+    """The production cache's backend on ``server``, under this process's key prefix, with ``options``."""
     return {
         "default": {
             "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
             "LOCATION": server.url,
             "KEY_PREFIX": namespace(),
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "IGNORE_EXCEPTIONS": True,
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "SOCKET_TIMEOUT": 0.5,
-            },
+            "OPTIONS": options,
         }
     }
 
