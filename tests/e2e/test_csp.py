@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
 from projects.models import Project
@@ -100,6 +101,20 @@ def loaded(browser: WebDriver) -> bool:
     return browser.execute_script("return document.readyState") == "complete"
 
 
+def gone(element: WebElement) -> bool:
+    """The page holding ``element`` was replaced.
+
+    While Chromium swaps documents, asking about an element of the old one may fail with an inspector
+    error ("Node with given id does not belong to the document") instead of a stale reference: both
+    mean the old page is gone.
+    """
+    try:
+        element.is_enabled()
+    except WebDriverException:
+        return True
+    return False
+
+
 def visit(browser: WebDriver, url: str, rendered: str) -> None:
     """Open ``url`` and wait until the CSS selector ``rendered`` matches a shown element."""
     browser.get(url)
@@ -157,7 +172,7 @@ def test_the_lockout_page_runs_under_the_policy(browser, live_server, world, set
         browser.find_element(By.ID, "id_password").send_keys(f"guess {n}")
         submit = browser.find_element(By.CSS_SELECTOR, "form [type=submit]")
         submit.click()
-        wait(browser).until(expected_conditions.staleness_of(submit))
+        wait(browser).until(lambda _, submit=submit: gone(submit))
         wait(browser).until(loaded)
 
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign-in paused"
