@@ -100,6 +100,8 @@ WEBHOOK_DELIVERIES = Counter(
     "Outgoing webhook delivery attempts, by event and outcome (succeeded, retried, failed).",
     ["event", "outcome"],
 )
+EXPORT_OUTCOMES = ("succeeded", "failed")  # the ExportJob.Status an export ends in
+EXPORTS = Counter("apm_exports_total", "Export jobs that ended, by outcome (succeeded, failed).", ["status"])
 COMMIT_TASK_LINKS = Counter("apm_commit_task_links_total", "Links written from commit messages to tasks.")
 COMMIT_REQUESTS = Counter(
     "apm_commit_requests_total",
@@ -123,5 +125,6 @@ _series_start_at_zero(WEBHOOKS_RECEIVED, provider=WEBHOOK_PROVIDERS, outcome=WEB
 _series_start_at_zero(API_TOKENS_AUTHENTICATED, outcome=API_TOKEN_OUTCOMES)
 _series_start_at_zero(WEBHOOK_DELIVERIES, event=WEBHOOK_EVENTS, outcome=WEBHOOK_DELIVERY_OUTCOMES)
 _series_start_at_zero(COMMIT_REQUESTS, outcome=COMMIT_REQUEST_OUTCOMES)
+_series_start_at_zero(EXPORTS, status=EXPORT_OUTCOMES)
 # apm_celery_task_failures_total is labelled by task name: the worker creates those series when it
 # starts, from the tasks it knows (monitoring.signals).

@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from monitoring import metrics
+from reports.models import ExportJob
 from repos.models import CommitTaskLink, IngestionRun
 from tasks.models import Task, TaskEvent
 from tests.conftest import require_service
@@ -51,6 +52,7 @@ def test_the_label_values_are_the_ones_the_services_pass():
         for status in WebhookDelivery.Status.values
     }
     assert set(metrics.COMMIT_REQUEST_OUTCOMES) <= set(CommitTaskLink.Outcome.values)
+    assert set(metrics.EXPORT_OUTCOMES) == set(ExportJob.Status.values) - {"queued", "running"}
 
 
 @pytest.mark.parametrize(
