@@ -46,18 +46,25 @@ def object_storage(
             "default_acl": None,
             "querystring_auth": True,
             "querystring_expire": url_expire,
-            "signature_version": "s3v4",
             # Never replace an object: two workers that both took a job (one of them presumed dead) each
             # keep a file of their own name, and the one that loses the job deletes its own.
             "file_overwrite": False,
+            # django-storages takes its signature_version and addressing_style options only without a
+            # client_config: both are set here.
             "client_config": Config(
+                # Signature version 4, which every S3-compatible store accepts (version 2 is refused
+                # by AWS in most regions and by R2).
+                signature_version="s3v4",
                 # S3-compatible servers other than AWS (MinIO, Ceph) rarely answer bucket subdomains.
                 s3={"addressing_style": addressing_style or ("path" if endpoint_url else "auto")},
                 # A store that does not answer fails the export in seconds, with a reason, instead of
                 # holding a worker for botocore's default minute per attempt.
+                # Measured (tests/reports/test_export_storage.py): a refused connection fails in well
+                # under a second, a store that accepts and never answers in two read timeouts (the first
+                # try and one retry: 20 s).
                 connect_timeout=3,
-                read_timeout=20,
-                retries={"mode": "standard", "max_attempts": 3},
+                read_timeout=10,
+                retries={"mode": "standard", "total_max_attempts": 2},
             ),
         },
     }
