@@ -185,6 +185,16 @@ def test_report_project_names_what_is_wrong(project: Project, args: list[str], m
     assert str(error.value) == message
 
 
+def test_report_project_names_an_output_it_cannot_write(project: Project, root: Path) -> None:
+    (root / "read-only").write_text("a file, where a directory must be")  # what root cannot write either
+    target = root / "read-only" / "digest.md"
+
+    with pytest.raises(CommandError) as error:
+        report("APM", "--output", str(target))
+
+    assert str(error.value) == f"Cannot write {target}: Not a directory."
+
+
 def test_an_export_job_writes_its_file_once(project: Project, django_capture_on_commit_callbacks) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         job = export_request(project=project, kind="commits_csv", filters={"since": SINCE})
