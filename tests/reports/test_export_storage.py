@@ -1,8 +1,8 @@
 """Exports in S3-compatible object storage: a real moto server (tests/reports/conftest.py), real workers.
 
 A ``celery -A config worker`` process, with a MEDIA_ROOT of its own, writes the export through a real
-Redis broker; the test process answers the API as a web process would, with another MEDIA_ROOT. The
-bucket is the only thing they share. A store that does not answer, and a local MEDIA_ROOT that cannot
+Redis broker; gunicorn, with another MEDIA_ROOT, answers the download with a redirect that the client
+follows to the store. The bucket is the only thing they share. A store that does not answer, and a local MEDIA_ROOT that cannot
 be written, fail the job with its reason and the task with it, and count once in apm_exports_total.
 """
 
@@ -14,13 +14,15 @@ import datetime
 import io
 import os
 import socket
+import subprocess
+import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from botocore.exceptions import BotoCoreError
 from celery import Celery
 from celery.result import AsyncResult
@@ -37,7 +39,14 @@ from reports.models import ExportJob
 from tests.conftest import require_service
 from tests.isolation import celery_client, redis_broker
 from tests.monitoring.test_cache_outage import free_port
-from tests.processes import celery_worker_start, celery_worker_stop, worker_database_env
+from tests.processes import (
+    ROOT,
+    celery_worker_start,
+    celery_worker_stop,
+    database_url,
+    wait_for,
+    worker_database_env,
+)
 from tests.reports.conftest import PREFIX, Bucket
 from tests.repos.test_commands import broker_queue_remove
 
@@ -99,13 +108,54 @@ def exports_counted(status: str) -> float:
     return REGISTRY.get_sample_value("apm_exports_total", {"status": status}) or 0.0
 
 
+@contextlib.contextmanager
+def web_process(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """APM's web process, gunicorn as in production, on this test's database: its URL."""
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "config.wsgi:application"],
+            cwd=ROOT,
+            env={
+                **{key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}},
+                "DJANGO_SETTINGS_MODULE": "config.settings.test",
+                "DATABASE_URL": database_url(),
+                "DATABASE_POOL_SIZE": "1",
+                "GUNICORN_BIND": f"127.0.0.1:{port}",
+                "GUNICORN_WORKERS": "1",
+                "GUNICORN_THREADS": "2",
+                **env,
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            return requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(answers, timeout=60, what="gunicorn serving APM")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_export_written_by_a_worker_is_in_the_bucket_and_downloads_through_the_api(
     world, bucket: Bucket, settings, tmp_path: Path
 ) -> None:
-    # The web process (this one) and the worker each have a MEDIA_ROOT of their own.
+    # A worker and a web process, each with a MEDIA_ROOT of its own: the bucket is all they share.
     settings.STORAGES = {**settings.STORAGES, "default": bucket.storage()}
-    settings.MEDIA_ROOT = str(tmp_path / "web-media")
     job = ExportJob.objects.create(
         project=world.project, kind="tasks_csv", requested_by=world.users["member"]
     )
@@ -116,7 +166,6 @@ def test_an_export_written_by_a_worker_is_in_the_bucket_and_downloads_through_th
         assert worker.run(job).get(timeout=90) == "succeeded"
         succeeded = worker.metric("apm_exports_total", {"status": "succeeded"})
         failed = worker.metric("apm_exports_total", {"status": "failed"})
-
     job.refresh_from_db()
     assert (job.status, job.error) == ("succeeded", "")
     assert (succeeded, failed) == (1.0, 0.0)
@@ -124,29 +173,31 @@ def test_an_export_written_by_a_worker_is_in_the_bucket_and_downloads_through_th
     assert bucket.keys() == [key]
     assert bucket.read(key) == tasks_csv(world)
 
-    detail = world.client("viewer").get(f"/api/v1/projects/ALPHA/exports/{job.pk}/").json()
-    response = world.client("viewer").get(detail["download"])
+    viewer = {"Authorization": f"Token {world.tokens['viewer']}"}
+    with web_process(tmp_path, {**bucket.env(), "APM_TEST_MEDIA_ROOT": str(tmp_path / "web-media")}) as web:
+        detail = requests.get(f"{web}/api/v1/projects/ALPHA/exports/{job.pk}/", headers=viewer, timeout=30)
+        # Followed as clients do: to the store, without APM's Authorization header (another host).
+        download = requests.get(f"{web}{detail.json()['download']}", headers=viewer, timeout=30)
 
-    assert response.status_code == 302
-    assert response["Cache-Control"] == "no-store"
-    location = response["Location"]
+    (redirect,) = download.history
+    assert redirect.status_code == 302
+    assert redirect.headers["Cache-Control"] == "no-store"
+    location = redirect.headers["Location"]
     assert location.startswith(f"{bucket.server.url}/{bucket.name}/{key}?")
     assert "X-Amz-Signature=" in location
     assert "X-Amz-Expires=60" in location
-    with urllib.request.urlopen(location, timeout=10) as answer:  # noqa: S310 (the test's own server)
-        body = answer.read()
-        headers = answer.headers
-    assert body == tasks_csv(world)
-    assert headers["Content-Type"] == "text/csv; charset=utf-8"
-    assert headers["Content-Disposition"] == f'attachment; filename="alpha-tasks-csv-{job.pk}.csv"'
-    assert next(csv.reader(io.StringIO(body.decode())))[:2] == ["key", "title"]
+    assert (download.status_code, download.url) == (200, location)
+    assert download.content == tasks_csv(world)
+    assert download.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert download.headers["Content-Disposition"] == f'attachment; filename="alpha-tasks-csv-{job.pk}.csv"'
+    assert next(csv.reader(io.StringIO(download.text)))[:2] == ["key", "title"]
     # Nothing went through either process's disk.
     assert not (tmp_path / "web-media").exists()
     assert not (tmp_path / "worker-media").exists()
     # Who may download is checked as before: outside the project the export does not exist.
-    outsider = world.client("outsider").get(detail["download"])
+    outsider = world.client("outsider").get(detail.json()["download"])
     assert (outsider.status_code, outsider.get("Location")) == (404, None)
-    assert world.client("anonymous").get(detail["download"]).status_code == 401
+    assert world.client("anonymous").get(detail.json()["download"]).status_code == 401
 
 
 @pytest.mark.django_db(transaction=True)
