@@ -2,8 +2,9 @@
 
 A ``celery -A config worker`` process, with a MEDIA_ROOT of its own, writes the export through a real
 Redis broker; gunicorn, with another MEDIA_ROOT, answers the download with a redirect that the client
-follows to the store. The bucket is the only thing they share. A store that does not answer, and a local MEDIA_ROOT that cannot
-be written, fail the job with its reason and the task with it, and count once in apm_exports_total.
+follows to the store. The bucket is the only thing they share. A store that does not answer, and a
+local MEDIA_ROOT that cannot be written, fail the job with its reason and the task with it, and count
+once in apm_exports_total.
 """
 
 from __future__ import annotations
