@@ -96,8 +96,10 @@ api-check: install
 loadtest: install .venv-loadtest/.installed
 	bash loadtests/run
 
+# With a bucket, as k8s/configmap.yaml deploys it: without one the export storage check (apm.W050) warns.
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
+		AWS_STORAGE_BUCKET_NAME=apm-exports AWS_S3_ENDPOINT_URL=https://objects.example.com \
 		DJANGO_ALLOWED_HOSTS=apm.example.com $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from apm.admin import ReadOnlyAdmin
-from reports.exports import export_content_type
+from reports.downloads import export_download
 from reports.models import ExportJob
 
 
@@ -43,13 +43,8 @@ class ExportJobAdmin(ReadOnlyAdmin):
             '<a href="{}">download</a>', reverse("admin:reports_exportjob_download", args=[job.pk])
         )
 
-    def download_view(self, request: HttpRequest, pk: int) -> FileResponse:
+    def download_view(self, request: HttpRequest, pk: int) -> HttpResponseBase:
         job = get_object_or_404(ExportJob, pk=pk, status=ExportJob.Status.SUCCEEDED)
         if not self.has_view_permission(request, job) or not job.file:
             raise Http404
-        response = FileResponse(
-            job.file.open("rb"), as_attachment=True, filename=(job.file.name or "").rsplit("/", 1)[-1]
-        )
-        response["Content-Type"] = export_content_type(job)
-        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
-        return response
+        return export_download(job)

@@ -3,7 +3,9 @@
 ``export_request`` checks the filters and queues the job once the request's transaction commits;
 ``export_run`` (the Celery task's one call) writes the file and closes the row. A job is claimed with a
 conditional UPDATE, so a redelivered task message runs it once; a job whose worker died is taken over
-after the task time limit. Any failure marks the job failed with its reason, and no file is kept.
+after the task time limit, and only the call that holds the job closes it. Any failure marks the job
+failed with its reason, keeps no file, and raises ``ExportFailed`` so that the task fails too (its
+state, apm_celery_task_failures_total). Each job that ends counts once in apm_exports_total{status}.
 """
 
 from __future__ import annotations
@@ -11,20 +13,22 @@ from __future__ import annotations
 import datetime
 import io
 import tempfile
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apm.jobs import BrokerUnavailable, task_enqueue_on_commit
+from monitoring.metrics import EXPORTS
 from projects.models import Project
 from reports.digest import csv_write, digest_render, export_filters_clean, project_digest
 from reports.models import ExportJob
+from reports.storage import storage_describe
 
 logger = structlog.get_logger(__name__)
 Status = ExportJob.Status
@@ -63,45 +67,81 @@ def export_request(
     return job
 
 
-def _claim(job_id: int) -> bool:
-    """Move the job to running if it is queued, or running for longer than a task may (its worker died)."""
+class ExportFailed(Exception):
+    """An export ended failed; the reason is on its job (``error``). Raised after it was recorded."""
+
+    def __init__(self, message: str, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+def _claim(job_id: int) -> datetime.datetime | None:
+    """Move the job to running if it is queued, or running for longer than a task may (its worker died).
+
+    Returns the claim's ``started_at``, which only this call holds, or None when the job is not free.
+    """
     now = timezone.now()
     abandoned = now - datetime.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    return bool(
-        ExportJob.objects.filter(
-            Q(status=Status.QUEUED) | Q(status=Status.RUNNING, started_at__lt=abandoned), pk=job_id
-        ).update(status=Status.RUNNING, started_at=now, error="")
-    )
+    claimed = ExportJob.objects.filter(
+        Q(status=Status.QUEUED) | Q(status=Status.RUNNING, started_at__lt=abandoned), pk=job_id
+    ).update(status=Status.RUNNING, started_at=now, error="")
+    return now if claimed else None
 
 
 def export_run(*, job_id: int) -> ExportJob:
-    """Write the job's file; safe to call twice (the second call finds the job taken and does nothing)."""
-    if not _claim(job_id):
+    """Write the job's file; safe to call twice (the second call finds the job taken and does nothing).
+
+    Raises ``ExportFailed`` once the job is recorded failed (its reason in ``error``, no file kept).
+    """
+    started = _claim(job_id)
+    if started is None:
         return ExportJob.objects.get(pk=job_id)
     job = ExportJob.objects.select_related("project").get(pk=job_id)
     extension = _EXTENSIONS[job.kind]
-    try:
-        # Spooled: a small export stays in memory, a large one goes to a temporary file on disk.
-        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b") as spool:
+    # Only the call that still holds the claim closes the job: a worker presumed dead that finishes
+    # after another took its job over changes nothing (and counts nothing).
+    held = ExportJob.objects.filter(pk=job_id, status=Status.RUNNING, started_at=started)
+    # Spooled: a small export stays in memory, a large one goes to a temporary file on disk.
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b") as spool:
+        try:
             text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
             rows = _export_write(job, text)
             text.flush()
             text.detach()
-            spool.seek(0)
-            name = f"{job.project.key.lower()}-{job.kind.replace('_', '-')}-{job.pk}.{extension}"
+        except Exception as exc:  # recorded on the job, for people, instead of lost in a worker log
+            _fail(job, held, reason=str(exc) or type(exc).__name__)
+        spool.seek(0)
+        name = f"{job.project.key.lower()}-{job.kind.replace('_', '-')}-{job.pk}.{extension}"
+        try:
             job.file.save(name, File(spool), save=False)
-    except Exception as exc:  # recorded on the job, for people, instead of lost in a worker log
-        logger.warning("export_failed", job_id=job_id, exc_info=True)
-        ExportJob.objects.filter(pk=job_id).update(
-            status=Status.FAILED, error=str(exc)[:2000] or type(exc).__name__, finished_at=timezone.now()
+        except Exception as exc:
+            # The store refused or did not answer (a bucket that does not exist, wrong credentials, an
+            # unreachable endpoint, an unwritable MEDIA_ROOT).
+            storage = job.file.storage
+            _fail(job, held, reason=f"The file could not be stored in {storage_describe(storage)}: {exc}")
+    try:
+        closed = held.update(
+            status=Status.SUCCEEDED, file=job.file.name, rows=rows, finished_at=timezone.now()
         )
-        job.refresh_from_db()
-        return job
-    ExportJob.objects.filter(pk=job_id).update(
-        status=Status.SUCCEEDED, file=job.file.name, rows=rows, finished_at=timezone.now()
-    )
+    except Exception:
+        job.file.delete(save=False)  # no row names the file: it would never be purged
+        raise
+    if not closed:
+        job.file.delete(save=False)  # the job is another call's now: its file is the one that counts
+        logger.warning("export_claim_lost", job_id=job_id)
+        return ExportJob.objects.get(pk=job_id)
+    EXPORTS.labels(status=Status.SUCCEEDED).inc()
     job.refresh_from_db()
     return job
+
+
+def _fail(job: ExportJob, held: QuerySet[ExportJob], *, reason: str) -> NoReturn:
+    """Record the job failed with ``reason`` (if this call still holds it) and raise ``ExportFailed``."""
+    logger.warning("export_failed", job_id=job.pk, reason=reason, exc_info=True)
+    reason = reason[:2000]
+    if held.update(status=Status.FAILED, error=reason, finished_at=timezone.now()):
+        EXPORTS.labels(status=Status.FAILED).inc()
+    raise ExportFailed(f"Export {job.pk} failed: {reason}", job_id=job.pk)
 
 
 def _export_write(job: ExportJob, out: io.TextIOBase) -> int:

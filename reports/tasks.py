@@ -9,10 +9,19 @@ from __future__ import annotations
 from celery import shared_task
 
 from apm.db import TRANSIENT_DB_ERRORS
-from reports.exports import EXPORT_TASK, export_run, exports_purge, project_digests_request
+from reports.exports import EXPORT_TASK, ExportFailed, export_run, exports_purge, project_digests_request
 
 
-@shared_task(name=EXPORT_TASK, autoretry_for=TRANSIENT_DB_ERRORS, retry_backoff=2, max_retries=5)
+# A failed export raises ExportFailed once its job is recorded failed: the task ends in FAILURE (and
+# counts in apm_celery_task_failures_total) without a retry, which would find the job closed anyway.
+# ``throws`` makes the worker log it as expected, without a second traceback (export_failed has it).
+@shared_task(
+    name=EXPORT_TASK,
+    autoretry_for=TRANSIENT_DB_ERRORS,
+    retry_backoff=2,
+    max_retries=5,
+    throws=(ExportFailed,),
+)
 def export_run_task(job_id: int) -> str:
     """Write export ``job_id``'s file (idempotent: a job already taken is left alone)."""
     return export_run(job_id=job_id).status

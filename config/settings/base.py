@@ -17,6 +17,8 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from config.storages import LOCAL_STORAGE, object_storage
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -297,6 +299,38 @@ STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 # checks project membership. Workers and web must share it (a volume, or S3 through django-storages
 # set in STORAGES["default"]).
 MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media"))
+# --- Export storage (docs/operations.md, "Export storage") ---
+# With a bucket, export files go to S3-compatible object storage, which the workers that write them and
+# the web processes that hand them out all reach; without one, to MEDIA_ROOT on local disk (the
+# embedded default). Production without a bucket warns in `check --deploy` (apm.W050) unless
+# DJANGO_MEDIA_ROOT was set, to a volume that every web and worker process mounts.
+APM_MEDIA_ROOT_SET = bool(env("DJANGO_MEDIA_ROOT", default=""))
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
+# Seconds a download's signed URL stays valid; the client follows the redirect at once.
+AWS_QUERYSTRING_EXPIRE = env.int("AWS_QUERYSTRING_EXPIRE", default=60)
+# "redirect": a download answers 302 to a signed URL of the object; "stream": the web process reads the
+# object and sends it (for a store the clients cannot reach, such as an in-cluster MinIO).
+APM_EXPORT_DOWNLOADS = env("APM_EXPORT_DOWNLOADS", default="redirect")
+if APM_EXPORT_DOWNLOADS not in ("redirect", "stream"):
+    raise ImproperlyConfigured(f"APM_EXPORT_DOWNLOADS is redirect or stream, not {APM_EXPORT_DOWNLOADS!r}.")
+STORAGES = {
+    "default": (
+        object_storage(
+            bucket=AWS_STORAGE_BUCKET_NAME,
+            endpoint_url=env("AWS_S3_ENDPOINT_URL", default=""),
+            access_key=env("AWS_ACCESS_KEY_ID", default=""),
+            secret_key=env("AWS_SECRET_ACCESS_KEY", default=""),
+            region=env("AWS_S3_REGION_NAME", default=""),
+            location=env("AWS_LOCATION", default=""),
+            addressing_style=env("AWS_S3_ADDRESSING_STYLE", default=""),
+            url_expire=AWS_QUERYSTRING_EXPIRE,
+        )
+        if AWS_STORAGE_BUCKET_NAME
+        else {"BACKEND": LOCAL_STORAGE}
+    ),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# --- end of export storage ---
 
 # --- Content-Security-Policy (django-csp; docs/security.md) ---
 # Every HTML page runs scripts and loads styles and images from APM only (and the static files' CDN,

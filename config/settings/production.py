@@ -5,7 +5,7 @@ from __future__ import annotations
 from config.logging import logging_config
 
 from .base import *  # noqa: F403
-from .base import LOG_LEVEL, MIDDLEWARE, env
+from .base import LOG_LEVEL, MIDDLEWARE, STORAGES, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")  # no default: start-up fails without one
@@ -26,7 +26,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Export files: the bucket of AWS_STORAGE_BUCKET_NAME, else MEDIA_ROOT (config.settings.base).
+    "default": STORAGES["default"],
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
 }
 

@@ -69,8 +69,10 @@ if "pool" in DATABASES["default"].get("OPTIONS", {}):
 # Ingestion threads get connections of their own, which cannot see a test's uncommitted transaction:
 # tests run ingestion in the test's thread, except the transactional ones that ask for threads.
 APM_INGEST_THREADS = 1
-# Export files of the tests go to a directory of this process, removed with the test database.
-MEDIA_ROOT = str(VAR_DIR / f"test-media-{os.getpid()}")
+# Export files of the tests go to a directory of this process, removed with the test database. A worker
+# process a test starts may be given a directory of the test's (APM_TEST_MEDIA_ROOT: never
+# DJANGO_MEDIA_ROOT, which the suite removes at its end).
+MEDIA_ROOT = env("APM_TEST_MEDIA_ROOT", default=str(VAR_DIR / f"test-media-{os.getpid()}"))
 # The sign-in lockout is off, so that tests signing in many times (or with a wrong password on purpose)
 # never lock each other out, and Django's test Client.login() works (it authenticates without a request,
 # which the lockout backend refuses). tests/config/test_login_lockout.py turns it on for its own tests.

@@ -1,8 +1,9 @@
 """A project's exports through the API: ``/api/v1/projects/{key}/exports/``.
 
 Members who may write request an export (POST: kind and filters, answered 202 with the job); every
-member follows the job and downloads its file once it has succeeded. The file is streamed from
-storage by this view, which checks membership: export files have no public URL.
+member follows the job and downloads its file once it has succeeded. This view checks membership:
+export files have no public URL. Local files are streamed by it; from object storage it redirects to
+a URL of the object signed for a minute (reports.downloads).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -24,7 +25,8 @@ from apm.api.throttling import ScopedThrottle, UserThrottle
 from apm.users import request_user
 from projects.api.base import ProjectInUrlMixin
 from projects.models import Membership
-from reports.exports import export_content_type, export_request
+from reports.downloads import export_download
+from reports.exports import export_request
 from reports.models import ExportJob
 
 
@@ -138,21 +140,15 @@ class ExportJobViewSet(
             (200, "text/csv"): OpenApiTypes.BINARY,
             (200, "text/markdown"): OpenApiTypes.BINARY,
             (200, "text/html"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(
+                description="With object storage: the file's signed URL (Location), valid for a minute."
+            ),
             404: OpenApiResponse(description="No such export, or its file is not ready."),
         },
     )
     @action(detail=True, methods=["get"])
-    def download(self, request: Request, project_key: str, pk: str) -> FileResponse:
+    def download(self, request: Request, project_key: str, pk: str) -> HttpResponseBase:
         job = self.get_object()
         if job.status != ExportJob.Status.SUCCEEDED or not job.file:
             raise exceptions.NotFound(f"Export {job.pk} has no file: it is {job.status}.")
-        response = FileResponse(
-            job.file.open("rb"),
-            as_attachment=True,
-            filename=(job.file.name or "").rsplit("/", 1)[-1],
-            content_type=export_content_type(job),
-        )
-        # An HTML digest opened from here must not run anything in APM's origin.
-        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        return export_download(job)

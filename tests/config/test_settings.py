@@ -123,6 +123,8 @@ def test_production_settings_pass_the_deployment_checks():
         DJANGO_SETTINGS_MODULE="config.settings.production",
         DJANGO_SECRET_KEY="k" * 20 + "-production-secret-" + "q" * 40,
         DJANGO_ALLOWED_HOSTS="apm.example.com",
+        # Production keeps exports in a bucket (without one: apm.W050, tests/reports/test_checks.py).
+        AWS_STORAGE_BUCKET_NAME="apm-exports",
     )
 
     assert result.returncode == 0, result.stdout + result.stderr

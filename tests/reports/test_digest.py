@@ -16,7 +16,7 @@ from django_celery_beat.models import PeriodicTask
 from apm.schedule import schedule_defaults_install
 from projects.models import HealthLevel, Project
 from projects.services import project_cache_invalidate
-from reports.exports import export_request, export_run, exports_purge
+from reports.exports import ExportFailed, export_request, export_run, exports_purge
 from reports.models import ExportJob
 from reports.tasks import project_digests_weekly_task
 from repos.models import Commit, IngestionRun
@@ -185,6 +185,16 @@ def test_report_project_names_what_is_wrong(project: Project, args: list[str], m
     assert str(error.value) == message
 
 
+def test_report_project_names_an_output_it_cannot_write(project: Project, root: Path) -> None:
+    (root / "read-only").write_text("a file, where a directory must be")  # what root cannot write either
+    target = root / "read-only" / "digest.md"
+
+    with pytest.raises(CommandError) as error:
+        report("APM", "--output", str(target))
+
+    assert str(error.value) == f"Cannot write {target}: Not a directory."
+
+
 def test_an_export_job_writes_its_file_once(project: Project, django_capture_on_commit_callbacks) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         job = export_request(project=project, kind="commits_csv", filters={"since": SINCE})
@@ -200,8 +210,10 @@ def test_an_export_job_writes_its_file_once(project: Project, django_capture_on_
 def test_a_failing_export_is_failed_with_its_reason(project: Project) -> None:
     job = ExportJob.objects.create(project=project, kind="tasks_csv", filters={"since": "not a date"})
 
-    job = export_run(job_id=job.pk)
+    with pytest.raises(ExportFailed, match="not a date"):  # the task fails too
+        export_run(job_id=job.pk)
 
+    job.refresh_from_db()
     assert job.status == "failed"
     assert "not a date" in job.error
     assert not job.file

@@ -44,7 +44,10 @@ class Command(BaseCommand):
         project = project_by_key(options["key"])
         days = {name: self._date(options[name], name) for name in ("since", "until")}
         fmt = options["format"]
-        out = open(options["output"], "w", encoding="utf-8", newline="") if options["output"] else None  # noqa: SIM115
+        try:
+            out = open(options["output"], "w", encoding="utf-8", newline="") if options["output"] else None  # noqa: SIM115
+        except OSError as exc:  # a missing directory, a read-only filesystem, no permission
+            raise CommandError(f"Cannot write {options['output']}: {exc.strerror or exc}.") from exc
         try:
             # self.stdout (not sys.stdout) so call_command(stdout=...) captures it.
             target = out or self.stdout

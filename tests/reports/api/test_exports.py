@@ -86,3 +86,23 @@ def test_days_beyond_the_calendars_edges_are_field_errors(world) -> None:
     assert (export.status_code, export.json()["errors"]) == (400, {"until": message})
     assert (hotspots.status_code, hotspots.json()["errors"]) == (400, {"until": message})
     assert (burndown.status_code, burndown.json()["errors"]) == (400, {"end": message})
+
+
+def test_an_export_that_cannot_be_stored_is_answered_failed_with_its_reason(
+    world, settings, tmp_path, django_capture_on_commit_callbacks
+) -> None:
+    # Without workers (the embedded default) the export runs within the request: its failure is the
+    # job's, recorded and answered, not the request's.
+    (tmp_path / "read-only").write_text("a file, where a directory must be")
+    settings.MEDIA_ROOT = str(tmp_path / "read-only" / "media")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = world.client("member").post(
+            "/api/v1/projects/ALPHA/exports/", {"kind": "tasks_csv"}, format="json"
+        )
+
+    assert response.status_code == 202
+    job = world.client("member").get(response["Location"]).json()
+    assert (job["status"], job["download"]) == ("failed", None)
+    assert job["error"].startswith(f"The file could not be stored in directory {settings.MEDIA_ROOT}: ")
+    assert ExportJob.objects.count() == 1
