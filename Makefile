@@ -98,7 +98,7 @@ loadtest: install .venv-loadtest/.installed
 
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
-		DJANGO_ALLOWED_HOSTS=apm.example.com $(PY) manage.py check --deploy --fail-level WARNING
+		DJANGO_ALLOWED_HOSTS=apm.example.com APM_METRICS_TOKEN=check-deploy $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/cache .pytest_cache .ruff_cache

@@ -123,6 +123,7 @@ def test_production_settings_pass_the_deployment_checks():
         DJANGO_SETTINGS_MODULE="config.settings.production",
         DJANGO_SECRET_KEY="k" * 20 + "-production-secret-" + "q" * 40,
         DJANGO_ALLOWED_HOSTS="apm.example.com",
+        APM_METRICS_TOKEN="metrics-token",
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
