@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import connections
+from django_prometheus.db import metrics as db_metrics
 from kombu import Connection
 from kombu.exceptions import ChannelError, OperationalError
 from prometheus_client.core import GaugeMetricFamily
@@ -103,6 +104,10 @@ def _queue_depth(conn: Connection, queue: str) -> int:
     # A channel per queue: on RabbitMQ a passive declare of a missing queue closes its channel.
     channel = conn.channel()
     try:
+        if conn.transport.driver_type == "redis":
+            # The LLEN of the queue's list and of its priority lists, added up. Not a passive declare:
+            # kombu's existence check ignores a global_keyprefix and calls a prefixed queue missing.
+            return int(channel._size(queue))
         return int(channel.queue_declare(queue=queue, passive=True).message_count)
     except ChannelError:
         return 0
@@ -140,10 +145,10 @@ def beat_last_run() -> float | None:
 def database_pools_observe() -> None:
     """Copy this process's pool statistics into the pool gauges (no query: psycopg_pool's counters)."""
     for alias in connections:
-        connection = connections[alias]
-        if not connection.settings_dict.get("OPTIONS", {}).get("pool"):
-            continue
-        pool = getattr(connection, "pool", None)
+        # The pools Django has opened, not ``connection.pool``: that property opens one, and a process that
+        # never needed the database (a worker answering heartbeats, the scrape itself) would then hold
+        # DATABASE_POOL_SIZE connections for nothing.
+        pool = getattr(connections[alias], "_connection_pools", {}).get(alias)
         if pool is None:
             continue
         stats = pool.get_stats()
@@ -198,3 +203,14 @@ class ScrapeCollector(Collector):
             )
             beat.add_metric([], last_run)
             yield beat
+
+
+def database_error_series_start_at_zero() -> None:
+    """Export django-prometheus' connection and error counters at 0 for every database, as APM's own
+    labelled counters are (monitoring.metrics): the first failure must show in ``rate()`` and fire
+    DatabaseConnectionErrors/DatabaseOperationalErrors, which a series appearing at 1 would not."""
+    for alias in connections:
+        vendor = connections[alias].vendor
+        db_metrics.connection_errors_total.labels(alias, vendor)
+        for error in ("OperationalError", "InterfaceError"):
+            db_metrics.errors_total.labels(alias, vendor, error)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from functools import cache
 
 import structlog
 from django.conf import settings
@@ -58,9 +57,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=200 if ready else 503)
 
 
-@cache
 def metrics_access() -> MetricsAccess:
-    """The rule of the settings (read once: they do not change while the process runs)."""
+    """The rule of the settings."""
     return MetricsAccess(
         token=settings.APM_METRICS_TOKEN,
         networks=networks_parse(settings.APM_METRICS_ALLOWED_NETWORKS),
