@@ -145,6 +145,12 @@ deploy-check: $(VENV)/.deploy-installed
 	echo "== promtool ($$(promtool --version 2>&1 | head -n1))"; \
 	promtool check rules monitoring/alerts.yml; \
 	promtool test rules monitoring/alerts_test.yml; \
+	echo "== k8s/monitoring/ (Prometheus Operator CRDs: generated rule in sync, shape checked)"; \
+	$(PY) -m monitoring.prometheusrule --check; \
+	$(PY) -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"], sys.stdout)' \
+		k8s/monitoring/prometheusrule.yaml >$(VENV)/.deploy-prometheusrule.yml; \
+	promtool check rules $(VENV)/.deploy-prometheusrule.yml; \
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -q -p no:cacheprovider tests/monitoring/test_prometheus_operator.py; \
 	echo "== nginx -t k8s/nginx.conf"; \
 	bash k8s/nginx-check.sh; \
 	echo "== deploy-check passed in $$(( $$(date +%s) - started ))s"
