@@ -102,7 +102,7 @@ def queue_depths() -> dict[str, int] | None:
 
 def _queue_depth(conn: Connection, queue: str) -> int:
     # A channel per queue: on RabbitMQ a passive declare of a missing queue closes its channel.
-    channel = conn.channel()
+    channel: Any = conn.channel()  # kombu's stubs type it as the abstract StdChannel
     try:
         if conn.transport.driver_type == "redis":
             # The LLEN of the queue's list and of its priority lists, added up. Not a passive declare:

@@ -112,4 +112,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return refusal
     # This process's pool, as of now (the other processes wrote theirs after their last request).
     database_pools_observe()
-    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)  # type: ignore[arg-type]
+    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)
