@@ -3,10 +3,11 @@ pool's gauges, refreshed after every request and every task."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from celery.signals import task_failure, task_postrun, task_prerun, worker_init
+from celery.signals import task_failure, task_postrun, task_prerun, worker_init, worker_process_shutdown
 from django.core.signals import request_finished
 
 from monitoring.collectors import database_pools_observe
@@ -65,3 +66,14 @@ def celery_task_failures_start_at_zero(sender: Any = None, **_: Any) -> None:
     for name in list(app.tasks):  # the registry as autodiscovered; Celery's own tasks are left out
         if not name.startswith("celery."):
             CELERY_TASK_FAILURES.labels(task=name)
+
+
+@worker_process_shutdown.connect
+def celery_process_gauges_forgotten(pid: int | None = None, **_: Any) -> None:
+    """A pool process that exits (replaced, or the worker stopping) leaves the pod's "live" gauges: its
+    database pool no longer counts in the pod's sum. gunicorn does the same in gunicorn.conf.py."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Only with the multiprocess directory set: the module reads it when it is imported.
+        from prometheus_client import multiprocess  # noqa: PLC0415
+
+        multiprocess.mark_process_dead(pid or os.getpid())

@@ -84,23 +84,31 @@ def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
 
 
 class _Registries(Collector):
-    """Several collectors read as one: the process's (or the processes') metrics and the scrape's own."""
+    """Several sources read as one: the process's (or the processes') metrics and the scrape's own."""
 
-    def __init__(self, *collectors: Collector) -> None:
-        self._collectors = collectors
+    def __init__(self, *sources: Collector, figures: list[Metric]) -> None:
+        self._sources = sources
+        self._figures = figures
 
     def collect(self) -> Iterator[Metric]:
-        for collector in self._collectors:
-            yield from collector.collect()
+        for source in self._sources:
+            yield from source.collect()
+        yield from self._figures
 
 
 def metrics_registry() -> Collector:
-    """Under gunicorn (PROMETHEUS_MULTIPROC_DIR) every process's files added up, else this process's."""
+    """Under gunicorn (PROMETHEUS_MULTIPROC_DIR) every process's files added up, else this process's,
+    with the figures asked for at scrape time."""
+    # Asked first: the beat's figure may be this process's first query, which opens its database pool,
+    # and the pool's gauges are read after it.
+    figures = list(ScrapeCollector().collect())
+    # This process's pool, as of now (the other processes wrote theirs after their last request).
+    database_pools_observe()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         processes = CollectorRegistry()
         MultiProcessCollector(processes)
-        return _Registries(processes, ScrapeCollector())
-    return _Registries(REGISTRY, ScrapeCollector())
+        return _Registries(processes, figures=figures)
+    return _Registries(REGISTRY, figures=figures)
 
 
 @never_cache
@@ -110,6 +118,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
     refusal = metrics_refusal(request)
     if refusal is not None:
         return refusal
-    # This process's pool, as of now (the other processes wrote theirs after their last request).
-    database_pools_observe()
     return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)

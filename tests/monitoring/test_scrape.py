@@ -106,6 +106,28 @@ def dashboard_expressions() -> list[str]:
     return [target["expr"] for panel in panels(dashboard["panels"]) for target in panel.get("targets", [])]
 
 
+def test_the_dashboard_is_provisionable():
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+
+    # The data source is a variable: the same file imports (__inputs) and provisions on any Grafana.
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
+    assert {input_["name"] for input_ in dashboard["__inputs"]} == {"DS_PROMETHEUS"}
+    assert all(panel["datasource"]["uid"] == "${DS_PROMETHEUS}" for panel in panels)
+    assert all(
+        target["datasource"]["uid"] == "${DS_PROMETHEUS}" for panel in panels for target in panel["targets"]
+    )
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    assert dashboard["uid"] == "apm-overview"
+    assert dashboard["id"] is None
+    titles = " ".join(panel["title"] for panel in panels).lower()
+    for subject in ("requests", "latency", "errors", "ingest", "queue", "task failures", "cache", "pool"):
+        assert subject in titles, subject
+
+
 def test_the_dashboard_and_the_alerts_name_metrics():
     # The parser must find something in each: an empty set would make the scrape test pass vacuously.
     assert all(promql_metric_names(expression) for expression in alert_expressions())
@@ -244,6 +266,16 @@ def _sample_names(text: str) -> set[str]:
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+def _samples(text: str, name: str) -> set[str]:
+    """The first label value of each sample of ``name`` (its queue, its alias)."""
+    return {
+        next(iter(sample.labels.values()))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
 def _beat_has_run(env_url: str) -> None:
     """What the beat writes when it sends a periodic task (django-celery-beat's last_run_at)."""
     import psycopg  # noqa: PLC0415
@@ -272,9 +304,11 @@ def test_every_metric_of_the_alerts_and_the_dashboard_is_scraped(deployment: Dep
         )
     }
     assert missing == {"alerts.yml": [], "apm.json": []}
-    # The worker's own figures come from the worker, the broker's from the web process.
-    assert "apm_celery_last_task_finished_timestamp_seconds" in _sample_names(worker.text)
-    assert "apm_celery_queue_depth" in _sample_names(web.text)
+    # The worker's own figures come from the worker, the broker's from the web process, by queue.
+    queue = f"apm-scrape-{os.getpid()}"
+    assert _samples(worker.text, "apm_celery_last_task_finished_timestamp_seconds") == {queue}
+    assert _samples(web.text, "apm_celery_queue_depth") == {queue}
+    assert _samples(web.text, "apm_db_pool_max_size") == {"default"}
 
 
 def test_gunicorn_wants_the_token_and_logs_json(deployment: Deployment):
