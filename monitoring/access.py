@@ -17,7 +17,7 @@ import hmac
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -43,6 +43,15 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return self.status == 200
+
+
+def metrics_access_of(settings: Any) -> MetricsAccess:
+    """The rule Django's settings configure (APM_METRICS_*): the web process and the workers' server."""
+    return MetricsAccess(
+        token=settings.APM_METRICS_TOKEN,
+        networks=networks_parse(settings.APM_METRICS_ALLOWED_NETWORKS),
+        open_without_credentials=settings.APM_METRICS_OPEN_WITHOUT_CREDENTIALS,
+    )
 
 
 def networks_parse(values: Iterable[str]) -> tuple[Network, ...]:

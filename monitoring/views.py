@@ -20,7 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from rest_framework.throttling import BaseThrottle
 
-from monitoring.access import WWW_AUTHENTICATE, MetricsAccess, metrics_access_decide, networks_parse
+from monitoring.access import WWW_AUTHENTICATE, metrics_access_decide, metrics_access_of
 from monitoring.checks import readiness_checks
 from monitoring.collectors import ScrapeCollector, database_pools_observe
 
@@ -57,22 +57,13 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=200 if ready else 503)
 
 
-def metrics_access() -> MetricsAccess:
-    """The rule of the settings."""
-    return MetricsAccess(
-        token=settings.APM_METRICS_TOKEN,
-        networks=networks_parse(settings.APM_METRICS_ALLOWED_NETWORKS),
-        open_without_credentials=settings.APM_METRICS_OPEN_WITHOUT_CREDENTIALS,
-    )
-
-
 def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
     """The 401/403 a request gets unless it may read the metrics (monitoring.access), else None."""
     # The client's address by the API's rule (APM_NUM_PROXIES), so a forged X-Forwarded-For changes
     # nothing. DRF's rule reads request.META only, which a Django request has too.
     address = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
     decision = metrics_access_decide(
-        metrics_access(), authorization=request.headers.get("Authorization"), address=address
+        metrics_access_of(settings), authorization=request.headers.get("Authorization"), address=address
     )
     if decision.allowed:
         return None

@@ -21,17 +21,9 @@ from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from monitoring.access import WWW_AUTHENTICATE, MetricsAccess, metrics_access_decide, networks_parse
+from monitoring.access import WWW_AUTHENTICATE, MetricsAccess, metrics_access_decide, metrics_access_of
 
 DEFAULT_PORT = 9808
-
-
-def _access() -> MetricsAccess:
-    return MetricsAccess(
-        token=settings.APM_METRICS_TOKEN,
-        networks=networks_parse(settings.APM_METRICS_ALLOWED_NETWORKS),
-        open_without_credentials=settings.APM_METRICS_OPEN_WITHOUT_CREDENTIALS,
-    )
 
 
 def handler_for(access: MetricsAccess, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
@@ -75,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # fails at once without PROMETHEUS_MULTIPROC_DIR
-    server = ThreadingHTTPServer((options.bind, options.port), handler_for(_access(), registry))
+    handler = handler_for(metrics_access_of(settings), registry)
+    server = ThreadingHTTPServer((options.bind, options.port), handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()
