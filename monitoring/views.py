@@ -92,7 +92,7 @@ def metrics_registry() -> Collector:
     with the figures asked for at scrape time."""
     # Asked first: the beat's figure may be this process's first query, which opens its database pool,
     # and the pool's gauges are read after it.
-    figures = list(ScrapeCollector().collect())
+    figures: list[Metric] = list(ScrapeCollector().collect())
     # This process's pool, as of now (the other processes wrote theirs after their last request).
     database_pools_observe()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
