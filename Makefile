@@ -100,7 +100,7 @@ loadtest: install .venv-loadtest/.installed
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
 		AWS_STORAGE_BUCKET_NAME=apm-exports AWS_S3_ENDPOINT_URL=https://objects.example.com \
-		DJANGO_ALLOWED_HOSTS=apm.example.com $(PY) manage.py check --deploy --fail-level WARNING
+		DJANGO_ALLOWED_HOSTS=apm.example.com APM_METRICS_TOKEN=check-deploy $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/cache .pytest_cache .ruff_cache
@@ -147,6 +147,12 @@ deploy-check: $(VENV)/.deploy-installed
 	echo "== promtool ($$(promtool --version 2>&1 | head -n1))"; \
 	promtool check rules monitoring/alerts.yml; \
 	promtool test rules monitoring/alerts_test.yml; \
+	echo "== k8s/monitoring/ (Prometheus Operator CRDs: generated rule in sync, shape checked)"; \
+	$(PY) -m monitoring.prometheusrule --check; \
+	$(PY) -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"], sys.stdout)' \
+		k8s/monitoring/prometheusrule.yaml >$(VENV)/.deploy-prometheusrule.yml; \
+	promtool check rules $(VENV)/.deploy-prometheusrule.yml; \
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -q -p no:cacheprovider tests/monitoring/test_prometheus_operator.py; \
 	echo "== nginx -t k8s/nginx.conf"; \
 	bash k8s/nginx-check.sh; \
 	echo "== deploy-check passed in $$(( $$(date +%s) - started ))s"

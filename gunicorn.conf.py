@@ -49,6 +49,34 @@ errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 
+def _log_json() -> bool:
+    """The application's rule (config.settings): DJANGO_LOG_JSON, on by default in production."""
+    value = os.environ.get("DJANGO_LOG_JSON")
+    if value is None:
+        return os.environ.get("DJANGO_SETTINGS_MODULE", "") == "config.settings.production"
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+if _log_json():
+    # gunicorn's own lines (start, workers booted and killed, timeouts, the access log) through the
+    # application's JSON formatter, so that every line of the pod's log is one JSON object.
+    import logging
+
+    from config.logging import logging_config
+
+    # Python's warnings too (a missing static directory, a deprecation): through logging, not bare stderr.
+    logging.captureWarnings(True)
+
+    _level = os.environ.get("DJANGO_LOG_LEVEL", "INFO")
+    logconfig_dict = logging_config(level=_level, json=True)
+    logconfig_dict["loggers"].update(
+        {
+            "gunicorn.error": {"level": _level, "handlers": ["console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        }
+    )
+
+
 def on_starting(server: Any) -> None:
     """Empty the metrics directory: files from a previous run would otherwise be added up again."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

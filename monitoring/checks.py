@@ -51,7 +51,7 @@ def database_probe(*, timeout: int = READINESS_DATABASE_SECONDS) -> None:
         direct.execute("SELECT 1").fetchone()
 
 
-def _cache_probe() -> None:
+def cache_probe() -> None:
     # The cache ignores Redis errors on purpose (IGNORE_EXCEPTIONS); readiness asks the client directly
     # where it can, so an outage shows here even though pages keep working without the cache.
     client = getattr(cache, "client", None)
@@ -63,4 +63,4 @@ def _cache_probe() -> None:
 
 def readiness_checks() -> list[CheckResult]:
     """Run every readiness probe and return their results."""
-    return [_timed("database", database_probe), _timed("cache", _cache_probe)]
+    return [_timed("database", database_probe), _timed("cache", cache_probe)]

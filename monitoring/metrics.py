@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # Label values, as the services pass them.
 TASK_STATUSES = ("backlog", "todo", "in_progress", "in_review", "done", "cancelled")  # Task.Status
@@ -107,6 +107,42 @@ COMMIT_REQUESTS = Counter(
     "apm_commit_requests_total",
     "What commit messages asked of tasks (close, transition, time), by outcome (applied, refused, ...).",
     ["outcome"],
+)
+
+# The database pool of each process (psycopg_pool's get_stats(), read after every request and task and at
+# each scrape: no query). Under gunicorn or a prefork worker each process has a pool of its own:
+# "livesum" adds up the processes still running, so a pod reports its connections in all.
+DATABASE_POOL_SIZE = Gauge(
+    "apm_db_pool_size",
+    "Connections the database pool holds (open, in use or idle), by database alias.",
+    ["alias"],
+    multiprocess_mode="livesum",
+)
+DATABASE_POOL_MAX = Gauge(
+    "apm_db_pool_max_size",
+    "Most connections the database pool may open (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW).",
+    ["alias"],
+    multiprocess_mode="livesum",
+)
+DATABASE_POOL_IN_USE = Gauge(
+    "apm_db_pool_connections_in_use",
+    "Connections checked out of the database pool, by database alias.",
+    ["alias"],
+    multiprocess_mode="livesum",
+)
+DATABASE_POOL_WAITING = Gauge(
+    "apm_db_pool_requests_waiting",
+    "Requests waiting for a connection from the database pool (the pool is exhausted).",
+    ["alias"],
+    multiprocess_mode="livesum",
+)
+# When a worker last finished a task taken from each queue: the newest of the pod's processes ("max",
+# which keeps an exited process's value: a timestamp stays true after its process is gone).
+CELERY_LAST_TASK_FINISHED = Gauge(
+    "apm_celery_last_task_finished_timestamp_seconds",
+    "Unix time a worker last finished a task (succeeded or failed) taken from this queue.",
+    ["queue"],
+    multiprocess_mode="max",
 )
 
 

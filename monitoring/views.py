@@ -6,12 +6,23 @@ which dependency is failing.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import structlog
-from django.http import HttpRequest, JsonResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from rest_framework.throttling import BaseThrottle
 
+from monitoring.access import WWW_AUTHENTICATE, metrics_access_decide, metrics_access_of
 from monitoring.checks import readiness_checks
+from monitoring.collectors import ScrapeCollector, database_pools_observe
 
 logger = structlog.get_logger(__name__)
 
@@ -44,3 +55,58 @@ def readyz(request: HttpRequest) -> JsonResponse:
         },
     }
     return JsonResponse(body, status=200 if ready else 503)
+
+
+def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
+    """The 401/403 a request gets unless it may read the metrics (monitoring.access), else None."""
+    # The client's address by the API's rule (APM_NUM_PROXIES), so a forged X-Forwarded-For changes
+    # nothing. DRF's rule reads request.META only, which a Django request has too.
+    address = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
+    decision = metrics_access_decide(
+        metrics_access_of(settings), authorization=request.headers.get("Authorization"), address=address
+    )
+    if decision.allowed:
+        return None
+    logger.warning("metrics_refused", status=decision.status, reason=decision.reason)
+    response = HttpResponse(f"{decision.reason}\n", status=decision.status, content_type="text/plain")
+    if decision.status == 401:
+        response["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response
+
+
+class _Registries(Collector):
+    """Several sources read as one: the process's (or the processes') metrics and the scrape's own."""
+
+    def __init__(self, *sources: Collector, figures: list[Metric]) -> None:
+        self._sources = sources
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self._sources:
+            yield from source.collect()
+        yield from self._figures
+
+
+def metrics_registry() -> Collector:
+    """Under gunicorn (PROMETHEUS_MULTIPROC_DIR) every process's files added up, else this process's,
+    with the figures asked for at scrape time."""
+    # Asked first: the beat's figure may be this process's first query, which opens its database pool,
+    # and the pool's gauges are read after it.
+    figures: list[Metric] = list(ScrapeCollector().collect())
+    # This process's pool, as of now (the other processes wrote theirs after their last request).
+    database_pools_observe()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        processes = CollectorRegistry()
+        MultiProcessCollector(processes)
+        return _Registries(processes, figures=figures)
+    return _Registries(REGISTRY, figures=figures)
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' text format, for Prometheus only (APM_METRICS_TOKEN / APM_METRICS_ALLOWED_NETWORKS)."""
+    refusal = metrics_refusal(request)
+    if refusal is not None:
+        return refusal
+    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -578,3 +578,13 @@ APM_WEBHOOK_MAX_ATTEMPTS = env.int("APM_WEBHOOK_MAX_ATTEMPTS", default=6)
 APM_WEBHOOK_BACKOFF = env.float("APM_WEBHOOK_BACKOFF", default=10.0)
 APM_WEBHOOK_BACKOFF_MAX = env.float("APM_WEBHOOK_BACKOFF_MAX", default=3600.0)
 # --- end of outgoing webhooks ---
+# --- Metrics (monitoring.access, monitoring.collectors; docs/operations.md, "Metrics") ---
+# Who may read /metrics and the workers' metrics server: `Authorization: Bearer <APM_METRICS_TOKEN>`, or a
+# client address (APM_NUM_PROXIES' rule) inside APM_METRICS_ALLOWED_NETWORKS (CIDRs). With neither, the
+# embedded default serves them to anyone; production refuses them all (config/settings/production.py).
+APM_METRICS_TOKEN = env("APM_METRICS_TOKEN", default="")
+APM_METRICS_ALLOWED_NETWORKS = env.list("APM_METRICS_ALLOWED_NETWORKS", default=[])
+APM_METRICS_OPEN_WITHOUT_CREDENTIALS = True
+# The Celery queues whose depth /metrics reports (asked of the broker at scrape time, cached briefly).
+APM_METRICS_QUEUES = env.list("APM_METRICS_QUEUES", default=[CELERY_TASK_DEFAULT_QUEUE, "ingestion"])
+# --- end of metrics ---

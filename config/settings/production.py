@@ -17,6 +17,9 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 # Probes and Prometheus talk to the pods over plain HTTP inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# /metrics answers only Prometheus (APM_METRICS_TOKEN or APM_METRICS_ALLOWED_NETWORKS): with neither set
+# it refuses everyone with 403, and `check --deploy` warns (monitoring.deploy_checks).
+APM_METRICS_OPEN_WITHOUT_CREDENTIALS = False
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)

@@ -125,6 +125,7 @@ def test_production_settings_pass_the_deployment_checks():
         DJANGO_ALLOWED_HOSTS="apm.example.com",
         # Production keeps exports in a bucket (without one: apm.W050, tests/reports/test_checks.py).
         AWS_STORAGE_BUCKET_NAME="apm-exports",
+        APM_METRICS_TOKEN="metrics-token",
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
