@@ -35,6 +35,24 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Production's settings as k8s/ deploys them (secret, hosts, export bucket, metrics token); a test that
+# is about one of them overrides it, and an empty value leaves it unset.
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-" + "q" * 40,
+    "DJANGO_ALLOWED_HOSTS": "apm.example.com",
+    "AWS_STORAGE_BUCKET_NAME": "apm-exports",
+    "AWS_S3_ENDPOINT_URL": "https://objects.example.com",
+    "APM_METRICS_TOKEN": "metrics-token",
+}
+
+
+def production_check_deploy(**env: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py check --deploy --fail-level WARNING`` on production's settings, changed by ``env``."""
+    variables = {key: value for key, value in {**PRODUCTION_ENV, **env}.items() if value}
+    return manage("check", "--deploy", "--fail-level", "WARNING", **variables)
+
+
 def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start ``celery -A config worker`` as production does, one process, consuming ``queue``.
 

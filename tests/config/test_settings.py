@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.celery_app import app as celery_app
 from config.settings.base import database_config
-from tests.processes import manage
+from tests.processes import manage, production_check_deploy
 
 
 def test_postgres_url_uses_the_native_pool_sized_by_the_guide():
@@ -115,18 +115,7 @@ def test_debug_toolbar_is_never_in_tests_or_production():
 
 
 def test_production_settings_pass_the_deployment_checks():
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY="k" * 20 + "-production-secret-" + "q" * 40,
-        DJANGO_ALLOWED_HOSTS="apm.example.com",
-        # Production keeps exports in a bucket (without one: apm.W050, tests/reports/test_checks.py).
-        AWS_STORAGE_BUCKET_NAME="apm-exports",
-        APM_METRICS_TOKEN="metrics-token",
-    )
+    result = production_check_deploy()
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -15,7 +15,7 @@ import requests
 
 from monitoring.access import MetricsAccess, metrics_access_decide, networks_parse
 from tests.monitoring.test_cache_outage import free_port
-from tests.processes import ROOT, manage, wait_for
+from tests.processes import ROOT, production_check_deploy, wait_for
 
 TOKEN = "s3cret-metrics-token"
 
@@ -154,16 +154,7 @@ def test_the_workers_metrics_server_wants_the_token_too(worker_metrics_server: s
     ],
 )
 def test_check_deploy_warns_when_production_refuses_every_scrape(variables: dict[str, str], warned: bool):
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY="k" * 20 + "-production-secret-" + "q" * 40,
-        DJANGO_ALLOWED_HOSTS="apm.example.com",
-        **variables,
-    )
+    result = production_check_deploy(**{"APM_METRICS_TOKEN": "", **variables})
 
     assert ("monitoring.W001" in result.stdout + result.stderr) is warned
     assert result.returncode == (1 if warned else 0), result.stdout + result.stderr
