@@ -156,7 +156,7 @@ deploy-check: $(VENV)/.deploy-installed $(CHECKOV_VENV)/.installed
 		echo "== kubectl kustomize k8s/ | kubernetes-validate --strict"; \
 		kubectl kustomize k8s/ >$(VENV)/.deploy-kustomized.yaml; \
 		$(VENV)/bin/kubernetes-validate --strict --quiet $(if $(KUBERNETES_VERSION),-k $(KUBERNETES_VERSION)) $(VENV)/.deploy-kustomized.yaml; \
-		echo "   kustomization builds and validates"; \
+		echo "   kustomization builds and validates (the Gateway API kinds warned about: tests/deploy above)"; \
 		echo "== checkov on the kustomize build"; \
 		$(CHECKOV) --framework kubernetes -f $(VENV)/.deploy-kustomized.yaml; \
 	else echo "== kustomize build (and checkov on it) skipped: kubectl is not installed (no Debian/PyPI/npm package of its own)"; fi; \
