@@ -29,6 +29,9 @@ from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_SERVICE_NAME = "apm"
+# The probes and Prometheus call these every few seconds: a trace each would bury the requests of people.
+# OTEL_PYTHON_DJANGO_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS) replaces the list.
+DEFAULT_EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$"
 EXPORTERS = ("otlp", "console")
 
 _lock = threading.Lock()
@@ -128,17 +131,37 @@ def _instrument() -> None:
     # Django: a server span per request (the middleware it adds). In a Celery process it only names
     # nothing, since no request passes through it. Celery: a span per task published and run, the
     # context travelling in the message headers. psycopg and redis-py: a span per query and command.
-    DjangoInstrumentor().instrument()
+    excluded = os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS") or os.environ.get(
+        "OTEL_PYTHON_EXCLUDED_URLS"
+    )
+    DjangoInstrumentor().instrument(excluded_urls=excluded or DEFAULT_EXCLUDED_URLS)
     CeleryInstrumentor().instrument()
     PsycopgInstrumentor().instrument()
     RedisInstrumentor().instrument()
+
+
+def tracing_flush() -> None:
+    """Send the spans still waiting in this process's batch (a pool process may exit without atexit)."""
+    if not _set_up.is_set():
+        return
+    from opentelemetry import trace  # noqa: PLC0415
+
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is not None:
+        flush()
 
 
 def celery_tracing_connect() -> None:
     """Set tracing up in each Celery process that runs or sends tasks, once it exists (see above)."""
     if not tracing_requested():
         return
-    from celery.signals import beat_init, worker_init, worker_process_init  # noqa: PLC0415
+    from celery.signals import (  # noqa: PLC0415
+        beat_init,
+        worker_init,
+        worker_process_init,
+        worker_process_shutdown,
+        worker_shutdown,
+    )
 
     def pool_process_started(**_: Any) -> None:
         tracing_setup()
@@ -149,6 +172,11 @@ def celery_tracing_connect() -> None:
         if "thread" in str(getattr(sender, "pool_cls", "")).lower():
             tracing_setup()
 
+    def process_stopping(**_: Any) -> None:
+        tracing_flush()
+
     worker_process_init.connect(pool_process_started, weak=False)
+    worker_process_shutdown.connect(process_stopping, weak=False)
+    worker_shutdown.connect(process_stopping, weak=False)
     worker_init.connect(worker_started, weak=False)
     beat_init.connect(pool_process_started, weak=False)
