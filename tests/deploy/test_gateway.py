@@ -151,7 +151,9 @@ def test_the_network_policies_open_the_ports_the_pods_listen_on():
     assert (deny["podSelector"], sorted(deny["policyTypes"])) == ({}, ["Egress", "Ingress"])
 
     def ingress_ports(policy: str) -> set[int]:
-        return {port["port"] for rule in policies[policy]["spec"]["ingress"] for port in rule["ports"]}
+        return {
+            port["port"] for rule in policies[policy]["spec"]["ingress"] for port in rule.get("ports", [])
+        }
 
     assert ingress_ports("apm-web-ingress") == _container_ports("web-deployment.yaml")
     assert ingress_ports("apm-worker-metrics-ingress") == _container_ports("worker-deployment.yaml")
@@ -167,3 +169,7 @@ def test_the_network_policies_open_the_ports_the_pods_listen_on():
         port["port"] for rule in policies["apm-data-stores"]["spec"]["egress"] for port in rule["ports"]
     }
     assert {5432, 6432, 6379} <= data_ports
+    # PgBouncer takes APM's connections and makes its own to PostgreSQL, nothing else.
+    pgbouncer = policies["apm-pgbouncer"]["spec"]
+    assert ingress_ports("apm-pgbouncer") == {6432}
+    assert [port["port"] for rule in pgbouncer["egress"] for port in rule["ports"]] == [5432]
