@@ -105,17 +105,28 @@ check-deploy: install
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/cache .pytest_cache .ruff_cache
 
-## Offline checks of the deployment files (docs/operations.md, "Deploying"): hadolint on the Dockerfile,
-## kubernetes-validate --strict on every manifest in k8s/, promtool on the alert rules and their unit
+## Offline checks of the deployment files (docs/deploy.md): hadolint on the Dockerfile,
+## kubernetes-validate --strict on every manifest in k8s/ but the CRDs (tests/deploy checks the Gateway API
+## objects), checkov on k8s/ and the Dockerfile, promtool on the alert rules and their unit
 ## tests, nginx -t on k8s/nginx.conf; the kustomization is also built when kubectl is here. The PyPI tools
 ## are pinned in requirements/deploy.txt; promtool and nginx come from Debian (`make deploy-tools`, root).
 .PHONY: deploy-check deploy-tools
-DEPLOY_MANIFESTS := $(filter-out k8s/kustomization.yaml,$(sort $(wildcard k8s/*.yaml)))
+# Custom resources (CRDs) kubernetes-validate has no schema for, checked another way below.
+DEPLOY_CRD_MANIFESTS := k8s/gateway.yaml
+DEPLOY_MANIFESTS := $(filter-out k8s/kustomization.yaml $(DEPLOY_CRD_MANIFESTS),$(sort $(wildcard k8s/*.yaml)))
 # Empty: the newest Kubernetes schema kubernetes-validate ships. Set it to your cluster's (e.g. 1.33.0).
 KUBERNETES_VERSION ?=
 
 $(VENV)/.deploy-installed: requirements/deploy.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements/deploy.txt
+	touch $@
+
+# checkov pins packages the application uses in other versions: a virtualenv of its own.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements/checkov.txt
 	touch $@
 
 deploy-tools:
@@ -128,7 +139,7 @@ deploy-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "promtool, nginx and openssl are installed"; fi
 
-deploy-check: $(VENV)/.deploy-installed
+deploy-check: $(VENV)/.deploy-installed $(CHECKOV_VENV)/.installed
 	@set -e; started=$$(date +%s); \
 	for tool in promtool nginx openssl; do \
 		command -v $$tool >/dev/null || { echo "deploy-check: $$tool not found; run 'make deploy-tools' (as root) first" >&2; exit 1; }; \
@@ -138,12 +149,19 @@ deploy-check: $(VENV)/.deploy-installed
 	echo "== kubernetes-validate --strict ($$($(VENV)/bin/kubernetes-validate --version))"; \
 	$(VENV)/bin/kubernetes-validate --strict --quiet $(if $(KUBERNETES_VERSION),-k $(KUBERNETES_VERSION)) $(DEPLOY_MANIFESTS); \
 	echo "   $(words $(DEPLOY_MANIFESTS)) files valid"; \
+	echo "== Gateway API objects and network policies (tests/deploy: $(DEPLOY_CRD_MANIFESTS))"; \
+	$(PY) -m pytest -q -p no:cacheprovider tests/deploy; \
+	echo "== checkov k8s/ and Dockerfile ($$($(CHECKOV_VENV)/bin/checkov --version); skipped checks: docs/deploy.md)"; \
+	$(CHECKOV) --framework kubernetes -d k8s; \
+	$(CHECKOV) --framework dockerfile -f Dockerfile; \
 	if command -v kubectl >/dev/null; then \
 		echo "== kubectl kustomize k8s/ | kubernetes-validate --strict"; \
 		kubectl kustomize k8s/ >$(VENV)/.deploy-kustomized.yaml; \
 		$(VENV)/bin/kubernetes-validate --strict --quiet $(if $(KUBERNETES_VERSION),-k $(KUBERNETES_VERSION)) $(VENV)/.deploy-kustomized.yaml; \
-		echo "   kustomization builds and validates"; \
-	else echo "== kustomize build skipped: kubectl is not installed (no Debian/PyPI/npm package of its own)"; fi; \
+		echo "   kustomization builds and validates (the Gateway API kinds warned about: tests/deploy above)"; \
+		echo "== checkov on the kustomize build"; \
+		$(CHECKOV) --framework kubernetes -f $(VENV)/.deploy-kustomized.yaml; \
+	else echo "== kustomize build (and checkov on it) skipped: kubectl is not installed (no Debian/PyPI/npm package of its own)"; fi; \
 	echo "== promtool ($$(promtool --version 2>&1 | head -n1))"; \
 	promtool check rules monitoring/alerts.yml; \
 	promtool test rules monitoring/alerts_test.yml; \

@@ -14,6 +14,7 @@ from django.conf import settings
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
 from config.logging import logging_setup
+from config.otel import celery_tracing_connect
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -23,6 +24,7 @@ app.autodiscover_tasks()
 # Workers bind the request id that django-structlog put in the task headers, so a request's log lines
 # and those of the tasks it enqueued share one id.
 app.steps["worker"].add(DjangoStructLogInitStep)
+celery_tracing_connect()  # OpenTelemetry, when the OTEL_* variables ask for it (config/otel.py)
 
 
 @setup_logging.connect
