@@ -53,8 +53,9 @@ COPY . /app
 
 # Static files are collected once, into the image (WhiteNoise serves them). The secret and host below
 # exist for this one command only: the settings refuse to load without them, and they never reach the
-# running containers, which get theirs from the environment.
+# running containers, which get theirs from the environment (the broker is never contacted here).
 RUN DJANGO_SECRET_KEY=collectstatic-build-only DJANGO_ALLOWED_HOSTS=localhost \
+    CELERY_BROKER_URL=redis://collectstatic-build-only.invalid:6379/0 \
     python manage.py collectstatic --noinput
 
 # django-prometheus under gunicorn: every worker process writes its metrics to files here and /metrics

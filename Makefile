@@ -98,7 +98,8 @@ loadtest: install .venv-loadtest/.installed
 
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
-		DJANGO_ALLOWED_HOSTS=apm.example.com $(PY) manage.py check --deploy --fail-level WARNING
+		DJANGO_ALLOWED_HOSTS=apm.example.com CELERY_BROKER_URL=redis://broker.example.com:6379/0 \
+		$(PY) manage.py check --deploy --fail-level WARNING
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/cache .pytest_cache .ruff_cache

@@ -56,10 +56,11 @@ def worker_queues(queue: str, env: dict[str, str], *, ingestion: bool = True) ->
 
 
 def celery_worker_start(
-    *, queue: str, env: dict[str, str], ingestion: bool = True, pool: str = "solo"
+    *, queue: str, env: dict[str, str], ingestion: bool = True, pool: str = "solo", concurrency: int = 0
 ) -> subprocess.Popen[bytes]:
-    """Start ``celery -A config worker`` as production does, one process, consuming ``queue`` (and the
-    ingestion queue ``env`` names, unless ``ingestion`` is false: ``worker_queues``).
+    """Start ``celery -A config worker`` as production does, consuming ``queue`` (and the ingestion
+    queue ``env`` names, unless ``ingestion`` is false: ``worker_queues``), with ``pool`` (one process:
+    solo) of ``concurrency`` (0: Celery's default).
 
     ``env`` adds to a clean environment (broker, result backend, database ...). A broker from
     tests.isolation brings its key prefix: the worker's queues, broadcasts and results are the test's.
@@ -82,6 +83,7 @@ def celery_worker_start(
             worker_queues(queue, env, ingestion=ingestion),
             "-l",
             "warning",
+            *(["--concurrency", str(concurrency)] if concurrency else []),
         ],
         cwd=ROOT,
         env={

@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config.logging import logging_config
 
 from .base import *  # noqa: F403
-from .base import CELERY_TASK_ALWAYS_EAGER, LOG_LEVEL, MIDDLEWARE, env
+from .base import LOG_LEVEL, MIDDLEWARE, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")  # no default: start-up fails without one
@@ -49,7 +49,7 @@ if not env("CELERY_BROKER_URL", default=""):
         "CELERY_BROKER_URL is not set: production needs a broker (redis://... or amqp://...) and workers "
         "(docs/operations.md, Processes); without one every task would run inside the web process"
     )
-if CELERY_TASK_ALWAYS_EAGER:
+if env.bool("CELERY_TASK_ALWAYS_EAGER", default=False):
     raise ImproperlyConfigured(
         "CELERY_TASK_ALWAYS_EAGER=true runs every task inside the web process: not in production"
     )
@@ -60,5 +60,6 @@ if not env("CELERY_BROKER_URL").startswith(("redis://", "rediss://")) and not en
         "CELERY_RESULT_BACKEND is not set: with a broker other than Redis, results and the chords that "
         "finish ingestion runs need one (redis://... of a Redis that persists and never evicts)"
     )
+CELERY_TASK_ALWAYS_EAGER = False
 # System checks that warn elsewhere are errors here (apm/checks.py).
 APM_PRODUCTION = True
