@@ -109,7 +109,7 @@ clean:
 ## tests, nginx -t on k8s/nginx.conf; the kustomization is also built when kubectl is here. The PyPI tools
 ## are pinned in requirements/deploy.txt; promtool and nginx come from Debian (`make deploy-tools`, root).
 .PHONY: deploy-check deploy-tools
-DEPLOY_MANIFESTS := $(filter-out k8s/kustomization.yaml,$(sort $(wildcard k8s/*.yaml)))
+DEPLOY_MANIFESTS := $(filter-out k8s/kustomization.yaml k8s/pgbouncer/kustomization.yaml,$(sort $(wildcard k8s/*.yaml k8s/pgbouncer/*.yaml)))
 # Empty: the newest Kubernetes schema kubernetes-validate ships. Set it to your cluster's (e.g. 1.33.0).
 KUBERNETES_VERSION ?=
 
@@ -142,6 +142,13 @@ deploy-check: $(VENV)/.deploy-installed
 		kubectl kustomize k8s/ >$(VENV)/.deploy-kustomized.yaml; \
 		$(VENV)/bin/kubernetes-validate --strict --quiet $(if $(KUBERNETES_VERSION),-k $(KUBERNETES_VERSION)) $(VENV)/.deploy-kustomized.yaml; \
 		echo "   kustomization builds and validates"; \
+		echo "== k8s/ with the k8s/pgbouncer component | kubernetes-validate --strict"; \
+		mkdir -p var/deploy-check/pgbouncer; \
+		printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../../k8s]\ncomponents: [../../../k8s/pgbouncer]\n' \
+			>var/deploy-check/pgbouncer/kustomization.yaml; \
+		kubectl kustomize var/deploy-check/pgbouncer >$(VENV)/.deploy-kustomized-pgbouncer.yaml; \
+		$(VENV)/bin/kubernetes-validate --strict --quiet $(if $(KUBERNETES_VERSION),-k $(KUBERNETES_VERSION)) $(VENV)/.deploy-kustomized-pgbouncer.yaml; \
+		echo "   the PgBouncer overlay builds and validates"; \
 	else echo "== kustomize build skipped: kubectl is not installed (no Debian/PyPI/npm package of its own)"; fi; \
 	echo "== promtool ($$(promtool --version 2>&1 | head -n1))"; \
 	promtool check rules monitoring/alerts.yml; \
