@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # APM's one image, for its three processes (docs/operations.md, "Deploying"):
 #   web     the default command: gunicorn config.wsgi:application on :8000 (gunicorn.conf.py)
-#   worker  celery -A config worker -l info
+#   worker  celery -A config worker -Q celery -l info       (webhooks, exports, the schedule's passes)
+#           celery -A config worker -Q ingestion -l info    (every ingestion task)
 #   beat    celery -A config beat -l info
 # Linted offline by `make deploy-check` (hadolint).
 #
