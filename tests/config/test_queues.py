@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import redis
 from celery import current_app
-from django.db import connection
 
 from benchmarks.repogen import history_stream, repository_create
 from config import topology
@@ -73,8 +72,6 @@ def _waiting(queue: str) -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_default_queue_worker_serves_exports_and_never_an_ingestion_step(tmp_path: Path, settings):
-    if connection.vendor == "sqlite":
-        pytest.skip("worker processes share the test's rows through a database server")
     require_service(BROKER)
     broker_flush(BROKER)
     settings.APM_REPO_ROOTS = [str(tmp_path / "sources")]
