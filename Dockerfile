@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # APM's one image, for its three processes (docs/operations.md, "Deploying"):
 #   web     the default command: gunicorn config.wsgi:application on :8000 (gunicorn.conf.py)
-#   worker  celery -A config worker -l info
+#   worker  celery -A config worker -Q celery -l info       (webhooks, exports, the schedule's passes)
+#           celery -A config worker -Q ingestion -l info    (every ingestion task)
 #   beat    celery -A config beat -l info
 # Linted offline by `make deploy-check` (hadolint).
 #
@@ -53,8 +54,9 @@ COPY . /app
 
 # Static files are collected once, into the image (WhiteNoise serves them). The secret and host below
 # exist for this one command only: the settings refuse to load without them, and they never reach the
-# running containers, which get theirs from the environment.
+# running containers, which get theirs from the environment (the broker is never contacted here).
 RUN DJANGO_SECRET_KEY=collectstatic-build-only DJANGO_ALLOWED_HOSTS=localhost \
+    CELERY_BROKER_URL=redis://collectstatic-build-only.invalid:6379/0 \
     python manage.py collectstatic --noinput
 
 # django-prometheus under gunicorn: every worker process writes its metrics to files here and /metrics

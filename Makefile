@@ -100,7 +100,8 @@ loadtest: install .venv-loadtest/.installed
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
 		AWS_STORAGE_BUCKET_NAME=apm-exports AWS_S3_ENDPOINT_URL=https://objects.example.com \
-		DJANGO_ALLOWED_HOSTS=apm.example.com APM_METRICS_TOKEN=check-deploy $(PY) manage.py check --deploy --fail-level WARNING
+		DJANGO_ALLOWED_HOSTS=apm.example.com APM_METRICS_TOKEN=check-deploy CELERY_BROKER_URL=redis://broker.example.com:6379/0 \
+		$(PY) manage.py check --deploy --fail-level WARNING
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/cache .pytest_cache .ruff_cache
@@ -113,7 +114,7 @@ clean:
 .PHONY: deploy-check deploy-tools
 # Custom resources (CRDs) kubernetes-validate has no schema for, checked another way below.
 DEPLOY_CRD_MANIFESTS := k8s/gateway.yaml
-DEPLOY_MANIFESTS := $(filter-out k8s/kustomization.yaml $(DEPLOY_CRD_MANIFESTS),$(sort $(wildcard k8s/*.yaml)))
+DEPLOY_MANIFESTS := $(filter-out k8s/kustomization.yaml k8s/pgbouncer/kustomization.yaml $(DEPLOY_CRD_MANIFESTS),$(sort $(wildcard k8s/*.yaml k8s/pgbouncer/*.yaml)))
 # Empty: the newest Kubernetes schema kubernetes-validate ships. Set it to your cluster's (e.g. 1.33.0).
 KUBERNETES_VERSION ?=
 
@@ -161,7 +162,14 @@ deploy-check: $(VENV)/.deploy-installed $(CHECKOV_VENV)/.installed
 		echo "   kustomization builds and validates (the Gateway API kinds warned about: tests/deploy above)"; \
 		echo "== checkov on the kustomize build"; \
 		$(CHECKOV) --framework kubernetes -f $(VENV)/.deploy-kustomized.yaml; \
-	else echo "== kustomize build (and checkov on it) skipped: kubectl is not installed (no Debian/PyPI/npm package of its own)"; fi; \
+		echo "== k8s/ with the k8s/pgbouncer component | kubernetes-validate --strict"; \
+		mkdir -p var/deploy-check/pgbouncer; \
+		printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../../k8s]\ncomponents: [../../../k8s/pgbouncer]\n' \
+			>var/deploy-check/pgbouncer/kustomization.yaml; \
+		kubectl kustomize var/deploy-check/pgbouncer >$(VENV)/.deploy-kustomized-pgbouncer.yaml; \
+		$(VENV)/bin/kubernetes-validate --strict --quiet $(if $(KUBERNETES_VERSION),-k $(KUBERNETES_VERSION)) $(VENV)/.deploy-kustomized-pgbouncer.yaml; \
+		echo "   the PgBouncer overlay builds and validates"; \
+	else echo "== kustomize builds (and checkov on them) skipped: kubectl is not installed (no Debian/PyPI/npm package of its own)"; fi; \
 	echo "== promtool ($$(promtool --version 2>&1 | head -n1))"; \
 	promtool check rules monitoring/alerts.yml; \
 	promtool test rules monitoring/alerts_test.yml; \

@@ -26,6 +26,9 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = _env_int("GUNICORN_WORKERS", 2)
 threads = _env_int("GUNICORN_THREADS", 4)
 worker_class = "gthread"
+# Django, loaded in each worker after this file, sizes its database pool by the threads that may hold a
+# connection at once (config/topology.py): these.
+os.environ["APM_PROCESS_THREADS"] = str(threads)
 # A worker silent for this long is killed and replaced (gthread: the heartbeat is not blocked by a slow
 # request, only by a stuck process).
 timeout = _env_int("GUNICORN_TIMEOUT", 30)

@@ -80,6 +80,15 @@ def task_enqueue(name: str, *args: Any, **options: Any) -> AsyncResult:
         if app.conf.task_always_eager:
             raise  # no broker involved: a task that ran here failed on its own connection
         raise BrokerUnavailable(broker_location(), str(exc) or type(exc).__name__) from exc
+    except RuntimeError as exc:
+        # Celery's Redis result consumer, failing to subscribe to the result and then to reconnect,
+        # raises RuntimeError from the connection error (on the broker's server by default: results
+        # live there, config/topology.py). The next call subscribes again on a new connection.
+        if app.conf.task_always_eager or not isinstance(exc.__cause__, unavailable):
+            raise
+        raise BrokerUnavailable(
+            broker_location(), str(exc.__cause__) or type(exc.__cause__).__name__
+        ) from exc
 
 
 def task_enqueue_on_commit(name: str, *args: Any, discard: Callable[[], object]) -> None:

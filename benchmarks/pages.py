@@ -125,6 +125,8 @@ def server_env(*, database_url: str, static_root: Path, extra: dict[str, str]) -
             "DJANGO_LOG_LEVEL": "WARNING",
             "DJANGO_STATIC_ROOT": str(static_root),
             "DATABASE_URL": database_url,
+            # Production refuses to start without a broker; the pages measured queue nothing.
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
             "DATABASE_POOL_SIZE": "4",
             "DATABASE_MAX_OVERFLOW": "4",
             **extra,

@@ -1104,7 +1104,8 @@ def apm_start(options: argparse.Namespace, env: dict[str, str], logs: Path, serv
         return {**env, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
     celery = [PYTHON, "-m", "celery", "-A", "config"]
-    worker = ["worker", "-l", "warning", "--concurrency", str(options.concurrency)]
+    # One worker for both queues, as one machine runs them (docs/operations.md, "Processes").
+    worker = ["worker", "-Q", "celery,ingestion", "-l", "warning", "--concurrency", str(options.concurrency)]
     services.append(
         service_start(
             "celery worker",

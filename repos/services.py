@@ -217,7 +217,8 @@ def ingestion_runs_resume() -> list[int]:
     chunks not written yet and the finish (repos.tasks). Chunks are upserts counted once, so a chunk
     that was in fact alive, or the lost message delivered late, changes nothing.
 
-    A queue with messages waiting may hold the run's chunks behind other work: nothing is resumed then.
+    An ingestion queue with messages waiting may hold the run's chunks behind other runs' work:
+    nothing is resumed then.
     A run resumed ``APM_INGEST_RESUMES_MAX`` times (a chunk that kills its worker each time) fails.
     Run by the schedule every minute; safe to run twice at once (the run's row is taken with SKIP
     LOCKED, and a resumption does its work only if the run was not heard from since it was queued).
@@ -229,7 +230,7 @@ def ingestion_runs_resume() -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    if not stalled or queue_waiting() > 0:
+    if not stalled or queue_waiting(settings.CELERY_INGESTION_QUEUE) > 0:
         return []
     resumed = []
     for run_id in stalled:

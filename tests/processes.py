@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from config import topology
 from tests import isolation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +36,8 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-# Production's settings as k8s/ deploys them (secret, hosts, export bucket, metrics token); a test that
-# is about one of them overrides it, and an empty value leaves it unset.
+# Production's settings as k8s/ deploys them (secret, hosts, export bucket, metrics token, broker); a
+# test that is about one of them overrides it, and an empty value leaves it unset.
 PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings.production",
     "DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-" + "q" * 40,
@@ -44,6 +45,7 @@ PRODUCTION_ENV = {
     "AWS_STORAGE_BUCKET_NAME": "apm-exports",
     "AWS_S3_ENDPOINT_URL": "https://objects.example.com",
     "APM_METRICS_TOKEN": "metrics-token",
+    "CELERY_BROKER_URL": "redis://broker.example.com:6379/0",
 }
 
 
@@ -53,8 +55,31 @@ def production_check_deploy(**env: str) -> subprocess.CompletedProcess[str]:
     return manage("check", "--deploy", "--fail-level", "WARNING", **variables)
 
 
-def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start ``celery -A config worker`` as production does, one process, consuming ``queue``.
+def worker_queues(queue: str, env: dict[str, str], *, ingestion: bool = True) -> str:
+    """``-Q`` of a worker consuming ``queue``, and with ``ingestion`` the ingestion queue its ``env``
+    routes ingestion to (config/topology.py), as one development worker consumes both.
+
+    The ingestion queue is added only when ``env`` names the worker's queues (CELERY_TASK_DEFAULT_QUEUE
+    or CELERY_INGESTION_QUEUE, as ``worker_database_env`` does): a worker of a test that does not never
+    consumes the shared default ``ingestion`` (RabbitMQ has no key prefix to keep runs apart).
+    """
+    queues = [queue]
+    named = env.get("CELERY_INGESTION_QUEUE") or (
+        topology.ingestion_queue_default(env["CELERY_TASK_DEFAULT_QUEUE"])
+        if env.get("CELERY_TASK_DEFAULT_QUEUE")
+        else ""
+    )
+    if ingestion and named and named not in queues:
+        queues.append(named)
+    return ",".join(queues)
+
+
+def celery_worker_start(
+    *, queue: str, env: dict[str, str], ingestion: bool = True, pool: str = "solo", concurrency: int = 0
+) -> subprocess.Popen[bytes]:
+    """Start ``celery -A config worker`` as production does, consuming ``queue`` (and the ingestion
+    queue ``env`` names, unless ``ingestion`` is false: ``worker_queues``), with ``pool`` (one process:
+    solo) of ``concurrency`` (0: Celery's default).
 
     ``env`` adds to a clean environment (broker, result backend, database ...). A broker from
     tests.isolation brings its key prefix: the worker's queues, broadcasts and results are the test's.
@@ -70,13 +95,14 @@ def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[
             "config",
             "worker",
             "--pool",
-            "solo",
+            pool,
             "--hostname",
             isolation.worker_nodename(),
             "-Q",
-            queue,
+            worker_queues(queue, env, ingestion=ingestion),
             "-l",
             "warning",
+            *(["--concurrency", str(concurrency)] if concurrency else []),
         ],
         cwd=ROOT,
         env={
@@ -89,6 +115,25 @@ def celery_worker_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def celery_beat_start(*, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``celery -A config beat`` as production does (the database schedule, apm.beat), logging to
+    ``log``. ``env`` adds to a clean environment: it needs a migrated database and a broker."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "info"],
+            cwd=ROOT,
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "HOME": os.environ.get("HOME", str(ROOT)),
+                "DJANGO_SETTINGS_MODULE": "config.settings.test",
+                **isolation.worker_environment(env.get("CELERY_BROKER_URL", "")),
+                **env,
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def database_url() -> str:
@@ -113,7 +158,8 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> N
 
 
 def worker_database_env(*, home: str, broker: str, queue: str) -> dict[str, str]:
-    """What a worker needs to work on the current test's database through ``broker``, consuming ``queue``."""
+    """What a worker needs to work on the current test's database through ``broker``, consuming ``queue``
+    (and routing ingestion to ``<queue>.ingestion``, or ``ingestion`` for ``celery``: config/topology.py)."""
     return {
         "HOME": home,
         "DATABASE_URL": database_url(),

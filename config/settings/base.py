@@ -17,6 +17,7 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from config import topology
 from config.storages import LOCAL_STORAGE, object_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -39,14 +40,19 @@ WSGI_APPLICATION = "config.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Databases ----------------------------------------------------------------------------------------
-# The guide's pool sizing, mapped onto psycopg's pool: DATABASE_POOL_SIZE connections are kept open
-# (min_size), DATABASE_MAX_OVERFLOW more may be opened under load (max_size = size + overflow) and every
-# connection is replaced after DATABASE_POOL_RECYCLE seconds (max_lifetime).
-DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=20)
-DATABASE_MAX_OVERFLOW = env.int("DATABASE_MAX_OVERFLOW", default=10)
+# psycopg's pool, sized from the process's threads (config/topology.py): a thread holds one connection
+# at most, so DATABASE_POOL_MAX_SIZE (max_size) defaults to the threads that may use the database at
+# once (GUNICORN_THREADS in a web process; a Celery pool process is sized when the worker starts,
+# config.celery_app) and DATABASE_POOL_SIZE (min_size, kept open while idle) to half of it. The guide's
+# DATABASE_MAX_OVERFLOW still works when set (max_size = size + overflow). Every connection is replaced
+# after DATABASE_POOL_RECYCLE seconds (max_lifetime). docs/operations.md has the arithmetic against
+# PostgreSQL's max_connections.
+DATABASE_POOL_SIZE, DATABASE_POOL_MAX_SIZE = topology.pool_sizes(topology.process_threads())
 DATABASE_POOL_RECYCLE = env.int("DATABASE_POOL_RECYCLE", default=3600)
+# DATABASE_URL names a PgBouncer in transaction pooling rather than PostgreSQL itself (see below).
+DATABASE_PGBOUNCER = env.bool("DATABASE_PGBOUNCER", default=False)
 # How long a request waits for a pooled connection. A thread holds one connection at most and the pool
-# is larger than the threads, so in normal running nobody waits; the wait that matters is the first
+# has one per thread, so in normal running nobody waits; the wait that matters is the first
 # request of each process during a database outage, which learns of it only when this runs out.
 DATABASE_POOL_TIMEOUT = env.int("DATABASE_POOL_TIMEOUT", default=5)
 
@@ -86,7 +92,7 @@ def database_config(url: str) -> dict:
         # pass ``?pool=true`` through as a string), and CONN_MAX_AGE must stay 0 when pooling.
         options["pool"] = {
             "min_size": DATABASE_POOL_SIZE,
-            "max_size": DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW,
+            "max_size": DATABASE_POOL_MAX_SIZE,
             "max_lifetime": DATABASE_POOL_RECYCLE,
             "timeout": DATABASE_POOL_TIMEOUT,
         }
@@ -96,6 +102,16 @@ def database_config(url: str) -> dict:
         # failover it still holds connections to the server that went away, each of which would fail
         # the request it served.
         config["CONN_HEALTH_CHECKS"] = True
+        if DATABASE_PGBOUNCER:
+            # PgBouncer in transaction pooling hands each transaction to any server connection, so nothing
+            # may outlive a transaction on one: the WITH HOLD cursors of QuerySet.iterator() outside a
+            # transaction ("cursor ... does not exist" when the next fetch lands on another server), and
+            # psycopg's prepared statements (Django leaves them off unless OPTIONS turn them on; pinned
+            # off here). The pool above stays, sized by threads: a client connection to PgBouncer holds
+            # no server connection between transactions, and keeping it open saves a handshake per
+            # request (docs/operations.md, "PgBouncer").
+            options["prepare_threshold"] = None
+            config["DISABLE_SERVER_SIDE_CURSORS"] = True
     elif engine == "django.db.backends.mysql":
         # MySQL/MariaDB has no pool in Django: keep connections alive between requests instead, check
         # them before reuse, use the full UTF-8 character set and strict mode so bad data fails loudly.
@@ -442,10 +458,22 @@ if not CELERY_BROKER_URL:
     # Eager Celery still takes a producer from the broker's pool for every task it runs, and kombu warns
     # "No hostname was supplied" each time when the in-process broker's URL names no host.
     CELERY_BROKER_URL = "memory://localhost/"
-CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
+# Results (and the chords' counters that finish an ingestion run) live on the broker's Redis unless
+# CELERY_RESULT_BACKEND names another, never on the cache's: the cache evicts (allkeys-lru) and keeps
+# nothing across a restart (docs/operations.md, "Two Redis servers"; apm.checks refuses the cache's).
+# A RabbitMQ broker needs CELERY_RESULT_BACKEND (production refuses to start without one).
+CELERY_RESULT_BACKEND = env(
+    "CELERY_RESULT_BACKEND", default=topology.result_backend_default(CELERY_BROKER_URL)
+)
 CELERY_RESULT_EXPIRES = 24 * 3600
 # Separate queues let several APM installations (or test runs) share one broker.
-CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default=topology.DEFAULT_QUEUE)
+# Ingestion has a queue, and workers, of its own (config/topology.py): `celery -A config worker -Q
+# celery` for the rest, `-Q ingestion` for ingestion, `-Q celery,ingestion` for one worker doing both.
+CELERY_INGESTION_QUEUE = env(
+    "CELERY_INGESTION_QUEUE", default=topology.ingestion_queue_default(CELERY_TASK_DEFAULT_QUEUE)
+)
+CELERY_TASK_ROUTES = topology.task_routes(CELERY_INGESTION_QUEUE)
 CELERY_RESULT_EXTENDED = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -497,7 +525,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Periodic tasks live in the database (django-celery-beat), so operators change them in the admin
 # (Periodic tasks) without a deploy. The defaults below are written there once, by migrate, and never
 # overwritten afterwards (apm.schedule); disable an entry rather than delete it.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The database scheduler, which also touches APM_HEARTBEAT_FILE on every tick (apm.beat).
+CELERY_BEAT_SCHEDULER = "apm.beat:HeartbeatDatabaseScheduler"
 APM_SCHEDULE_DEFAULTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] = {
     # name: (task, crontab fields minute/hour/day_of_week, kwargs)
     "Ingest every repository": ("repos.ingest_all", {"minute": "*/15"}, {}),
@@ -510,6 +539,11 @@ APM_SCHEDULE_DEFAULTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] 
     "Resume silent ingestion runs": ("repos.ingestion_runs_resume", {"minute": "*"}, {}),
 }
 CELERY_WORKER_SEND_TASK_EVENTS = True
+# Liveness of workers and beat without the broker: their main process touches this file every
+# APM_HEARTBEAT_SECONDS, and `python -m apm.heartbeat <file> --max-age <s>` is the probe (apm/heartbeat.py).
+# Empty (the default): no file is written.
+APM_HEARTBEAT_FILE = env("APM_HEARTBEAT_FILE", default="")
+APM_HEARTBEAT_SECONDS = env.float("APM_HEARTBEAT_SECONDS", default=10.0)
 CELERY_TASK_SEND_SENT_EVENT = True
 
 # --- Logging ------------------------------------------------------------------------------------------

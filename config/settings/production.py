@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.logging import logging_config
 
 from .base import *  # noqa: F403
@@ -42,3 +44,26 @@ LOGGING = logging_config(level=LOG_LEVEL, json=env.bool("DJANGO_LOG_JSON", defau
 # public, immutable". A CDN or nginx in front may cache them too (DJANGO_STATIC_URL).
 MIDDLEWARE = [MIDDLEWARE[0], MIDDLEWARE[1], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[2:]]
 STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
+
+# --- Celery in production -------------------------------------------------------------------------------
+# Without a broker every task would run eagerly inside the web process: an ingestion of hours in a
+# request thread, chords without workers. Start-up stops instead, naming what is missing.
+if not env("CELERY_BROKER_URL", default=""):
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL is not set: production needs a broker (redis://... or amqp://...) and workers "
+        "(docs/operations.md, Processes); without one every task would run inside the web process"
+    )
+if env.bool("CELERY_TASK_ALWAYS_EAGER", default=False):
+    raise ImproperlyConfigured(
+        "CELERY_TASK_ALWAYS_EAGER=true runs every task inside the web process: not in production"
+    )
+if not env("CELERY_BROKER_URL").startswith(("redis://", "rediss://")) and not env(
+    "CELERY_RESULT_BACKEND", default=""
+):
+    raise ImproperlyConfigured(
+        "CELERY_RESULT_BACKEND is not set: with a broker other than Redis, results and the chords that "
+        "finish ingestion runs need one (redis://... of a Redis that persists and never evicts)"
+    )
+CELERY_TASK_ALWAYS_EAGER = False
+# System checks that warn elsewhere are errors here (apm/checks.py).
+APM_PRODUCTION = True

@@ -7,16 +7,25 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from config.celery_app import app as celery_app
-from config.settings.base import database_config
+from config.settings.base import DATABASE_POOL_MAX_SIZE, DATABASE_POOL_SIZE, database_config
 from tests.processes import manage, production_check_deploy
 
+# Production refuses to start without a broker (tests/config/test_runtime.py); checks never contact it.
+PRODUCTION_BROKER = "redis://broker.example.com:6379/0"
 
-def test_postgres_url_uses_the_native_pool_sized_by_the_guide():
+
+def test_postgres_url_uses_the_native_pool_sized_by_the_process():
     config = database_config("postgres://apm:secret@db.internal:5432/apm")
 
     assert config["ENGINE"] == "django_prometheus.db.backends.postgresql"
     assert config["NAME"] == "apm"
-    assert config["OPTIONS"]["pool"] == {"min_size": 20, "max_size": 30, "max_lifetime": 3600, "timeout": 5}
+    # Sized from this process's threads (config/topology.py; tests/config/test_runtime.py has the sizes).
+    assert config["OPTIONS"]["pool"] == {
+        "min_size": DATABASE_POOL_SIZE,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "max_lifetime": 3600,
+        "timeout": 5,
+    }
     assert config["CONN_MAX_AGE"] == 0
 
 
@@ -107,6 +116,7 @@ def test_debug_toolbar_is_never_in_tests_or_production():
         "-c",
         "from django.conf import settings as s; print('debug_toolbar' in s.INSTALLED_APPS, s.DEBUG)",
         DJANGO_SETTINGS_MODULE="config.settings.production",
+        CELERY_BROKER_URL=PRODUCTION_BROKER,
         DJANGO_SECRET_KEY="x" * 64,
         DJANGO_ALLOWED_HOSTS="apm.example.com",
     )
@@ -125,6 +135,7 @@ def test_production_settings_have_no_default_secret():
     result = manage(
         "check",
         DJANGO_SETTINGS_MODULE="config.settings.production",
+        CELERY_BROKER_URL=PRODUCTION_BROKER,
         DJANGO_ALLOWED_HOSTS="apm.example.com",
     )
 

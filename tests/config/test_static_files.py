@@ -21,6 +21,7 @@ def _production() -> ModuleType:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DJANGO_SECRET_KEY", "static-files-test-" + "k" * 40)
         patch.setenv("DJANGO_ALLOWED_HOSTS", "testserver")
+        patch.setenv("CELERY_BROKER_URL", "redis://broker.example.com:6379/0")
         sys.modules.pop("config.settings.production", None)
         try:
             return importlib.import_module("config.settings.production")

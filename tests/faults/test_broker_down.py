@@ -22,6 +22,7 @@ from celery import current_app
 from django.db import connection
 
 from apm.jobs import BrokerUnavailable
+from config import topology
 from reports.models import ExportJob
 from repos.models import IngestionRun, Repository
 from repos.services import ingestion_request, repositories_ingest_all, repository_register
@@ -42,6 +43,8 @@ from tests.world import World, world  # noqa: F401
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUEUE = "celery"  # CELERY_TASK_DEFAULT_QUEUE of the web process: its messages are a list of this name
+# Where the web process routes ingestion (config/topology.py; a worker on QUEUE consumes it as well).
+INGESTION_QUEUE = topology.ingestion_queue_default(QUEUE)
 # What "fails fast" means here: the broker's refusal is known in a few seconds (retry policy, timeouts).
 FAST = 10.0
 
@@ -206,7 +209,7 @@ def test_a_broker_stopped_and_started_again(
     with publishing_to(redis_server.url):
         before = client.post(f"/api/v1/repositories/{up.pk}/ingest/", {}, format="json")
         assert (before.status_code, before.json()["status"]) == (202, "queued")
-        assert raw.llen(QUEUE) == 1
+        assert raw.llen(INGESTION_QUEUE) == 1
 
         redis_server.stop()  # the producer's pooled connection now leads nowhere
         started = time.monotonic()
@@ -234,7 +237,7 @@ def test_a_broker_stopped_and_started_again(
     assert list(IngestionRun.objects.filter(repository=during).values_list("pk", flat=True)) == [
         after.json()["run"]
     ]
-    assert raw.llen(QUEUE) == 2
+    assert raw.llen(INGESTION_QUEUE) == 2
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from tests import isolation
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
 from tests.isolation import broker_flush, celery_client, redis_broker
-from tests.processes import ROOT, wait_for, worker_database_env
+from tests.processes import ROOT, wait_for, worker_database_env, worker_queues
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +45,16 @@ def worker_group_start(*, queue: str, env: dict[str, str]) -> subprocess.Popen[b
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork"),
-            *("--concurrency", "2", "--hostname", isolation.worker_nodename(), "-Q", queue, "-l", "warning"),
+            *(
+                "--concurrency",
+                "2",
+                "--hostname",
+                isolation.worker_nodename(),
+                "-Q",
+                worker_queues(queue, env),
+                "-l",
+                "warning",
+            ),
         ],
         cwd=ROOT,
         env={

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from config import topology
 from repos.models import Commit, IngestionRun, Repository
 from repos.tasks import repositories_ingest_all_task
 from tests.conftest import require_service
@@ -125,9 +126,14 @@ def test_ingest_all_runs_every_active_repository(repo: GitRepo, tmp_path: Path):
 
 
 def broker_queue_remove(broker: str, queue: str) -> None:
-    """Delete a test's queue from the shared Redis broker: its messages and kombu's bindings of it."""
+    """Delete a test's queue, and the ingestion queue beside it (config/topology.py), from the shared
+    Redis broker: their messages and kombu's bindings of them."""
     client = redis.Redis.from_url(broker)
-    keys = list(client.scan_iter(match=f"*{queue}"))
+    keys = [
+        key
+        for name in (queue, topology.ingestion_queue_default(queue))
+        for key in client.scan_iter(match=f"*{name}")
+    ]
     if keys:
         client.delete(*keys)
 
