@@ -15,7 +15,7 @@ import requests
 
 from monitoring.access import MetricsAccess, metrics_access_decide, networks_parse
 from tests.monitoring.test_cache_outage import free_port
-from tests.processes import ROOT, production_check_deploy, wait_for
+from tests.processes import PRODUCTION_ENV, ROOT, production_check_deploy, wait_for
 
 TOKEN = "s3cret-metrics-token"
 
@@ -102,9 +102,7 @@ def worker_metrics_server(tmp_path: Path) -> Iterator[str]:
         cwd=ROOT,
         env={
             "PATH": os.environ.get("PATH", ""),
-            "DJANGO_SETTINGS_MODULE": "config.settings.production",
-            "DJANGO_SECRET_KEY": "worker-metrics-" + "k" * 50,
-            "DJANGO_ALLOWED_HOSTS": "apm.example.com",
+            **PRODUCTION_ENV,
             "APM_METRICS_TOKEN": TOKEN,
             "APM_METRICS_ALLOWED_NETWORKS": "192.0.2.0/24",
             "PROMETHEUS_MULTIPROC_DIR": str(directory),
