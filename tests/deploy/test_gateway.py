@@ -173,3 +173,57 @@ def test_the_network_policies_open_the_ports_the_pods_listen_on():
     pgbouncer = policies["apm-pgbouncer"]["spec"]
     assert ingress_ports("apm-pgbouncer") == {6432}
     assert [port["port"] for rule in pgbouncer["egress"] for port in rule["ports"]] == [5432]
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels and matchExpressions) matches ``labels``."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        present, value = expression["key"] in labels, labels.get(expression["key"])
+        matched = {
+            "In": present and value in expression.get("values", []),
+            "NotIn": not present or value not in expression.get("values", []),
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[expression["operator"]]
+        if not matched:
+            return False
+    return True
+
+
+def _pod_labels(path: str) -> dict[str, str]:
+    (deployment,) = [d for d in _documents(path) if d["kind"] == "Deployment"]
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(
+    ("deployment", "policies"),
+    [
+        ("web-deployment.yaml", {"apm-web-ingress", "apm-data-stores"}),
+        ("worker-deployment.yaml", {"apm-worker-metrics-ingress", "apm-worker-egress", "apm-data-stores"}),
+        (
+            "worker-ingestion-deployment.yaml",
+            {"apm-worker-metrics-ingress", "apm-worker-egress", "apm-data-stores"},
+        ),
+        ("beat-deployment.yaml", {"apm-data-stores"}),
+        ("pgbouncer/pgbouncer-deployment.yaml", {"apm-pgbouncer", "apm-data-stores"}),
+    ],
+)
+def test_each_deployments_pods_get_the_policies_meant_for_them(deployment: str, policies: set[str]):
+    labels = _pod_labels(deployment)
+    selecting = {
+        policy["metadata"]["name"]
+        for policy in _documents("networkpolicies.yaml")
+        if policy["spec"]["podSelector"] and _selects(policy["spec"]["podSelector"], labels)
+    }
+
+    assert selecting == policies
+
+
+def test_prometheus_scrapes_both_worker_deployments():
+    (pod_monitor,) = [d for d in _documents("monitoring/servicemonitor.yaml") if d["kind"] == "PodMonitor"]
+
+    for deployment in ("worker-deployment.yaml", "worker-ingestion-deployment.yaml"):
+        assert _selects(pod_monitor["spec"]["selector"], _pod_labels(deployment)), deployment
+    assert not _selects(pod_monitor["spec"]["selector"], _pod_labels("web-deployment.yaml"))
