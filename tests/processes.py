@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,12 +12,59 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 from django.db import connection
 
 from config import topology
 from tests import isolation
 
 ROOT = Path(__file__).resolve().parents[1]
+# APM's web process as the image starts it.
+GUNICORN = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "config.wsgi:application"]
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (for a server the test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve(
+    command: list[str], env: dict[str, str], *, log: Path, url: str, what: str, timeout: float = 60
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` (a server) with exactly ``env``, its output in ``log``, once ``url`` answers.
+
+    Any HTTP answer counts (a protected endpoint answers 401 while serving); a server still loading
+    may accept and not answer yet, which counts as not yet. Fails with the log's end if it exits.
+    """
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+    def answers() -> bool:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            requests.get(url, timeout=10)
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+        return True
+
+    try:
+        wait_for(answers, timeout=timeout, what=what)
+    except BaseException:
+        process_stop(process)
+        raise
+    return process
+
+
+def process_stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server or worker as its supervisor would (SIGTERM), killing it if it hangs."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -172,8 +220,4 @@ def worker_database_env(*, home: str, broker: str, queue: str) -> dict[str, str]
 
 def celery_worker_stop(process: subprocess.Popen[bytes]) -> None:
     """Stop a worker as its supervisor would (SIGTERM, a warm shutdown), killing it if it hangs."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    process_stop(process)

@@ -32,12 +32,15 @@ from repos.services import repository_register
 from tests.conftest import require_service
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.isolation import broker_flush, redis_broker, worker_environment
-from tests.monitoring.test_cache_outage import free_port
 from tests.processes import (
+    GUNICORN,
     ROOT,
     celery_worker_start,
     celery_worker_stop,
     database_url,
+    free_port,
+    process_stop,
+    serve,
     wait_for,
     worker_database_env,
 )
@@ -244,12 +247,11 @@ def test_a_task_enqueued_by_a_request_continues_the_request_trace(
     }
     worker = celery_worker_start(queue=queues, env={**common, **_tracing_environment(receiver, "apm-worker")})
     port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as output:
-        web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "config.wsgi:application"],
-            cwd=ROOT,
-            env={
+    base = f"http://127.0.0.1:{port}"
+    try:
+        web = serve(
+            GUNICORN,
+            {
                 "PATH": os.environ.get("PATH", ""),
                 "DJANGO_SETTINGS_MODULE": "config.settings.test",
                 **worker_environment(BROKER),
@@ -259,22 +261,16 @@ def test_a_task_enqueued_by_a_request_continues_the_request_trace(
                 "GUNICORN_WORKERS": "1",
                 "GUNICORN_THREADS": "2",
             },
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            log=tmp_path / "gunicorn.log",
+            url=f"{base}/healthz",
+            what="gunicorn serving APM",
+            # A worker still loading Django and OpenTelemetry on a busy machine.
+            timeout=120,
         )
-    base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        assert web.poll() is None, log.read_text()[-3000:]
-        # A worker still loading Django (and OpenTelemetry) on a busy machine may accept and not answer
-        # yet: a timeout is "not yet", like a refused connection.
-        try:
-            return requests.get(f"{base}/healthz", timeout=10).status_code == 200
-        except (requests.ConnectionError, requests.Timeout):
-            return False
-
+    except BaseException:
+        celery_worker_stop(worker)
+        raise
     try:
-        wait_for(answers, timeout=120, what="gunicorn serving APM")
         response = requests.post(
             f"{base}/api/v1/repositories/{repository.pk}/ingest/",
             headers={"Authorization": f"Token {token}"},
@@ -312,11 +308,7 @@ def test_a_task_enqueued_by_a_request_continues_the_request_trace(
             what="the request's server span, as an ancestor of the task's span",
         )
     finally:
-        web.terminate()
-        try:
-            web.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            web.kill()
+        process_stop(web)
         celery_worker_stop(worker)
         broker_flush(BROKER)
 

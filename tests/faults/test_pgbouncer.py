@@ -23,8 +23,7 @@ import pytest
 from tests.conftest import require_service, services_required
 from tests.faults.test_postgres_outage import App, as_cluster_owner
 from tests.isolation import namespace
-from tests.monitoring.test_cache_outage import free_port
-from tests.processes import ROOT, wait_for
+from tests.processes import ROOT, free_port, process_stop, wait_for
 from tests.repos.gitrepo import GitRepo
 
 SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -99,11 +98,7 @@ class PgBouncer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+            process_stop(self.process)
             self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -25,8 +25,7 @@ import requests
 
 from apm.middleware import OUTAGE_PROBE_SECONDS
 from tests.conftest import services_required
-from tests.monitoring.test_cache_outage import free_port
-from tests.processes import ROOT, wait_for
+from tests.processes import GUNICORN, ROOT, free_port, process_stop, serve
 
 # The server under test runs its own database: the suite's is not involved.
 BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
@@ -162,28 +161,18 @@ class App:
         token, session = self.manage("shell", "--no-imports", "-c", _PEOPLE).split()[-2:]
         self.api.headers["Authorization"] = f"Token {token}"
         self.browser.cookies.set("sessionid", session)
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "config.wsgi:application"],
-                cwd=ROOT,
-                env={
-                    **self.environment,
-                    "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-                    "GUNICORN_WORKERS": "1",
-                    "GUNICORN_THREADS": "4",
-                },
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self._answers, timeout=60, what="gunicorn serving APM")
-
-    def _answers(self) -> bool:
-        assert self.process is not None
-        assert self.process.poll() is None, self.log.read_text()[-3000:]
-        try:
-            return self.get("/healthz").status_code == 200
-        except requests.ConnectionError:
-            return False
+        self.process = serve(
+            GUNICORN,
+            {
+                **self.environment,
+                "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+                "GUNICORN_WORKERS": "1",
+                "GUNICORN_THREADS": "4",
+            },
+            log=self.log,
+            url=f"http://127.0.0.1:{self.port}/healthz",
+            what="gunicorn serving APM",
+        )
 
     def get(
         self, path: str, *, session: requests.Session | None = None, **kwargs: object
@@ -192,11 +181,7 @@ class App:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+            process_stop(self.process)
             self.process = None
 
 

@@ -14,8 +14,7 @@ import pytest
 import requests
 
 from monitoring.access import MetricsAccess, metrics_access_decide, networks_parse
-from tests.monitoring.test_cache_outage import free_port
-from tests.processes import PRODUCTION_ENV, ROOT, production_check_deploy, wait_for
+from tests.processes import PRODUCTION_ENV, ROOT, free_port, production_check_deploy, wait_for
 
 TOKEN = "s3cret-metrics-token"
 

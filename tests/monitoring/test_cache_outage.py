@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +29,11 @@ from projects.services import project_cache_invalidate
 from tests.conftest import services_required
 from tests.factories import CommitFactory, FileChangeFactory, FileFactory, UserFactory
 from tests.isolation import namespace
-from tests.processes import ROOT, wait_for
+from tests.processes import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.django_db
 
 NO_CACHE = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class RedisServer:

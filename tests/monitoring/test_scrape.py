@@ -29,8 +29,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import require_service
 from tests.faults.test_postgres_outage import PostgresCluster, cluster  # noqa: F401
 from tests.isolation import celery_client, namespace, redis_broker
-from tests.monitoring.test_cache_outage import free_port
-from tests.processes import ROOT, celery_worker_start, celery_worker_stop, wait_for
+from tests.processes import (
+    GUNICORN,
+    ROOT,
+    celery_worker_start,
+    celery_worker_stop,
+    free_port,
+    process_stop,
+    serve,
+)
 from tests.repos.test_commands import broker_queue_remove
 
 TOKEN = "scrape-token-" + "t" * 20
@@ -164,24 +171,6 @@ def _production_env(cluster: PostgresCluster, tmp_path: Path, metrics_dir: Path)
     }
 
 
-def _serve(
-    command: list[str], env: dict[str, str], log: Path, url: str, what: str
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-
-    def answers() -> bool:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            requests.get(url, timeout=5)
-        except requests.ConnectionError:
-            return False
-        return True
-
-    wait_for(answers, timeout=60, what=what)
-    return process
-
-
 @pytest.fixture
 def deployment(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Deployment]:  # noqa: F811
     require_service(BROKER)
@@ -203,21 +192,21 @@ def deployment(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Deployment]
     worker = None
     try:
         processes.append(
-            _serve(
-                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "config.wsgi:application"],
+            serve(
+                GUNICORN,
                 {
                     **env,
                     "GUNICORN_BIND": f"127.0.0.1:{web_port}",
                     "GUNICORN_WORKERS": "2",
                     "GUNICORN_THREADS": "2",
                 },
-                tmp_path / "gunicorn.log",
-                f"http://127.0.0.1:{web_port}/healthz",
-                "gunicorn serving APM",
+                log=tmp_path / "gunicorn.log",
+                url=f"http://127.0.0.1:{web_port}/healthz",
+                what="gunicorn serving APM",
             )
         )
         processes.append(
-            _serve(
+            serve(
                 [
                     sys.executable,
                     "-m",
@@ -228,9 +217,9 @@ def deployment(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Deployment]
                     "127.0.0.1",
                 ],
                 {**env, "PROMETHEUS_MULTIPROC_DIR": str(worker_dir)},
-                tmp_path / "worker-metrics.log",
-                f"http://127.0.0.1:{worker_port}/metrics",
-                "the workers' metrics server",
+                log=tmp_path / "worker-metrics.log",
+                url=f"http://127.0.0.1:{worker_port}/metrics",
+                what="the workers' metrics server",
             )
         )
         worker = celery_worker_start(
@@ -257,8 +246,7 @@ def deployment(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Deployment]
         if worker is not None:
             celery_worker_stop(worker)
         for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
+            process_stop(process)
         broker_queue_remove(BROKER, queue)
 
 

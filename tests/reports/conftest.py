@@ -21,8 +21,7 @@ import boto3
 import pytest
 
 from config.storages import object_storage
-from tests.monitoring.test_cache_outage import free_port
-from tests.processes import wait_for
+from tests.processes import free_port, process_stop, wait_for
 
 # moto accepts any credentials; they are passed explicitly so that nothing of the machine's AWS
 # configuration (~/.aws, AWS_* of the shell) is used.
@@ -62,8 +61,7 @@ class S3Server:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+            process_stop(self.process)
             self.process = None
 
     def client(self) -> Any:

@@ -15,8 +15,6 @@ import datetime
 import io
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,13 +37,14 @@ from reports.exports import EXPORT_TASK, ExportFailed, export_run, exports_purge
 from reports.models import ExportJob
 from tests.conftest import require_service
 from tests.isolation import celery_client, redis_broker
-from tests.monitoring.test_cache_outage import free_port
 from tests.processes import (
-    ROOT,
+    GUNICORN,
     celery_worker_start,
     celery_worker_stop,
     database_url,
-    wait_for,
+    free_port,
+    process_stop,
+    serve,
     worker_database_env,
 )
 from tests.reports.conftest import PREFIX, Bucket
@@ -113,42 +112,26 @@ def exports_counted(status: str) -> float:
 def web_process(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
     """APM's web process, gunicorn as in production, on this test's database: its URL."""
     port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "config.wsgi:application"],
-            cwd=ROOT,
-            env={
-                **{key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}},
-                "DJANGO_SETTINGS_MODULE": "config.settings.test",
-                "DATABASE_URL": database_url(),
-                "DATABASE_POOL_SIZE": "1",
-                "GUNICORN_BIND": f"127.0.0.1:{port}",
-                "GUNICORN_WORKERS": "1",
-                "GUNICORN_THREADS": "2",
-                **env,
-            },
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            return requests.get(f"{url}/healthz", timeout=5).status_code == 200
-        except requests.ConnectionError:
-            return False
-
+    process = serve(
+        GUNICORN,
+        {
+            **{key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}},
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": database_url(),
+            "DATABASE_POOL_SIZE": "1",
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "GUNICORN_WORKERS": "1",
+            "GUNICORN_THREADS": "2",
+            **env,
+        },
+        log=tmp_path / "gunicorn.log",
+        url=f"http://127.0.0.1:{port}/healthz",
+        what="gunicorn serving APM",
+    )
     try:
-        wait_for(answers, timeout=60, what="gunicorn serving APM")
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        process_stop(process)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -21,7 +21,7 @@ from tests.factories import (
     TaskFactory,
 )
 from tests.faults.test_broker_down import publishing_to
-from tests.monitoring.test_cache_outage import free_port
+from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
