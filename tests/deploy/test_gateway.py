@@ -227,3 +227,15 @@ def test_prometheus_scrapes_both_worker_deployments():
     for deployment in ("worker-deployment.yaml", "worker-ingestion-deployment.yaml"):
         assert _selects(pod_monitor["spec"]["selector"], _pod_labels(deployment)), deployment
     assert not _selects(pod_monitor["spec"]["selector"], _pod_labels("web-deployment.yaml"))
+
+
+@pytest.mark.parametrize("deployment", ["worker-deployment.yaml", "worker-ingestion-deployment.yaml"])
+def test_each_workers_metrics_are_served_to_prometheus_only(deployment: str):
+    (manifest,) = [d for d in _documents(deployment) if d["kind"] == "Deployment"]
+    (metrics,) = [c for c in manifest["spec"]["template"]["spec"]["containers"] if c["name"] == "metrics"]
+
+    # monitoring.worker_metrics asks for APM_METRICS_TOKEN or an allowed address, read from the Secret
+    # and the ConfigMap; a bare prometheus_client server would answer anyone.
+    assert metrics["command"][:3] == ["python", "-m", "monitoring.worker_metrics"]
+    sources = {next(iter(source.values()))["name"] for source in metrics["envFrom"]}
+    assert sources == {"apm-config", "apm-secrets"}
