@@ -620,5 +620,7 @@ APM_METRICS_TOKEN = env("APM_METRICS_TOKEN", default="")
 APM_METRICS_ALLOWED_NETWORKS = env.list("APM_METRICS_ALLOWED_NETWORKS", default=[])
 APM_METRICS_OPEN_WITHOUT_CREDENTIALS = True
 # The Celery queues whose depth /metrics reports (asked of the broker at scrape time, cached briefly).
-APM_METRICS_QUEUES = env.list("APM_METRICS_QUEUES", default=[CELERY_TASK_DEFAULT_QUEUE, "ingestion"])
+APM_METRICS_QUEUES = env.list(
+    "APM_METRICS_QUEUES", default=[CELERY_TASK_DEFAULT_QUEUE, CELERY_INGESTION_QUEUE]
+)
 # --- end of metrics ---

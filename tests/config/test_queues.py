@@ -25,7 +25,14 @@ from repos.services import repository_register
 from tests.conftest import require_service
 from tests.factories import ProjectFactory
 from tests.isolation import broker_flush, celery_client, redis_broker
-from tests.processes import ROOT, celery_worker_start, celery_worker_stop, wait_for, worker_database_env
+from tests.processes import (
+    ROOT,
+    celery_worker_start,
+    celery_worker_stop,
+    manage,
+    wait_for,
+    worker_database_env,
+)
 
 BROKER = redis_broker()  # keyed under this test process's namespace (tests/isolation.py)
 
@@ -60,6 +67,19 @@ def test_every_ingestion_task_is_routed_to_the_ingestion_queue_and_nothing_else_
 def test_renaming_the_default_queue_renames_the_ingestion_queue_with_it():
     assert topology.ingestion_queue_default("celery") == "ingestion"
     assert topology.ingestion_queue_default("apm-staging") == "apm-staging.ingestion"
+
+
+def test_metrics_report_the_depth_of_the_queues_the_workers_consume():
+    shown = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings as s; print(*s.APM_METRICS_QUEUES)",
+        CELERY_TASK_DEFAULT_QUEUE="apm-staging",
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["apm-staging", "apm-staging.ingestion"]
 
 
 def _waiting(queue: str) -> int:
