@@ -97,6 +97,11 @@ class ExportJobViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet[ExportJob],
 ):
+    """Exports of a project (``/api/v1/projects/{key}/exports/``): CSV of its tasks or commits, or its
+    digest in Markdown or HTML. A request answers 202 at once and a worker writes the file; follow the
+    job until it has succeeded, then fetch ``download``, which answers the file or a redirect to it (a
+    link that expires in a minute). Members read and download; members who may write request."""
+
     serializer_class = ExportJobSerializer
     lookup_value_regex = "[0-9]+"
     filter_backends: list[Any] = []

@@ -65,6 +65,13 @@ from tasks.models import Task
     partial_update=extend_schema(summary="Rename, change branch, (de)activate (owners and maintainers)"),
 )
 class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
+    """Git repositories of your projects (``/api/v1/repositories/{id}/``).
+
+    Every member of a repository's project reads it; owners and maintainers register, change and
+    deactivate it and replace its push-webhook secret; any member who may write asks for an ingestion
+    (``.../ingest/``), which answers 202 with the run to follow at ``/api/v1/ingestion-runs/{id}/``.
+    """
+
     filterset_class = RepositoryFilter
     search_fields = ["name", "source"]
     ordering_fields = ["name", "created_at", "last_ingested_at"]
@@ -151,6 +158,10 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
     retrieve=extend_schema(summary="One ingestion run: status, progress, timings, error"),
 )
 class IngestionRunViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """Ingestion runs of your projects' repositories: what started each one, its status and progress,
+    its timings and, for a failed run, the reason. Runs are started by ``.../repositories/{id}/ingest/``,
+    a push webhook or the schedule; they are never written through this endpoint."""
+
     serializer_class = IngestionRunSerializer
     project_path = "repository__project"
     filterset_class = IngestionRunFilter
@@ -171,6 +182,9 @@ class CommitCursorPagination(HistoryCursorPagination):
     retrieve=extend_schema(summary="One commit"),
 )
 class CommitViewSet(PageAttachMixin, ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """Commits ingested from your projects' repositories, newest first, with the tasks their messages
+    name. Lists page by cursor (follow ``next``), so a page costs the same deep into a long history."""
+
     serializer_class = CommitSerializer
     project_path = "repository__project"
     pagination_class = CommitCursorPagination
@@ -194,6 +208,9 @@ class FileChangeCursorPagination(HistoryCursorPagination):
     retrieve=extend_schema(summary="One file change"),
 )
 class FileChangeViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """What each ingested commit changed, file by file (lines added and deleted), for your projects'
+    repositories. Lists page by cursor (follow ``next``)."""
+
     serializer_class = FileChangeSerializer
     project_path = "repository__project"
     pagination_class = FileChangeCursorPagination
@@ -209,6 +226,8 @@ class FileChangeViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     retrieve=extend_schema(summary="One file"),
 )
 class FileViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """The files of your projects' repositories as ingestion last saw them, most churned first."""
+
     serializer_class = FileSerializer
     filterset_class = FileFilter
     search_fields = ["path"]
