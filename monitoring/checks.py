@@ -37,7 +37,7 @@ def database_probe(*, timeout: int = READINESS_DATABASE_SECONDS) -> None:
     """Raise unless the database answers ``SELECT 1``.
 
     With PostgreSQL's pool, on a connection of its own: the pool would make the probe wait up to
-    ``DATABASE_POOL_TIMEOUT`` (30 s) during an outage, and after one it retries at growing intervals, so
+    ``DATABASE_POOL_TIMEOUT`` (5 s) during an outage, and after one it retries at growing intervals, so
     it would say the database is away for a while after it is back.
     """
     connection = connections["default"]
