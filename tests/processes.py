@@ -123,7 +123,13 @@ def worker_queues(queue: str, env: dict[str, str], *, ingestion: bool = True) ->
 
 
 def celery_worker_start(
-    *, queue: str, env: dict[str, str], ingestion: bool = True, pool: str = "solo", concurrency: int = 0
+    *,
+    queue: str,
+    env: dict[str, str],
+    ingestion: bool = True,
+    pool: str = "solo",
+    concurrency: int = 0,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``celery -A config worker`` as production does, consuming ``queue`` (and the ingestion
     queue ``env`` names, unless ``ingestion`` is false: ``worker_queues``), with ``pool`` (one process:
@@ -132,9 +138,11 @@ def celery_worker_start(
     ``env`` adds to a clean environment (broker, result backend, database ...). A broker from
     tests.isolation brings its key prefix: the worker's queues, broadcasts and results are the test's.
     Each worker has a node name of its own (tests.isolation): on RabbitMQ a second ``celery@<host>``
-    cannot open the first one's exclusive control queue.
+    cannot open the first one's exclusive control queue. With ``log``, what it says (from ``info`` up)
+    goes to that file, for a test to show when it fails.
     """
-    return subprocess.Popen(
+    output = log.open("ab") if log is not None else subprocess.DEVNULL
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -149,7 +157,7 @@ def celery_worker_start(
             "-Q",
             worker_queues(queue, env, ingestion=ingestion),
             "-l",
-            "warning",
+            "info" if log is not None else "warning",
             *(["--concurrency", str(concurrency)] if concurrency else []),
         ],
         cwd=ROOT,
@@ -160,9 +168,12 @@ def celery_worker_start(
             **isolation.worker_environment(env.get("CELERY_BROKER_URL", "")),
             **env,
         },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
     )
+    if not isinstance(output, int):
+        output.close()  # the worker has its own copy
+    return process
 
 
 def celery_beat_start(*, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

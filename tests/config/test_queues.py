@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,16 @@ def test_metrics_report_the_depth_of_the_queues_the_workers_consume():
     assert shown.stdout.split() == ["apm-staging", "apm-staging.ingestion"]
 
 
+def _within(condition: Callable[[], bool], *, seconds: float) -> bool:
+    """Whether ``condition`` holds within ``seconds`` (polled)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def _waiting(queue: str) -> int:
     client = redis.Redis.from_url(str(BROKER))
     try:
@@ -102,9 +114,11 @@ def test_the_default_queue_worker_serves_exports_and_never_an_ingestion_step(tmp
     default_queue = f"apm-queues-{os.getpid()}"
     ingestion_queue = topology.ingestion_queue_default(default_queue)
     base = worker_database_env(home=str(tmp_path), broker=BROKER, queue=default_queue)
+    logs = {"default": tmp_path / "worker-default.log", "ingestion": tmp_path / "worker-ingestion.log"}
     default_worker = celery_worker_start(
         queue=default_queue,
         ingestion=False,
+        log=logs["default"],
         env={
             **base,
             # This worker cannot read the repository: an ingestion step it took would fail the run.
@@ -139,6 +153,7 @@ def test_the_default_queue_worker_serves_exports_and_never_an_ingestion_step(tmp
         ingestion_worker = celery_worker_start(
             queue=ingestion_queue,
             ingestion=False,
+            log=logs["ingestion"],
             env={
                 **base,
                 "APM_REPO_ROOTS": str(tmp_path / "sources"),
@@ -155,11 +170,14 @@ def test_the_default_queue_worker_serves_exports_and_never_an_ingestion_step(tmp
         # The ingestion worker is busy with the run's chunks: an export does not wait for them.
         export()
         assert IngestionRun.objects.get(pk=run.pk).status == IngestionRun.Status.RUNNING
-        wait_for(
-            lambda: IngestionRun.objects.get(pk=run.pk).status != IngestionRun.Status.RUNNING,
-            timeout=300,
-            what="the run to end on the ingestion worker",
+        ended = _within(
+            lambda: IngestionRun.objects.get(pk=run.pk).status != IngestionRun.Status.RUNNING, seconds=600
         )
+        state = IngestionRun.objects.values(
+            "status", "commits_done", "commits_total", "chunks_done", "error"
+        ).get(pk=run.pk)
+        # If it does not end, what the workers said shows why.
+        assert ended, (state, *(f"{name}: {path.read_text()[-4000:]}" for name, path in logs.items()))
         # What each worker ran, by task name (each answers for itself once idle).
         totals = {
             name: set(stats["total"])
