@@ -8,14 +8,18 @@ in a loop outside any task. So the worker's main process (config.celery_app) and
 
     python -m apm.heartbeat /tmp/apm-heartbeat --max-age 60
 
-which exits 0 when the file was touched within the last 60 seconds, 1 when it is older or missing. It
+which exits 0 when the file was touched within the last 60 seconds, 1 when it is older, missing, not a
+regular file, unreadable or dated in the future (more than a few seconds: a time that no heartbeat
+wrote), and 2 on a wrong ``--max-age`` (a finite number of seconds above 0). It
 imports neither Django nor Celery: the kubelet runs it every period, inside the pod's memory limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import stat
 import sys
 import threading
 import time
@@ -32,12 +36,21 @@ def heartbeat_touch(path: str | os.PathLike[str]) -> None:
         target.touch()
 
 
-def heartbeat_age(path: str | os.PathLike[str]) -> float | None:
-    """Seconds since the file was last touched; ``None`` when there is no such file."""
+# How far in the future a file's time may be and still count as now: the clocks of one machine, read a
+# moment apart. Beyond it the time was set by something else than the heartbeat (a restored file, a
+# clock that jumped back), and a file "touched in an hour" would count as fresh for an hour and more.
+FUTURE_TOLERANCE_SECONDS = 5.0
+
+
+def _max_age(text: str) -> float:
+    """``--max-age``: a finite number of seconds above zero (NaN would make every file fresh)."""
     try:
-        return max(0.0, time.time() - os.stat(path).st_mtime)
-    except FileNotFoundError:
-        return None
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"a finite number of seconds above 0, not {text!r}")
+    return value
 
 
 class HeartbeatThread(threading.Thread):
@@ -73,11 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         description="Exit 0 when FILE was touched within --max-age seconds, 1 when it is older or missing.",
     )
     parser.add_argument("file")
-    parser.add_argument("--max-age", type=float, required=True, metavar="SECONDS")
+    parser.add_argument("--max-age", type=_max_age, required=True, metavar="SECONDS")
     arguments = parser.parse_args(argv)
-    age = heartbeat_age(arguments.file)
-    if age is None:
+    try:
+        status = os.stat(arguments.file)
+    except FileNotFoundError:
         print(f"{arguments.file}: missing", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file where a directory of the path should be, no permission
+        print(f"{arguments.file}: cannot be read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    age = time.time() - status.st_mtime
+    if not stat.S_ISREG(status.st_mode):
+        # A directory's time changes when files come and go in it, not when a heartbeat touches it.
+        print(f"{arguments.file}: not a regular file", file=sys.stderr)
+        return 1
+    if age < -FUTURE_TOLERANCE_SECONDS:
+        print(f"{arguments.file}: stale, its time is {-age:.0f} s in the future", file=sys.stderr)
         return 1
     if age > arguments.max_age:
         print(

@@ -31,7 +31,7 @@ from tests.processes import (
 BEAT_SECONDS = 0.5
 
 
-def probe(path: Path, max_age: float) -> subprocess.CompletedProcess[str]:
+def probe(path: Path, max_age: float | str) -> subprocess.CompletedProcess[str]:
     """The liveness probe exactly as Kubernetes runs it (k8s/worker-deployment.yaml)."""
     return subprocess.run(
         [sys.executable, "-m", "apm.heartbeat", str(path), "--max-age", str(max_age)],
@@ -57,6 +57,46 @@ def test_the_probe_says_fresh_stale_or_missing(tmp_path: Path):
     stale = probe(path, 10)
     assert stale.returncode == 1
     assert "stale, touched 3600 s ago (max 10 s)" in stale.stderr
+
+
+def test_a_file_dated_in_the_future_is_stale_beyond_a_few_seconds(tmp_path: Path):
+    path = tmp_path / "heartbeat"
+    path.touch()
+    in_an_hour = time.time() + 3600
+    os.utime(path, (in_an_hour, in_an_hour))
+    future = probe(path, 60)
+    assert future.returncode == 1
+    assert "stale, its time is 3600 s in the future" in future.stderr
+
+    # Two clocks read a moment apart may disagree slightly: that is still now.
+    in_a_second = time.time() + 1
+    os.utime(path, (in_a_second, in_a_second))
+    assert probe(path, 60).returncode == 0
+
+
+def test_a_directory_at_the_path_is_not_a_heartbeat(tmp_path: Path):
+    path = tmp_path / "heartbeat"
+    path.mkdir()  # fresh: just created
+    directory = probe(path, 60)
+    assert (directory.returncode, directory.stderr.strip()) == (1, f"{path}: not a regular file")
+
+
+def test_a_path_that_cannot_be_read_is_one_line_not_a_traceback(tmp_path: Path):
+    (tmp_path / "file").write_text("a file where a directory should be")
+    path = tmp_path / "file" / "heartbeat"
+    unreadable = probe(path, 60)
+    assert unreadable.returncode == 1
+    assert unreadable.stderr.strip() == f"{path}: cannot be read: Not a directory"
+
+
+@pytest.mark.parametrize("max_age", ["nan", "inf", "-inf", "-5", "0", "soon"])
+def test_a_max_age_that_is_not_a_finite_positive_number_is_a_usage_error(tmp_path: Path, max_age: str):
+    path = tmp_path / "heartbeat"
+    path.touch()
+    refused = probe(path, max_age)
+    assert refused.returncode == 2
+    assert "--max-age" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_the_probe_imports_neither_django_nor_celery(tmp_path: Path):
