@@ -16,6 +16,8 @@ import tempfile
 from typing import Any, NoReturn
 
 import structlog
+from botocore.exceptions import ConnectionError as StoreConnectionError
+from botocore.exceptions import ReadTimeoutError
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
@@ -116,9 +118,16 @@ def export_run(*, job_id: int) -> ExportJob:
             job.file.save(name, File(spool), save=False)
         except Exception as exc:
             # The store refused or did not answer (a bucket that does not exist, wrong credentials, an
-            # unreachable endpoint, an unwritable MEDIA_ROOT).
-            storage = job.file.storage
-            _fail(job, held, reason=f"The file could not be stored in {storage_describe(storage)}: {exc}")
+            # unreachable endpoint, an unwritable MEDIA_ROOT). Every member of the project reads the
+            # job's reason: where the store is (its endpoint, bucket, directory) and its own words stay
+            # in this worker's log.
+            logger.warning(
+                "export_store_failed",
+                job_id=job.pk,
+                storage=storage_describe(job.file.storage),
+                error=str(exc)[:2000],
+            )
+            _fail(job, held, reason=store_failure_reason(exc))
     try:
         closed = held.update(
             status=Status.SUCCEEDED, file=job.file.name, rows=rows, finished_at=timezone.now()
@@ -133,6 +142,22 @@ def export_run(*, job_id: int) -> ExportJob:
     EXPORTS.labels(status=Status.SUCCEEDED).inc()
     job.refresh_from_db()
     return job
+
+
+STORE_DID_NOT_ANSWER = (
+    "The export could not be stored: the file store did not answer (the operators' log has the details)."
+)
+STORE_REFUSED = (
+    "The export could not be stored: the file store refused it (the operators' log has the details)."
+)
+
+
+def store_failure_reason(exc: BaseException) -> str:
+    """What a project member reads of a store's failure: whether it answered, nothing of where it is."""
+    # botocore's connection errors: refused, unreachable, connect timeout, connection dropped.
+    if isinstance(exc, (StoreConnectionError, ReadTimeoutError, ConnectionError, TimeoutError)):
+        return STORE_DID_NOT_ANSWER
+    return STORE_REFUSED
 
 
 def _fail(job: ExportJob, held: QuerySet[ExportJob], *, reason: str) -> NoReturn:

@@ -19,7 +19,10 @@ def storage_is_local(storage: Storage) -> bool:
 
 
 def storage_describe(storage: Storage) -> str:
-    """Where ``storage`` keeps files, for a failed job's reason (never a credential)."""
+    """Where ``storage`` keeps files, for the operators' log of a failed export (never a credential).
+
+    Not for a job's reason: every member of the project reads that, and the store's endpoint and bucket
+    are the operators' business."""
     if isinstance(storage, FileSystemStorage):
         return f"directory {storage.location}"
     bucket = getattr(storage, "bucket_name", "") or "?"

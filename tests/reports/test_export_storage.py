@@ -206,9 +206,9 @@ def test_a_store_that_does_not_answer_fails_the_job_and_the_task(
     assert "could not be stored" in str(result.result)
     assert again == "failed"
     assert (job.status, bool(job.file), job.finished_at is not None) == ("failed", False, True)
-    assert job.error.startswith(
-        f"The file could not be stored in bucket {bucket.name}/{PREFIX} at {unreachable}: "
-        f'Could not connect to the endpoint URL: "{unreachable}/{bucket.name}/{PREFIX}/exports/'
+    # What a member can act on; where the store is (readable by viewers too) stays in the worker's log.
+    assert job.error == (
+        "The export could not be stored: the file store did not answer (the operators' log has the details)."
     )
     assert counted == {"succeeded": 0.0, "failed": 1.0}
     assert task_failures == 1.0
@@ -233,8 +233,9 @@ def test_a_local_media_root_that_cannot_be_written_fails_the_job_and_the_task(wo
     job.refresh_from_db()
     assert result.state == "FAILURE"
     assert (job.status, bool(job.file)) == ("failed", False)
-    assert job.error.startswith(f"The file could not be stored in directory {media}: ")
-    assert "Not a directory" in job.error
+    assert job.error == (
+        "The export could not be stored: the file store refused it (the operators' log has the details)."
+    )
     assert (failed, task_failures) == (1.0, 1.0)
     assert list(ExportJob.objects.values_list("pk", "status")) == [(job.pk, "failed")]
 
@@ -316,3 +317,88 @@ def test_a_store_that_does_not_answer_fails_within_seconds(outage: str, bucket: 
         waited = time.monotonic() - started
     # Refused: at once. Hung: two read timeouts of 10 s (an attempt and one retry).
     assert waited < (5 if outage == "refused" else 40)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("failure", ["refused", "no-bucket"])
+def test_a_failed_store_is_told_to_members_without_where_the_store_is(
+    failure: str, world, bucket: Bucket, settings, caplog
+) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}" if failure == "refused" else bucket.server.url
+    storage = bucket.storage(endpoint)
+    if failure == "no-bucket":
+        storage["OPTIONS"]["bucket_name"] = f"{bucket.name}-missing"
+    settings.STORAGES = {**settings.STORAGES, "default": storage}
+    job = ExportJob.objects.create(project=world.project, kind="tasks_csv")
+
+    with pytest.raises(ExportFailed):
+        export_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    said = "did not answer" if failure == "refused" else "refused it"
+    assert job.error == (
+        f"The export could not be stored: the file store {said} (the operators' log has the details)."
+    )
+    assert endpoint not in job.error
+    assert bucket.name not in job.error
+    # The operators' log keeps where the store is and what it said.
+    (logged,) = [
+        record.msg
+        for record in caplog.records
+        if isinstance(record.msg, dict) and record.msg.get("event") == "export_store_failed"
+    ]
+    assert logged["job_id"] == job.pk
+    assert storage["OPTIONS"]["bucket_name"] in logged["storage"]
+    assert endpoint in logged["storage"]
+    assert logged["error"]
+
+
+GONE = {"detail": "The file is no longer stored. Request the export again."}
+
+
+@pytest.mark.django_db
+def test_a_streamed_download_whose_object_is_gone_is_410(
+    world, bucket: Bucket, settings, admin_client
+) -> None:
+    settings.STORAGES = {**settings.STORAGES, "default": bucket.storage()}
+    settings.APM_EXPORT_DOWNLOADS = "stream"
+    job = export_run(job_id=ExportJob.objects.create(project=world.project, kind="tasks_csv").pk)
+    bucket.server.client().delete_object(Bucket=bucket.name, Key=f"{PREFIX}/{job.file.name}")
+
+    api = world.client("viewer").get(f"/api/v1/projects/ALPHA/exports/{job.pk}/download/")
+    admin = admin_client.get(reverse("admin:reports_exportjob_download", args=[job.pk]))
+
+    assert (api.status_code, api.json()) == (410, GONE)
+    assert (admin.status_code, admin.json()) == (410, GONE)
+
+
+@pytest.mark.django_db
+def test_a_local_download_whose_file_is_gone_is_410(world, settings, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    job = export_run(job_id=ExportJob.objects.create(project=world.project, kind="tasks_csv").pk)
+    Path(job.file.path).unlink()
+
+    response = world.client("viewer").get(f"/api/v1/projects/ALPHA/exports/{job.pk}/download/")
+
+    assert (response.status_code, response.json()) == (410, GONE)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("outage", ["refused", "hung"])
+def test_a_streamed_download_from_a_store_that_does_not_answer_is_503(
+    outage: str, world, bucket: Bucket, settings
+) -> None:
+    settings.STORAGES = {**settings.STORAGES, "default": bucket.storage()}
+    settings.APM_EXPORT_DOWNLOADS = "stream"
+    job = export_run(job_id=ExportJob.objects.create(project=world.project, kind="tasks_csv").pk)
+    with contextlib.ExitStack() as stack:
+        endpoint = (
+            f"http://127.0.0.1:{free_port()}" if outage == "refused" else stack.enter_context(silent_server())
+        )
+        settings.STORAGES = {**settings.STORAGES, "default": bucket.storage(endpoint)}
+        response = world.client("viewer").get(f"/api/v1/projects/ALPHA/exports/{job.pk}/download/")
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "60"
+    assert response.json() == {"detail": "The file store does not answer. Try again in a minute."}
+    assert endpoint not in response.content.decode()
