@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core import checks
@@ -19,14 +19,25 @@ def _level(*, production_error: bool) -> Callable[..., checks.CheckMessage]:
     return checks.Error if production_error and getattr(settings, "APM_PRODUCTION", False) else checks.Warning
 
 
+# The names of this machine's loopback interface: one Redis server, however the URL spells it.
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def redis_location(url: str) -> tuple[str, int, int] | None:
-    """``(host, port, database)`` of a ``redis://`` URL (database 0 when it names none); None otherwise."""
+    """``(host, port, database)`` of a ``redis://`` URL (database 0 when it names none); None otherwise.
+
+    Read as redis-py and Celery read it: a ``?db=`` in the query wins over the path's database, and
+    ``localhost``, ``127.0.0.1`` and ``::1`` are the same server."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
         return None
     path = parts.path.strip("/")
     database = int(path) if path.isdigit() else 0
-    return (parts.hostname or "localhost", parts.port or 6379, database)
+    query_db = parse_qs(parts.query).get("db", [""])[-1].strip()
+    if query_db.isdigit():
+        database = int(query_db)
+    host = (parts.hostname or "localhost").lower()
+    return ("localhost" if host in _LOOPBACK else host, parts.port or 6379, database)
 
 
 @checks.register(checks.Tags.caches)
@@ -53,10 +64,22 @@ def pool_covers_threads(app_configs: Any = None, **_: Any) -> list[checks.CheckM
     """A gunicorn process whose threads outnumber its pool makes the extra threads wait
     ``DATABASE_POOL_TIMEOUT`` for a connection, then fail."""
     pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
-    threads_text = os.environ.get("APM_PROCESS_THREADS") or os.environ.get("GUNICORN_THREADS") or ""
-    if not isinstance(pool, dict) or not threads_text.strip():
+    name = "APM_PROCESS_THREADS" if os.environ.get("APM_PROCESS_THREADS") else "GUNICORN_THREADS"
+    threads_text = os.environ.get(name) or ""
+    if not threads_text.strip():
         return []
-    threads = int(threads_text)
+    try:
+        threads = int(threads_text)
+    except ValueError:
+        return [
+            checks.Error(
+                f"{name} is a number of threads, not {threads_text!r}.",
+                hint="Set it to a whole number (4 in the image and k8s/web-deployment.yaml), or unset it.",
+                id="apm.E003",
+            )
+        ]
+    if not isinstance(pool, dict):
+        return []
     if pool["max_size"] >= threads:
         return []
     return [

@@ -322,8 +322,14 @@ MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media"))
 # DJANGO_MEDIA_ROOT was set, to a volume that every web and worker process mounts.
 APM_MEDIA_ROOT_SET = bool(env("DJANGO_MEDIA_ROOT", default=""))
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
-# Seconds a download's signed URL stays valid; the client follows the redirect at once.
-AWS_QUERYSTRING_EXPIRE = env.int("AWS_QUERYSTRING_EXPIRE", default=60)
+# Seconds a download's signed URL stays valid; the client follows the redirect at once. Zero or less
+# would hand out links that have already expired.
+_expire_text = env("AWS_QUERYSTRING_EXPIRE", default="").strip() or "60"
+if not _expire_text.isdigit() or int(_expire_text) < 1:
+    raise ImproperlyConfigured(
+        f"AWS_QUERYSTRING_EXPIRE is a number of seconds above 0 (60 by default), not {_expire_text!r}."
+    )
+AWS_QUERYSTRING_EXPIRE = int(_expire_text)
 # "redirect": a download answers 302 to a signed URL of the object; "stream": the web process reads the
 # object and sends it (for a store the clients cannot reach, such as an in-cluster MinIO).
 APM_EXPORT_DOWNLOADS = env("APM_EXPORT_DOWNLOADS", default="redirect")

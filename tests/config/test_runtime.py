@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 from celery import Celery
+from django.core import checks
 
+from apm.checks import pool_covers_threads, redis_location
 from config import topology
 from tests.conftest import require_service
 from tests.isolation import celery_client, redis_broker
@@ -105,6 +107,52 @@ def test_a_result_backend_on_the_caches_redis_database_is_an_error_in_production
     assert development.returncode == 0
     assert "WARNINGS:" in development.stderr
     assert "apm.E001" in development.stderr
+
+
+@pytest.mark.parametrize(
+    ("cache", "results"),
+    [
+        ("redis://127.0.0.1:6379/4", "redis://localhost:6379/4"),
+        ("redis://localhost:6379/4", "redis://[::1]:6379/4"),
+        ("redis://127.0.0.1:6379/4", "redis://127.0.0.1:6379/0?db=4"),  # the query's db wins, as in redis-py
+        ("redis://127.0.0.1:6379/?db=4", "redis://LOCALHOST/4"),
+    ],
+)
+def test_the_caches_redis_database_is_recognised_however_it_is_spelt(cache: str, results: str):
+    assert redis_location(cache) == redis_location(results)
+    shared = manage(
+        "check", REDIS_URL=cache, CELERY_BROKER_URL=BROKER_URL, CELERY_RESULT_BACKEND=results, **PRODUCTION
+    )
+    assert shared.returncode == 1
+    assert "(apm.E001) CELERY_RESULT_BACKEND is the cache's Redis database" in shared.stderr
+
+
+def test_other_databases_and_hosts_are_apart_from_the_cache():
+    assert redis_location("redis://127.0.0.1:6379/0?db=4") != redis_location("redis://127.0.0.1:6379/0")
+    assert redis_location("redis://localhost:6379/4") != redis_location("redis://10.0.0.7:6379/4")
+    assert redis_location("redis://localhost:6379/4") != redis_location("redis://localhost:6380/4")
+
+
+@pytest.mark.parametrize("expire", ["-5", "0", "abc", "1.5"])
+def test_a_signed_link_lifetime_that_is_not_a_positive_number_refuses_to_start(expire: str):
+    result = manage("check", AWS_QUERYSTRING_EXPIRE=expire)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"Configuration error: AWS_QUERYSTRING_EXPIRE is a number of seconds above 0 (60 by default), "
+        f"not {expire!r}."
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_threads_that_are_not_a_number_are_a_check_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("APM_PROCESS_THREADS", raising=False)
+    monkeypatch.setenv("GUNICORN_THREADS", "abc")
+
+    (error,) = pool_covers_threads()
+
+    assert (error.level, error.id) == (checks.ERROR, "apm.E003")
+    assert error.msg == "GUNICORN_THREADS is a number of threads, not 'abc'."
 
 
 # --- The database pool, by process (docs/operations.md, "Database connections") ---------------------
