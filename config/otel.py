@@ -27,6 +27,7 @@ import os
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_SERVICE_NAME = "apm"
 # The probes and Prometheus call these every few seconds: a trace each would bury the requests of people.
@@ -74,7 +75,26 @@ def exporter_names(environ: Mapping[str, str] | None = None) -> list[str]:
             raise ValueError(
                 f"OTEL_EXPORTER_OTLP_PROTOCOL is {protocol!r}: APM exports OTLP over http/protobuf only"
             )
+        _endpoints_check(environ)
     return names
+
+
+def _endpoints_check(environ: Mapping[str, str]) -> None:
+    """Refuse an OTLP endpoint that is not an http(s) URL with a host: the exporter would take it and
+    then fail every export, a log line per batch for as long as the process runs."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        value = environ.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (a port that is not a number raises here)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{name} is {value!r}: give the collector's URL, such as http://otel-collector:4318"
+            )
 
 
 def tracing_setup() -> bool:

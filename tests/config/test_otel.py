@@ -78,6 +78,50 @@ def test_exporters_are_read_from_the_environment_and_unknown_ones_refused():
         exporter_names({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
 
 
+@pytest.mark.parametrize(
+    ("name", "endpoint"),
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "not-a-url"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),  # no scheme: "collector" would be read as one
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:port"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/v1/traces"),
+    ],
+)
+def test_an_otlp_endpoint_that_is_not_an_http_url_is_refused(name: str, endpoint: str):
+    with pytest.raises(ValueError, match=f"{name} is '{endpoint}': give the collector's URL"):
+        exporter_names({name: endpoint})
+
+
+def test_http_and_https_endpoints_are_taken():
+    for endpoint in ("http://collector:4318", "https://otel.example.com", "http://[::1]:4318/v1/traces"):
+        assert exporter_names({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}) == ["otlp"]
+    # Only the OTLP exporter sends anywhere: the console exporter does not read the endpoint.
+    assert exporter_names({"OTEL_TRACES_EXPORTER": "console", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}) == [
+        "console"
+    ]
+
+
+def test_the_web_process_refuses_to_start_with_an_endpoint_that_is_not_a_url():
+    base = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}}
+    done = subprocess.run(
+        [sys.executable, "-c", "import config.wsgi"],
+        cwd=ROOT,
+        env={
+            **base,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "not-a-url",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT is 'not-a-url'" in done.stderr
+
+
 # What redis-py loads of OpenTelemetry on its own (since 8.0 it imports the metrics SDK, when installed,
 # for its optional observability), then what the web process's entry point and the Celery app add, loaded
 # as gunicorn and a worker load them. One line each.
