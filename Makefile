@@ -100,7 +100,7 @@ loadtest: install .venv-loadtest/.installed
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=check-deploy-$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
 		AWS_STORAGE_BUCKET_NAME=apm-exports AWS_S3_ENDPOINT_URL=https://objects.example.com \
-		DJANGO_ALLOWED_HOSTS=apm.example.com APM_METRICS_TOKEN=check-deploy CELERY_BROKER_URL=redis://broker.example.com:6379/0 \
+		DJANGO_ALLOWED_HOSTS=apm.example.com APM_METRICS_TOKEN=check-deploy-metrics-token-not-a-secret CELERY_BROKER_URL=redis://broker.example.com:6379/0 \
 		$(PY) manage.py check --deploy --fail-level WARNING
 
 clean:

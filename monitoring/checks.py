@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from django.core.cache import cache
 from django.db import connections
+
+from monitoring.deadline import call_within, cancelled_after
 
 
 @dataclass(frozen=True)
@@ -28,27 +31,44 @@ def _timed(name: str, probe: Callable[[], object]) -> CheckResult:
     return CheckResult(name, True, time.perf_counter() - started)
 
 
-# How long readiness waits for the database to accept a connection: under the probe's own timeout (3 s
-# in k8s/); libpq counts whole seconds, two at least.
+# How long readiness waits for the database to answer ``SELECT 1``, connection included: under the probe's
+# own timeout (3 s in k8s/); libpq counts whole seconds, two at least.
 READINESS_DATABASE_SECONDS = 2
 
 
 def database_probe(*, timeout: int = READINESS_DATABASE_SECONDS) -> None:
-    """Raise unless the database answers ``SELECT 1``.
+    """Raise unless the database answers ``SELECT 1`` within ``timeout`` seconds.
 
-    With PostgreSQL's pool, on a connection of its own: the pool would make the probe wait up to
-    ``DATABASE_POOL_TIMEOUT`` (5 s) during an outage, and after one it retries at growing intervals, so
-    it would say the database is away for a while after it is back.
+    The query runs in a thread of its own that the probe waits for ``timeout`` seconds at most
+    (monitoring.deadline): a database that accepts connections and never answers (PgBouncer queueing
+    every query, every backend held) makes the pod unready instead of holding the probe's thread.
+
+    On PostgreSQL, on a connection of its own rather than the pool's: the pool would make the probe wait
+    up to ``DATABASE_POOL_TIMEOUT`` (5 s) during an outage, and after one it retries at growing
+    intervals, so it would say the database is away for a while after it is back.
     """
     connection = connections["default"]
-    if getattr(connection, "pool", None) is None:
+    if connection.vendor == "postgresql":
+        params = connection.get_connection_params()
+        call_within(timeout, lambda: _postgresql_select_one(params, timeout), name="readiness-database")
+        return
+    call_within(timeout, _django_select_one, name="readiness-database")
+
+
+def _postgresql_select_one(params: dict[str, Any], timeout: int) -> None:
+    with psycopg.connect(**params, connect_timeout=timeout) as direct, cancelled_after(timeout, direct):
+        direct.execute("SELECT 1").fetchone()
+
+
+def _django_select_one() -> None:
+    # This thread's own connection, closed when done: threads that end leave none behind.
+    connection = connections["default"]
+    try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-        return
-    params = connection.get_connection_params()
-    with psycopg.connect(**params, connect_timeout=timeout) as direct:
-        direct.execute("SELECT 1").fetchone()
+    finally:
+        connection.close()
 
 
 def cache_probe() -> None:

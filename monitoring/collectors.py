@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitoring.checks import cache_probe
+from monitoring.deadline import call_within, cancelled_after
 from monitoring.metrics import (
     DATABASE_POOL_IN_USE,
     DATABASE_POOL_MAX,
@@ -41,24 +42,40 @@ SCRAPE_CACHE_SECONDS = 10.0
 # The broker's connect and read timeout at scrape time: Prometheus' own scrape timeout is 10 s by
 # default, and a healthy broker answers in milliseconds.
 BROKER_TIMEOUT_SECONDS = 1.0
+# How long a scrape waits for the beat's figure (one indexed query): a database that accepts and never
+# answers leaves the figure out of the scrape instead of holding it.
+BEAT_TIMEOUT_SECONDS = 1.0
 
 
 class _Memo:
-    """One value per process, recomputed at most every ``SCRAPE_CACHE_SECONDS``."""
+    """One value per process, recomputed at most every ``SCRAPE_CACHE_SECONDS``.
+
+    One scrape computes it; a scrape that arrives meanwhile is served the previous value (None before
+    the first) instead of waiting behind it: a dependency that hangs holds one thread, never every
+    scrape's (and with them the threads /healthz needs).
+    """
 
     def __init__(self, compute: Callable[[], Any]) -> None:
         self._compute = compute
         self._lock = threading.Lock()
+        self._computing = False
         self._value: Any = None
         self._expires = 0.0
 
     def get(self) -> Any:
         with self._lock:
-            now = time.monotonic()
-            if now >= self._expires:
-                self._value = self._compute()
-                self._expires = time.monotonic() + SCRAPE_CACHE_SECONDS
-            return self._value
+            if self._computing or time.monotonic() < self._expires:
+                return self._value
+            self._computing = True
+        try:
+            value = self._compute()
+        finally:
+            with self._lock:
+                self._computing = False
+        with self._lock:
+            self._value = value
+            self._expires = time.monotonic() + SCRAPE_CACHE_SECONDS
+        return value
 
     def forget(self) -> None:
         with self._lock:
@@ -126,19 +143,36 @@ def cache_up() -> bool:
 
 
 def beat_last_run() -> float | None:
-    """Unix time of the newest ``last_run_at`` of the beat's periodic tasks (django-celery-beat)."""
-    from django_celery_beat.models import PeriodicTask  # noqa: PLC0415  (an app model: after start-up)
-
+    """Unix time of the newest ``last_run_at`` of the beat's periodic tasks (django-celery-beat), or None
+    when the database does not answer within ``BEAT_TIMEOUT_SECONDS`` (the figure is left out)."""
     try:
-        newest = (
-            PeriodicTask.objects.exclude(last_run_at=None)
-            .order_by("-last_run_at")
-            .values_list("last_run_at", flat=True)
-            .first()
-        )
+        return call_within(BEAT_TIMEOUT_SECONDS, _beat_newest_run, name="metrics-beat")
     except Exception as error:
         logger.warning("metrics_beat_unknown", error=f"{type(error).__name__}: {error}")
         return None
+
+
+def _beat_newest_run() -> float | None:
+    from django_celery_beat.models import PeriodicTask  # noqa: PLC0415  (an app model: after start-up)
+
+    # In a thread of its own (call_within), so on a connection of its own, given back when done.
+    connection = connections["default"]
+    try:
+        connection.ensure_connection()
+        cancel = (
+            cancelled_after(BEAT_TIMEOUT_SECONDS, connection.connection)
+            if connection.vendor == "postgresql"
+            else contextlib.nullcontext()
+        )
+        with cancel:
+            newest = (
+                PeriodicTask.objects.exclude(last_run_at=None)
+                .order_by("-last_run_at")
+                .values_list("last_run_at", flat=True)
+                .first()
+            )
+    finally:
+        connection.close()
     return newest.timestamp() if newest is not None else None
 
 

@@ -24,10 +24,20 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from monitoring.access import WWW_AUTHENTICATE, MetricsAccess, metrics_access_decide, metrics_access_of
 
 DEFAULT_PORT = 9808
+# How long a connection may take to send its request: a thread serves each connection, and clients that
+# open one and send nothing (or half a request) would otherwise hold their threads for ever. Prometheus
+# sends its whole request at once.
+READ_TIMEOUT_SECONDS = 10.0
 
 
-def handler_for(access: MetricsAccess, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+def handler_for(
+    access: MetricsAccess, registry: CollectorRegistry, *, read_timeout: float = READ_TIMEOUT_SECONDS
+) -> type[BaseHTTPRequestHandler]:
     class MetricsHandler(BaseHTTPRequestHandler):
+        # The socket's timeout (socketserver.StreamRequestHandler): a read that waits longer ends the
+        # connection and its thread.
+        timeout = read_timeout
+
         def do_GET(self) -> None:
             if self.path.split("?", 1)[0] not in {"/metrics", "/"}:
                 self._answer(404, b"not found\n", "text/plain")
@@ -64,11 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--bind", default="0.0.0.0")  # noqa: S104  (a pod's port, reached by Prometheus)
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=READ_TIMEOUT_SECONDS,
+        help="seconds a connection may take to send its request (default: %(default)s)",
+    )
     options = parser.parse_args(argv)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # fails at once without PROMETHEUS_MULTIPROC_DIR
-    handler = handler_for(metrics_access_of(settings), registry)
+    handler = handler_for(metrics_access_of(settings), registry, read_timeout=options.read_timeout)
     server = ThreadingHTTPServer((options.bind, options.port), handler)
+    # Threads that never hold up the process's exit (ThreadingHTTPServer's default, said here).
+    server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()

@@ -92,7 +92,7 @@ PRODUCTION_ENV = {
     "DJANGO_ALLOWED_HOSTS": "apm.example.com",
     "AWS_STORAGE_BUCKET_NAME": "apm-exports",
     "AWS_S3_ENDPOINT_URL": "https://objects.example.com",
-    "APM_METRICS_TOKEN": "metrics-token",
+    "APM_METRICS_TOKEN": "metrics-token-of-production-32ch",
     "CELERY_BROKER_URL": "redis://broker.example.com:6379/0",
 }
 

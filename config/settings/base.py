@@ -620,10 +620,18 @@ APM_WEBHOOK_BACKOFF_MAX = env.float("APM_WEBHOOK_BACKOFF_MAX", default=3600.0)
 # --- end of outgoing webhooks ---
 # --- Metrics (monitoring.access, monitoring.collectors; docs/operations.md, "Metrics") ---
 # Who may read /metrics and the workers' metrics server: `Authorization: Bearer <APM_METRICS_TOKEN>`, or a
-# client address (APM_NUM_PROXIES' rule) inside APM_METRICS_ALLOWED_NETWORKS (CIDRs). With neither, the
-# embedded default serves them to anyone; production refuses them all (config/settings/production.py).
+# connection from an address inside APM_METRICS_ALLOWED_NETWORKS (CIDRs; never X-Forwarded-For). With
+# neither, the embedded default serves them to anyone; production refuses them all (production.py).
 APM_METRICS_TOKEN = env("APM_METRICS_TOKEN", default="")
 APM_METRICS_ALLOWED_NETWORKS = env.list("APM_METRICS_ALLOWED_NETWORKS", default=[])
+from monitoring.access import networks_parse  # noqa: E402  (the metrics block's own rule)
+
+# Parsed here, so that a malformed network stops start-up (web and the workers' metrics server) instead
+# of failing every scrape with a 500.
+try:
+    networks_parse(APM_METRICS_ALLOWED_NETWORKS)
+except ValueError as _error:
+    raise ImproperlyConfigured(str(_error)) from None
 APM_METRICS_OPEN_WITHOUT_CREDENTIALS = True
 # The Celery queues whose depth /metrics reports (asked of the broker at scrape time, cached briefly).
 APM_METRICS_QUEUES = env.list(

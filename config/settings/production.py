@@ -22,6 +22,16 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # /metrics answers only Prometheus (APM_METRICS_TOKEN or APM_METRICS_ALLOWED_NETWORKS): with neither set
 # it refuses everyone with 403, and `check --deploy` warns (monitoring.deploy_checks).
 APM_METRICS_OPEN_WITHOUT_CREDENTIALS = False
+# A token anyone can guess is no protection: the example's placeholder, or a short one.
+APM_METRICS_TOKEN_MIN_LENGTH = 24
+if env("APM_METRICS_TOKEN", default="") and (
+    env("APM_METRICS_TOKEN").startswith("CHANGE-ME")
+    or len(env("APM_METRICS_TOKEN")) < APM_METRICS_TOKEN_MIN_LENGTH
+):
+    raise ImproperlyConfigured(
+        "APM_METRICS_TOKEN is the example's placeholder or shorter than "
+        f"{APM_METRICS_TOKEN_MIN_LENGTH} characters: set a random one (openssl rand -hex 32)"
+    )
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)

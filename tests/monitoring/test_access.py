@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,9 +15,17 @@ import pytest
 import requests
 
 from monitoring.access import MetricsAccess, metrics_access_decide, networks_parse
-from tests.processes import PRODUCTION_ENV, ROOT, free_port, production_check_deploy, wait_for
+from tests.processes import (
+    PRODUCTION_ENV,
+    ROOT,
+    free_port,
+    manage,
+    process_stop,
+    production_check_deploy,
+    wait_for,
+)
 
-TOKEN = "s3cret-metrics-token"
+TOKEN = "s3cret-metrics-token-" + "m" * 12
 
 
 @pytest.mark.parametrize(
@@ -67,17 +76,25 @@ def test_metrics_want_the_token(client, settings):
 
 
 @pytest.mark.django_db
-def test_metrics_from_an_allowed_network_by_the_apis_address_rule(client, settings):
+def test_metrics_from_an_allowed_network_by_the_connections_own_address(client, settings):
     settings.APM_METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8"]
     settings.APM_METRICS_OPEN_WITHOUT_CREDENTIALS = False
+    # The API trusts one proxy (k8s/configmap.yaml); Prometheus scrapes the pods through none.
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
 
-    # One trusted proxy: the address it wrote last in X-Forwarded-For is the client's.
-    inside = client.get("/metrics", REMOTE_ADDR="192.0.2.1", HTTP_X_FORWARDED_FOR="10.4.5.6")
-    forged = client.get("/metrics", REMOTE_ADDR="192.0.2.1", HTTP_X_FORWARDED_FOR="10.4.5.6, 198.51.100.7")
+    inside = client.get("/metrics", REMOTE_ADDR="10.4.5.6")
+    # Anything that reaches the pod's port may write any X-Forwarded-For: it admits nobody.
+    claimed = client.get("/metrics", REMOTE_ADDR="192.0.2.1", HTTP_X_FORWARDED_FOR="10.4.5.6")
+    claimed_last = client.get(
+        "/metrics", REMOTE_ADDR="192.0.2.1", HTTP_X_FORWARDED_FOR="198.51.100.7, 10.4.5.6"
+    )
+    # Nor does it take an allowed connection's admission away.
+    inside_forwarding = client.get("/metrics", REMOTE_ADDR="10.4.5.6", HTTP_X_FORWARDED_FOR="198.51.100.7")
 
     assert inside.status_code == 200
-    assert forged.status_code == 403
+    assert claimed.status_code == 403
+    assert claimed_last.status_code == 403
+    assert inside_forwarding.status_code == 200
 
 
 @pytest.mark.django_db
@@ -155,3 +172,111 @@ def test_check_deploy_warns_when_production_refuses_every_scrape(variables: dict
 
     assert ("monitoring.W001" in result.stdout + result.stderr) is warned
     assert result.returncode == (1 if warned else 0), result.stdout + result.stderr
+
+
+def test_a_malformed_network_stops_the_web_process_at_start():
+    # Any command starts Django with production's settings, as gunicorn does; none reaches /metrics.
+    result = manage("check", **{**PRODUCTION_ENV, "APM_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,10.0.0.0/33"})
+
+    assert result.returncode != 0
+    assert "APM_METRICS_ALLOWED_NETWORKS: '10.0.0.0/33' is not a network" in result.stderr
+
+
+def test_a_malformed_network_stops_the_workers_metrics_server_at_start(tmp_path: Path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitoring.worker_metrics",
+            "--port",
+            str(free_port()),
+            "--bind",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            **PRODUCTION_ENV,
+            "APM_METRICS_ALLOWED_NETWORKS": "10.0.0.0/33",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "'10.0.0.0/33'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "token", ["CHANGE-ME-to-32-random-characters", "x", "t" * 23, "CHANGE-ME" + "x" * 40]
+)
+def test_production_refuses_a_placeholder_or_short_token(token: str):
+    result = production_check_deploy(APM_METRICS_TOKEN=token)
+
+    assert result.returncode != 0
+    assert "APM_METRICS_TOKEN is the example's placeholder or shorter than 24 characters" in result.stderr
+
+
+def test_production_takes_a_token_of_24_characters():
+    result = production_check_deploy(APM_METRICS_TOKEN="t" * 24)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_workers_metrics_server_closes_connections_that_send_nothing(tmp_path: Path):
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitoring.worker_metrics",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--read-timeout",
+            "1",
+        ],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            **PRODUCTION_ENV,
+            "APM_METRICS_TOKEN": TOKEN,
+            "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    idle: list[socket.socket] = []
+    try:
+        wait_for(lambda: _answers(url), timeout=30, what="the workers' metrics server")
+        # Connections that send nothing, and one that sends half a request.
+        for _ in range(5):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=15))
+        idle[-1].sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+
+        # The server ends each of them after its read timeout (1 s): the read returns end of file, where
+        # a server without one would leave it waiting until this socket's own timeout (15 s) fails it.
+        for connection in idle:
+            connection.settimeout(15)
+            assert connection.recv(1024) == b""
+        assert requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).status_code == 200
+    finally:
+        for connection in idle:
+            connection.close()
+        process_stop(process)
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return False
+    return True

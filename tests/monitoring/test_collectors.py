@@ -159,6 +159,9 @@ def test_the_cache_up_gauge_follows_redis(client, settings):
     assert unreachable == {(): 0.0}
 
 
+# Committed: the scrape reads the figure on a connection of its own (monitoring.deadline), as it reads
+# the beat's own commits in production.
+@pytest.mark.django_db(transaction=True)
 def test_the_beats_last_run_is_the_newest_periodic_task_sent(client):
     every_minute = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.MINUTES)
     PeriodicTask.objects.update(last_run_at=None)
