@@ -396,9 +396,13 @@ def test_a_streamed_download_from_a_store_that_does_not_answer_is_503(
             f"http://127.0.0.1:{free_port()}" if outage == "refused" else stack.enter_context(silent_server())
         )
         settings.STORAGES = {**settings.STORAGES, "default": bucket.storage(endpoint)}
+        started = time.monotonic()
         response = world.client("viewer").get(f"/api/v1/projects/ALPHA/exports/{job.pk}/download/")
+        waited = time.monotonic() - started
 
     assert response.status_code == 503
+    # The web thread is held one read timeout of 5 s at most, not the workers' two of 10 s.
+    assert waited < (5 if outage == "refused" else 15)
     assert response["Retry-After"] == "60"
     assert response.json() == {"detail": "The file store does not answer. Try again in a minute."}
     assert endpoint not in response.content.decode()
