@@ -6,7 +6,8 @@ attack work. Both the web process's ``/metrics`` and the worker pods' metrics se
 
 - ``APM_METRICS_TOKEN``: ``Authorization: Bearer <token>`` admits a request (compared in constant time).
 - ``APM_METRICS_ALLOWED_NETWORKS``: comma-separated CIDRs; a request from one of them is admitted without
-  the token. The address is the client's by the API's rule (``APM_NUM_PROXIES``).
+  the token. The address is the connection's own, never ``X-Forwarded-For``: Prometheus scrapes the pods
+  directly, and anything that reaches a pod's port could write any address in that header.
 - Either one admits. With neither set, production refuses every request (403, and ``check --deploy``
   warns); the embedded default serves them, as ``make run`` has no Prometheus to configure.
 """

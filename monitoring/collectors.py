@@ -2,8 +2,9 @@
 the beat's last run, and this process's database pool.
 
 Each answer is kept for ``SCRAPE_CACHE_SECONDS`` in the process that asked: several Prometheus servers,
-or several web pods' scrapes in a row, cost the broker one round trip in that time, and a broker or a
-Redis that hangs costs each scrape one short timeout, never a hung scrape.
+or several web pods' scrapes in a row, cost the broker one round trip in that time, and a broker, a
+Redis or a database that hangs costs each scrape one short timeout, never a hung scrape; and one scrape
+at a time waits for it, the others are served what is known (``_Memo``).
 
 The queue depths come from the web processes' /metrics (one source, the broker, seen alike by every web
 pod: take the ``max`` across pods, not the sum); the workers' metrics server reports what only the
