@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import structlog
 from django.conf import settings
 from django.db import connections
@@ -156,24 +157,28 @@ def beat_last_run() -> float | None:
 def _beat_newest_run() -> float | None:
     from django_celery_beat.models import PeriodicTask  # noqa: PLC0415  (an app model: after start-up)
 
-    # In a thread of its own (call_within), so on a connection of its own, given back when done.
+    newest_first = (
+        PeriodicTask.objects.exclude(last_run_at=None)
+        .order_by("-last_run_at")
+        .values_list("last_run_at", flat=True)
+    )
+    # In a thread of its own (call_within), so on a connection of its own, closed when done.
     connection = connections["default"]
-    try:
-        connection.ensure_connection()
-        cancel = (
-            cancelled_after(BEAT_TIMEOUT_SECONDS, connection.connection)
-            if connection.vendor == "postgresql"
-            else contextlib.nullcontext()
-        )
-        with cancel:
-            newest = (
-                PeriodicTask.objects.exclude(last_run_at=None)
-                .order_by("-last_run_at")
-                .values_list("last_run_at", flat=True)
-                .first()
-            )
-    finally:
-        connection.close()
+    if connection.vendor == "postgresql":
+        # Not the pool's: a query left waiting past the deadline (PgBouncer ignores the cancel of a query
+        # it has not sent yet) must not hold one of the pool's connections, which the requests need.
+        sql, params = newest_first[:1].query.sql_with_params()
+        with (
+            psycopg.connect(**connection.get_connection_params(), connect_timeout=2) as direct,
+            cancelled_after(BEAT_TIMEOUT_SECONDS, direct),
+        ):
+            row = direct.execute(sql, params).fetchone()
+        newest = row[0] if row is not None else None
+    else:
+        try:
+            newest = newest_first.first()
+        finally:
+            connection.close()
     return newest.timestamp() if newest is not None else None
 
 
