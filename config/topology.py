@@ -77,9 +77,19 @@ def process_threads() -> int:
     for name in ("APM_PROCESS_THREADS", "GUNICORN_THREADS"):
         value = os.environ.get(name, "")
         if value.strip():
-            return max(1, int(value))
-    ingest_threads = int(os.environ.get("APM_INGEST_THREADS", "") or 0) or os.cpu_count() or 1
+            return max(1, whole_number(name, value))
+    ingest_threads = (
+        whole_number("APM_INGEST_THREADS", os.environ.get("APM_INGEST_THREADS", "")) or os.cpu_count() or 1
+    )
     return ingest_threads + 1
+
+
+def whole_number(name: str, value: str) -> int:
+    """``value`` of the variable ``name`` as a whole number (empty: 0); a ValueError naming both if not."""
+    try:
+        return int(value.strip() or 0)
+    except ValueError:
+        raise ValueError(f"{name} is a whole number, not {value!r}.") from None
 
 
 def pool_sizes(threads: int, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
@@ -93,7 +103,7 @@ def pool_sizes(threads: int, environ: Mapping[str, str] = os.environ) -> tuple[i
 
     def number(name: str) -> int | None:
         value = environ.get(name, "").strip()
-        return int(value) if value else None
+        return whole_number(name, value) if value else None
 
     minimum, overflow, maximum = (
         number("DATABASE_POOL_SIZE"),

@@ -47,7 +47,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # DATABASE_MAX_OVERFLOW still works when set (max_size = size + overflow). Every connection is replaced
 # after DATABASE_POOL_RECYCLE seconds (max_lifetime). docs/operations.md has the arithmetic against
 # PostgreSQL's max_connections.
-DATABASE_POOL_SIZE, DATABASE_POOL_MAX_SIZE = topology.pool_sizes(topology.process_threads())
+try:
+    DATABASE_POOL_SIZE, DATABASE_POOL_MAX_SIZE = topology.pool_sizes(topology.process_threads())
+except ValueError as exc:  # a thread count or pool size that is not a number, named
+    raise ImproperlyConfigured(str(exc)) from None
 DATABASE_POOL_RECYCLE = env.int("DATABASE_POOL_RECYCLE", default=3600)
 # DATABASE_URL names a PgBouncer in transaction pooling rather than PostgreSQL itself (see below).
 DATABASE_PGBOUNCER = env.bool("DATABASE_PGBOUNCER", default=False)

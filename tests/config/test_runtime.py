@@ -10,9 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from celery import Celery
-from django.core import checks
 
-from apm.checks import pool_covers_threads, redis_location
+from apm.checks import redis_location
 from config import topology
 from tests.conftest import require_service
 from tests.isolation import celery_client, redis_broker
@@ -145,14 +144,13 @@ def test_a_signed_link_lifetime_that_is_not_a_positive_number_refuses_to_start(e
     assert "Traceback" not in result.stderr
 
 
-def test_threads_that_are_not_a_number_are_a_check_error(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("APM_PROCESS_THREADS", raising=False)
-    monkeypatch.setenv("GUNICORN_THREADS", "abc")
+@pytest.mark.parametrize("name", ["GUNICORN_THREADS", "APM_PROCESS_THREADS", "DATABASE_POOL_MAX_SIZE"])
+def test_a_thread_count_or_pool_size_that_is_not_a_number_refuses_to_start(name: str):
+    result = manage("check", **{name: "abc"})
 
-    (error,) = pool_covers_threads()
-
-    assert (error.level, error.id) == (checks.ERROR, "apm.E003")
-    assert error.msg == "GUNICORN_THREADS is a number of threads, not 'abc'."
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Configuration error: {name} is a whole number, not 'abc'.")
+    assert "Traceback" not in result.stderr
 
 
 # --- The database pool, by process (docs/operations.md, "Database connections") ---------------------
