@@ -26,6 +26,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from apm.services import TOKEN_PREFIX
 from tests.conftest import require_service
 from tests.faults.test_postgres_outage import PostgresCluster, cluster  # noqa: F401
 from tests.isolation import celery_client, namespace, redis_broker
@@ -37,6 +38,7 @@ from tests.processes import (
     free_port,
     process_stop,
     serve,
+    wait_for,
 )
 from tests.repos.test_commands import broker_queue_remove
 
@@ -276,7 +278,18 @@ def test_every_metric_of_the_alerts_and_the_dashboard_is_scraped(deployment: Dep
     _beat_has_run(cluster.url)
     for path in ("/healthz", "/readyz", "/readyz"):
         assert requests.get(f"{deployment.web}{path}", timeout=30).status_code == 200
+    # A request that asks the database (a token looked up, and refused) opens the process's pool, whose
+    # gauges the scrape reports; the probes and the scrape use connections of their own.
+    unknown = {"Authorization": f"Token {TOKEN_PREFIX}not-a-token-of-anyone"}
+    assert requests.get(f"{deployment.web}/api/v1/projects/", headers=unknown, timeout=30).status_code == 401
     bearer = {"Authorization": f"Bearer {TOKEN}"}
+    # The request's process writes its pool's gauges once the response is sent (request_finished).
+    metrics_url = f"{deployment.web}/metrics"
+    wait_for(
+        lambda: "apm_db_pool_size{" in requests.get(metrics_url, headers=bearer, timeout=30).text,
+        timeout=30,
+        what="the pool's gauges of the process that served the API request",
+    )
 
     web = requests.get(f"{deployment.web}/metrics", headers=bearer, timeout=30)
     worker = requests.get(deployment.worker_metrics, headers=bearer, timeout=30)
