@@ -89,9 +89,8 @@ class _Registries(Collector):
 def metrics_registry() -> Collector:
     """Under gunicorn (PROMETHEUS_MULTIPROC_DIR) every process's files added up, else this process's,
     with the figures asked for at scrape time."""
-    # Asked first: on a database other than PostgreSQL the beat's figure may be this process's first
-    # query, and the pool's gauges are read after it. (On PostgreSQL it uses a connection of its own, so a
-    # process that has served no request reports no pool: it has none.)
+    # The beat's figure uses a connection of its own, never the pool: a process that has served no
+    # request yet reports no pool, as it has none.
     figures: list[Metric] = list(ScrapeCollector().collect())
     # This process's pool, as of now (the other processes wrote theirs after their last request).
     database_pools_observe()
