@@ -10,6 +10,7 @@ from celery import shared_task
 
 from apm.db import TRANSIENT_DB_ERRORS
 from reports.exports import EXPORT_TASK, ExportFailed, export_run, exports_purge, project_digests_request
+from reports.retention import FAMILY, MEMBERS, member_purge
 
 
 # A failed export raises ExportFailed once its job is recorded failed: the task ends in FAILURE (and
@@ -37,3 +38,10 @@ def project_digests_weekly_task() -> int:
 def exports_purge_task() -> int:
     """Delete export jobs and files older than APM_EXPORT_KEEP_DAYS."""
     return exports_purge()
+
+
+@shared_task(name="maintenance.retention_purge")
+def retention_purge_task(member: str | None = None) -> dict[str, int]:
+    """Delete what is past its retention: one member of the family by name, or all of them."""
+    members = [MEMBERS[member]] if member is not None else list(FAMILY)
+    return {each.name: member_purge(each) for each in members}
