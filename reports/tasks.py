@@ -36,7 +36,7 @@ def project_digests_weekly_task() -> int:
 
 @shared_task(name="projects.exports_purge")
 def exports_purge_task() -> int:
-    """Delete export jobs and files older than APM_EXPORT_KEEP_DAYS."""
+    """Delete export jobs and files older than APM_EXPORTS_KEEP_DAYS (none when it is 0)."""
     return exports_purge()
 
 

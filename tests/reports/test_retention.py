@@ -15,8 +15,9 @@ from django.utils import timezone
 from apm.retention import batch_delete
 from reports.models import ExportJob
 from reports.retention import FAMILY, MEMBERS, member_purge
-from reports.tasks import retention_purge_task
+from reports.tasks import exports_purge_task, retention_purge_task
 from repos.models import IngestionRun, PushDelivery, Repository
+from repos.tasks import ingestion_runs_purge_task, push_deliveries_purge_task
 from tasks.models import TaskEvent
 from tests.factories import (
     ExportJobFactory,
@@ -153,6 +154,25 @@ def test_task_events_are_kept_forever_by_default_and_zero_keeps_any_member(setti
 
     assert sorted(TaskEvent.objects.values_list("pk", flat=True)) == sorted(events)
     assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == hooks
+
+
+def test_the_earlier_scheduled_purges_keep_everything_when_their_setting_is_zero(settings):
+    for member in FAMILY:
+        setattr(settings, member.setting, 0)
+    repository = RepositoryFactory()
+    _runs(repository)
+    _push_deliveries(repository, [3650])
+    _export(ExportJob.Status.SUCCEEDED, 3650)
+
+    purged = [
+        ingestion_runs_purge_task.apply().get(),
+        push_deliveries_purge_task.apply().get(),
+        exports_purge_task.apply().get(),
+    ]
+
+    assert purged == [0, 0, 0]
+    counts = (IngestionRun.objects.count(), PushDelivery.objects.count(), ExportJob.objects.count())
+    assert counts == (4, 1, 1)
 
 
 def test_a_batch_size_of_two_deletes_five_rows_in_three_batches(django_assert_max_num_queries):
