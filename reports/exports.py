@@ -26,6 +26,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apm.jobs import BrokerUnavailable, task_enqueue_on_commit
+from apm.retention import DEFAULT_BATCH_SIZE, batch_delete
+from apm.retention import cutoff as retention_cutoff
 from monitoring.metrics import EXPORTS
 from projects.models import Project
 from reports.digest import csv_write, digest_render, export_filters_clean, project_digest
@@ -186,18 +188,31 @@ def export_content_type(job: ExportJob) -> str:
     return CONTENT_TYPES[_EXTENSIONS[job.kind]]
 
 
-def exports_purge(*, older_than_days: int | None = None) -> int:
-    """Delete finished export jobs older than ``older_than_days`` (APM_EXPORT_KEEP_DAYS), files included."""
-    days = settings.APM_EXPORT_KEEP_DAYS if older_than_days is None else older_than_days
-    cutoff = timezone.now() - datetime.timedelta(days=days)
-    purged = 0
-    old = ExportJob.objects.filter(created_at__lt=cutoff, status__in=[Status.SUCCEEDED, Status.FAILED])
-    for job in old.iterator(chunk_size=500):
+def exports_purge(*, older_than_days: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """Delete finished export jobs older than ``older_than_days`` (APM_EXPORTS_KEEP_DAYS), files included.
+
+    Each batch's files go before its rows: a store that fails stops the purge with that batch's jobs
+    kept, so the next run deletes their files again instead of leaving them without a row.
+    """
+    if older_than_days is None and not settings.APM_EXPORTS_KEEP_DAYS:  # 0: kept forever
+        return 0
+    days = settings.APM_EXPORTS_KEEP_DAYS if older_than_days is None else older_than_days
+    old = exports_old(older_than_days=days)
+    return batch_delete(old, batch_size=batch_size, before_delete=export_files_delete)
+
+
+def exports_old(*, older_than_days: int) -> QuerySet[ExportJob]:
+    """Finished export jobs created more than ``older_than_days`` days ago (queued and running stay)."""
+    return ExportJob.objects.filter(
+        created_at__lt=retention_cutoff(older_than_days), status__in=[Status.SUCCEEDED, Status.FAILED]
+    )
+
+
+def export_files_delete(jobs: QuerySet[ExportJob]) -> None:
+    """Delete the stored files of ``jobs`` (their rows stay, for the caller to delete)."""
+    for job in jobs.only("pk", "file"):
         if job.file:
             job.file.delete(save=False)
-        job.delete()
-        purged += 1
-    return purged
 
 
 def project_digests_request() -> int:

@@ -10,6 +10,7 @@ from celery import shared_task
 
 from apm.db import TRANSIENT_DB_ERRORS
 from reports.exports import EXPORT_TASK, ExportFailed, export_run, exports_purge, project_digests_request
+from reports.retention import FAMILY, MEMBERS, member_purge
 
 
 # A failed export raises ExportFailed once its job is recorded failed: the task ends in FAILURE (and
@@ -35,5 +36,12 @@ def project_digests_weekly_task() -> int:
 
 @shared_task(name="projects.exports_purge")
 def exports_purge_task() -> int:
-    """Delete export jobs and files older than APM_EXPORT_KEEP_DAYS."""
+    """Delete export jobs and files older than APM_EXPORTS_KEEP_DAYS (none when it is 0)."""
     return exports_purge()
+
+
+@shared_task(name="maintenance.retention_purge")
+def retention_purge_task(member: str | None = None) -> dict[str, int]:
+    """Delete what is past its retention: one member of the family by name, or all of them."""
+    members = [MEMBERS[member]] if member is not None else list(FAMILY)
+    return {each.name: member_purge(each) for each in members}

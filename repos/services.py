@@ -18,11 +18,13 @@ import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from apm.errors import validation_text
 from apm.jobs import BrokerUnavailable, queue_waiting, task_enqueue_on_commit
+from apm.retention import DEFAULT_BATCH_SIZE, batch_delete
+from apm.retention import cutoff as retention_cutoff
 from projects.models import Project
 from projects.services import project_cache_invalidate
 from repos.git import (
@@ -313,7 +315,7 @@ def repositories_ingest_all(*, trigger: str = IngestionRun.Trigger.SCHEDULE) -> 
         yield IngestAllEntry(repository=repository, request=request)
 
 
-def ingestion_runs_purge(*, older_than_days: int, batch_size: int = 1000) -> int:
+def ingestion_runs_purge(*, older_than_days: int, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Delete finished runs created more than ``older_than_days`` days ago; return how many went.
 
     The latest run of each repository is kept whatever its age: the admin and the API show it as the
@@ -322,22 +324,19 @@ def ingestion_runs_purge(*, older_than_days: int, batch_size: int = 1000) -> int
     """
     if older_than_days < 0:
         raise ValidationError({"older_than": ["Give a number of days, 0 or more."]})
-    cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
+    return batch_delete(ingestion_runs_old(older_than_days=older_than_days), batch_size=batch_size)
+
+
+def ingestion_runs_old(*, older_than_days: int) -> QuerySet[IngestionRun]:
+    """Finished runs created more than ``older_than_days`` days ago, except each repository's latest."""
     latest = (
         IngestionRun.objects.filter(repository_id=OuterRef("repository_id"))
         .order_by("-created_at", "-id")
         .values("id")[:1]
     )
-    old = (
-        IngestionRun.objects.filter(created_at__lt=cutoff, status__in=[Status.SUCCEEDED, Status.FAILED])
-        .exclude(pk=Subquery(latest))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    purged = 0
-    while ids := list(old[:batch_size]):
-        purged += IngestionRun.objects.filter(pk__in=ids).delete()[0]
-    return purged
+    return IngestionRun.objects.filter(
+        created_at__lt=retention_cutoff(older_than_days), status__in=[Status.SUCCEEDED, Status.FAILED]
+    ).exclude(pk=Subquery(latest))
 
 
 def repository_delete(*, repository: Repository) -> None:
@@ -405,7 +404,7 @@ def _push_delivery_first(repository: Repository, delivery_id: str, body_sha256: 
     return PushDelivery.objects.filter(same, repository=repository).order_by("received_at", "pk").first()
 
 
-def push_deliveries_purge(*, older_than_days: int, batch_size: int = 1000) -> int:
+def push_deliveries_purge(*, older_than_days: int, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Delete push deliveries received more than ``older_than_days`` days ago; return how many went.
 
     A delivery older than that, sent again, is taken as new: it requests one incremental ingestion,
@@ -413,14 +412,11 @@ def push_deliveries_purge(*, older_than_days: int, batch_size: int = 1000) -> in
     """
     if older_than_days < 0:
         raise ValidationError({"older_than": ["Give a number of days, 0 or more."]})
-    cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
+    return batch_delete(push_deliveries_old(older_than_days=older_than_days), batch_size=batch_size)
+
+
+def push_deliveries_old(*, older_than_days: int) -> QuerySet[PushDelivery]:
+    """Push deliveries received more than ``older_than_days`` days ago, oldest first."""
     # idx_push_deliveries_received finds the oldest first.
-    old = (
-        PushDelivery.objects.filter(received_at__lt=cutoff)
-        .order_by("received_at")
-        .values_list("pk", flat=True)
-    )
-    purged = 0
-    while ids := list(old[:batch_size]):
-        purged += PushDelivery.objects.filter(pk__in=ids).delete()[0]
-    return purged
+    old = PushDelivery.objects.filter(received_at__lt=retention_cutoff(older_than_days))
+    return old.order_by("received_at")

@@ -194,12 +194,18 @@ def repositories_ingest_all_task() -> int:
 @shared_task(name="repos.purge_ingestion_runs", **RETRY)
 def ingestion_runs_purge_task(older_than_days: int | None = None) -> int:
     """Delete finished runs older than ``older_than_days`` (APM_INGESTION_RUNS_KEEP_DAYS by default)."""
-    days = settings.APM_INGESTION_RUNS_KEEP_DAYS if older_than_days is None else older_than_days
-    return services.ingestion_runs_purge(older_than_days=days)
+    if older_than_days is None:
+        if not settings.APM_INGESTION_RUNS_KEEP_DAYS:  # 0: kept forever
+            return 0
+        older_than_days = settings.APM_INGESTION_RUNS_KEEP_DAYS
+    return services.ingestion_runs_purge(older_than_days=older_than_days)
 
 
 @shared_task(name="repos.purge_push_deliveries", **RETRY)
 def push_deliveries_purge_task(older_than_days: int | None = None) -> int:
     """Delete push deliveries older than ``older_than_days`` (APM_PUSH_DELIVERIES_KEEP_DAYS by default)."""
-    days = settings.APM_PUSH_DELIVERIES_KEEP_DAYS if older_than_days is None else older_than_days
-    return services.push_deliveries_purge(older_than_days=days)
+    if older_than_days is None:
+        if not settings.APM_PUSH_DELIVERIES_KEEP_DAYS:  # 0: kept forever
+            return 0
+        older_than_days = settings.APM_PUSH_DELIVERIES_KEEP_DAYS
+    return services.push_deliveries_purge(older_than_days=older_than_days)

@@ -544,6 +544,16 @@ APM_SCHEDULE_DEFAULTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] 
     "Purge old ingestion runs": ("repos.purge_ingestion_runs", {"minute": "30", "hour": "3"}, {}),
     "Purge old push deliveries": ("repos.purge_push_deliveries", {"minute": "40", "hour": "3"}, {}),
     "Purge old exports": ("projects.exports_purge", {"minute": "45", "hour": "3"}, {}),
+    "Purge old webhook deliveries": (
+        "maintenance.retention_purge",
+        {"minute": "50", "hour": "3"},
+        {"member": "webhook_deliveries"},
+    ),
+    "Purge old task events": (
+        "maintenance.retention_purge",
+        {"minute": "55", "hour": "3"},
+        {"member": "task_events"},
+    ),
     "Resume stalled webhook deliveries": ("projects.webhook_deliveries_resume", {"minute": "*/5"}, {}),
     "Resume silent ingestion runs": ("repos.ingestion_runs_resume", {"minute": "*"}, {}),
 }
@@ -591,21 +601,41 @@ APM_INGEST_STALE_SECONDS = env.int("APM_INGEST_STALE_SECONDS", default=900)
 APM_INGEST_HEARTBEAT_SECONDS = env.float("APM_INGEST_HEARTBEAT_SECONDS", default=10.0)
 APM_INGEST_RESUME_SECONDS = env.int("APM_INGEST_RESUME_SECONDS", default=60)
 APM_INGEST_RESUMES_MAX = env.int("APM_INGEST_RESUMES_MAX", default=3)
-# Finished ingestion runs older than this many days are purged by the schedule (the latest run of each
-# repository is always kept); export files are deleted after APM_EXPORT_KEEP_DAYS.
 # An open task with no event and no linked commit for this many days is stale (project health).
 APM_STALE_DAYS = env.int("APM_STALE_DAYS", default=14)
 # Change coupling leaves out commits touching more files than this (mass renames, reformatting).
 APM_COUPLING_MAX_FILES = env.int("APM_COUPLING_MAX_FILES", default=30)
-APM_INGESTION_RUNS_KEEP_DAYS = env.int("APM_INGESTION_RUNS_KEEP_DAYS", default=90)
-APM_EXPORT_KEEP_DAYS = env.int("APM_EXPORT_KEEP_DAYS", default=7)
 # Push webhooks (docs/api.md, "Push webhook"): the largest body parsed before it is verified, when the
 # URL does not name the repository (?repository=<id>); and how long received deliveries are remembered,
 # so that one sent again starts nothing.
 APM_PUSH_UNVERIFIED_MAX_BYTES = env.int("APM_PUSH_UNVERIFIED_MAX_BYTES", default=1024 * 1024)
-APM_PUSH_DELIVERIES_KEEP_DAYS = env.int("APM_PUSH_DELIVERIES_KEEP_DAYS", default=30)
+# (APM_PUSH_DELIVERIES_KEEP_DAYS: the retention block below.)
 # Days a project invitation stays open for its invitee to accept (docs/api.md, "Joining a project").
 APM_INVITATION_EXPIRY_DAYS = env.int("APM_INVITATION_EXPIRY_DAYS", default=14)
+# --- Retention (reports.retention; docs/operations.md, "Retention") ---
+# Days the schedule keeps each kind of row before deleting it in batches; 0 keeps it forever. Task
+# events are the history of burndown, burnup and activity, so they are kept forever unless asked.
+# APM_EXPORT_KEEP_DAYS, the earlier name, still works when APM_EXPORTS_KEEP_DAYS is not set.
+
+
+def _keep_days(name: str, default: int, *fallbacks: str) -> int:
+    # A typo or a negative number stops start-up naming the variable, not the first nightly purge.
+    for variable in (name, *fallbacks):
+        raw = env.str(variable, default="").strip()
+        if raw:
+            if not (raw.isascii() and raw.isdigit()):
+                raise ImproperlyConfigured(f"{variable} is a whole number of days, 0 or more, not {raw!r}.")
+            return int(raw)
+    return default
+
+
+APM_INGESTION_RUNS_KEEP_DAYS = _keep_days("APM_INGESTION_RUNS_KEEP_DAYS", 90)
+APM_PUSH_DELIVERIES_KEEP_DAYS = _keep_days("APM_PUSH_DELIVERIES_KEEP_DAYS", 30)
+APM_EXPORTS_KEEP_DAYS = _keep_days("APM_EXPORTS_KEEP_DAYS", 7, "APM_EXPORT_KEEP_DAYS")
+APM_EXPORT_KEEP_DAYS = APM_EXPORTS_KEEP_DAYS
+APM_WEBHOOK_DELIVERIES_KEEP_DAYS = _keep_days("APM_WEBHOOK_DELIVERIES_KEEP_DAYS", 30)
+APM_TASK_EVENTS_KEEP_DAYS = _keep_days("APM_TASK_EVENTS_KEEP_DAYS", 0)
+# --- end of retention ---
 # --- Outgoing webhooks (docs/webhooks.md) ---
 # https:// only unless APM_WEBHOOK_ALLOW_HTTP; targets resolving to loopback, private, link-local or
 # other internal addresses are refused unless inside one of APM_WEBHOOK_ALLOWED_NETWORKS (CIDRs).
