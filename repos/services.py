@@ -178,9 +178,12 @@ def ingestion_request(*, repository: Repository, trigger: str, branch: str = "")
         # is refused here with its reason instead of failing inside git.
         _branch_validate(branch or repository.default_branch)
     with transaction.atomic():
-        Repository.objects.select_for_update().filter(pk=repository.pk).first()
+        locked = Repository.objects.select_for_update().filter(pk=repository.pk).first()
+        if locked is None or locked.deleting_since is not None:
+            # Read under the lock a deletion request takes too: no run starts behind a deletion.
+            raise ValidationError({"repository": ["This repository is being deleted."]})
         for active in IngestionRun.objects.filter(repository=repository, status__in=ACTIVE_STATUSES):
-            if _is_stale(active):
+            if run_is_stale(active):
                 run_fail(active, "abandoned: its worker stopped reporting progress")
                 continue
             return IngestionRequest(run=active, created=False)
@@ -265,7 +268,7 @@ def ingestion_runs_resume() -> list[int]:
     return resumed
 
 
-def _is_stale(run: IngestionRun) -> bool:
+def run_is_stale(run: IngestionRun) -> bool:
     limit = datetime.timedelta(seconds=settings.APM_INGEST_STALE_SECONDS)
     last_sign = run.heartbeat_at or run.created_at
     return last_sign is not None and timezone.now() - last_sign > limit
@@ -292,7 +295,11 @@ def repositories_ingest_all(*, trigger: str = IngestionRun.Trigger.SCHEDULE) -> 
     repository's row lock lets one run in. The list is read first: with eager Celery each request runs
     a whole ingestion, and no cursor should stay open meanwhile.
     """
-    repositories = list(Repository.objects.filter(is_active=True).select_related("project").order_by("pk"))
+    repositories = list(
+        Repository.objects.filter(is_active=True, deleting_since__isnull=True)
+        .select_related("project")
+        .order_by("pk")
+    )
     broker_down: BrokerUnavailable | None = None
     for repository in repositories:
         if broker_down is not None:
@@ -338,17 +345,6 @@ def ingestion_runs_purge(*, older_than_days: int, batch_size: int = 1000) -> int
     while ids := list(old[:batch_size]):
         purged += IngestionRun.objects.filter(pk__in=ids).delete()[0]
     return purged
-
-
-def repository_delete(*, repository: Repository) -> None:
-    """Delete ``repository`` with its commits, file index and runs (its mirror stays on disk).
-
-    The project's cached figures are dropped with it: they counted the repository's commits.
-    """
-    with transaction.atomic():
-        project_id = repository.project_id
-        repository.delete()
-        project_cache_invalidate(project_id=project_id)
 
 
 # --- Push webhook deliveries --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from django.db import connections
 from apm.db import TRANSIENT_DB_ERRORS
 from apm.errors import validation_text
 from apm.jobs import BrokerUnavailable
-from repos import services
+from repos import deletion, services
 from repos.git import GitError
 from repos.ingestion import pipeline
 
@@ -203,3 +203,9 @@ def push_deliveries_purge_task(older_than_days: int | None = None) -> int:
     """Delete push deliveries older than ``older_than_days`` (APM_PUSH_DELIVERIES_KEEP_DAYS by default)."""
     days = settings.APM_PUSH_DELIVERIES_KEEP_DAYS if older_than_days is None else older_than_days
     return services.push_deliveries_purge(older_than_days=days)
+
+
+@shared_task(name=deletion.DELETE_TASK, **RETRY)
+def repository_delete_task(repository_id: int) -> int:
+    """Delete marked repository ``repository_id`` in batches; returns the rows this delivery deleted."""
+    return sum(deletion.repository_delete_batches(repository_id=repository_id).values())
