@@ -70,6 +70,11 @@ def repository_register(
         _branch_validate(default_branch, field="default_branch")
     existing = Repository.objects.filter(project=project, source=stored_source).first()
     existing = existing or _registered_as(project=project, parsed=parsed)
+    if existing is not None and existing.deleting_since is not None:
+        # Its rows are being deleted in the background (repos.deletion); the source is free after that.
+        raise ValidationError(
+            {"source": [f"{project.key}'s repository with this source is being deleted; try again later."]}
+        )
     if existing is not None:
         if not existing_ok:
             raise ValidationError(

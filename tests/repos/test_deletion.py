@@ -31,7 +31,7 @@ from repos.models import (
     Repository,
 )
 from repos.selectors import commit_list, file_change_list, file_list, push_candidates, repository_list
-from repos.services import ingestion_request
+from repos.services import ingestion_request, repository_register
 from repos.tasks import repository_delete_task
 from tests.factories import CommitFactory, CommitTaskLinkFactory, IngestionRunFactory, TaskFactory
 from tests.faults.test_broker_down import publishing_to
@@ -107,6 +107,10 @@ def test_a_deleted_repository_is_gone_at_once_and_its_rows_go_in_batches(world: 
     assert client.get("/api/v1/commits/", {"repository": repository.pk}).json()["results"] == []
     with pytest.raises(ValidationError, match="being deleted"):
         ingestion_request(repository=repository, trigger=IngestionRun.Trigger.API)
+    with pytest.raises(ValidationError, match="being deleted"):
+        repository_register(project=world.project, source=repository.source)
+    project_page = world.client("owner").get("/api/v1/projects/ALPHA/summary/").json()
+    assert project_page["repositories"] == 0
     assert rows_of(repository.pk) == filled["rows"]  # nothing deleted yet: that is the task's work
 
     size = 4
