@@ -14,6 +14,7 @@ there, so any number of runs ends where one would.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
@@ -40,6 +41,8 @@ from repos.services import run_is_stale
 logger = structlog.get_logger(__name__)
 # The Celery task that deletes a marked repository's rows (repos.tasks); on the default queue.
 DELETE_TASK = "repos.delete_repository"
+# How long one delivery of the task deletes before it queues the next: far below the task time limit.
+DELETE_TASK_SECONDS = 300.0
 
 # Children before their parents, so no foreign key ever points at a deleted row: links and file
 # changes before commits, deliveries (which point at runs) before runs. Each table is read through an
@@ -87,13 +90,23 @@ def repository_delete_request(*, repository: Repository, by: Any = None) -> Repo
     return locked
 
 
+def repository_deletion_pending(repository_id: int) -> bool:
+    return Repository.objects.filter(pk=repository_id, deleting_since__isnull=False).exists()
+
+
 def _mark_discard(repository_id: int) -> None:
     Repository.objects.filter(pk=repository_id).update(deleting_since=None, deletion_progress={})
 
 
-def repository_delete_batches(*, repository_id: int, batch_rows: int | None = None) -> dict[str, int]:
+def repository_delete_batches(
+    *, repository_id: int, batch_rows: int | None = None, deadline: float | None = None
+) -> dict[str, int]:
     """Delete the rows of marked repository ``repository_id``, then the repository; return the rows
-    deleted by this call per table. A repository gone or not marked is left alone (returns ``{}``)."""
+    deleted by this call per table. A repository gone or not marked is left alone (returns ``{}``).
+
+    With ``deadline`` (a ``time.monotonic()`` value) it stops after the first batch that ends past it,
+    leaving the rest for the next call: the task keeps each delivery well inside Celery's time limit.
+    """
     size = batch_rows or settings.APM_DELETE_BATCH_ROWS
     if not Repository.objects.filter(pk=repository_id, deleting_since__isnull=False).exists():
         return {}
@@ -101,6 +114,8 @@ def repository_delete_batches(*, repository_id: int, batch_rows: int | None = No
     for table, model, field in _TABLES:
         ids_query = model._default_manager.filter(**{field: repository_id}).order_by("pk")
         while ids := list(ids_query.values_list("pk", flat=True)[:size]):
+            if deleted and deadline is not None and time.monotonic() > deadline:
+                return deleted  # at least one batch per call: every call moves the deletion on
             with transaction.atomic():
                 # A plain DELETE ... WHERE id IN (...): no collector, no signals, no rows read back.
                 count = model._default_manager.filter(pk__in=ids)._raw_delete(ids_query.db)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import time
 from typing import Any
 
 import pytest
@@ -252,3 +253,22 @@ def test_with_the_broker_down_the_answer_is_503_and_nothing_is_marked(world: Wor
     repository.refresh_from_db()
     assert (repository.deleting_since, repository.deletion_progress) == (None, {})
     assert Commit.objects.filter(repository=repository).exists()
+
+
+def test_a_delivery_past_its_deadline_stops_after_one_batch_and_the_next_carries_on(
+    world: World, filled, monkeypatch, settings
+):
+    repository = filled["repository"]
+    repository_delete_request(repository=repository)
+
+    first = repository_delete_batches(repository_id=repository.pk, batch_rows=2, deadline=time.monotonic())
+
+    assert first == {"commit_task_links": 2}
+    repository.refresh_from_db()
+    assert repository.deletion_progress["deleted"] == {"commit_task_links": 2}
+    # Each delivery deletes one batch and queues the next (run here, eagerly) until the repository is gone.
+    monkeypatch.setattr(deletion, "DELETE_TASK_SECONDS", -1.0)
+    settings.APM_DELETE_BATCH_ROWS = 10
+    assert repository_delete_task.apply(args=(repository.pk,)).get() == 3  # its batch: the links left
+    assert not Repository.objects.filter(pk=repository.pk).exists()
+    assert rows_of(repository.pk) == dict.fromkeys(filled["rows"], 0)
