@@ -112,7 +112,9 @@ def repository_delete_batches(
         return {}
     deleted: dict[str, int] = {}
     for table, model, field in _TABLES:
-        ids_query = model._default_manager.filter(**{field: repository_id}).order_by("pk")
+        # In no order: any rows of the repository will do, and the index hands the first ones over and
+        # stops at the limit. Sorting by id would sort all the rows left at every batch.
+        ids_query = model._default_manager.filter(**{field: repository_id}).order_by()
         while ids := list(ids_query.values_list("pk", flat=True)[:size]):
             if deleted and deadline is not None and time.monotonic() > deadline:
                 return deleted  # at least one batch per call: every call moves the deletion on
