@@ -394,7 +394,7 @@ def _window_filter(
     repository: Repository | int | None,
 ) -> dict[str, Any]:
     """ORM filters for the commits of the window, on ``Commit`` (prefix "") or a relation ("commit__")."""
-    repositories = Repository.objects.filter(project=project)
+    repositories = Repository.objects.filter(project=project, deleting_since__isnull=True)
     repository_id = _repository_id(repository)
     if repository_id is not None:
         repositories = repositories.filter(pk=repository_id)

@@ -233,7 +233,8 @@ def _code(project: Project, figure: str, window: str, repository: Repository | N
     return {
         "rows": figures["results"],
         "window_text": figures["window"].describe(),
-        "no_repository": repository is None and not project.repositories.exists(),
+        "no_repository": repository is None
+        and not project.repositories.filter(deleting_since__isnull=True).exists(),
     }
 
 

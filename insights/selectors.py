@@ -105,9 +105,10 @@ def project_summary_cached(*, project: Project) -> dict[str, Any]:
             tasks.exclude(status__in=Task.CLOSED_STATUSES).filter(due_date__lt=timezone.localdate()).count()
         )
         summary["progress"] = progress_of(summary)
-        commits = Commit.objects.filter(repository__project=project)
+        # Without the repositories being deleted (repos.deletion): gone for people at once.
+        commits = Commit.objects.filter(repository__project=project, repository__deleting_since__isnull=True)
         summary.update(
-            repositories=project.repositories.count(),
+            repositories=project.repositories.filter(deleting_since__isnull=True).count(),
             **commits.aggregate(commits=Count("id"), last_commit_at=Max("timestamp")),
         )
         summary["recent_events"] = [

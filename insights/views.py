@@ -160,7 +160,9 @@ def _visible_project(request: HttpRequest, key: str) -> Project:
 
 
 def _visible_repository(request: HttpRequest, pk: int) -> Repository:
-    repository = get_object_or_404(Repository.objects.select_related("project"), pk=pk)
+    # A repository being deleted (repos.deletion) is gone for people at once.
+    live = Repository.objects.filter(deleting_since__isnull=True).select_related("project")
+    repository = get_object_or_404(live, pk=pk)
     if not (request.user.is_staff or project_role(project=repository.project, user=request.user)):
         raise Http404("No such repository.")
     return repository
@@ -201,7 +203,11 @@ class ProjectPageView(LoginRequiredMixin, View):
             "summary": summary,
             "percent": round(summary["progress"] * 100),
             "health_label": HealthLevel(project.health_level).label if project.health_level else "",
-            "repositories": list(project.repositories.order_by("name").only("pk", "name", "project_id")),
+            "repositories": list(
+                project.repositories.filter(deleting_since__isnull=True)
+                .order_by("name")
+                .only("pk", "name", "project_id")
+            ),
             "window": window,
             "windows": _windows(),
             "panels": _panels(PROJECT_PANELS, url, window),

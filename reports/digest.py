@@ -227,7 +227,7 @@ def _repository_check(project: Project, value: Any) -> int:
     if (
         isinstance(value, bool)
         or not isinstance(value, int)
-        or not project.repositories.filter(pk=value).exists()
+        or not project.repositories.filter(pk=value, deleting_since__isnull=True).exists()
     ):
         raise ValueError(f"{project.key} has no repository with the id {value!r}.")
     return value

@@ -6,6 +6,8 @@ they show in the same query, order by indexed columns and leave heavy text out o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -22,9 +24,10 @@ from apm.admin import (
     validation_message,
 )
 from apm.jobs import BrokerUnavailable
+from repos.deletion import repository_delete_request
 from repos.git import remote_host_check, source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, PushDelivery, Repository
-from repos.services import ingestion_request, repository_delete, repository_register
+from repos.services import ingestion_request, repository_register
 from tasks.models import Task
 
 
@@ -74,13 +77,39 @@ class RepositoryAdmin(admin.ModelAdmin):
             return list(self.readonly_fields)
         return [*self.readonly_fields, "project", "source", *self.panels]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Repository]:
+        # A repository being deleted is gone for people at once; its rows go in the background.
+        return super().get_queryset(request).filter(deleting_since__isnull=True)
+
+    def get_deleted_objects(
+        self, objs: Sequence[Repository] | QuerySet[Repository], request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+        # The confirmation page names the repositories only: listing what hangs off them would walk
+        # every commit and file change through the collector, the cost the deletion itself avoids.
+        repositories = list(objs)
+        allowed = all(self.has_delete_permission(request, obj) for obj in repositories)
+        names = [f"{repository} (with everything ingested from it)" for repository in repositories]
+        perms_needed = set() if allowed else {str(Repository._meta.verbose_name)}
+        return names, {str(Repository._meta.verbose_name_plural): len(repositories)}, perms_needed, []
+
     def delete_model(self, request: HttpRequest, obj: Repository) -> None:
-        repository_delete(repository=obj)
+        self._delete_request(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
-        # One repository at a time through the service, so every project's figures are dropped.
+        # Each through the service: marked at once, deleted in batches by the task, never by the
+        # collector (which would read millions of file changes into memory).
         for repository in queryset:
-            repository_delete(repository=repository)
+            self._delete_request(request, repository)
+
+    def _delete_request(self, request: HttpRequest, repository: Repository) -> None:
+        try:
+            repository_delete_request(repository=repository, by=request.user)
+        except ValidationError as exc:
+            self.message_user(request, f"{repository}: {validation_message(exc)}", messages.ERROR)
+        except BrokerUnavailable as exc:
+            self.message_user(request, f"{repository}: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, f"{repository} is being deleted in the background.", messages.INFO)
 
     def save_model(self, request: HttpRequest, obj: Repository, form: forms.ModelForm, change: bool) -> None:
         if change:

@@ -45,6 +45,11 @@ class Repository(TimeStampedModel):
     # one finishes: still set at the next plan, a run failed half-way (its file slices may have indexed
     # part of a newer tree), so that run lists the whole tree and rebuilds the figures.
     files_unsettled = models.BooleanField(default=False, editable=False)
+    # Set when its deletion is requested (repos.deletion): from then on no list, page or ingestion sees
+    # it, while a background task deletes its rows in batches and finally the row itself. Rows deleted
+    # so far, per table, are kept in deletion_progress for operators to follow.
+    deleting_since = models.DateTimeField(null=True, blank=True, editable=False)
+    deletion_progress = models.JSONField(default=dict, blank=True, editable=False)
     # Not a column: the latest run, set on the repositories of a page by repos.selectors.last_runs_attach.
     last_run: IngestionRun | None
 

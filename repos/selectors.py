@@ -28,8 +28,10 @@ def repository_list() -> QuerySet[Repository]:
     ``last_runs_attach`` reads the runs themselves for the whole page.
     """
     last_run = IngestionRun.objects.filter(repository=OuterRef("pk")).order_by("-created_at", "-id")
-    return Repository.objects.select_related("project").annotate(
-        last_run_id=Subquery(last_run.values("id")[:1])
+    return (
+        Repository.objects.filter(deleting_since__isnull=True)
+        .select_related("project")
+        .annotate(last_run_id=Subquery(last_run.values("id")[:1]))
     )
 
 
@@ -42,12 +44,16 @@ def last_runs_attach(repositories: Iterable[Repository]) -> None:
         repository.last_run = runs.get(repository.last_run_id)
 
 
+# The lists below leave out the rows of a repository being deleted (repos.deletion). The API scopes
+# them by the repository's project, so the repository is joined already and the filter costs nothing.
+
+
 def ingestion_run_list() -> QuerySet[IngestionRun]:
-    return IngestionRun.objects.all()
+    return IngestionRun.objects.filter(repository__deleting_since__isnull=True)
 
 
 def commit_list() -> QuerySet[Commit]:
-    return Commit.objects.all()
+    return Commit.objects.filter(repository__deleting_since__isnull=True)
 
 
 def task_keys_attach(commits: Iterable[Commit]) -> None:
@@ -72,17 +78,21 @@ def task_keys_attach(commits: Iterable[Commit]) -> None:
 def file_change_list() -> QuerySet[FileChange]:
     """File changes with their commit, joined for its sha only (its message may be large)."""
     fields = ("id", "commit__sha", "repository", "path", "old_path", "change_type", "added", "deleted")
-    return FileChange.objects.select_related("commit").only(*fields, "is_binary")
+    return (
+        FileChange.objects.filter(repository__deleting_since__isnull=True)
+        .select_related("commit")
+        .only(*fields, "is_binary")
+    )
 
 
 def file_list() -> QuerySet[File]:
-    return File.objects.all()
+    return File.objects.filter(repository__deleting_since__isnull=True)
 
 
 def push_candidates(*, repository_id: str, urls: Iterable[str]) -> QuerySet[Repository]:
     """The repositories a push webhook may be about: the one named by ``?repository=`` (an id), or
     those registered under one of the push's ``urls``. Anything but a plain id names none."""
-    candidates = Repository.objects.select_related("project")
+    candidates = Repository.objects.filter(deleting_since__isnull=True).select_related("project")
     if repository_id:
         valid = repository_id.isascii() and repository_id.isdigit() and len(repository_id) < 19
         return candidates.filter(pk=int(repository_id)) if valid else candidates.none()

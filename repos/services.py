@@ -72,6 +72,11 @@ def repository_register(
         _branch_validate(default_branch, field="default_branch")
     existing = Repository.objects.filter(project=project, source=stored_source).first()
     existing = existing or _registered_as(project=project, parsed=parsed)
+    if existing is not None and existing.deleting_since is not None:
+        # Its rows are being deleted in the background (repos.deletion); the source is free after that.
+        raise ValidationError(
+            {"source": [f"{project.key}'s repository with this source is being deleted; try again later."]}
+        )
     if existing is not None:
         if not existing_ok:
             raise ValidationError(
@@ -180,9 +185,12 @@ def ingestion_request(*, repository: Repository, trigger: str, branch: str = "")
         # is refused here with its reason instead of failing inside git.
         _branch_validate(branch or repository.default_branch)
     with transaction.atomic():
-        Repository.objects.select_for_update().filter(pk=repository.pk).first()
+        locked = Repository.objects.select_for_update().filter(pk=repository.pk).first()
+        if locked is None or locked.deleting_since is not None:
+            # Read under the lock a deletion request takes too: no run starts behind a deletion.
+            raise ValidationError({"repository": ["This repository is being deleted."]})
         for active in IngestionRun.objects.filter(repository=repository, status__in=ACTIVE_STATUSES):
-            if _is_stale(active):
+            if run_is_stale(active):
                 run_fail(active, "abandoned: its worker stopped reporting progress")
                 continue
             return IngestionRequest(run=active, created=False)
@@ -267,7 +275,7 @@ def ingestion_runs_resume() -> list[int]:
     return resumed
 
 
-def _is_stale(run: IngestionRun) -> bool:
+def run_is_stale(run: IngestionRun) -> bool:
     limit = datetime.timedelta(seconds=settings.APM_INGEST_STALE_SECONDS)
     last_sign = run.heartbeat_at or run.created_at
     return last_sign is not None and timezone.now() - last_sign > limit
@@ -294,7 +302,11 @@ def repositories_ingest_all(*, trigger: str = IngestionRun.Trigger.SCHEDULE) -> 
     repository's row lock lets one run in. The list is read first: with eager Celery each request runs
     a whole ingestion, and no cursor should stay open meanwhile.
     """
-    repositories = list(Repository.objects.filter(is_active=True).select_related("project").order_by("pk"))
+    repositories = list(
+        Repository.objects.filter(is_active=True, deleting_since__isnull=True)
+        .select_related("project")
+        .order_by("pk")
+    )
     broker_down: BrokerUnavailable | None = None
     for repository in repositories:
         if broker_down is not None:
@@ -337,17 +349,6 @@ def ingestion_runs_old(*, older_than_days: int) -> QuerySet[IngestionRun]:
     return IngestionRun.objects.filter(
         created_at__lt=retention_cutoff(older_than_days), status__in=[Status.SUCCEEDED, Status.FAILED]
     ).exclude(pk=Subquery(latest))
-
-
-def repository_delete(*, repository: Repository) -> None:
-    """Delete ``repository`` with its commits, file index and runs (its mirror stays on disk).
-
-    The project's cached figures are dropped with it: they counted the repository's commits.
-    """
-    with transaction.atomic():
-        project_id = repository.project_id
-        repository.delete()
-        project_cache_invalidate(project_id=project_id)
 
 
 # --- Push webhook deliveries --------------------------------------------------------------------------

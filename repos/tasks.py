@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,8 +24,8 @@ from django.db import connections
 
 from apm.db import TRANSIENT_DB_ERRORS
 from apm.errors import validation_text
-from apm.jobs import BrokerUnavailable
-from repos import services
+from apm.jobs import BrokerUnavailable, task_enqueue
+from repos import deletion, services
 from repos.git import GitError
 from repos.ingestion import pipeline
 
@@ -209,3 +210,20 @@ def push_deliveries_purge_task(older_than_days: int | None = None) -> int:
             return 0
         older_than_days = settings.APM_PUSH_DELIVERIES_KEEP_DAYS
     return services.push_deliveries_purge(older_than_days=older_than_days)
+
+
+@shared_task(name=deletion.DELETE_TASK, **RETRY)
+def repository_delete_task(repository_id: int) -> int:
+    """Delete marked repository ``repository_id`` in batches; returns the rows this delivery deleted.
+
+    A delivery works for ``DELETE_TASK_SECONDS`` at most, then queues the next one, which carries on.
+    """
+    deadline = time.monotonic() + deletion.DELETE_TASK_SECONDS
+    deleted = deletion.repository_delete_batches(repository_id=repository_id, deadline=deadline)
+    if deletion.repository_deletion_pending(repository_id):
+        try:
+            task_enqueue(deletion.DELETE_TASK, repository_id)
+        except BrokerUnavailable as exc:
+            # The repository stays marked and hidden; asking for its deletion again carries it on.
+            logger.warning("repository_delete_requeue_failed", repository_id=repository_id, reason=str(exc))
+    return sum(deleted.values())

@@ -610,6 +610,8 @@ APM_COUPLING_MAX_FILES = env.int("APM_COUPLING_MAX_FILES", default=30)
 # so that one sent again starts nothing.
 APM_PUSH_UNVERIFIED_MAX_BYTES = env.int("APM_PUSH_UNVERIFIED_MAX_BYTES", default=1024 * 1024)
 # (APM_PUSH_DELIVERIES_KEEP_DAYS: the retention block below.)
+# Rows a repository's deletion deletes per statement and transaction (repos.deletion).
+APM_DELETE_BATCH_ROWS = env.int("APM_DELETE_BATCH_ROWS", default=10_000)
 # Days a project invitation stays open for its invitee to accept (docs/api.md, "Joining a project").
 APM_INVITATION_EXPIRY_DAYS = env.int("APM_INVITATION_EXPIRY_DAYS", default=14)
 # --- Retention (reports.retention; docs/operations.md, "Retention") ---

@@ -72,7 +72,8 @@ class CodeAnalyticsQuerySerializer(serializers.Serializer[Any]):
 
     def validate_repository(self, value: int) -> int:
         # An id of another project's repository gets the same answer as one that does not exist.
-        if not Repository.objects.filter(project=self.context["project"], pk=value).exists():
+        live = Repository.objects.filter(deleting_since__isnull=True)
+        if not live.filter(project=self.context["project"], pk=value).exists():
             raise serializers.ValidationError(f"No repository with id {value} in this project.")
         return value
 

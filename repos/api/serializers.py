@@ -109,6 +109,21 @@ class IngestAcceptedSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
+class RepositoryDeletionSerializer(serializers.ModelSerializer):
+    """A repository being deleted: gone from every list, its rows deleted in the background."""
+
+    deleting_since = serializers.DateTimeField(read_only=True, help_text="When its deletion was requested.")
+    deletion_progress = serializers.JSONField(
+        read_only=True,
+        help_text="Who asked, when it started, and the rows deleted so far per table (`deleted`).",
+    )
+
+    class Meta:
+        model = Repository
+        fields = ["id", "deleting_since", "deletion_progress"]
+        read_only_fields = fields
+
+
 class IngestionRunSerializer(serializers.ModelSerializer):
     progress = serializers.FloatField(
         read_only=True, help_text="Share of the planned commits done, 0.0 to 1.0."

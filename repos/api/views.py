@@ -30,11 +30,13 @@ from repos.api.serializers import (
     IngestionRunSerializer,
     IngestSerializer,
     RepositoryCreatedSerializer,
+    RepositoryDeletionSerializer,
     RepositorySerializer,
     RepositoryUpdateSerializer,
     TaskCommitLinkSerializer,
     WebhookSecretSerializer,
 )
+from repos.deletion import repository_delete_request
 from repos.models import Commit, File, FileChange, IngestionRun, Repository
 from repos.selectors import (
     commit_list,
@@ -63,13 +65,22 @@ from tasks.models import Task
     ),
     retrieve=extend_schema(summary="One repository"),
     partial_update=extend_schema(summary="Rename, change branch, (de)activate (owners and maintainers)"),
+    destroy=extend_schema(
+        summary="Delete the repository and everything ingested from it (owners and maintainers)",
+        responses={
+            202: RepositoryDeletionSerializer,
+            400: OpenApiResponse(description="An ingestion of it is under way: delete it when it is over."),
+            503: OpenApiResponse(description="The task queue is down: nothing was deleted (Retry-After)."),
+        },
+    ),
 )
 class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
     """Git repositories of your projects (``/api/v1/repositories/{id}/``).
 
-    Every member of a repository's project reads it; owners and maintainers register, change and
-    deactivate it and replace its push-webhook secret; any member who may write asks for an ingestion
-    (``.../ingest/``), which answers 202 with the run to follow at ``/api/v1/ingestion-runs/{id}/``.
+    Every member of a repository's project reads it; owners and maintainers register, change,
+    deactivate and delete it (202: gone from lists at once, its rows deleted in the background) and
+    replace its push-webhook secret; any member who may write asks for an ingestion (``.../ingest/``),
+    which answers 202 with the run to follow at ``/api/v1/ingestion-runs/{id}/``.
     """
 
     filterset_class = RepositoryFilter
@@ -77,7 +88,13 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
     ordering_fields = ["name", "created_at", "last_ingested_at"]
     ordering = ["project__key", "name"]
 
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
     def get_queryset(self) -> QuerySet[Repository]:
+        if self.action == "destroy":
+            # A repository being deleted already may be asked again: the answer is its progress, and
+            # the deletion carries on if it had stopped.
+            return self.project_scope(Repository.objects.select_related("project"))
         return self.project_scope(repository_list())
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
@@ -86,7 +103,8 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
         return RepositorySerializer
 
     def page_attach(self, rows: list[Repository]) -> None:
-        last_runs_attach(rows)
+        if self.action != "destroy":  # its answer is the deletion's progress, not the repository
+            last_runs_attach(rows)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
@@ -111,6 +129,15 @@ class RepositoryViewSet(PageAttachMixin, ProjectScopedViewSet):
         assert repository is not None  # update() hands perform_update the object it read
         self.project_role_require(repository.project, Membership.ADMIN_ROLES)
         repository_update(repository=repository, **serializer.validated_data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Answer 202 at once: the repository is gone from every list, its rows go in the background."""
+        repository = self.get_object()
+        self.project_role_require(repository.project, Membership.ADMIN_ROLES)
+        marked = repository_delete_request(repository=repository, by=request.user)
+        # The progress as it stands; with eager Celery (no workers) the deletion is over already.
+        current = Repository.objects.filter(pk=marked.pk).first() or marked
+        return Response(RepositoryDeletionSerializer(current).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="Ingest the repository now (writing members)",

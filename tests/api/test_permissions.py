@@ -82,6 +82,7 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
     ),
     ("repository-update", "patch", "/api/v1/repositories/{repository}/", {"name": "renamed"}, "admin"),
     ("repository-ingest", "post", "/api/v1/repositories/{repository}/ingest/", {}, "write"),
+    ("repository-delete", "delete", "/api/v1/repositories/{repository}/", None, "admin"),
     ("repository-webhook-secret", "post", "/api/v1/repositories/{repository}/webhook-secret/", None, "admin"),
     ("ingestion-run-detail", "get", "/api/v1/ingestion-runs/{run}/", None, "read"),
     ("commit-detail", "get", "/api/v1/commits/{commit}/", None, "read"),

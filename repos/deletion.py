@@ -1,0 +1,154 @@
+"""Deleting a repository: marked at once, its rows deleted in batches by a background task.
+
+A repository with millions of file changes cannot go through Django's collector (it reads every row it
+deletes into memory) nor in one statement (one transaction holding millions of row locks, and a
+replica's lag with it). So a request only marks the repository (``deleting_since``): from then on no
+list, page, API answer or ingestion sees it. The task ``repos.delete_repository`` then deletes its rows
+table by table, children first, ``APM_DELETE_BATCH_ROWS`` primary keys at a time, each batch its own
+transaction, and records after each batch how many rows of each table went (``deletion_progress``).
+The repository row goes last.
+
+The task can be delivered twice, stopped half-way or requested again: each batch deletes what is still
+there, so any number of runs ends where one would.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+
+from apm.jobs import task_enqueue_on_commit
+from projects.services import project_cache_invalidate
+from repos.ingestion.pipeline import ACTIVE_STATUSES
+from repos.models import (
+    Commit,
+    CommitTaskLink,
+    File,
+    FileChange,
+    FileHistory,
+    IngestionRun,
+    PushDelivery,
+    Repository,
+)
+from repos.services import run_is_stale
+
+logger = structlog.get_logger(__name__)
+# The Celery task that deletes a marked repository's rows (repos.tasks); on the default queue.
+DELETE_TASK = "repos.delete_repository"
+# How long one delivery of the task deletes before it queues the next: far below the task time limit.
+DELETE_TASK_SECONDS = 300.0
+
+# Children before their parents, so no foreign key ever points at a deleted row: links and file
+# changes before commits, deliveries (which point at runs) before runs. Each table is read through an
+# index that starts with the repository (or, for links, the commit).
+_TABLES: tuple[tuple[str, type[models.Model], str], ...] = (
+    ("commit_task_links", CommitTaskLink, "commit__repository_id"),
+    ("file_changes", FileChange, "repository_id"),
+    ("file_histories", FileHistory, "repository_id"),
+    ("files", File, "repository_id"),
+    ("push_deliveries", PushDelivery, "repository_id"),
+    ("ingestion_runs", IngestionRun, "repository_id"),
+    ("commits", Commit, "repository_id"),
+)
+
+
+def repository_delete_request(*, repository: Repository, by: Any = None) -> Repository:
+    """Mark ``repository`` as being deleted and queue the task that deletes it; return it, marked.
+
+    Refused (``ValidationError``) while one of its ingestion runs is queued or running: the run would
+    write rows behind the deletion. A request for a repository marked already queues the task again,
+    which carries on where the last one stopped. A broker that does not take the message raises
+    ``BrokerUnavailable`` and leaves the repository as it was (unmarked, still listed).
+    """
+    with transaction.atomic():
+        locked = Repository.objects.select_for_update().get(pk=repository.pk)
+        first = locked.deleting_since is None
+        if first:
+            # A run silent for APM_INGEST_STALE_SECONDS was abandoned by its worker, as for ingestion.
+            active = IngestionRun.objects.filter(repository=locked, status__in=ACTIVE_STATUSES)
+            if any(not run_is_stale(run) for run in active):
+                refusal = "An ingestion of this repository is under way; delete it when it is over."
+                raise ValidationError({"repository": [refusal]})
+            locked.deleting_since = timezone.now()
+            locked.deletion_progress = {
+                "requested_by": getattr(by, "username", "") or "",
+                "started_at": locked.deleting_since.isoformat(),
+                "deleted": {},
+            }
+            locked.save(update_fields=["deleting_since", "deletion_progress"])
+        task_enqueue_on_commit(
+            DELETE_TASK, locked.pk, discard=lambda: _mark_discard(locked.pk) if first else None
+        )
+    project_cache_invalidate(project_id=locked.project_id)
+    logger.info("repository_delete_requested", repository_id=locked.pk, first=first)
+    return locked
+
+
+def repository_deletion_pending(repository_id: int) -> bool:
+    return Repository.objects.filter(pk=repository_id, deleting_since__isnull=False).exists()
+
+
+def _mark_discard(repository_id: int) -> None:
+    Repository.objects.filter(pk=repository_id).update(deleting_since=None, deletion_progress={})
+
+
+def repository_delete_batches(
+    *, repository_id: int, batch_rows: int | None = None, deadline: float | None = None
+) -> dict[str, int]:
+    """Delete the rows of marked repository ``repository_id``, then the repository; return the rows
+    deleted by this call per table. A repository gone or not marked is left alone (returns ``{}``).
+
+    With ``deadline`` (a ``time.monotonic()`` value) it stops after the first batch that ends past it,
+    leaving the rest for the next call: the task keeps each delivery well inside Celery's time limit.
+    """
+    size = batch_rows or settings.APM_DELETE_BATCH_ROWS
+    if not Repository.objects.filter(pk=repository_id, deleting_since__isnull=False).exists():
+        return {}
+    deleted: dict[str, int] = {}
+    for table, model, field in _TABLES:
+        # In no order: any rows of the repository will do, and the index hands the first ones over and
+        # stops at the limit. Sorting by id would sort all the rows left at every batch.
+        ids_query = model._default_manager.filter(**{field: repository_id}).order_by()
+        while ids := list(ids_query.values_list("pk", flat=True)[:size]):
+            if deleted and deadline is not None and time.monotonic() > deadline:
+                return deleted  # at least one batch per call: every call moves the deletion on
+            with transaction.atomic():
+                # A plain DELETE ... WHERE id IN (...): no collector, no signals, no rows read back.
+                count = model._default_manager.filter(pk__in=ids)._raw_delete(ids_query.db)
+                deleted[table] = deleted.get(table, 0) + count
+                _progress_record(repository_id, table, count)
+    with transaction.atomic():
+        repository = Repository.objects.select_for_update().filter(pk=repository_id).first()
+        if repository is not None:
+            Repository.objects.filter(pk=repository_id)._raw_delete(Repository.objects.db)
+            deleted["repositories"] = 1
+            project_cache_invalidate(project_id=repository.project_id)
+            logger.info(
+                "repository_deleted",
+                repository_id=repository_id,
+                deleted=repository.deletion_progress.get("deleted", {}),
+                started_at=repository.deletion_progress.get("started_at"),
+                finished_at=timezone.now().isoformat(),
+            )
+    return deleted
+
+
+def _progress_record(repository_id: int, table: str, count: int) -> None:
+    # Read and written under the row's lock: two deliveries of the task at once add up, not overwrite.
+    repository = (
+        Repository.objects.select_for_update().filter(pk=repository_id).only("deletion_progress").first()
+    )
+    if repository is None:
+        return
+    progress = dict(repository.deletion_progress or {})
+    done = dict(progress.get("deleted") or {})
+    done[table] = done.get(table, 0) + count
+    progress["deleted"] = done
+    progress["updated_at"] = timezone.now().isoformat()
+    Repository.objects.filter(pk=repository_id).update(deletion_progress=progress)
