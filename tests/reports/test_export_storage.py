@@ -15,6 +15,7 @@ import datetime
 import io
 import os
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +67,14 @@ class ExportWorker:
         return self.client.send_task(EXPORT_TASK, args=[job.pk], queue=self.queue)
 
     def metric(self, name: str, labels: dict[str, str]) -> float | None:
+        # A worker process creates a metrics file the first time it sets a metric of a new kind (the
+        # gauge of the last task it finished, as the task ends): read at that moment the file is still
+        # empty, and prometheus_client fails to read it. The next read finds it written.
+        for _ in range(50):
+            try:
+                return self.registry.get_sample_value(name, labels)
+            except struct.error:
+                time.sleep(0.1)
         return self.registry.get_sample_value(name, labels)
 
 
