@@ -6,7 +6,6 @@ where ``manage.py check --deploy --fail-level WARNING`` stops a release that wou
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -64,13 +63,9 @@ def pool_covers_threads(app_configs: Any = None, **_: Any) -> list[checks.CheckM
     """A gunicorn process whose threads outnumber its pool makes the extra threads wait
     ``DATABASE_POOL_TIMEOUT`` for a connection, then fail."""
     pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
-    name = "APM_PROCESS_THREADS" if os.environ.get("APM_PROCESS_THREADS") else "GUNICORN_THREADS"
-    threads_text = os.environ.get(name) or ""
-    if not threads_text.strip():
-        return []
-    # A value that is not a number never gets here: the settings refuse it (config.topology).
-    threads = int(threads_text)
-    if not isinstance(pool, dict):
+    # Without a server's thread count, the pool was sized for a command's own threads: nothing to check.
+    threads = getattr(settings, "APM_SERVER_THREADS", None)
+    if not isinstance(pool, dict) or threads is None:
         return []
     if pool["max_size"] >= threads:
         return []

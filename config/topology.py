@@ -67,6 +67,15 @@ def result_backend_default(broker_url: str) -> str:
 CONNECTIONS_PER_TASK = 2
 
 
+# The variables through which a server says how many threads its process runs, the first set winning.
+SERVER_THREADS = ("APM_PROCESS_THREADS", "GUNICORN_THREADS")
+
+
+def server_threads_known() -> bool:
+    """Whether a server (gunicorn, a Celery worker) set this process's thread count."""
+    return any(os.environ.get(name, "").strip() for name in SERVER_THREADS)
+
+
 def process_threads() -> int:
     """How many threads of this process may hold a database connection at once.
 
@@ -74,7 +83,7 @@ def process_threads() -> int:
     pool processes), else ``GUNICORN_THREADS`` (``manage.py check`` in a web pod), else an eager
     ingestion's threads (``APM_INGEST_THREADS``, 0 = one per core) plus the command's own.
     """
-    for name in ("APM_PROCESS_THREADS", "GUNICORN_THREADS"):
+    for name in SERVER_THREADS:
         value = os.environ.get(name, "")
         if value.strip():
             return max(1, whole_number(name, value))

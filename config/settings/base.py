@@ -49,6 +49,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # PostgreSQL's max_connections.
 try:
     DATABASE_POOL_SIZE, DATABASE_POOL_MAX_SIZE = topology.pool_sizes(topology.process_threads())
+    # The threads a server (gunicorn, a Celery worker) runs this process with, None under a command:
+    # apm.checks compares the pool with them (apm.W002).
+    APM_SERVER_THREADS = topology.process_threads() if topology.server_threads_known() else None
 except ValueError as exc:  # a thread count or pool size that is not a number, named
     raise ImproperlyConfigured(str(exc)) from None
 DATABASE_POOL_RECYCLE = env.int("DATABASE_POOL_RECYCLE", default=3600)

@@ -204,8 +204,18 @@ def test_a_pool_smaller_than_the_threads_is_a_warning():
         DJANGO_DEBUG="false",
     )
     sized = manage("check", DATABASE_URL=POSTGRES_URL, GUNICORN_THREADS="8", DJANGO_DEBUG="false")
+    # The thread count a server exported for its own process wins, as it does for the pool's size.
+    exported = manage(
+        "check",
+        DATABASE_URL=POSTGRES_URL,
+        APM_PROCESS_THREADS="6",
+        GUNICORN_THREADS="2",
+        DATABASE_POOL_MAX_SIZE="3",
+        DJANGO_DEBUG="false",
+    )
 
     assert "(apm.W002) The database pool holds at most 4 connections for 8 threads" in small.stderr
+    assert "(apm.W002) The database pool holds at most 3 connections for 6 threads" in exported.stderr
     assert "apm.W002" not in sized.stderr + sized.stdout
     assert sized.returncode == 0, sized.stderr
 
