@@ -29,6 +29,11 @@ worker_class = "gthread"
 # Django, loaded in each worker after this file, sizes its database pool by the threads that may hold a
 # connection at once (config/topology.py): these.
 os.environ["APM_PROCESS_THREADS"] = str(threads)
+# A download streamed from object storage holds one of these few threads: a store that hangs is given up
+# after one read of 5 s (a worker's export waits two of 10 s; config/storages.py), and the client asks
+# again after Retry-After. Set explicitly, the variables win.
+os.environ.setdefault("AWS_S3_READ_TIMEOUT", "5")
+os.environ.setdefault("AWS_S3_MAX_ATTEMPTS", "1")
 # A worker silent for this long is killed and replaced (gthread: the heartbeat is not blocked by a slow
 # request, only by a stuck process).
 timeout = _env_int("GUNICORN_TIMEOUT", 30)

@@ -26,8 +26,15 @@ def object_storage(
     location: str = "",
     addressing_style: str = "",
     url_expire: int = 60,
+    read_timeout: int = 10,
+    attempts: int = 2,
 ) -> dict[str, Any]:
-    """The ``STORAGES["default"]`` entry of an S3 bucket (AWS S3, MinIO, Cloudflare R2, Ceph ...)."""
+    """The ``STORAGES["default"]`` entry of an S3 bucket (AWS S3, MinIO, Cloudflare R2, Ceph ...).
+
+    ``read_timeout`` and ``attempts`` bound how long a call waits on a store that accepts and never
+    answers: a worker's export can afford two reads of 10 s; a web process, whose few threads also
+    answer /healthz, is started with one of 5 s (gunicorn.conf.py).
+    """
     return {
         "BACKEND": OBJECT_STORAGE,
         "OPTIONS": {
@@ -60,11 +67,11 @@ def object_storage(
                 # A store that does not answer fails the export in seconds, with a reason, instead of
                 # holding a worker for botocore's default minute per attempt.
                 # Measured (tests/reports/test_export_storage.py): a refused connection fails in well
-                # under a second, a store that accepts and never answers in two read timeouts (the first
-                # try and one retry: 20 s).
+                # under a second, a store that accepts and never answers in `attempts` read timeouts
+                # (a worker: the first try and one retry, 20 s).
                 connect_timeout=3,
-                read_timeout=10,
-                retries={"mode": "standard", "total_max_attempts": 2},
+                read_timeout=read_timeout,
+                retries={"mode": "standard", "total_max_attempts": attempts},
             ),
         },
     }

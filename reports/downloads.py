@@ -5,7 +5,8 @@ The caller has checked who may download (project membership, the admin's permiss
 (``APM_EXPORT_DOWNLOADS=redirect``), a redirect to a URL of the object signed for
 ``AWS_QUERYSTRING_EXPIRE`` seconds: the client fetches the bytes from the store, and no web process
 is held for a large file or a slow client. ``stream`` sends the object through this process instead,
-for a store the clients cannot reach.
+for a store the clients cannot reach; a web process gives up on a store that hangs after one read of
+5 s (gunicorn.conf.py), not the workers' two of 10 s.
 
 A file that is gone (deleted from the bucket or from MEDIA_ROOT while its job still says succeeded) is
 answered 410, and a store that does not answer 503 with ``Retry-After``, never a 500: sending the file
@@ -17,18 +18,12 @@ the client 404 for an object that is gone.
 
 from __future__ import annotations
 
-import copy
-import threading
-import weakref
 from typing import Any
 
 import structlog
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.core.files.storage import Storage
 from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect, JsonResponse
-from django.utils.functional import LazyObject, empty
 
 from reports.exports import export_content_type
 from reports.models import ExportJob
@@ -43,38 +38,6 @@ GONE = "The file is no longer stored. Request the export again."
 UNAVAILABLE = "The file store does not answer. Try again in a minute."
 # How long a client is told to wait when the store does not answer (Retry-After, seconds).
 STORE_RETRY_AFTER = 60
-# Seconds a streamed download waits for the store to say anything (each read of the object, too).
-STREAM_READ_TIMEOUT = 5
-_streaming: weakref.WeakKeyDictionary[Storage, Storage] = weakref.WeakKeyDictionary()
-_streaming_lock = threading.Lock()
-
-
-def _streaming_storage(storage: Storage) -> Storage:
-    """``storage``, or for a bucket a copy of it that gives up on a store that hangs within seconds.
-
-    The workers' client waits two read timeouts of 10 s (config.storages) before it fails an export; a
-    web thread held that long by each download, on a process of a few threads, would leave /healthz and
-    every other request waiting. A download is asked once and never retried by APM: the client asks
-    again after ``Retry-After``. One copy per storage (a new client costs 0.1-0.3 s), for as long as it
-    is the storage in use.
-    """
-    if storage_is_local(storage):
-        return storage
-    if isinstance(storage, LazyObject):  # default_storage: the storage it stands for now
-        if storage._wrapped is empty:
-            storage._setup()
-        storage = storage._wrapped
-    with _streaming_lock:
-        quick = _streaming.get(storage)
-        if quick is None:
-            bucket: Any = copy.copy(storage)  # django-storages' S3Storage copies without its connections
-            bucket.client_config = bucket.client_config.merge(
-                Config(
-                    read_timeout=STREAM_READ_TIMEOUT, retries={"mode": "standard", "total_max_attempts": 1}
-                )
-            )
-            quick = _streaming[storage] = bucket
-    return quick
 
 
 def export_download(job: ExportJob) -> HttpResponseBase:
@@ -84,7 +47,7 @@ def export_download(job: ExportJob) -> HttpResponseBase:
     response: HttpResponseBase
     if storage_is_local(job.file.storage) or settings.APM_EXPORT_DOWNLOADS == "stream":
         try:
-            opened = _streaming_storage(job.file.storage).open(str(job.file.name), "rb")
+            opened = job.file.storage.open(str(job.file.name), "rb")
         except FileNotFoundError:
             logger.warning("export_file_missing", job_id=job.pk, file=job.file.name)
             return JsonResponse({"detail": GONE}, status=410)

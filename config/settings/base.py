@@ -336,6 +336,18 @@ if not _expire_text.isdigit() or int(_expire_text) < 1:
         f"AWS_QUERYSTRING_EXPIRE is a number of seconds above 0 (60 by default), not {_expire_text!r}."
     )
 AWS_QUERYSTRING_EXPIRE = int(_expire_text)
+# How long a call waits on a store that accepts and never answers, and how often it is tried: 10 s
+# twice for a worker's export; gunicorn.conf.py starts web processes with 5 s once (a streamed download
+# holds one of their few threads, and the client asks again after Retry-After).
+try:
+    AWS_S3_READ_TIMEOUT = max(
+        1, topology.whole_number("AWS_S3_READ_TIMEOUT", env("AWS_S3_READ_TIMEOUT", default="10"))
+    )
+    AWS_S3_MAX_ATTEMPTS = max(
+        1, topology.whole_number("AWS_S3_MAX_ATTEMPTS", env("AWS_S3_MAX_ATTEMPTS", default="2"))
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 # "redirect": a download answers 302 to a signed URL of the object; "stream": the web process reads the
 # object and sends it (for a store the clients cannot reach, such as an in-cluster MinIO).
 APM_EXPORT_DOWNLOADS = env("APM_EXPORT_DOWNLOADS", default="redirect")
@@ -352,6 +364,8 @@ STORAGES = {
             location=env("AWS_LOCATION", default=""),
             addressing_style=env("AWS_S3_ADDRESSING_STYLE", default=""),
             url_expire=AWS_QUERYSTRING_EXPIRE,
+            read_timeout=AWS_S3_READ_TIMEOUT,
+            attempts=AWS_S3_MAX_ATTEMPTS,
         )
         if AWS_STORAGE_BUCKET_NAME
         else {"BACKEND": LOCAL_STORAGE}

@@ -144,8 +144,17 @@ def test_a_signed_link_lifetime_that_is_not_a_positive_number_refuses_to_start(e
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("name", ["GUNICORN_THREADS", "APM_PROCESS_THREADS", "DATABASE_POOL_MAX_SIZE"])
-def test_a_thread_count_or_pool_size_that_is_not_a_number_refuses_to_start(name: str):
+@pytest.mark.parametrize(
+    "name",
+    [
+        "GUNICORN_THREADS",
+        "APM_PROCESS_THREADS",
+        "DATABASE_POOL_MAX_SIZE",
+        "AWS_S3_READ_TIMEOUT",
+        "AWS_S3_MAX_ATTEMPTS",
+    ],
+)
+def test_a_count_that_is_not_a_number_refuses_to_start(name: str):
     result = manage("check", **{name: "abc"})
 
     assert result.returncode == 2
@@ -185,6 +194,49 @@ def gunicorn_pool(**env: str) -> tuple[int, int]:
     assert done.returncode == 0, done.stderr[-3000:]
     minimum, maximum = done.stdout.split()[-2:]
     return int(minimum), int(maximum)
+
+
+_STORAGE_CLIENT = """
+import runpy, sys, django
+if sys.argv[1] == "web":
+    runpy.run_path("gunicorn.conf.py")
+django.setup()
+from django.core.files.storage import storages
+config = storages["default"].client_config
+print(config.read_timeout, config.retries["total_max_attempts"])
+"""
+
+
+def storage_client(process: str, **env: str) -> tuple[int, int]:
+    """(read timeout, attempts) of the bucket's client in a ``web`` process (gunicorn.conf.py read
+    first) or a ``worker``, under production settings and ``env``."""
+    done = subprocess.run(
+        [sys.executable, "-c", _STORAGE_CLIENT, process],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            **PRODUCTION,
+            "CELERY_BROKER_URL": BROKER_URL,
+            "DATABASE_URL": POSTGRES_URL,
+            "AWS_STORAGE_BUCKET_NAME": "apm-exports",
+            "AWS_S3_REGION_NAME": "eu-central-1",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seconds, attempts = done.stdout.split()[-2:]
+    return int(seconds), int(attempts)
+
+
+def test_a_web_process_gives_up_on_a_silent_store_sooner_than_a_worker():
+    # A download holds one of gunicorn's few threads; an export holds a worker that can wait.
+    assert storage_client("web") == (5, 1)
+    assert storage_client("worker") == (10, 2)
+    assert storage_client("web", AWS_S3_READ_TIMEOUT="20", AWS_S3_MAX_ATTEMPTS="3") == (20, 3)
 
 
 def test_a_gunicorn_process_has_one_connection_per_thread():

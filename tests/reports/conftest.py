@@ -92,9 +92,11 @@ class Bucket:
     server: S3Server
     name: str
 
-    def storage(self, endpoint_url: str = "") -> dict[str, Any]:
-        """The ``STORAGES["default"]`` of this bucket, as config.settings.base builds it."""
+    def storage(self, endpoint_url: str = "", **client: int) -> dict[str, Any]:
+        """The ``STORAGES["default"]`` of this bucket, as config.settings.base builds it (``client``:
+        ``read_timeout`` and ``attempts``, as gunicorn.conf.py sets them for a web process)."""
         return object_storage(
+            **client,
             bucket=self.name,
             endpoint_url=endpoint_url or self.server.url,
             access_key=ACCESS_KEY,

@@ -404,7 +404,9 @@ def test_a_streamed_download_from_a_store_that_does_not_answer_is_503(
         endpoint = (
             f"http://127.0.0.1:{free_port()}" if outage == "refused" else stack.enter_context(silent_server())
         )
-        settings.STORAGES = {**settings.STORAGES, "default": bucket.storage(endpoint)}
+        # As a web process has it (gunicorn.conf.py; tests/config/test_runtime.py checks that it does).
+        web = bucket.storage(endpoint, read_timeout=5, attempts=1)
+        settings.STORAGES = {**settings.STORAGES, "default": web}
         started = time.monotonic()
         response = world.client("viewer").get(f"/api/v1/projects/ALPHA/exports/{job.pk}/download/")
         waited = time.monotonic() - started
