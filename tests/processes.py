@@ -57,6 +57,26 @@ def serve(
     return process
 
 
+def gunicorn_serve(
+    env: dict[str, str], *, port: int, log: Path, workers: int = 1, threads: int = 2, timeout: float = 60
+) -> subprocess.Popen[bytes]:
+    """APM served by gunicorn as in production (gunicorn.conf.py) on 127.0.0.1:``port``, with ``env``
+    and ``workers`` processes of ``threads`` threads, once /healthz answers."""
+    return serve(
+        GUNICORN,
+        {
+            **env,
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "GUNICORN_WORKERS": str(workers),
+            "GUNICORN_THREADS": str(threads),
+        },
+        log=log,
+        url=f"http://127.0.0.1:{port}/healthz",
+        what="gunicorn serving APM",
+        timeout=timeout,
+    )
+
+
 def process_stop(process: subprocess.Popen[bytes]) -> None:
     """Stop a server or worker as its supervisor would (SIGTERM), killing it if it hangs."""
     process.send_signal(signal.SIGTERM)

@@ -33,14 +33,13 @@ from tests.conftest import require_service
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.isolation import broker_flush, redis_broker, worker_environment
 from tests.processes import (
-    GUNICORN,
     ROOT,
     celery_worker_start,
     celery_worker_stop,
     database_url,
     free_port,
+    gunicorn_serve,
     process_stop,
-    serve,
     wait_for,
     worker_database_env,
 )
@@ -293,21 +292,16 @@ def test_a_task_enqueued_by_a_request_continues_the_request_trace(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     try:
-        web = serve(
-            GUNICORN,
+        web = gunicorn_serve(
             {
                 "PATH": os.environ.get("PATH", ""),
                 "DJANGO_SETTINGS_MODULE": "config.settings.test",
                 **worker_environment(BROKER),
                 **common,
                 **_tracing_environment(receiver, "apm-web"),
-                "GUNICORN_BIND": f"127.0.0.1:{port}",
-                "GUNICORN_WORKERS": "1",
-                "GUNICORN_THREADS": "2",
             },
+            port=port,
             log=tmp_path / "gunicorn.log",
-            url=f"{base}/healthz",
-            what="gunicorn serving APM",
             # A worker still loading Django and OpenTelemetry on a busy machine.
             timeout=120,
         )

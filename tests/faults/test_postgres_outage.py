@@ -25,7 +25,7 @@ import requests
 
 from apm.middleware import OUTAGE_PROBE_SECONDS
 from tests.conftest import services_required
-from tests.processes import GUNICORN, ROOT, free_port, process_stop, serve
+from tests.processes import ROOT, free_port, gunicorn_serve, process_stop
 
 # The server under test runs its own database: the suite's is not involved.
 BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
@@ -161,18 +161,7 @@ class App:
         token, session = self.manage("shell", "--no-imports", "-c", _PEOPLE).split()[-2:]
         self.api.headers["Authorization"] = f"Token {token}"
         self.browser.cookies.set("sessionid", session)
-        self.process = serve(
-            GUNICORN,
-            {
-                **self.environment,
-                "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-                "GUNICORN_WORKERS": "1",
-                "GUNICORN_THREADS": "4",
-            },
-            log=self.log,
-            url=f"http://127.0.0.1:{self.port}/healthz",
-            what="gunicorn serving APM",
-        )
+        self.process = gunicorn_serve(self.environment, port=self.port, log=self.log, threads=4)
 
     def get(
         self, path: str, *, session: requests.Session | None = None, **kwargs: object

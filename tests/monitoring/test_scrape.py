@@ -31,11 +31,11 @@ from tests.conftest import require_service
 from tests.faults.test_postgres_outage import PostgresCluster, cluster  # noqa: F401
 from tests.isolation import celery_client, namespace, redis_broker
 from tests.processes import (
-    GUNICORN,
     ROOT,
     celery_worker_start,
     celery_worker_stop,
     free_port,
+    gunicorn_serve,
     process_stop,
     serve,
     wait_for,
@@ -193,20 +193,7 @@ def deployment(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Deployment]
     processes: list[subprocess.Popen[bytes]] = []
     worker = None
     try:
-        processes.append(
-            serve(
-                GUNICORN,
-                {
-                    **env,
-                    "GUNICORN_BIND": f"127.0.0.1:{web_port}",
-                    "GUNICORN_WORKERS": "2",
-                    "GUNICORN_THREADS": "2",
-                },
-                log=tmp_path / "gunicorn.log",
-                url=f"http://127.0.0.1:{web_port}/healthz",
-                what="gunicorn serving APM",
-            )
-        )
+        processes.append(gunicorn_serve(env, port=web_port, log=tmp_path / "gunicorn.log", workers=2))
         processes.append(
             serve(
                 [

@@ -39,13 +39,12 @@ from reports.models import ExportJob
 from tests.conftest import require_service
 from tests.isolation import celery_client, redis_broker
 from tests.processes import (
-    GUNICORN,
     celery_worker_start,
     celery_worker_stop,
     database_url,
     free_port,
+    gunicorn_serve,
     process_stop,
-    serve,
     worker_database_env,
 )
 from tests.reports.conftest import PREFIX, Bucket
@@ -121,21 +120,16 @@ def exports_counted(status: str) -> float:
 def web_process(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
     """APM's web process, gunicorn as in production, on this test's database: its URL."""
     port = free_port()
-    process = serve(
-        GUNICORN,
+    process = gunicorn_serve(
         {
             **{key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}},
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "DATABASE_URL": database_url(),
             "DATABASE_POOL_SIZE": "1",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "GUNICORN_WORKERS": "1",
-            "GUNICORN_THREADS": "2",
             **env,
         },
+        port=port,
         log=tmp_path / "gunicorn.log",
-        url=f"http://127.0.0.1:{port}/healthz",
-        what="gunicorn serving APM",
     )
     try:
         yield f"http://127.0.0.1:{port}"
