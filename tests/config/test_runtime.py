@@ -164,20 +164,12 @@ def test_a_count_that_is_not_a_number_refuses_to_start(name: str):
 
 # --- The database pool, by process (docs/operations.md, "Database connections") ---------------------
 
-_GUNICORN_POOL = """
-import runpy, django
-runpy.run_path("gunicorn.conf.py")  # what gunicorn reads before it loads the application
-django.setup()
-from django.db import connections
-pool = connections["default"].settings_dict["OPTIONS"]["pool"]
-print(pool["min_size"], pool["max_size"])
-"""
 
-
-def gunicorn_pool(**env: str) -> tuple[int, int]:
-    """The pool of a gunicorn worker process under ``env`` (production settings, gunicorn.conf.py read)."""
+def production_process(script: str, *args: str, **env: str) -> list[str]:
+    """What ``script`` printed, as words, run by a Python process of APM on production settings with
+    ``env`` (``args`` in its ``sys.argv[1:]``)."""
     done = subprocess.run(
-        [sys.executable, "-c", _GUNICORN_POOL],
+        [sys.executable, "-c", script, *args],
         cwd=ROOT,
         env={
             "PATH": os.environ.get("PATH", ""),
@@ -192,15 +184,31 @@ def gunicorn_pool(**env: str) -> tuple[int, int]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    minimum, maximum = done.stdout.split()[-2:]
-    return int(minimum), int(maximum)
+    return done.stdout.split()
 
 
-_STORAGE_CLIENT = """
+# A process of gunicorn reads gunicorn.conf.py before it loads the application (and so Django).
+_AFTER_GUNICORN_CONF = """
 import runpy, sys, django
 if sys.argv[1] == "web":
     runpy.run_path("gunicorn.conf.py")
 django.setup()
+"""
+
+_POOL = """
+from django.db import connections
+pool = connections["default"].settings_dict["OPTIONS"]["pool"]
+print(pool["min_size"], pool["max_size"])
+"""
+
+
+def gunicorn_pool(**env: str) -> tuple[int, int]:
+    """The pool of a gunicorn worker process under ``env`` (production settings, gunicorn.conf.py read)."""
+    minimum, maximum = production_process(_AFTER_GUNICORN_CONF + _POOL, "web", **env)[-2:]
+    return int(minimum), int(maximum)
+
+
+_STORAGE_CLIENT = """
 from django.core.files.storage import storages
 config = storages["default"].client_config
 print(config.read_timeout, config.retries["total_max_attempts"])
@@ -210,25 +218,10 @@ print(config.read_timeout, config.retries["total_max_attempts"])
 def storage_client(process: str, **env: str) -> tuple[int, int]:
     """(read timeout, attempts) of the bucket's client in a ``web`` process (gunicorn.conf.py read
     first) or a ``worker``, under production settings and ``env``."""
-    done = subprocess.run(
-        [sys.executable, "-c", _STORAGE_CLIENT, process],
-        cwd=ROOT,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            **PRODUCTION,
-            "CELERY_BROKER_URL": BROKER_URL,
-            "DATABASE_URL": POSTGRES_URL,
-            "AWS_STORAGE_BUCKET_NAME": "apm-exports",
-            "AWS_S3_REGION_NAME": "eu-central-1",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    seconds, attempts = done.stdout.split()[-2:]
+    bucket = {"AWS_STORAGE_BUCKET_NAME": "apm-exports", "AWS_S3_REGION_NAME": "eu-central-1"}
+    seconds, attempts = production_process(_AFTER_GUNICORN_CONF + _STORAGE_CLIENT, process, **bucket, **env)[
+        -2:
+    ]
     return int(seconds), int(attempts)
 
 
