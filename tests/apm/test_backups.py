@@ -138,7 +138,9 @@ def test_restore_drill(populated: GitRepo, backups: Path, restored: str, tmp_pat
     assert before["commit_task_links"], "the drill needs commits linked to tasks"
 
     output = run("backup", keep=0)
-    dumps = [path.name for path in backups.iterdir() if path.suffix != ".metadata" and ".tar" not in path.name]
+    dumps = [
+        path.name for path in backups.iterdir() if path.suffix != ".metadata" and ".tar" not in path.name
+    ]
     assert len(dumps) == 1 and dumps[0] in output
 
     output = run("restore", database=restored)
