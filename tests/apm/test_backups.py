@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import os
 import re
+import secrets
+import tarfile
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.db.utils import load_backend
 
+from apm.backups import backup_create
 from demo.data import DEMO_PROJECT_KEYS
 from projects.models import Project
 from repos.models import Commit, IngestionRun
@@ -261,3 +268,71 @@ def test_restore_refuses_a_backup_of_another_database_engine(backups: Path, rest
     with pytest.raises(CommandError, match=r"backup of a django\.db\.backends\.oracle database"):
         run("restore", database=restored)
     assert table_rows(restored) == {}
+
+
+def test_local_export_files_are_archived_with_the_database_and_a_bucket_is_left_out(
+    backups: Path, transactional_db: None, settings
+):
+    saved = default_storage.save("exports/digest.html", ContentFile(b"<p>the digest</p>"))
+    try:
+        output = run("backup", keep=0)
+    finally:
+        default_storage.delete(saved)
+    (archive,) = backups.glob("*.tar")
+    assert f"Export files: {archive.name}" in output
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(saved)
+        assert member is not None
+        assert member.read() == b"<p>the digest</p>"
+
+    # Export files in a bucket are protected by its versioning and replication, not copied by the backup.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": "apm-exports"}},
+    }
+    output = run("backup", keep=0)
+    assert "Export files" not in output
+    assert len(list(backups.glob("*.tar"))) == 1
+
+
+def test_the_database_password_never_reaches_a_command_line(
+    backups: Path, transactional_db: None, caplog: pytest.LogCaptureFixture
+):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no password: its backup is taken inside the process, by SQLite's API")
+    user, password = f"apm_backup_{os.getpid()}", f"pw-{secrets.token_hex(12)}"
+    name = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DROP ROLE IF EXISTS {user}")
+            cursor.execute(f"CREATE ROLE {user} LOGIN PASSWORD %s", [password])
+            cursor.execute(f"GRANT pg_read_all_data TO {user}")
+        else:
+            # '%%' is '%' in a statement with parameters only (the driver formats those alone).
+            cursor.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+            cursor.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", [password])
+            cursor.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'%'")
+    settings_dict = copy.deepcopy(connection.settings_dict)
+    settings_dict["OPTIONS"].pop("pool", None)
+    settings_dict.update(USER=user, PASSWORD=password)
+    connections["with_password"] = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(
+        settings_dict, "with_password"
+    )
+    try:
+        with caplog.at_level(logging.DEBUG, logger="dbbackup.command"):
+            written = backup_create(database="with_password", keep=0, exports=False)
+    finally:
+        connections["with_password"].close()
+        del connections["with_password"]
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP ROLE IF EXISTS {user}")
+            else:
+                cursor.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+
+    # The dump was made as that user (MariaDB checks the password: it reached mysqldump by MYSQL_PWD)...
+    assert written.database_bytes > 0
+    # ... and the command lines dbbackup ran and logged, which `ps` shows to every user, do not hold it.
+    commands = [record.getMessage() for record in caplog.records if record.name == "dbbackup.command"]
+    assert any(user in command for command in commands)
+    assert not any(password in command for command in commands)
