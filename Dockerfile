@@ -33,10 +33,15 @@ RUN python -m venv /opt/venv \
 FROM python:3.11-slim-trixie
 
 # git: ingestion runs the git CLI (repos/git.py). libmariadb3: the shared library mysqlclient loads.
+# postgresql-client (pg_dump, pg_restore) and mariadb-client (mysqldump, mysql): `manage.py backup` and
+# `restore` (apm/backups.py, the CronJob of k8s/backup-cronjob.yaml). pg_dump must be at least as new as
+# the server: 17 dumps every PostgreSQL up to 17.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         git=1:2.* \
         libmariadb3=1:11.* \
+        mariadb-client=1:11.* \
+        postgresql-client-17=17.* \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 apm \
     && useradd --system --uid 10001 --gid apm --home-dir /app --no-create-home \

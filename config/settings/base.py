@@ -218,6 +218,7 @@ THIRD_PARTY_APPS = [
     "django_celery_beat",
     "axes",
     "csp",
+    "dbbackup",
 ]
 # One app per concept, listed from the bottom layer up (docs/architecture.md): each imports only the
 # ones before it, and each admin module may replace the admin of a model below it with a richer one.
@@ -373,6 +374,50 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 # --- end of export storage ---
+
+# --- Backups (docs/operations.md, "Backups and restore") ---
+# `manage.py backup` writes database dumps (and, when export files are on local disk, a tar of them) to
+# STORAGES["dbbackup"], the storage django-dbbackup's own commands (dbrestore, listbackups) also use: a
+# bucket of its own in production (never the exports' bucket, whose lifecycle rules delete old files),
+# a directory on this machine otherwise. The git mirrors of APM_WORKSPACE are a cache, never backed up.
+APM_BACKUP_BUCKET = env("APM_BACKUP_BUCKET", default="")
+APM_BACKUP_DIR = env("APM_BACKUP_DIR", default=str(VAR_DIR / "backups"))
+STORAGES["dbbackup"] = (
+    object_storage(
+        bucket=APM_BACKUP_BUCKET,
+        endpoint_url=env("AWS_S3_ENDPOINT_URL", default=""),
+        access_key=env("AWS_ACCESS_KEY_ID", default=""),
+        secret_key=env("AWS_SECRET_ACCESS_KEY", default=""),
+        region=env("AWS_S3_REGION_NAME", default=""),
+        location=env("APM_BACKUP_LOCATION", default=""),
+        addressing_style=env("AWS_S3_ADDRESSING_STYLE", default=""),
+    )
+    if APM_BACKUP_BUCKET
+    else {"BACKEND": LOCAL_STORAGE, "OPTIONS": {"location": APM_BACKUP_DIR}}
+)
+# Backups kept: each `manage.py backup` deletes the oldest beyond this many (0 keeps every one, for a
+# bucket whose own lifecycle rules expire them).
+APM_BACKUP_KEEP = env.int("APM_BACKUP_KEEP", default=14)
+if APM_BACKUP_KEEP < 0:
+    raise ImproperlyConfigured(f"APM_BACKUP_KEEP is a number of backups (0: all), not {APM_BACKUP_KEEP}.")
+DBBACKUP_CLEANUP_KEEP = APM_BACKUP_KEEP or 10**9
+# The name in every backup file, the same from any pod (dbbackup's default is the host name, which a
+# CronJob's pod changes at every run). Microseconds in the date: two backups never share a name.
+DBBACKUP_HOSTNAME = env("APM_BACKUP_NAME", default="apm")
+DBBACKUP_DATE_FORMAT = "%Y-%m-%d-%H%M%S-%f"
+# APM's connectors (apm/backups.py): dbbackup's, with the MariaDB password kept off the command line, a
+# consistent MariaDB snapshot, and restores that check the file first and leave nothing half written.
+DBBACKUP_CONNECTOR_MAPPING = {
+    "django_prometheus.db.backends.postgresql": "apm.backups.PostgresConnector",
+    "django.db.backends.postgresql": "apm.backups.PostgresConnector",
+    "django_prometheus.db.backends.mysql": "apm.backups.MariaDBConnector",
+    "django.db.backends.mysql": "apm.backups.MariaDBConnector",
+    "django_prometheus.db.backends.sqlite3": "apm.backups.SQLiteConnector",
+    "django.db.backends.sqlite3": "apm.backups.SQLiteConnector",
+}
+# Failures are reported by the command's exit status and the CronJob's alert, not by e-mail.
+DBBACKUP_SEND_EMAIL = False
+# --- end of backups ---
 
 # --- Content-Security-Policy (django-csp; docs/security.md) ---
 # Every HTML page runs scripts and loads styles and images from APM only (and the static files' CDN,

@@ -115,3 +115,57 @@ def test_the_connection_arithmetic_of_the_configmap_matches_the_manifests():
         assert f"{per_pod}/pod" in line, line
         assert re.search(rf"{low * per_pod}\s*\.\.\s*{high * per_pod}$", line), line
     assert re.search(rf"total\s.*->\s*{least}\s*\.\.\s*{most}$", text, re.MULTILINE), (least, most)
+
+
+def test_the_backup_cronjob_runs_the_backup_command_once_at_a_time_like_the_migration_job():
+    cronjob = manifest("backup-cronjob.yaml")
+    migrate = manifest("migrate-job.yaml")
+    assert cronjob["metadata"]["name"] == "apm-backup"
+    assert "backup-cronjob.yaml" in manifest("kustomization.yaml")["resources"]
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["successfulJobsHistoryLimit"] >= 1
+    assert spec["failedJobsHistoryLimit"] >= 1
+    job = spec["jobTemplate"]["spec"]
+    assert 0 < job["activeDeadlineSeconds"] <= 24 * 3600
+    pod = job["template"]["spec"]
+    (backup,) = pod["containers"]
+    (migration,) = migrate["spec"]["template"]["spec"]["containers"]
+    assert backup["command"] == ["python", "manage.py", "backup"]
+    # The image, settings and hardening of the migration Job.
+    assert (backup["image"], backup["envFrom"]) == (migration["image"], migration["envFrom"])
+    assert backup["securityContext"] == migration["securityContext"]
+    assert pod["securityContext"] == migrate["spec"]["template"]["spec"]["securityContext"]
+    assert pod["automountServiceAccountToken"] is False
+    # The dump is spooled in Python's temporary directory: on a read-only root, a volume must be there.
+    assert "/tmp" in {mount["mountPath"] for mount in backup["volumeMounts"]}  # noqa: S108 (a mount path)
+    # Its pods may reach the data stores and the backup bucket (https), nothing else.
+    labels = job["template"]["metadata"]["labels"]
+    policies = list(yaml.safe_load_all((K8S / "networkpolicies.yaml").read_text()))
+    selecting = {
+        policy["metadata"]["name"]
+        for policy in policies
+        if policy["spec"]["podSelector"]
+        and all(
+            labels.get(key) == value
+            for key, value in policy["spec"]["podSelector"].get("matchLabels", {}).items()
+        )
+        and not policy["spec"]["podSelector"].get("matchExpressions")
+    }
+    assert selecting == {"apm-data-stores", "apm-backup-egress"}
+
+
+def test_the_pgbouncer_component_points_the_backup_at_postgresql_itself():
+    text = (K8S / "pgbouncer" / "kustomization.yaml").read_text()
+    component = yaml.safe_load(text)
+    (patch,) = [p for p in component["patches"] if p["target"] == {"kind": "CronJob", "name": "apm-backup"}]
+    operations = yaml.safe_load(patch["patch"])
+    names = {operation["value"]["name"]: operation["value"] for operation in operations}
+    assert names["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "DATABASE_DIRECT_URL"
+    assert names["DATABASE_PGBOUNCER"]["value"] == "false"
+    path = "/spec/jobTemplate/spec/template/spec/containers/0/env/-"
+    assert all(operation["path"] == path for operation in operations)
+    assert (
+        "env"
+        in manifest("backup-cronjob.yaml")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    )
