@@ -43,6 +43,8 @@ X_FRAME_OPTIONS = "DENY"
 STORAGES = {
     # Export files: the bucket of AWS_STORAGE_BUCKET_NAME, else MEDIA_ROOT (config.settings.base).
     "default": STORAGES["default"],
+    # Backups: the bucket of APM_BACKUP_BUCKET, else APM_BACKUP_DIR (config.settings.base).
+    "dbbackup": STORAGES["dbbackup"],
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
 }
 

@@ -232,6 +232,26 @@ def test_a_web_process_gives_up_on_a_silent_store_sooner_than_a_worker():
     assert storage_client("web", AWS_S3_READ_TIMEOUT="20", AWS_S3_MAX_ATTEMPTS="3") == (20, 3)
 
 
+_BACKUP_STORAGE = """
+from dbbackup.storage import get_storage
+storage = get_storage().storage
+print(type(storage).__name__, getattr(storage, "bucket_name", None), getattr(storage, "location", None))
+"""
+
+
+def test_production_backs_up_to_its_backup_bucket():
+    # The production settings rebuild STORAGES: the backups' entry must survive it, or `manage.py backup`
+    # in a CronJob's pod writes to its own (read-only, thrown away) disk.
+    kind, bucket, location = production_process(
+        _AFTER_GUNICORN_CONF + _BACKUP_STORAGE,
+        "worker",
+        AWS_STORAGE_BUCKET_NAME="apm-exports",
+        APM_BACKUP_BUCKET="apm-backups",
+        APM_BACKUP_LOCATION="nightly",
+    )
+    assert (kind, bucket, location) == ("S3Storage", "apm-backups", "nightly")
+
+
 def test_a_gunicorn_process_has_one_connection_per_thread():
     assert gunicorn_pool(GUNICORN_THREADS="4") == (2, 4)  # the image's and k8s/web-deployment.yaml's
     assert gunicorn_pool(GUNICORN_THREADS="8") == (4, 8)
