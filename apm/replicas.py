@@ -72,8 +72,8 @@ def replica_pin_seconds() -> float:
 
     A write at T is on a replica lagging ``MAX_LAG`` at most by T + MAX_LAG (+ CHECK_SECONDS, the age of
     the lag measured). Cached figures computed from the replica stay fresh ``MAX_LAG`` more
-    (``replica_cache_timeout``): one computed just before the write reached the replica is served until
-    then. Past twice the bound plus a check, nothing the user reads predates their write.
+    (``apm.cache.cached``): one computed just before the write reached the replica is served until then.
+    Past twice the bound plus a check, nothing the user reads predates their write.
     """
     return 2 * float(settings.DATABASE_REPLICA_MAX_LAG) + float(settings.DATABASE_REPLICA_CHECK_SECONDS)
 
@@ -161,6 +161,12 @@ def _lag_read(settings_dict: dict[str, Any]) -> float:
     options = probe.setdefault("OPTIONS", {})
     options.pop("pool", None)
     options["connect_timeout"] = CHECK_TIMEOUT_SECONDS
+    # A server that accepts and never answers: the check gives up on it (call_within), and the server
+    # ends the query itself rather than leave the check's thread waiting on it.
+    if probe["ENGINE"].endswith("postgresql"):
+        options.setdefault("options", f"-c statement_timeout={CHECK_TIMEOUT_SECONDS * 1000}")
+    else:
+        options["read_timeout"] = CHECK_TIMEOUT_SECONDS
     connection: BaseDatabaseWrapper = load_backend(probe["ENGINE"]).DatabaseWrapper(probe, "replica-check")
     try:
         with connection.cursor() as cursor:
@@ -229,7 +235,7 @@ class _ReplicaHealth:
         return self.state == "usable"
 
     def _check(self) -> None:
-        settings_dict = connections.settings[REPLICA]
+        settings_dict = connections[REPLICA].settings_dict  # a test mirror's included
         try:
             lag = call_within(
                 CHECK_TIMEOUT_SECONDS + 1, lambda: _lag_read(settings_dict), name="replica-check"
