@@ -24,6 +24,7 @@ from django.db import connections
 from django.test import Client
 
 from apm.replicas import PRIMARY, REPLICA, read_scope_open
+from apm.services import api_token_create
 from insights.selectors import project_portfolio_cached
 from projects.models import Membership, Project
 from reports.digest import export_filters_clean
@@ -33,7 +34,7 @@ from tests.factories import MembershipFactory, ProjectFactory, TaskFactory, User
 
 _TABLE = re.compile(r'(?:FROM|JOIN)\s+"?(\w+)"?', re.IGNORECASE)
 # The tables whose reads the tests follow.
-TABLES = ("projects", "tasks", "project_memberships", "export_jobs")
+TABLES = ("projects", "tasks", "project_memberships", "export_jobs", "api_tokens")
 
 
 def result(value: Any) -> None:
@@ -107,6 +108,16 @@ def routing() -> None:
     with recorded() as seen:
         status, names = dashboard_names(viewer)
     steps["dashboard"] = {"status": status, "names": names, "where": where(seen)}
+    # One request that writes, then reads: a token's first use records itself (last_used_at) before the
+    # view, so that request's dashboard is read from the primary. The token's second use writes nothing.
+    # (No cache in this scene, so no pin carries the write to the next request: the lag scene has pins.)
+    _, raw = api_token_create(user=User.objects.get(username="viewer"), name="routing")
+    for step in ("token_first_use", "token_again"):
+        with recorded() as seen:
+            response = Client(SERVER_NAME="localhost").get(
+                "/dashboard", HTTP_ACCEPT="application/json", HTTP_AUTHORIZATION=f"Token {raw}"
+            )
+        steps[step] = {"status": response.status_code, "where": where(seen)}
     with recorded() as seen:
         response = viewer.get("/api/v1/tasks/")
     steps["task_list"] = {"status": response.status_code, "where": where(seen)}

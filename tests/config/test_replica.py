@@ -191,6 +191,13 @@ def test_opted_in_reads_go_to_the_standby_and_every_other_read_to_the_primary(re
     assert steps["dashboard"]["names"] == ["Alpha"]
     assert steps["dashboard"]["where"]["tasks"] == ["replica"]
     assert steps["dashboard"]["where"]["project_memberships"] == ["default"]
+    # A request that wrote (the token's first use) reads the dashboard from the primary; the next one,
+    # which writes nothing, from the standby. Tokens are read from the primary either way.
+    assert steps["token_first_use"]["status"] == 200
+    assert steps["token_first_use"]["where"]["tasks"] == ["default"]
+    assert steps["token_again"]["status"] == 200
+    assert steps["token_again"]["where"]["tasks"] == ["replica"]
+    assert steps["token_again"]["where"]["api_tokens"] == ["default"]
     # A list reads its page from the standby, scoped by memberships read from the primary; one object by
     # key is not a list, and stays on the primary.
     assert steps["task_list"]["status"] == 200
