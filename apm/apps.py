@@ -10,7 +10,8 @@ class ApmConfig(AppConfig):
 
     def ready(self) -> None:
         # The schedule module reads django-celery-beat's models, which exist once the apps are loaded.
-        from apm import checks  # noqa: F401, PLC0415  (registers APM's system checks)
+        # Registers APM's system checks, and a read scope per Celery task (apm.read_your_writes).
+        from apm import checks, read_your_writes  # noqa: F401, PLC0415
         from apm.schedule import schedule_defaults_install  # noqa: PLC0415
 
         # After migrate (django-celery-beat's tables exist by then): add the default periodic tasks.

@@ -86,6 +86,7 @@ from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from apm.replicas import replica_reading
 from monitoring.metrics import CACHE_BREAKER_OPENED, CACHE_LOOKUPS
 
 logger = structlog.get_logger(__name__)
@@ -554,6 +555,13 @@ def cached(key: str, compute: Callable[[], T], *, family: str, timeout: float | 
         _count(family, "miss")
         return compute()
     fresh_for = backend.default_timeout if timeout is None else timeout
+    if replica_reading():
+        # Computed from a replica that may lag: kept apart from the primary's figures, which readers
+        # pinned to the primary (a user who just wrote) read alone, and fresh for the lag allowed at
+        # most, so that a figure missing a write is not served long after the replica has it.
+        key = f"{key}:replica"
+        max_lag = float(settings.DATABASE_REPLICA_MAX_LAG)
+        fresh_for = max_lag if fresh_for is None else min(fresh_for, max_lag)
     try:
         found = _call(backend, "get_many", [key, f"meta:{key}", EPOCH_KEY])
         epoch = _epoch(backend, found)

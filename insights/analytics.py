@@ -36,6 +36,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from apm.replicas import read_connection
 from projects.models import HealthLevel, Project
 from repos.models import Commit, CommitTaskLink
 from tasks.models import Task, TaskDependency, TaskEvent
@@ -148,7 +149,7 @@ def progress_of(row: dict[str, Any]) -> float:
 
 def project_default_estimate(*, project: Project) -> Decimal:
     """The weight of a task without an estimate: the project's median estimate, 1 h when none has one."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(_MEDIAN_ESTIMATE_SQL, [project.pk])
         row = cursor.fetchone()
     if row is None or row[0] is None:
@@ -157,7 +158,7 @@ def project_default_estimate(*, project: Project) -> Decimal:
 
 
 def _rollups(sql: str, params: list[Any]) -> dict[int, tuple[int, float, float]]:
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         return {
             int(k): (int(count), float(total or 0), float(done or 0))
@@ -377,7 +378,7 @@ ORDER BY t.number
 
 
 def _blocked_signal(project: Project) -> dict[str, Any]:
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(_CHAINS_SQL, [project.pk, CHAIN_DEPTH_LIMIT])
         rows = cursor.fetchmany(EXAMPLES)
     length = int(rows[0][0]) if rows else 0
@@ -427,7 +428,7 @@ def project_last_activity(*, project: Project, now: datetime.datetime | None = N
     """
     now = now or timezone.now()
     at = connection.ops.adapt_datetimefield_value(now)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(_LAST_ACTIVITY_SQL, [at, project.pk, project.pk, at])
         commit_at, event_at = (_aware(value) for value in cursor.fetchone())
     known = [moment for moment in (commit_at, event_at) if moment is not None]
@@ -521,7 +522,7 @@ def _bus_factor_signal(project: Project, now: datetime.datetime) -> dict[str, An
         connection.ops.adapt_datetimefield_value(since),
         connection.ops.adapt_datetimefield_value(now),
     ]
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(_FILES_SQL, params)
         files, single = (int(value or 0) for value in cursor.fetchone())
         cursor.execute(_SINGLE_AUTHOR_FILES_SQL, params)

@@ -25,6 +25,7 @@ from django.db.models.functions import Coalesce, Left, Lower, StrIndex, TruncDat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from apm.replicas import read_connection
 from projects.models import Project
 from repos.models import Commit, FileChange, Repository
 
@@ -123,7 +124,7 @@ def last_commit_at(*, project: Project, repository: Repository | int | None = No
             FROM repositories r WHERE {scope}
         ) latest
     """  # noqa: S608 (the scope is built from constants, its values are parameters)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return _aware(row[0]) if row else None
@@ -268,7 +269,7 @@ def _aware(value: Any) -> dt.datetime | None:
 
 
 def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apm.cache import PORTFOLIO_NAMESPACE, cached
+from apm.replicas import replica_reads
 from insights.analytics import Quadrant
 from insights.charts import Marker, Series, bar_list, line_chart
 from insights.selectors import (
@@ -309,6 +310,7 @@ _REPOSITORY_CONTEXTS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+@replica_reads
 def project_panel_html(*, project: Project, name: str, window: str) -> str:
     """The rendered fragment of one project panel, cached in the project's generation."""
     panel = next(panel for panel in PROJECT_PANELS if panel.name == name)
@@ -329,6 +331,7 @@ def project_panel_html(*, project: Project, name: str, window: str) -> str:
     )
 
 
+@replica_reads
 def repository_panel_html(*, repository: Repository, name: str, window: str) -> str:
     """The rendered fragment of one repository panel, cached in its project's generation."""
     panel = next(panel for panel in REPOSITORY_PANELS if panel.name == name)
@@ -347,6 +350,7 @@ def repository_panel_html(*, repository: Repository, name: str, window: str) -> 
     )
 
 
+@replica_reads
 def portfolio_table_html(*, generation: int, rows: list[dict[str, Any]], render: Callable[[], str]) -> str:
     """The dashboard's table of ``rows``, rendered by ``render`` once per set of visible projects.
 

@@ -22,6 +22,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from apm.cache import PORTFOLIO_NAMESPACE, cached, generation_key, project_key
+from apm.replicas import PRIMARY, replica_reads
 from insights.analytics import (
     TREND_DAYS,
     progress_of,
@@ -80,6 +81,7 @@ _PROJECT_SUMMARY_FIELDS = ("id", "key", "name", "status", "health_level", "healt
 RECENT_ACTIVITY_ROWS = 10
 
 
+@replica_reads
 def project_summary_cached(*, project: Project) -> dict[str, Any]:
     """A project's figures and recent activity, cached in the project's generation.
 
@@ -132,6 +134,7 @@ def project_summary_cached(*, project: Project) -> dict[str, Any]:
     return cached(key, compute, family="summary")
 
 
+@replica_reads
 def project_portfolio_cached() -> list[dict[str, Any]]:
     """Every project with its task counts, cached in the portfolio's generation.
 
@@ -200,7 +203,8 @@ def project_dashboard(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
     visible = project_ids_visible(user=user)
     rows = project_portfolio_cached()
     if visible is not None:
-        allowed = set(visible.values_list("project_id", flat=True))
+        # From the primary, even when the rows come from a replica: who may see what never lags.
+        allowed = set(visible.using(PRIMARY).values_list("project_id", flat=True))
         rows = [row for row in rows if row["id"] in allowed]
     return [{**row, "progress": progress_of(row)} for row in rows]
 
@@ -208,6 +212,7 @@ def project_dashboard(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
 # --- Analytics ----------------------------------------------------------------------------------------
 
 
+@replica_reads
 def analytics_cached(
     *,
     project: Project,
@@ -273,6 +278,7 @@ _CODE_FIGURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 }
 
 
+@replica_reads
 def code_figures_cached(
     *,
     project: Project,
@@ -345,6 +351,7 @@ def page_window_days(window: str) -> int | None:
 HISTORY_MAX_DAYS = 3650
 
 
+@replica_reads
 def project_history_start(*, project: Project) -> datetime.date:
     """The first day of ``project``'s history: its start date or its first task event or commit, and
     not more than ``HISTORY_MAX_DAYS`` ago."""
@@ -376,6 +383,7 @@ def _window_start(project: Project, window: str) -> datetime.date:
     return first if days is None else max(first, today - datetime.timedelta(days=days - 1))
 
 
+@replica_reads
 def project_charts_cached(*, project: Project, window: str) -> dict[str, Any]:
     """The burndown/burnup days and the progress trend of ``project`` over a page window, cached.
 
@@ -406,6 +414,7 @@ def project_charts_cached(*, project: Project, window: str) -> dict[str, Any]:
     return analytics_cached(project=project, name="charts", parts=(window,), compute=compute)
 
 
+@replica_reads
 def project_commits_recent_cached(*, project: Project, limit: int = 15) -> list[dict[str, Any]]:
     """The latest commits of ``project`` with the tasks each one links to, cached. Two queries."""
 
@@ -439,6 +448,7 @@ def project_commits_recent_cached(*, project: Project, limit: int = 15) -> list[
     return analytics_cached(project=project, name="commits", parts=(limit,), compute=compute)
 
 
+@replica_reads
 def repository_languages_cached(*, repository: Repository) -> list[dict[str, Any]]:
     """Files and lines per language in ``repository``'s tree, most lines first, cached. One query."""
 
@@ -492,6 +502,7 @@ def ingestion_runs_recent(
     return list(runs[:limit])
 
 
+@replica_reads
 def repository_counts_cached(*, repository: Repository) -> dict[str, int]:
     """The commits of ``repository`` and the files of its tree, cached in its project's generation."""
 

@@ -164,3 +164,25 @@ _series_start_at_zero(COMMIT_REQUESTS, outcome=COMMIT_REQUEST_OUTCOMES)
 _series_start_at_zero(EXPORTS, status=EXPORT_OUTCOMES)
 # apm_celery_task_failures_total is labelled by task name: the worker creates those series when it
 # starts, from the tasks it knows (monitoring.signals).
+
+# Read replicas (apm.replicas; docs/operations.md, "Read replicas"). Each process checks its replica at
+# most every DATABASE_REPLICA_CHECK_SECONDS: the newest figure of the live processes ("livemax").
+DATABASE_REPLICA_LAG = Gauge(
+    "apm_db_replica_lag_seconds",
+    "How far the read replica was behind the primary at this process's last check (-1: unknown).",
+    multiprocess_mode="livemax",
+)
+DATABASE_REPLICA_USABLE = Gauge(
+    "apm_db_replica_usable",
+    "Whether the read replica answered the last check within DATABASE_REPLICA_MAX_LAG (1) or not, or "
+    "no replica is configured (0).",
+    multiprocess_mode="livemin",
+)
+DATABASE_REPLICA_FALLBACKS = Counter(
+    "apm_db_replica_fallbacks_total",
+    "Reads that would have gone to the replica and went to the primary, by reason (down, lagging, "
+    "failed mid-read, pinned after the user's own write, unknown before the first check).",
+    ["reason"],
+)
+REPLICA_FALLBACK_REASONS = ("down", "lagging", "failed", "pinned", "unknown")
+_series_start_at_zero(DATABASE_REPLICA_FALLBACKS, reason=REPLICA_FALLBACK_REASONS)

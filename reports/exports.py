@@ -26,6 +26,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apm.jobs import BrokerUnavailable, task_enqueue_on_commit
+from apm.replicas import replica_reads_since
 from apm.retention import DEFAULT_BATCH_SIZE, batch_delete
 from apm.retention import cutoff as retention_cutoff
 from monitoring.metrics import EXPORTS
@@ -107,11 +108,24 @@ def export_run(*, job_id: int) -> ExportJob:
     held = ExportJob.objects.filter(pk=job_id, status=Status.RUNNING, started_at=started)
     # Spooled: a small export stays in memory, a large one goes to a temporary file on disk.
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b") as spool:
-        try:
+
+        def write() -> int:
+            # From the start each time: a replica that fails half-way writes the file again, from the
+            # primary (apm.replicas.replica_reads).
+            spool.seek(0)
+            spool.truncate()
             text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
-            rows = _export_write(job, text)
-            text.flush()
-            text.detach()
+            try:
+                return _export_write(job, text)
+            finally:
+                text.flush()
+                text.detach()  # the spool stays open: the wrapper would close it when collected
+
+        try:
+            # The replica may serve the export's reads once it holds the job's row: everything the member
+            # changed before asking is then on it too (apm.replicas.replica_reads_since). The claim just
+            # written is the task's bookkeeping, not what it reads.
+            rows = replica_reads_since(ExportJob.objects.filter(pk=job_id), write)
         except Exception as exc:  # recorded on the job, for people, instead of lost in a worker log
             _fail(job, held, reason=str(exc) or type(exc).__name__)
         spool.seek(0)

@@ -70,28 +70,28 @@ _DATABASE_ENGINES = {
 }
 
 
-def database_config(url: str) -> dict:
-    """Turn ``DATABASE_URL`` into a Django database dict tuned for its vendor.
+def database_config(url: str, *, variable: str = "DATABASE_URL") -> dict:
+    """Turn ``DATABASE_URL`` (or the ``variable`` named) into a Django database dict tuned for its vendor.
 
     Raises ``ImproperlyConfigured`` naming the problem for a URL that cannot be used, so that a typo is
     reported in one line instead of surfacing later as a driver traceback.
     """
     if "://" not in url:
-        raise ImproperlyConfigured(f"DATABASE_URL {url!r} is not a database URL (scheme://user@host/name)")
+        raise ImproperlyConfigured(f"{variable} {url!r} is not a database URL (scheme://user@host/name)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an unknown scheme is reported below, in our words
             config = environ.Env.db_url_config(url)
     except Exception as exc:  # django-environ raises bare KeyError/ValueError for some bad URLs
-        raise ImproperlyConfigured(f"DATABASE_URL {url!r} is not a database URL: {exc!r}") from exc
+        raise ImproperlyConfigured(f"{variable} {url!r} is not a database URL: {exc!r}") from exc
     engine = config.get("ENGINE", "")
     if engine not in _DATABASE_ENGINES:
         raise ImproperlyConfigured(
-            f"DATABASE_URL {url!r} names an unsupported database ({engine or 'no engine'}); "
+            f"{variable} {url!r} names an unsupported database ({engine or 'no engine'}); "
             "use postgres://, mysql:// or sqlite:///"
         )
     if engine != "django.db.backends.sqlite3" and not config.get("NAME"):
-        raise ImproperlyConfigured(f"DATABASE_URL {url!r} has no database name")
+        raise ImproperlyConfigured(f"{variable} {url!r} has no database name")
     options = config.setdefault("OPTIONS", {})
     if engine == "django.db.backends.postgresql":
         # Django's native psycopg pool. It is configured here, never in the URL (django-environ would
@@ -141,6 +141,33 @@ def database_config(url: str) -> dict:
 
 
 DATABASES = {"default": database_config(env("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'apm.sqlite3'}"))}
+
+# --- Read replica (apm.replicas; docs/operations.md, "Read replicas") ---
+# A hot standby (PostgreSQL streaming replication, or a MariaDB/MySQL replica) of DATABASE_URL. The
+# read-only selectors that opt in (dashboard, analytics panels, exports' reads, lists) read it while the
+# request or task has not written, unless it lags more than DATABASE_REPLICA_MAX_LAG seconds or does not
+# answer; both are checked at most every DATABASE_REPLICA_CHECK_SECONDS. Empty: one database, as before.
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
+DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=10.0)
+DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=5.0)
+for _name, _value in (
+    ("DATABASE_REPLICA_MAX_LAG", DATABASE_REPLICA_MAX_LAG),
+    ("DATABASE_REPLICA_CHECK_SECONDS", DATABASE_REPLICA_CHECK_SECONDS),
+):
+    if not 0 < _value < float("inf"):
+        raise ImproperlyConfigured(f"{_name} is a number of seconds above 0, not {_value!r}.")
+DATABASE_ROUTERS: list[str] = []
+if DATABASE_REPLICA_URL:
+    _replica = database_config(DATABASE_REPLICA_URL, variable="DATABASE_REPLICA_URL")
+    if _replica["ENGINE"].endswith("sqlite3") or _replica["ENGINE"] != DATABASES["default"]["ENGINE"]:
+        raise ImproperlyConfigured(
+            "DATABASE_REPLICA_URL must name a replica of DATABASE_URL's PostgreSQL or MariaDB/MySQL server "
+            f"(the same kind of database; SQLite has none), not {_replica['ENGINE'].rsplit('.', 1)[-1]} "
+            f"beside {DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}."
+        )
+    DATABASES["replica"] = _replica
+    DATABASE_ROUTERS = ["apm.replicas.ReplicaRouter"]
+# --- end of read replica ---
 
 # --- Cache --------------------------------------------------------------------------------------------
 CACHE_DEFAULT_TIMEOUT = env.int("CACHE_DEFAULT_TIMEOUT", default=300)
@@ -237,6 +264,9 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Outermost of APM's: a fresh read scope per request, so a write anywhere in it (the session's
+    # included) sends its later reads to the primary (apm.replicas). Does nothing without a replica.
+    "apm.read_your_writes.ReplicaReadScopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # /api/v1/tasks is /api/v1/tasks/ for every method: APPEND_SLASH's redirect would lose a POST.

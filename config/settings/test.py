@@ -60,12 +60,17 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     _test_database["NAME"] = str(VAR_DIR / f"test-apm-{os.getpid()}.sqlite3")
 else:
     _test_database["NAME"] = f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
+# A replica configured for the suite is the test database itself: Django creates no database on it
+# (a standby refuses writes). tests/config/test_replica.py runs APM against a real standby of its own.
+if "replica" in DATABASES:
+    DATABASES["replica"].setdefault("TEST", {})["MIRROR"] = "default"
 # Keep test pools small: the suite may run in parallel processes against one PostgreSQL.
-if "pool" in DATABASES["default"].get("OPTIONS", {}):
-    DATABASES["default"]["OPTIONS"]["pool"].update(
-        min_size=env.int("DATABASE_POOL_SIZE", default=2),
-        max_size=env.int("DATABASE_POOL_SIZE", default=2) + 8,
-    )
+for _database in DATABASES.values():
+    if "pool" in _database.get("OPTIONS", {}):
+        _database["OPTIONS"]["pool"].update(
+            min_size=env.int("DATABASE_POOL_SIZE", default=2),
+            max_size=env.int("DATABASE_POOL_SIZE", default=2) + 8,
+        )
 # Ingestion threads get connections of their own, which cannot see a test's uncommitted transaction:
 # tests run ingestion in the test's thread, except the transactional ones that ask for threads.
 APM_INGEST_THREADS = 1

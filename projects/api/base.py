@@ -7,12 +7,13 @@ so object-level permission by project membership is written once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from rest_framework import exceptions, mixins, viewsets
 
+from apm.replicas import PRIMARY, replica_reading, replica_reads
 from projects.keys import PROJECT_KEY_ANY_CASE
 from projects.models import Membership, Project
 from projects.selectors import project_ids_visible, project_role
@@ -35,9 +36,13 @@ class ProjectScopedMixin(_ViewBase):
     project_path = "project"
 
     def project_scope(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        visible = project_ids_visible(user=self.request.user)
+        visible: Any = project_ids_visible(user=self.request.user)
         if visible is None:
             return queryset
+        if replica_reading():
+            # Who may see what is read from the primary even when the rows come from a replica: a member
+            # removed a moment ago must not read on while the replica catches up.
+            visible = list(visible.using(PRIMARY).values_list("project_id", flat=True))
         return queryset.filter(**{f"{self.project_path}__in": visible})
 
     def project_role_require(
@@ -78,6 +83,15 @@ class ProjectInUrlMixin(ProjectScopedMixin):
                 self.project_role_require(project, self.project_roles)
             self._project = project
         return self._project
+
+
+class ReplicaListMixin(ProjectScopedMixin):
+    """Lists that may read the replica (apm.replicas): the page is read inside ``list``; the membership
+    that scopes it is read from the primary (``project_scope``)."""
+
+    @replica_reads
+    def list(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return cast("Any", super()).list(request, *args, **kwargs)
 
 
 class ProjectScopedViewSet(

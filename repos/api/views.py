@@ -17,7 +17,7 @@ from rest_framework.serializers import BaseSerializer
 
 from apm.api.pagination import HistoryCursorPagination
 from apm.api.views import PageAttachMixin
-from projects.api.base import ProjectScopedMixin, ProjectScopedViewSet
+from projects.api.base import ProjectScopedMixin, ProjectScopedViewSet, ReplicaListMixin
 from projects.keys import TASK_KEY_RE, TASK_KEY_URL
 from projects.models import Membership
 from repos.api.filters import CommitFilter, FileChangeFilter, FileFilter, IngestionRunFilter, RepositoryFilter
@@ -208,7 +208,7 @@ class CommitCursorPagination(HistoryCursorPagination):
     list=extend_schema(summary="Commits, newest first (cursor pagination)"),
     retrieve=extend_schema(summary="One commit"),
 )
-class CommitViewSet(PageAttachMixin, ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+class CommitViewSet(ReplicaListMixin, PageAttachMixin, ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     """Commits ingested from your projects' repositories, newest first, with the tasks their messages
     name. Lists page by cursor (follow ``next``), so a page costs the same deep into a long history."""
 
@@ -234,7 +234,7 @@ class FileChangeCursorPagination(HistoryCursorPagination):
     list=extend_schema(summary="File changes (cursor pagination)"),
     retrieve=extend_schema(summary="One file change"),
 )
-class FileChangeViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+class FileChangeViewSet(ReplicaListMixin, viewsets.ReadOnlyModelViewSet):
     """What each ingested commit changed, file by file (lines added and deleted), for your projects'
     repositories. Lists page by cursor (follow ``next``)."""
 
@@ -252,7 +252,7 @@ class FileChangeViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
     list=extend_schema(summary="Files at the tip of your repositories, most churned first"),
     retrieve=extend_schema(summary="One file"),
 )
-class FileViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
+class FileViewSet(ReplicaListMixin, viewsets.ReadOnlyModelViewSet):
     """The files of your projects' repositories as ingestion last saw them, most churned first."""
 
     serializer_class = FileSerializer

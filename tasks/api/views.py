@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from apm.users import request_user
-from projects.api.base import ProjectScopedViewSet
+from projects.api.base import ProjectScopedViewSet, ReplicaListMixin
 from projects.keys import TASK_KEY_RE, TASK_KEY_URL
 from tasks.api.filters import TaskFilter
 from tasks.api.serializers import (
@@ -50,7 +50,7 @@ SOURCE = TaskEvent.Source.API
     retrieve=extend_schema(summary="One task, by key"),
     partial_update=extend_schema(summary="Change a task's fields or assignee (writing members)"),
 )
-class TaskViewSet(ProjectScopedViewSet):
+class TaskViewSet(ReplicaListMixin, ProjectScopedViewSet):
     """Tasks, addressed by key (``/api/v1/tasks/APM-12/``). Closed or cancelled through transitions."""
 
     # The commits that name a task (``/tasks/{key}/commits/``) are served by repos.api.views.

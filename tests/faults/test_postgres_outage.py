@@ -50,6 +50,8 @@ class PostgresCluster:
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="apm-postgres-"))
         self.data = self.directory / "data"
+        # Server settings beyond the defaults below ("name=value"), for subclasses and tests.
+        self.settings: list[str] = []
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres", "postgres")
 
@@ -69,6 +71,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {setting}" for setting in self.settings)
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.directory / "log"), "-o", options, "-w", "start"
         )
