@@ -54,7 +54,9 @@ LOGGING = logging_config(level=LOG_LEVEL, json=env.bool("DJANGO_LOG_JSON", defau
 # collectstatic writes each file under a hashed name with .gz and .br (Brotli) copies beside it, and
 # whitenoise answers the compressed copy the browser accepts with "Cache-Control: max-age=315360000,
 # public, immutable". A CDN or nginx in front may cache them too (DJANGO_STATIC_URL).
-MIDDLEWARE = [MIDDLEWARE[0], MIDDLEWARE[1], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[2:]]
+# Right after SecurityMiddleware, as whitenoise asks: static answers carry its headers (HSTS, nosniff).
+_security = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1
+MIDDLEWARE = [*MIDDLEWARE[:_security], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[_security:]]
 STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
 
 # --- Celery in production -------------------------------------------------------------------------------

@@ -91,3 +91,12 @@ def test_a_cdn_can_serve_the_static_files(monkeypatch: pytest.MonkeyPatch):
     finally:
         monkeypatch.delenv("DJANGO_STATIC_URL")
         importlib.reload(base)
+
+
+def test_whitenoise_answers_right_after_the_security_middleware(production: ModuleType):
+    # Before it, a static answer would leave without SecurityMiddleware's headers (HSTS, nosniff); an
+    # app middleware added at the top once moved it there.
+    middleware = production.MIDDLEWARE
+    security = middleware.index("django.middleware.security.SecurityMiddleware")
+    assert middleware[security + 1] == "whitenoise.middleware.WhiteNoiseMiddleware"
+    assert middleware.count("whitenoise.middleware.WhiteNoiseMiddleware") == 1
