@@ -199,7 +199,7 @@ JOIN repositories rp ON rp.id = r.id
 JOIN projects p ON p.id = rp.project_id
 CROSS JOIN generate_series(%(commits_each)s, 1, -1) AS i
 CROSS JOIN LATERAL (
-    SELECT (i * 13 + r.id) %% 40 AS a,
+    SELECT (i * 13 + r.ordinal) %% 40 AS a,
            now() - (%(commits_each)s - i)::float / %(commits_each)s * %(days)s * interval '1 day' AS at
 ) AS pick
 ORDER BY r.ordinal, i DESC
@@ -328,6 +328,10 @@ def slice_fill(size: Slice) -> tuple[list[int], list[FillStep]]:
     }
     steps = []
     with connection.cursor() as cursor:
+        for table in TABLES:
+            # Until the measurement's own VACUUM: the plans "before VACUUM" are of tables autovacuum has
+            # not visited yet (as the rows ingested since its last pass are), not of whenever it came by.
+            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
         cursor.execute("SET synchronous_commit = off")  # a scratch database: no flush per statement
         cursor.execute("SET work_mem = '256MB'")  # the grouped pass of file_histories sorts in memory
     for table, sql in FILL_STEPS:
@@ -466,6 +470,7 @@ class QueryFigures:
     problem: str
     heap_fetches: int | None
     heap_fetches_unvacuumed: int | None
+    unvacuumed_nodes: list[str]  # the plan before VACUUM (index-only claims only)
     rows: int
     buffers: int
     execution_ms: float
@@ -725,6 +730,7 @@ def query_measure(query: HotQuery, repeat: int, unvacuumed: dict[str, Any] | Non
         problem=problem,
         heap_fetches=heap_fetches_of(explained, query.indexes),
         heap_fetches_unvacuumed=None if unvacuumed is None else heap_fetches_of(unvacuumed, query.indexes),
+        unvacuumed_nodes=[] if unvacuumed is None else scans_of(list(plan_nodes(unvacuumed["Plan"]))),
         rows=int(top.get("Actual Rows", 0)),
         buffers=int(top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)),
         execution_ms=float(explained["Execution Time"]),
@@ -936,7 +942,12 @@ def report_queries(queries: list[QueryFigures]) -> None:
         verdict = "ok" if query.ok else f"FAILED: {query.problem}"
         fetches = ""
         if query.heap_fetches is not None:
-            fetches = f", heap fetches {query.heap_fetches:,} ({query.heap_fetches_unvacuumed or 0:,})"
+            before = (
+                f"{query.heap_fetches_unvacuumed:,}"
+                if query.heap_fetches_unvacuumed is not None
+                else "+".join(query.unvacuumed_nodes)  # not index-only before VACUUM: the heap, row by row
+            )
+            fetches = f", heap fetches {query.heap_fetches:,} ({before})"
         claim = " or ".join(query.indexes) + "".join(f" + {index}" for index in query.joined)
         print(
             f"  {query.name:42} {query.median_ms:8.2f} ms {query.rows:6,} rows {query.buffers:6,} buffers  "
@@ -1106,6 +1117,9 @@ def run(options: argparse.Namespace, size: Slice, repeat: int, workdir: Path) ->
     queries = hot_queries(repository_ids, size)
     unvacuumed = {query.name: query_explain(query) for query in queries if query.expect == "index-only"}
     tables_vacuum()
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
 
     sizes = sizes_measure()
     packed_sizes_measure(sizes)
@@ -1163,7 +1177,8 @@ def ingested_sizes() -> dict[str, float]:
             )
             rows, total = cursor.fetchone()
             per_row[table] = total / rows if rows else 0.0
-        cursor.execute(f"TRUNCATE {', '.join(TABLES)}")
+        # Ids from 1 again: the slice gets the same ids, so the same rows, with or without --ingest.
+        cursor.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
     return per_row
 
 
