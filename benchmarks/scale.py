@@ -1,10 +1,10 @@
 """The plan for the big case, measured on a slice: 10,000 repositories, 100 million commits, 1 billion
 file changes, scaled down by ``--fraction`` and projected back up.
 
-    .venv/bin/python benchmarks/scale.py                      # 1/1000th: 10 repositories, 100,000 commits, 1,000,000 file changes
-    .venv/bin/python benchmarks/scale.py --ingest             # also ingest a generated history with one worker
-    .venv/bin/python benchmarks/scale.py --fraction 0.01      # 1/100th (100 repositories, 10,000,000 file changes)
-    .venv/bin/python benchmarks/scale.py --quick --json out.json   # 1/20,000th, seconds: what the test runs
+    .venv/bin/python benchmarks/scale.py              # 1/1000: 10 repositories, 100,000 commits
+    .venv/bin/python benchmarks/scale.py --ingest     # and the ingest rate of one worker, measured
+    .venv/bin/python benchmarks/scale.py --fraction 0.01          # 1/100: 100 repositories, 10M file changes
+    .venv/bin/python benchmarks/scale.py --quick --json out.json  # 1/20,000, seconds: what the test runs
 
 PostgreSQL only: the slice is written by PostgreSQL itself and measured with its own size functions and
 ``EXPLAIN (ANALYZE, BUFFERS)``. A scratch database (``apm_bench_scale`` unless ``--database-url`` names
@@ -203,7 +203,7 @@ CROSS JOIN LATERAL (
            now() - (%(commits_each)s - i)::float / %(commits_each)s * %(days)s * interval '1 day' AS at
 ) AS pick
 ORDER BY r.ordinal, i DESC
-"""
+"""  # noqa: S608 (constant fragments; the values are parameters)
 
 # Mostly modifications; additions, deletions, renames (with the old path) and binary files (no line
 # counts) in the proportions of a real history.
@@ -222,7 +222,7 @@ CROSS JOIN LATERAL (
            (c.id + k * 11) %% 100 = 0 AS bin
 ) AS pick
 ORDER BY c.id, k
-"""
+"""  # noqa: S608 (constant fragments; the values are parameters)
 
 # What ingestion's grouped pass leaves (repos.ingestion.writers.file_histories_rebuild).
 _HISTORIES_SQL = """
@@ -408,7 +408,7 @@ def pgstattuple_ready() -> bool:
         with connection.cursor() as cursor:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
         return True
-    except Exception:  # noqa: BLE001 (not installed, or not a superuser: the figures are optional)
+    except Exception:  # not installed, or not a superuser: the figures are optional
         return False
 
 
@@ -783,6 +783,7 @@ def ingest_measure(commits: int, workdir: Path) -> dict[str, Any]:
 
 
 def projection(
+    *,
     size: Slice,
     sizes: dict[str, TableSize],
     fill: list[FillStep],
@@ -918,8 +919,9 @@ def report_sizes(sizes: dict[str, TableSize], path_bytes: float) -> None:
     print(f"  {'table':20} {'rows':>12} {'heap':>7} {'TOAST':>6} {'indexes':>8} {'total':>7}")
     for size in sizes.values():
         print(
-            f"  {size.table:20} {size.rows:12,} {size.per_row(size.heap):7.0f} {size.per_row(size.toast):6.0f} "
-            f"{size.per_row(size.indexes):8.0f} {size.per_row(size.heap + size.toast + size.indexes):7.0f}"
+            f"  {size.table:20} {size.rows:12,} {size.per_row(size.heap):7.0f} "
+            f"{size.per_row(size.toast):6.0f} {size.per_row(size.indexes):8.0f} "
+            f"{size.per_row(size.heap + size.toast + size.indexes):7.0f}"
         )
     print(f"  (paths average {path_bytes:.0f} bytes: every byte more costs about 3 bytes a file change)")
     print(f"\n  {'index':36} {'B/row':>6} {'REINDEXed':>9} {'depth':>5} {'leaf fill':>9}")
@@ -956,7 +958,8 @@ def report_queries(queries: list[QueryFigures]) -> None:
         print(f"      {query.caller}; plan: {', '.join(query.nodes)}")
         if query.share_bound:
             print(
-                f"      without sequential scans ({query.claim_execution_ms:.2f} ms): {', '.join(query.claim_nodes)}"
+                f"      without sequential scans ({query.claim_execution_ms:.2f} ms): "
+                + ", ".join(query.claim_nodes)
             )
 
 
@@ -965,7 +968,8 @@ def report_ingest(ingest: dict[str, Any]) -> None:
     per_commits = ingest["commits"] / ingest["seconds"] / ingest["workers"]
     print(
         f"\n(4) ingest rate: {per_commits:,.0f} commits/s, {per_changes:,.0f} file changes/s a worker "
-        f"({ingest['commits']:,} commits, {ingest['file_changes']:,} file changes in {ingest['seconds']:.2f} s "
+        f"({ingest['commits']:,} commits, {ingest['file_changes']:,} file changes "
+        f"in {ingest['seconds']:.2f} s "
         f"on {ingest['workers']} worker{'s' if ingest['workers'] > 1 else ''}; {ingest['source']})"
     )
     if ingest.get("steps"):
@@ -981,7 +985,8 @@ def report_projection(full: dict[str, Any]) -> None:
     scale = full["scale"]
     print(
         f"\n(5) projection x{scale:,.0f}: {FULL_REPOSITORIES:,} repositories, "
-        f"{full['tables']['commits']['rows']:,.0f} commits, {full['tables']['file_changes']['rows']:,.0f} file changes"
+        f"{full['tables']['commits']['rows']:,.0f} commits, "
+        f"{full['tables']['file_changes']['rows']:,.0f} file changes"
     )
     print(f"  {'table':20} {'rows':>16} {'heap+TOAST':>12} {'indexes':>12} {'REINDEXed':>12}")
     for table, figures in full["tables"].items():
@@ -1059,7 +1064,7 @@ def tables_vacuum(analyze_only: bool = False) -> None:
             cursor.execute(f"{'ANALYZE' if analyze_only else 'VACUUM (ANALYZE)'} {table}")
 
 
-def main() -> None:  # noqa: PLR0915 (one run, in the order it prints)
+def main() -> None:
     options = arguments()
     if not options.database_url.startswith("postgres"):
         sys.exit(
@@ -1094,7 +1099,8 @@ def run(options: argparse.Namespace, size: Slice, repeat: int, workdir: Path) ->
     from django.db import connection
 
     print(
-        f"slice 1/{1 / size.fraction:,.0f}: {size.repositories:,} repositories x {size.commits_each:,} commits, "
+        f"slice 1/{1 / size.fraction:,.0f}: {size.repositories:,} repositories "
+        f"x {size.commits_each:,} commits, "
         f"{CHANGES_PER_COMMIT} file changes a commit, {size.files_each:,} files a tree; PostgreSQL "
         f"{connection.cursor().connection.info.server_version // 10000} in "
         f"{options.database_url.rsplit('/', 1)[1]}"
@@ -1132,7 +1138,9 @@ def run(options: argparse.Namespace, size: Slice, repeat: int, workdir: Path) ->
 
     report_ingest(ingest)
 
-    full = projection(size, sizes, fill, figures, ingest, options.reingest_hours)
+    full = projection(
+        size=size, sizes=sizes, fill=fill, queries=figures, ingest=ingest, hours=options.reingest_hours
+    )
     report_projection(full)
     return {
         "slice": {**asdict(size), "commits": size.commits},
