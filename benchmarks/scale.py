@@ -923,7 +923,10 @@ def report_sizes(sizes: dict[str, TableSize], path_bytes: float) -> None:
             f"{size.per_row(size.toast):6.0f} {size.per_row(size.indexes):8.0f} "
             f"{size.per_row(size.heap + size.toast + size.indexes):7.0f}"
         )
-    print(f"  (paths average {path_bytes:.0f} bytes: every byte more costs about 3 bytes a file change)")
+    print(
+        f"  (paths average {path_bytes:.0f} bytes: every byte more costs about 2 bytes a file change, "
+        "in the row and in (commit_id, path))"
+    )
     print(f"\n  {'index':36} {'B/row':>6} {'REINDEXed':>9} {'depth':>5} {'leaf fill':>9}")
     for size in sizes.values():
         for index in size.index_sizes:
