@@ -11,7 +11,7 @@ PostgreSQL only: the slice is written by PostgreSQL itself and measured with its
 another) is dropped, created and migrated, and dropped again at the end unless ``--keep``.
 
 How the slice is made: rows shaped like ingested ones (40-hex shas, a parent each, a message of about
-140 bytes naming a task, paths of about 38 bytes, ten file changes a commit, a link a commit) are
+115 bytes naming a task, paths of about 33 bytes, ten file changes a commit, a link a commit) are
 inserted by ``INSERT ... SELECT FROM generate_series``, repository by repository, newest commit first
 as ingestion writes them, into the migrated tables with every index in place, so indexes grow by
 insertion as they do under ingestion (not packed by CREATE INDEX). Real ingestion of 100,000 commits
@@ -154,7 +154,7 @@ def arguments() -> argparse.Namespace:
 # (commit_id, path) key holds; repeated across commits, so files have histories.
 _PATH_NUMBER = "((c.id * 7919) %% %(paths)s + k * (1 + c.id %% 3)) %% %(paths)s"
 
-# About 38 bytes: src/<area>/[internal/]<layer>/<name>_<n>.<ext>, like a mid-sized project's tree.
+# About 33 bytes: src/<area>/[internal/]<layer>/<name>_<n>.<ext>, like a mid-sized project's tree.
 _PATH_SQL = """
 'src/' || (ARRAY['core','api','ui','storage','net','auth','search','billing','reports','admin','cli',
                  'utils'])[1 + {p} %% 12]
