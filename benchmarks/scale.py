@@ -199,8 +199,13 @@ JOIN repositories rp ON rp.id = r.id
 JOIN projects p ON p.id = rp.project_id
 CROSS JOIN generate_series(%(commits_each)s, 1, -1) AS i
 CROSS JOIN LATERAL (
+    -- Whole seconds, as git records them, and a few hours apart between repositories: commits of
+    -- different repositories at the same instant would be deduplicated by the time indexes, which
+    -- real histories are not.
     SELECT (i * 13 + r.ordinal) %% 40 AS a,
-           now() - (%(commits_each)s - i)::float / %(commits_each)s * %(days)s * interval '1 day' AS at
+           date_trunc('second', now()
+               - (%(commits_each)s - i)::float / %(commits_each)s * %(days)s * interval '1 day'
+               - ((r.ordinal * 7919 + i * 104729) %% 14400) * interval '1 second') AS at
 ) AS pick
 ORDER BY r.ordinal, i DESC
 """  # noqa: S608 (constant fragments; the values are parameters)
