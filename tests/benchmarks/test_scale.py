@@ -100,7 +100,8 @@ def test_the_quick_slice_measures_every_figure_and_a_second_run_measures_the_sam
     assert queries["latest commit of a repository"]["nodes"] == ["Index Only Scan on idx_commits_repo_time"]
     for query in queries.values():
         assert query["median_ms"] > 0
-        assert not any(node.startswith("Seq Scan") for node in query["claim_nodes"]), query
+        # No big table read from end to end (a few repositories' rows may be, at this size).
+        assert not {f"Seq Scan on {table}" for table in tables} & set(query["claim_nodes"]), query
 
     # The ingest rate of one worker through the real pipeline, and what it wrote.
     ingest = first["ingest"]
