@@ -145,9 +145,42 @@ def test_another_database_is_refused_with_the_reason() -> None:
     assert not (ROOT / "scale.sqlite3").exists()
 
 
-def test_a_fraction_out_of_range_is_refused() -> None:
-    for fraction in ("0", "1.5", "0.000001"):
-        process = _scale("--fraction", fraction, "--database-url", "postgres://postgres@127.0.0.1:1/nothing")
+def test_options_out_of_range_are_refused_before_anything_is_created() -> None:
+    # Port 1: nothing listens there, so a refusal that came after connecting would say so instead.
+    nowhere = ["--database-url", "postgres://postgres@127.0.0.1:1/nothing"]
+    for arguments, option in [
+        (["--fraction", "0"], "--fraction"),
+        (["--fraction", "1.5"], "--fraction"),
+        (["--fraction", "0.000001"], "--fraction"),
+        (["--files-per-repository", "10"], "--files-per-repository"),
+        (["--ingest-commits", "0"], "--ingest-commits"),
+        (["--reingest-hours", "0"], "--reingest-hours"),
+        (["--repeat", "0"], "--repeat"),
+    ]:
+        process = _scale(*arguments, *nowhere)
+
+        assert process.returncode != 0, arguments
+        assert option in process.stderr, (arguments, process.stderr)
+        assert "Traceback" not in process.stderr
+
+
+def test_a_database_it_did_not_create_is_never_dropped() -> None:
+    require_service(SERVER)
+    database = f"apm_scale_theirs_{namespace()}".replace("-", "_")
+    with psycopg.connect(SERVER, autocommit=True) as server:
+        server.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        server.execute(f'CREATE DATABASE "{database}"')
+    try:
+        with psycopg.connect(f"postgres://postgres@127.0.0.1:5432/{database}", autocommit=True) as theirs:
+            theirs.execute("CREATE TABLE projects (name text)")
+            theirs.execute("INSERT INTO projects VALUES ('theirs')")
+
+        process = _scale("--quick", "--database-url", f"postgres://postgres@127.0.0.1:5432/{database}")
 
         assert process.returncode != 0
-        assert "--fraction" in process.stderr
+        assert f"database {database} exists and was not created by benchmarks/scale.py" in process.stderr
+        with psycopg.connect(f"postgres://postgres@127.0.0.1:5432/{database}") as theirs:
+            assert theirs.execute("SELECT name FROM projects").fetchall() == [("theirs",)]
+    finally:
+        with psycopg.connect(SERVER, autocommit=True) as server:
+            server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
