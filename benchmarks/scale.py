@@ -1,0 +1,1248 @@
+"""The plan for the big case, measured on a slice: 10,000 repositories, 100 million commits, 1 billion
+file changes, scaled down by ``--fraction`` and projected back up.
+
+    .venv/bin/python benchmarks/scale.py              # 1/1000: 10 repositories, 100,000 commits
+    .venv/bin/python benchmarks/scale.py --ingest     # and the ingest rate of one worker, measured
+    .venv/bin/python benchmarks/scale.py --fraction 0.01          # 1/100: 100 repositories, 10M file changes
+    .venv/bin/python benchmarks/scale.py --quick --json out.json  # 1/20,000, seconds: what the test runs
+
+PostgreSQL only: the slice is written by PostgreSQL itself and measured with its own size functions and
+``EXPLAIN (ANALYZE, BUFFERS)``. A scratch database (``apm_bench_scale`` unless ``--database-url`` names
+another) is dropped, created and migrated, and dropped again at the end unless ``--keep``.
+
+How the slice is made: rows shaped like ingested ones (40-hex shas, a parent each, a message of about
+115 bytes naming a task, paths of about 33 bytes, ten file changes a commit, a link a commit) are
+inserted by ``INSERT ... SELECT FROM generate_series``, repository by repository, newest commit first
+as ingestion writes them, into the migrated tables with every index in place, so indexes grow by
+insertion as they do under ingestion (not packed by CREATE INDEX). Real ingestion of 100,000 commits
+would measure git and the parser again; their rate is what ``--ingest`` measures, through the real
+pipeline on a generated git history, and the sizes of what it wrote are printed beside the slice's.
+
+Printed, in one run:
+  (1) the fill: seconds and WAL bytes per row of each table (EXPLAIN (ANALYZE, WAL) of each INSERT);
+  (2) each table's heap, TOAST and indexes in bytes per row; each index's bytes per row as inserted and
+      after REINDEX, its B-tree depth and leaf density (pgstattuple, when it can be installed);
+  (3) the hot queries' plans: each must use the named index (index-only where claimed, with its heap
+      fetches, before and after VACUUM), times at the slice's size; a claim not met exits 1. Queries
+      marked * read one repository's or one chunk's rows, a share of the slice's table 1/fraction times
+      larger than at full size: their claim is checked on the plan without sequential scans;
+  (4) the ingest rate per worker (measured with ``--ingest``, quoted from docs/performance.md without);
+  (5) the projection to the full size: disk, memory, workers for a re-ingest in ``--reingest-hours``,
+      WAL rate and connections.
+docs/scale.md explains the figures and what comes after one PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.ingest import database_reset  # noqa: E402
+from benchmarks.measure import median_ms  # noqa: E402
+
+# The full size this benchmark plans for.
+FULL_REPOSITORIES = 10_000
+FULL_COMMITS = 100_000_000
+FULL_FILE_CHANGES = 1_000_000_000
+CHANGES_PER_COMMIT = FULL_FILE_CHANGES // FULL_COMMITS  # 10
+HISTORY_DAYS = 5 * 365  # each repository's commits span five years up to now
+CHUNK_COMMITS = 2000  # APM_INGEST_CHUNK_COMMITS: the ingestion chunk the lookups are sized for
+TABLES = ["commits", "file_changes", "files", "file_histories", "commit_task_links"]
+
+# Quoted when --ingest is not given: docs/performance.md, "Ingestion against git itself", 2026-12-01,
+# generated 100,000 commits, 402,711 file changes in 11.76 s with two threads on two cores.
+QUOTED_INGEST = {
+    "commits": 100_000,
+    "file_changes": 402_711,
+    "seconds": 11.76,
+    "workers": 2,
+    "source": "docs/performance.md (100,000 generated commits, 2 threads on 2 cores, 2026-12-01)",
+}
+
+# The rate on a real history, where git computing the diffs sets the pace: docs/performance.md, git/git,
+# 81,966 commits, 136,004 file changes in 22.26 s with two threads on two cores. The projection plans
+# with whichever of the two rates asks for more workers.
+GIT_BOUND_INGEST = {
+    "commits": 81_966,
+    "file_changes": 136_004,
+    "seconds": 22.26,
+    "workers": 2,
+    "source": "docs/performance.md (git/git, 2 threads on 2 cores, 2026-12-01)",
+}
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/apm_bench_scale"
+GIB = 1024**3
+
+
+@dataclass
+class Slice:
+    """The size of the slice: ``repositories`` of ``commits_each`` commits, ``files_each`` files."""
+
+    fraction: float
+    repositories: int
+    commits_each: int
+    files_each: int
+    tasks_each: int
+
+    @property
+    def commits(self) -> int:
+        return self.repositories * self.commits_each
+
+    @property
+    def paths_each(self) -> int:
+        # Paths ever touched: the files at the tip and a sixth more that were deleted on the way.
+        return self.files_each + self.files_each // 5
+
+
+def slice_of(options: argparse.Namespace) -> Slice:
+    """The slice ``--fraction`` (or ``--quick``) asks for, at full size's shape: 10,000 commits a
+    repository, 10 file changes a commit."""
+    if options.quick:
+        return Slice(fraction=1 / 20_000, repositories=2, commits_each=2500, files_each=500, tasks_each=100)
+    fraction = options.fraction
+    if not 0 < fraction <= 1:
+        sys.exit(f"--fraction must be more than 0 and at most 1, not {fraction}")
+    commits = round(FULL_COMMITS * fraction)
+    repositories = max(1, round(FULL_REPOSITORIES * fraction))
+    if commits < 1000:
+        sys.exit(f"--fraction {fraction} leaves {commits} commits: give at least 1/100,000 (0.00001)")
+    return Slice(
+        fraction=fraction,
+        repositories=repositories,
+        commits_each=commits // repositories,
+        files_each=options.files_per_repository,
+        tasks_each=1000,
+    )
+
+
+def options_check(options: argparse.Namespace) -> None:
+    """Stop with the option at fault before anything is created."""
+    # A wide commit changes 20 distinct paths at a stride of up to 3: fewer than 60 paths would repeat.
+    if options.files_per_repository < 100:
+        sys.exit(f"--files-per-repository must be at least 100, not {options.files_per_repository}")
+    if options.ingest_commits is not None and options.ingest_commits < 10:
+        sys.exit(f"--ingest-commits must be at least 10, not {options.ingest_commits}")
+    if options.reingest_hours <= 0:
+        sys.exit(f"--reingest-hours must be more than 0, not {options.reingest_hours}")
+    if options.repeat is not None and options.repeat < 1:
+        sys.exit(f"--repeat must be at least 1, not {options.repeat}")
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--fraction", type=float, default=0.001, help="Share of the full size (0.001).")
+    parser.add_argument("--quick", action="store_true", help="A 1/20,000 slice of 5,000 commits.")
+    parser.add_argument(
+        "--files-per-repository", type=int, default=5000, help="Files in each tree at its tip (5,000)."
+    )
+    parser.add_argument("--ingest", action="store_true", help="Measure the ingest rate of one worker.")
+    parser.add_argument(
+        "--ingest-commits", type=int, default=None, help="Commits of the ingested history (20,000)."
+    )
+    parser.add_argument("--reingest-hours", type=float, default=24.0, help="Re-ingest everything in (24).")
+    parser.add_argument("--repeat", type=int, default=None, help="Timed runs per query (median; 9).")
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
+    parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
+    return parser.parse_args()
+
+
+# ---------------------------------------------------------------------------------------------- fill
+# Every statement is parameterised by the slice; %% is a literal % for the driver.
+
+# A commit's path number k of K: distinct within a commit (stride <= 3, K * 3 < paths), so the
+# (commit_id, path) key holds; repeated across commits, so files have histories.
+_PATH_NUMBER = "((c.id * 7919) %% %(paths)s + k * (1 + c.id %% 3)) %% %(paths)s"
+
+# About 33 bytes: src/<area>/[internal/]<layer>/<name>_<n>.<ext>, like a mid-sized project's tree.
+_PATH_SQL = """
+'src/' || (ARRAY['core','api','ui','storage','net','auth','search','billing','reports','admin','cli',
+                 'utils'])[1 + {p} %% 12]
+ || CASE WHEN {p} %% 3 = 0 THEN '/internal' ELSE '' END
+ || '/' || (ARRAY['handlers','models','views','services','tests','helpers','schema'])[1 + ({p} / 12) %% 7]
+ || '/' || (ARRAY['module','widget','client','record','parser'])[1 + ({p} / 84) %% 5] || '_' || {p}
+ || (ARRAY['.py','.ts','.go','.rs','.java','.md'])[1 + ({p} / 7) %% 6]
+"""
+
+# 40 hex characters, unique across repositories.
+_SHA_SQL = "md5({r} || ':' || {n}) || substr(md5({n} || ':' || {r}), 1, 8)"
+
+_COMMITS_SQL = f"""
+INSERT INTO commits (repository_id, sha, parents, author_name, author_email, authored_at,
+                     committer_name, committer_email, timestamp, message, additions, deletions,
+                     files_changed, is_merge)
+SELECT r.id, {_SHA_SQL.format(r="r.id", n="i")},
+       CASE WHEN i = 1 THEN '[]'::jsonb
+            WHEN i %% 20 = 0 THEN jsonb_build_array({_SHA_SQL.format(r="r.id", n="i - 1")},
+                                                    {_SHA_SQL.format(r="r.id", n="i - 2")})
+            ELSE jsonb_build_array({_SHA_SQL.format(r="r.id", n="i - 1")}) END,
+       (ARRAY['Alice','Bruno','Chen','Dana','Emeka','Fatima','Goran','Hana'])[1 + a %% 8] || ' '
+           || (ARRAY['Martin','Okafor','Lindqvist','Nakamura','Silva','Kowalski'])[1 + a %% 6],
+       'dev' || a || '@example.org', at - interval '7 minutes',
+       (ARRAY['Alice','Bruno','Chen','Dana','Emeka','Fatima','Goran','Hana'])[1 + a %% 8] || ' '
+           || (ARRAY['Martin','Okafor','Lindqvist','Nakamura','Silva','Kowalski'])[1 + a %% 6],
+       'dev' || a || '@example.org', at,
+       (ARRAY['Fix','Add','Refactor','Handle','Speed up','Document'])[1 + i %% 6] || ' '
+           || (ARRAY['retries','pagination','the cache key','time zones','empty input','errors'])[1 + i %% 5]
+           || ' in the ' || (ARRAY['core','api','ui','storage','net','auth'])[1 + i %% 6]
+           || ' layer (' || p.key || '-' || (1 + (i * 7) %% %(tasks)s) || ')'
+           || CASE WHEN i %% 3 = 0 THEN E'\\n\\nThe previous behaviour dropped the request when '
+              'the upstream answered slowly; this keeps it, retries twice with a backoff, and logs '
+              'the reason once. Tests cover the slow and the failing upstream. Change ' || i || '.'
+              ELSE '' END,
+       CASE WHEN i %% 20 = 0 THEN 0 ELSE %(changes)s * 31 END,
+       CASE WHEN i %% 20 = 0 THEN 0 ELSE %(changes)s * 12 END,
+       CASE WHEN i %% 20 = 0 THEN 0 WHEN i %% 20 = 10 THEN 2 * %(changes)s ELSE %(changes)s END,
+       i %% 20 = 0
+FROM unnest(%(repositories)s::bigint[]) WITH ORDINALITY AS r(id, ordinal)
+JOIN repositories rp ON rp.id = r.id
+JOIN projects p ON p.id = rp.project_id
+CROSS JOIN generate_series(%(commits_each)s, 1, -1) AS i
+CROSS JOIN LATERAL (
+    -- Whole seconds, as git records them, and a few hours apart between repositories: commits of
+    -- different repositories at the same instant would be deduplicated by the time indexes, which
+    -- real histories are not.
+    SELECT (i * 13 + r.ordinal) %% 40 AS a,
+           date_trunc('second', now()
+               - (%(commits_each)s - i)::float / %(commits_each)s * %(days)s * interval '1 day'
+               - ((r.ordinal * 7919 + i * 104729) %% 14400) * interval '1 second') AS at
+) AS pick
+ORDER BY r.ordinal, i DESC
+"""  # noqa: S608 (constant fragments; the values are parameters)
+
+# Mostly modifications; additions, deletions, renames (with the old path) and binary files (no line
+# counts) in the proportions of a real history.
+_CHANGES_SQL = f"""
+INSERT INTO file_changes (commit_id, repository_id, path, old_path, change_type, added, deleted, is_binary)
+SELECT c.id, c.repository_id, {_PATH_SQL.format(p="pn")},
+       CASE WHEN kind = 2 THEN {_PATH_SQL.format(p="((pn + 1) %% %(paths)s)")} ELSE '' END,
+       (ARRAY['M','A','R','D'])[1 + kind], CASE WHEN bin THEN NULL ELSE 1 + (c.id * 7 + k * 13) %% 60 END,
+       CASE WHEN bin THEN NULL ELSE (c.id * 3 + k * 5) %% 25 END, bin
+FROM commits c
+CROSS JOIN LATERAL generate_series(0, c.files_changed - 1) AS k
+CROSS JOIN LATERAL (
+    SELECT {_PATH_NUMBER} AS pn,
+           CASE WHEN (c.id + k) %% 50 < 44 THEN 0 WHEN (c.id + k) %% 50 < 48 THEN 1
+                WHEN (c.id + k) %% 50 = 48 THEN 2 ELSE 3 END AS kind,
+           (c.id + k * 11) %% 100 = 0 AS bin
+) AS pick
+ORDER BY c.id, k
+"""  # noqa: S608 (constant fragments; the values are parameters)
+
+# What ingestion's grouped pass leaves (repos.ingestion.writers.file_histories_rebuild).
+_HISTORIES_SQL = """
+INSERT INTO file_histories (repository_id, path, churn, commit_count, last_changed_at, updated_in_run)
+SELECT fc.repository_id, fc.path, SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)), COUNT(*),
+       MAX(c.timestamp), 1
+FROM file_changes fc JOIN commits c ON c.id = fc.commit_id
+GROUP BY fc.repository_id, fc.path
+ORDER BY fc.repository_id, fc.path
+"""
+
+# The tree at the tip: five paths in six (the rest were deleted on the way), with their figures.
+_FILES_SQL = """
+INSERT INTO files (project_id, repository_id, path, language, size, lines, is_binary, churn,
+                   commit_count, last_changed_at, seen_in_run)
+SELECT r.project_id, h.repository_id, h.path,
+       (ARRAY['Python','TypeScript','Go','Rust','Java','Markdown'])[1 + h.id %% 6],
+       (40 + h.churn %% 1500) * 32, 40 + h.churn %% 1500, false, h.churn, h.commit_count,
+       h.last_changed_at, 1
+FROM file_histories h JOIN repositories r ON r.id = h.repository_id
+WHERE h.id %% 6 <> 0
+ORDER BY h.id
+"""
+
+# The task each message names (``... layer (S0001-123)``), as ingestion links it.
+_LINKS_SQL = """
+INSERT INTO commit_task_links (commit_id, task_id, action, status, minutes, outcome, note, created_at)
+SELECT c.id, t.id, 'reference', '', 0, 'history', '', c.timestamp
+FROM commits c
+JOIN repositories r ON r.id = c.repository_id
+JOIN tasks t ON t.project_id = r.project_id
+ AND t.number = split_part(split_part(split_part(split_part(c.message, E'\\n', 1), ' layer (', 2),
+                                      ')', 1), '-', 2)::int
+ORDER BY c.id
+"""
+
+FILL_STEPS = [
+    ("commits", _COMMITS_SQL),
+    ("file_changes", _CHANGES_SQL),
+    ("file_histories", _HISTORIES_SQL),
+    ("files", _FILES_SQL),
+    ("commit_task_links", _LINKS_SQL),
+]
+
+
+@dataclass
+class FillStep:
+    table: str
+    rows: int
+    seconds: float
+    wal_bytes: int
+
+
+def cursor_json(sql: str, params: Any = None) -> Any:
+    """The first column of the one row ``sql`` answers (an EXPLAIN ... FORMAT JSON)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        value = cursor.fetchone()[0]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def scalar(sql: str, params: Any = None) -> Any:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def slice_fill(size: Slice) -> tuple[list[int], list[FillStep]]:
+    """Projects, repositories and tasks through the ORM, then the five big tables in SQL."""
+    from django.db import connection
+
+    from projects.models import Project
+    from repos.models import Repository
+    from tasks.models import Task
+
+    repository_ids = []
+    for number in range(1, size.repositories + 1):
+        project = Project.objects.create(name=f"Scale project {number}", key=f"S{number:04d}")
+        Task.objects.bulk_create(
+            Task(project=project, number=n, title=f"Task {n} of {project.key}")
+            for n in range(1, size.tasks_each + 1)
+        )
+        Project.objects.filter(pk=project.pk).update(last_task_number=size.tasks_each)
+        repository = Repository.objects.create(
+            project=project,
+            name=f"scale-{number:04d}",
+            kind=Repository.Kind.REMOTE,
+            source=f"https://git.example.com/scale/{number:04d}.git",
+            default_branch="main",
+        )
+        repository_ids.append(repository.pk)
+    params = {
+        "repositories": repository_ids,
+        "commits_each": size.commits_each,
+        "changes": CHANGES_PER_COMMIT,
+        "paths": size.paths_each,
+        "tasks": size.tasks_each,
+        "days": HISTORY_DAYS,
+    }
+    steps = []
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            # Until the measurement's own VACUUM: the plans "before VACUUM" are of tables autovacuum has
+            # not visited yet (as the rows ingested since its last pass are), not of whenever it came by.
+            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        cursor.execute("SET synchronous_commit = off")  # a scratch database: no flush per statement
+        cursor.execute("SET work_mem = '256MB'")  # the grouped pass of file_histories sorts in memory
+    for table, sql in FILL_STEPS:
+        started = time.perf_counter()
+        # EXPLAIN (ANALYZE, WAL) runs the INSERT and reports the WAL this statement wrote, and only it:
+        # the cluster's own WAL position moves with every other session on the server.
+        plan = cursor_json(f"EXPLAIN (ANALYZE, WAL, TIMING OFF, FORMAT JSON) {sql}", params)[0]["Plan"]
+        seconds = time.perf_counter() - started
+        rows = scalar(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 (a constant table name)
+        steps.append(FillStep(table, rows, seconds, int(plan.get("WAL Bytes", 0))))
+    return repository_ids, steps
+
+
+# --------------------------------------------------------------------------------------------- sizes
+
+
+@dataclass
+class IndexSize:
+    name: str
+    table: str
+    bytes: int
+    bytes_packed: int = 0
+    level: int | None = None
+    leaf_density: float | None = None
+
+
+@dataclass
+class TableSize:
+    table: str
+    rows: int
+    heap: int  # main fork
+    toast: int  # TOAST table and its index, free space and visibility maps
+    indexes: int
+    index_sizes: list[IndexSize] = field(default_factory=list)
+
+    def per_row(self, value: int) -> float:
+        return value / self.rows if self.rows else 0.0
+
+
+def sizes_measure() -> dict[str, TableSize]:
+    from django.db import connection
+
+    stats = pgstattuple_ready()
+    sizes = {}
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(
+                "SELECT (SELECT COUNT(*) FROM " + table + "), pg_relation_size(%s::regclass), "  # noqa: S608
+                "pg_table_size(%s::regclass) - pg_relation_size(%s::regclass), pg_indexes_size(%s::regclass)",
+                [table] * 4,
+            )
+            rows, heap, toast, indexes = cursor.fetchone()
+            cursor.execute(
+                "SELECT i.indexrelid::regclass::text, pg_relation_size(i.indexrelid) FROM pg_index i "
+                "WHERE i.indrelid = %s::regclass ORDER BY 1",
+                [table],
+            )
+            index_sizes = [IndexSize(name, table, size) for name, size in cursor.fetchall()]
+            for index in index_sizes:
+                if stats:
+                    cursor.execute(
+                        "SELECT tree_level, avg_leaf_density FROM pgstatindex(%s::regclass)", [index.name]
+                    )
+                    index.level, index.leaf_density = cursor.fetchone()
+            sizes[table] = TableSize(table, rows, heap, toast, indexes, index_sizes)
+    return sizes
+
+
+def pgstattuple_ready() -> bool:
+    """Whether pgstatindex can be called (the contrib extension, installed by a superuser)."""
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        return True
+    except Exception:  # not installed, or not a superuser: the figures are optional
+        return False
+
+
+def packed_sizes_measure(sizes: dict[str, TableSize]) -> None:
+    """Each index's size once rebuilt (REINDEX): the floor of what it can take, against what insertion
+    one row at a time leaves (page splits leave pages part empty)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table, size in sizes.items():
+            cursor.execute(f"REINDEX TABLE {table}")
+            for index in size.index_sizes:
+                cursor.execute("SELECT pg_relation_size(%s::regclass)", [index.name])
+                index.bytes_packed = cursor.fetchone()[0]
+
+
+# ------------------------------------------------------------------------------------------- queries
+
+BIG_TABLES = set(TABLES)
+
+
+@dataclass
+class HotQuery:
+    """A query the pages, the API or ingestion run all the time, and the index it must be answered from.
+
+    ``expect``: "index-only" (an Index Only Scan on one of ``indexes``: the answer is in the index, and
+    the heap is read only for pages the visibility map does not vouch for) or "index" (a scan of one of
+    ``indexes``); ``joined``: indexes the plan must also use for its joins. No plan may read a big table
+    sequentially.
+
+    ``share_bound``: the query reads one repository's rows or a chunk's, a share of the table 1,000
+    times larger in the slice (one repository of ten) than at full size (one of 10,000), so the planner
+    rightly reads the slice's small table sequentially. The claim is then checked on the plan it
+    falls back to with sequential scans off (``enable_seqscan``), the one the full size's share leads to.
+    """
+
+    name: str
+    caller: str
+    expect: str
+    indexes: tuple[str, ...]
+    sql: str
+    params: list[Any]
+    joined: tuple[str, ...] = ()
+    share_bound: bool = False
+
+
+@dataclass
+class QueryFigures:
+    name: str
+    caller: str
+    expect: str
+    indexes: list[str]
+    joined: list[str]
+    share_bound: bool
+    nodes: list[str]  # the scans of the plan chosen at the slice's size
+    claim_nodes: list[str]  # the scans of the plan the claim was checked on
+    ok: bool
+    problem: str
+    heap_fetches: int | None
+    heap_fetches_unvacuumed: int | None
+    unvacuumed_nodes: list[str]  # the plan before VACUUM (index-only claims only)
+    rows: int
+    buffers: int
+    execution_ms: float
+    claim_execution_ms: float
+    median_ms: float
+
+
+def hot_queries(repository_ids: list[int], size: Slice) -> list[HotQuery]:
+    """The queries whose cost must not grow with the tables, built from the code that runs them."""
+    import datetime as dt
+
+    from django.db.models import QuerySet
+    from django.utils import timezone
+
+    from repos.models import Commit, Repository
+    from repos.selectors import commit_list, file_change_list, file_list, task_commit_links
+    from tasks.models import Task
+
+    repository = Repository.objects.select_related("project").get(pk=repository_ids[len(repository_ids) // 2])
+    newest = (
+        Commit.objects.filter(repository=repository, is_merge=False).order_by("-timestamp", "-id").first()
+    )
+    assert newest is not None
+    # A chunk delivered again: the shas of 2,000 commits from the middle of the history (fewer on a
+    # slice so small that 2,000 would be a large share of the table, which no chunk is at full size).
+    chunk_size = min(CHUNK_COMMITS, size.commits // 50)
+    middle = size.commits_each // 2 - chunk_size // 2
+    chunk = list(
+        Commit.objects.filter(repository=repository)
+        .order_by("-timestamp", "-id")
+        .values_list("id", "sha")[middle : middle + chunk_size]
+    )
+    chunk_ids = [commit_id for commit_id, _ in chunk]
+    chunk_shas = [sha for _, sha in chunk]
+    path = scalar(
+        "SELECT path FROM file_histories WHERE repository_id = %s ORDER BY commit_count DESC, path LIMIT 1",
+        [repository.pk],
+    )
+    task = Task.objects.get(project=repository.project, number=1 + (size.commits_each * 7) % size.tasks_each)
+    now = timezone.now()
+
+    def orm(queryset: QuerySet[Any]) -> tuple[str, list[Any]]:
+        sql, params = queryset.query.sql_with_params()
+        return sql, list(params)
+
+    commit_page = orm(commit_list().filter(repository=repository).order_by("-timestamp", "-id")[:50])
+    file_page = orm(file_list().filter(repository=repository).order_by("-churn", "id")[:50])
+    history_page = orm(file_change_list().filter(repository=repository, path=path).order_by("-id")[:50])
+    task_page = orm(task_commit_links(task=task)[:50])
+    day_ago = now - dt.timedelta(days=1)
+    quarter_ago = now - dt.timedelta(days=90)
+    return [
+        HotQuery(
+            f"chunk: which of {chunk_size:,} shas are stored",
+            "repos.ingestion.writers._commit_ids",
+            "index",
+            # Either reads this repository's rows only: its unique key, or its history by time.
+            ("commit_repository_sha_unique", "idx_commits_repo_time"),
+            "SELECT sha, id FROM commits WHERE repository_id = %s AND sha = ANY(%s)",
+            [repository.pk, chunk_shas],
+            share_bound=True,
+        ),
+        HotQuery(
+            f"chunk: per-path totals of {chunk_size:,} commits",
+            "repos.ingestion.writers.file_histories_add",
+            "index",
+            ("file_change_commit_path_unique",),
+            "SELECT fc.repository_id, fc.path, SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)), "
+            "COUNT(*), MAX(c.timestamp) FROM file_changes fc JOIN commits c ON c.id = fc.commit_id "
+            "WHERE fc.commit_id = ANY(%s) GROUP BY fc.repository_id, fc.path",
+            [chunk_ids],
+            joined=("commits_pkey",),
+            share_bound=True,
+        ),
+        HotQuery(
+            "latest commit of a repository",
+            "insights.code.last_commit_at",
+            "index-only",
+            ("idx_commits_repo_time",),
+            "SELECT MAX(c.timestamp) FROM commits c WHERE c.repository_id = %s",
+            [repository.pk],
+        ),
+        HotQuery(
+            "commit page of a repository (50)",
+            "GET /api/v1/commits/?repository= (repos.selectors.commit_list)",
+            "index",
+            ("idx_commits_repo_time",),
+            *commit_page,
+        ),
+        HotQuery(
+            "commit by sha",
+            "webhooks, GET /api/v1/commits/{sha}",
+            "index",
+            ("commit_repository_sha_unique",),
+            "SELECT * FROM commits WHERE repository_id = %s AND sha = %s",
+            [repository.pk, newest.sha],
+        ),
+        HotQuery(
+            "commits of the last day, all repositories",
+            "activity across repositories (idx_commits_timestamp)",
+            "index-only",
+            ("idx_commits_timestamp",),
+            "SELECT COUNT(*) FROM commits WHERE timestamp >= %s",
+            [day_ago],
+        ),
+        HotQuery(
+            "an author's commits in 90 days",
+            "contributor statistics, the author filter",
+            "index-only",
+            ("idx_commits_author_time",),
+            "SELECT COUNT(*) FROM commits WHERE author_email = %s AND timestamp >= %s",
+            [newest.author_email, quarter_ago],
+        ),
+        HotQuery(
+            "paths a commit touched",
+            "GET /api/v1/file-changes/?commit=, the per-path totals",
+            "index-only",
+            ("file_change_commit_path_unique",),
+            "SELECT path FROM file_changes WHERE commit_id = %s",
+            [newest.pk],
+        ),
+        HotQuery(
+            "changes of one file, counted",
+            "a file's history (churn, who touched it)",
+            "index-only",
+            ("idx_file_changes_repo_path",),
+            "SELECT COUNT(*) FROM file_changes WHERE repository_id = %s AND path = %s",
+            [repository.pk, path],
+        ),
+        HotQuery(
+            "changes of one file, newest 50",
+            "GET /api/v1/file-changes/?repository=&path= (repos.selectors.file_change_list)",
+            "index",
+            ("idx_file_changes_repo_path",),
+            *history_page,
+            joined=("commits_pkey",),  # each change's sha: at most 50 commits, by id
+            share_bound=True,
+        ),
+        HotQuery(
+            "hotspots of a repository by churn (50)",
+            "GET /api/v1/files/?repository= (repos.selectors.file_list)",
+            "index",
+            ("idx_files_repo_churn",),
+            *file_page,
+        ),
+        HotQuery(
+            "commits of a task (50)",
+            "task page, /tasks/{key}/commits/ (repos.selectors.task_commit_links)",
+            "index",
+            ("idx_commit_task_links_task",),
+            *task_page,
+        ),
+        HotQuery(
+            "file hotspots of a repository, 90 days",
+            "insights.code.file_hotspots (cached until the next ingestion)",
+            "index",
+            ("idx_commits_repo_time",),
+            *hotspots_sql(repository, quarter_ago, now),
+            # The window's changes by commit id; the files of the repository through any index of
+            # theirs that starts with the repository (no Seq Scan of a big table is the rule).
+            joined=("file_change_commit_path_unique",),
+            share_bound=True,
+        ),
+    ]
+
+
+def hotspots_sql(repository: Any, since: Any, until: Any) -> tuple[str, list[Any]]:
+    """The SQL ``file_hotspots`` runs for one repository's window, as the selector builds it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from insights.code import file_hotspots
+
+    with CaptureQueriesContext(connection) as captured:
+        file_hotspots(project=repository.project, repository=repository, since=since, until=until)
+    sql = next(query["sql"] for query in captured.captured_queries if "file_changes" in query["sql"])
+    return sql.replace("%", "%%"), []
+
+
+def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def query_explain(query: HotQuery, *, seqscan: bool = True) -> dict[str, Any]:
+    from django.db import connection, transaction
+
+    with transaction.atomic():
+        if not seqscan:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_seqscan = off")
+        return cursor_json(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query.sql}", query.params)[0]
+
+
+def heap_fetches_of(explained: dict[str, Any], indexes: tuple[str, ...]) -> int | None:
+    fetches = [
+        node.get("Heap Fetches", 0)
+        for node in plan_nodes(explained["Plan"])
+        if node["Node Type"] == "Index Only Scan" and node.get("Index Name") in indexes
+    ]
+    return sum(fetches) if fetches else None
+
+
+def claim_problem(query: HotQuery, nodes: list[dict[str, Any]]) -> str:
+    """What the plan made of ``nodes`` does not do of what ``query`` claims ("" when it does it all)."""
+    used = {node.get("Index Name") for node in nodes} - {None}
+    only = {node.get("Index Name") for node in nodes if node["Node Type"] == "Index Only Scan"}
+    problems = []
+    if query.expect == "index-only" and not only & set(query.indexes):
+        problems.append(f"no Index Only Scan on {' or '.join(query.indexes)}")
+    elif query.expect == "index" and not used & set(query.indexes):
+        problems.append(f"{' or '.join(query.indexes)} not used")
+    problems += [f"{index} not used" for index in query.joined if index not in used]
+    sequential = sorted({n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"} & BIG_TABLES)
+    if sequential:
+        problems.append(f"Seq Scan on {', '.join(sequential)}")
+    return "; ".join(problems)
+
+
+def scans_of(nodes: list[dict[str, Any]]) -> list[str]:
+    return [
+        node["Node Type"]
+        + (f" on {node['Index Name']}" if node.get("Index Name") else "")
+        + (f" on {node['Relation Name']}" if node["Node Type"] in ("Seq Scan", "Bitmap Heap Scan") else "")
+        for node in nodes
+        if "Scan" in node["Node Type"]
+    ]
+
+
+def query_measure(query: HotQuery, repeat: int, unvacuumed: dict[str, Any] | None) -> QueryFigures:
+    """The plan of ``query`` against its claim, and its median time at the slice's size."""
+    from django.db import connection
+
+    explained = query_explain(query)
+    nodes = list(plan_nodes(explained["Plan"]))
+    claimed = query_explain(query, seqscan=False) if query.share_bound else explained
+    claim_nodes = list(plan_nodes(claimed["Plan"]))
+    problem = claim_problem(query, claim_nodes)
+
+    def run() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(query.sql, query.params)
+            cursor.fetchall()
+
+    top = explained["Plan"]
+    return QueryFigures(
+        name=query.name,
+        caller=query.caller,
+        expect=query.expect,
+        indexes=list(query.indexes),
+        joined=list(query.joined),
+        share_bound=query.share_bound,
+        nodes=scans_of(nodes),
+        claim_nodes=scans_of(claim_nodes),
+        ok=not problem,
+        problem=problem,
+        heap_fetches=heap_fetches_of(explained, query.indexes),
+        heap_fetches_unvacuumed=None if unvacuumed is None else heap_fetches_of(unvacuumed, query.indexes),
+        unvacuumed_nodes=[] if unvacuumed is None else scans_of(list(plan_nodes(unvacuumed["Plan"]))),
+        rows=int(top.get("Actual Rows", 0)),
+        buffers=int(top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)),
+        execution_ms=float(explained["Execution Time"]),
+        claim_execution_ms=float(claimed["Execution Time"]),
+        median_ms=median_ms(run, repeat),
+    )
+
+
+# -------------------------------------------------------------------------------------------- ingest
+
+
+def ingest_measure(commits: int, workdir: Path) -> dict[str, Any]:
+    """One worker's rate: the real pipeline (APM_INGEST_THREADS=1, in this process) on a generated
+    history of ``commits`` commits changing ten files each; sizes of what it wrote, per row."""
+    from django.db import transaction
+
+    from benchmarks.ingest import steps_text
+    from benchmarks.repogen import history_stream, repository_create
+    from projects.models import Project
+    from repos.models import IngestionRun
+    from repos.services import ingestion_request, repository_register
+    from tasks.models import Task
+
+    repo = repository_create(
+        workdir / "history",
+        history_stream(commits=commits, files=5000, touched=CHANGES_PER_COMMIT, initial_files=500),
+    )
+    project = Project.objects.create(name="Ingest rate", key="APM")  # the generated messages name APM-N
+    Task.objects.bulk_create(Task(project=project, number=n, title=f"Task {n}") for n in range(1, 501))
+    Project.objects.filter(pk=project.pk).update(last_task_number=500)
+    repository = repository_register(project=project, source=str(repo))
+    started = time.perf_counter()
+    with transaction.atomic():
+        request = ingestion_request(repository=repository, trigger=IngestionRun.Trigger.COMMAND)
+    seconds = time.perf_counter() - started
+    run = IngestionRun.objects.get(pk=request.run.pk)
+    if run.status != IngestionRun.Status.SUCCEEDED:
+        sys.exit(f"the ingestion of the generated history failed: {run.error}")
+    return {
+        "commits": run.commits_added,
+        "file_changes": run.file_changes_added,
+        "seconds": seconds,
+        "workers": 1,
+        "steps": steps_text(run.timings),
+        "source": f"measured: --ingest, {run.commits_added:,} generated commits, one worker",
+    }
+
+
+# ---------------------------------------------------------------------------------------- projection
+
+
+def projection(
+    *,
+    size: Slice,
+    sizes: dict[str, TableSize],
+    fill: list[FillStep],
+    queries: list[QueryFigures],
+    ingest: dict[str, Any],
+    hours: float,
+) -> dict[str, Any]:
+    """Disk, memory, workers, WAL and connections at the full size, from the slice's figures."""
+    scale = 1 / size.fraction
+    tables = {}
+    for table, measured in sizes.items():
+        rows = measured.rows * scale
+        tables[table] = {
+            "rows": rows,
+            "heap_bytes": (measured.heap + measured.toast) * scale,
+            "index_bytes": measured.indexes * scale,
+            "index_bytes_packed": sum(i.bytes_packed for i in measured.index_sizes) * scale,
+        }
+    data = sum(t["heap_bytes"] for t in tables.values())
+    indexes = sum(t["index_bytes"] for t in tables.values())
+    largest_index = max(i.bytes for m in sizes.values() for i in m.index_sizes) * scale
+    largest_table = max(m.heap + m.toast + m.indexes for m in sizes.values()) * scale
+    # Dead rows between vacuums and updated rows (files and file_histories are rewritten by every run
+    # that touches them): autovacuum at a 2% scale factor keeps tables within about a tenth of their
+    # packed size; 20% is the allowance.
+    bloat = 0.2 * (data + indexes)
+    wal = 64 * GIB  # max_wal_size for a bulk re-ingest (fewer checkpoints, fewer full-page images)
+    # Rebuilding the largest index without a lock (REINDEX CONCURRENTLY) needs room for a second copy;
+    # moving the largest table into partitions needs room for its copy.
+    rebuild = max(largest_index, largest_table)
+    needed = data + indexes + bloat + wal + rebuild
+    disk = needed / 0.7  # a volume kept under 70% full: room to grow and for VACUUM FULL of a partition
+
+    # The hot set: what pages and ingestion read all the time. The file index and the per-path totals
+    # (every file page, every finish step), every commits index (lists, dedup, activity), the links'
+    # task index, and the last 90 days of commits and file changes (pages' windows, the newest pages of
+    # every list), heap and indexes. Older history is read by the occasional whole-history analysis,
+    # from disk.
+    recent = 90 / HISTORY_DAYS
+    commit_indexes = tables["commits"]["index_bytes"]
+    hot = (
+        tables["files"]["heap_bytes"] + tables["files"]["index_bytes"]
+        + tables["file_histories"]["heap_bytes"] + tables["file_histories"]["index_bytes"]
+        + commit_indexes
+        + recent * tables["commits"]["heap_bytes"]
+        + recent * (tables["file_changes"]["heap_bytes"] + tables["file_changes"]["index_bytes"])
+        + sum(
+            i.bytes for i in sizes["commit_task_links"].index_sizes if i.name == "idx_commit_task_links_task"
+        ) * scale
+    )  # fmt: skip
+    ram = _power_of_two_gib(hot / 0.75)  # the hot set in shared_buffers + page cache, a quarter spare
+    shared_buffers = ram / 4
+
+    rows_changes = tables["file_changes"]["rows"]
+    rows_commits = tables["commits"]["rows"]
+    worker_hours = {
+        "database-bound": worker_hours_of(ingest, rows_commits, rows_changes),
+        "git-bound": worker_hours_of(GIT_BOUND_INGEST, rows_commits, rows_changes),
+    }
+    planning = max(worker_hours.values())
+    workers = math.ceil(planning / hours)
+    needed_rate = rows_changes / (hours * 3600)
+    wal_per_change = sum(step.wal_bytes for step in fill) / max(
+        next(step.rows for step in fill if step.table == "file_changes"), 1
+    )
+    db_seconds_per_change = sum(step.seconds for step in fill) / max(
+        next(step.rows for step in fill if step.table == "file_changes"), 1
+    )
+    connections_ingest = workers * 2  # a prefork pool process: 1 task + its heartbeat (docs/operations.md)
+    connections_web = 10 * 2 * 4  # 10 web pods x 2 gunicorn processes x 4 threads
+    connections = connections_ingest + connections_web + 11 + 24  # reserve, the default queue's workers
+    # The queries whose cost the table's size does not change (the others follow a repository's share).
+    point_queries = [q for q in queries if not q.share_bound]
+    return {
+        "scale": scale,
+        "tables": tables,
+        "data_bytes": data,
+        "index_bytes": indexes,
+        "bloat_bytes": bloat,
+        "wal_bytes": wal,
+        "rebuild_bytes": rebuild,
+        "needed_bytes": needed,
+        "disk_bytes": disk,
+        "hot_bytes": hot,
+        "ram_bytes": ram,
+        "shared_buffers_bytes": shared_buffers,
+        "worker_hours": worker_hours,
+        "workers_for": {str(h): math.ceil(planning / h) for h in sorted({4.0, 12.0, 24.0, hours})},
+        "reingest_hours": hours,
+        "reingest_file_changes_per_second": needed_rate,
+        "workers": workers,
+        "wal_bytes_per_file_change": wal_per_change,
+        "reingest_wal_bytes_per_second": wal_per_change * needed_rate,
+        "db_seconds_per_file_change": db_seconds_per_change,
+        "reingest_db_cores": db_seconds_per_change * needed_rate,
+        "connections": connections,
+        "connections_ingest": connections_ingest,
+        "slowest_point_query_ms": max(q.median_ms for q in point_queries),
+    }
+
+
+def worker_hours_of(rate: dict[str, Any], commits: float, changes: float) -> float:
+    """Hours one worker takes for ``commits`` and ``changes`` at ``rate``: whichever of its two rates
+    (commits a second, file changes a second) takes longer, so neither is assumed cheaper than measured."""
+    seconds = rate["seconds"] * rate["workers"]
+    return max(commits / rate["commits"], changes / rate["file_changes"]) * seconds / 3600
+
+
+def _power_of_two_gib(value: float) -> float:
+    gib = max(1, math.ceil(value / GIB))
+    return float(2 ** math.ceil(math.log2(gib))) * GIB
+
+
+# ---------------------------------------------------------------------------------------------- print
+
+
+def gib(value: float) -> str:
+    if value >= 1024 * GIB:
+        return f"{value / 1024 / GIB:,.1f} TiB"
+    return f"{value / GIB:,.1f} GiB" if value >= GIB else f"{value / 1024**2:,.1f} MiB"
+
+
+def report_fill(fill: list[FillStep], seconds_setup: float) -> None:
+    print(f"\n(1) fill (INSERT ... SELECT, one statement a table; setup {seconds_setup:.1f} s)")
+    print(f"  {'table':20} {'rows':>12} {'seconds':>9} {'rows/s':>10} {'WAL B/row':>10}")
+    for step in fill:
+        rate = step.rows / step.seconds if step.seconds else 0
+        per_row = step.wal_bytes / step.rows if step.rows else 0
+        print(f"  {step.table:20} {step.rows:12,} {step.seconds:9.1f} {rate:10,.0f} {per_row:10,.0f}")
+
+
+def report_sizes(sizes: dict[str, TableSize], path_bytes: float) -> None:
+    print("\n(2) bytes per row (heap = main fork; TOAST = TOAST, free-space and visibility maps)")
+    print(f"  {'table':20} {'rows':>12} {'heap':>7} {'TOAST':>6} {'indexes':>8} {'total':>7}")
+    for size in sizes.values():
+        print(
+            f"  {size.table:20} {size.rows:12,} {size.per_row(size.heap):7.0f} "
+            f"{size.per_row(size.toast):6.0f} {size.per_row(size.indexes):8.0f} "
+            f"{size.per_row(size.heap + size.toast + size.indexes):7.0f}"
+        )
+    print(
+        f"  (paths average {path_bytes:.0f} bytes: every byte more costs about 2 bytes a file change, "
+        "in the row and in (commit_id, path))"
+    )
+    print(f"\n  {'index':36} {'B/row':>6} {'REINDEXed':>9} {'depth':>5} {'leaf fill':>9}")
+    for size in sizes.values():
+        for index in size.index_sizes:
+            level = "" if index.level is None else str(index.level + 1)
+            density = "" if index.leaf_density is None else f"{index.leaf_density:.0f}%"
+            print(
+                f"  {index.name:36} {size.per_row(index.bytes):6.1f} {size.per_row(index.bytes_packed):9.1f} "
+                f"{level:>5} {density:>9}"
+            )
+
+
+def report_queries(queries: list[QueryFigures]) -> None:
+    print(
+        "\n(3) hot queries at the slice's size (after VACUUM ANALYZE; heap fetches before it in brackets;"
+        "\n    * = checked on the plan without sequential scans, see --help)"
+    )
+    for query in queries:
+        verdict = "ok" if query.ok else f"FAILED: {query.problem}"
+        fetches = ""
+        if query.heap_fetches is not None:
+            before = (
+                f"{query.heap_fetches_unvacuumed:,}"
+                if query.heap_fetches_unvacuumed is not None
+                else "+".join(query.unvacuumed_nodes)  # not index-only before VACUUM: the heap, row by row
+            )
+            fetches = f", heap fetches {query.heap_fetches:,} ({before})"
+        claim = " or ".join(query.indexes) + "".join(f" + {index}" for index in query.joined)
+        print(
+            f"  {query.name:42} {query.median_ms:8.2f} ms {query.rows:6,} rows {query.buffers:6,} buffers  "
+            f"[{query.expect}{'*' if query.share_bound else ''} {claim}: {verdict}{fetches}]"
+        )
+        print(f"      {query.caller}; plan: {', '.join(query.nodes)}")
+        if query.share_bound:
+            print(
+                f"      without sequential scans ({query.claim_execution_ms:.2f} ms): "
+                + ", ".join(query.claim_nodes)
+            )
+
+
+def report_ingest(ingest: dict[str, Any]) -> None:
+    per_changes = ingest["file_changes"] / ingest["seconds"] / ingest["workers"]
+    per_commits = ingest["commits"] / ingest["seconds"] / ingest["workers"]
+    print(
+        f"\n(4) ingest rate: {per_commits:,.0f} commits/s, {per_changes:,.0f} file changes/s a worker "
+        f"({ingest['commits']:,} commits, {ingest['file_changes']:,} file changes "
+        f"in {ingest['seconds']:.2f} s "
+        f"on {ingest['workers']} worker{'s' if ingest['workers'] > 1 else ''}; {ingest['source']})"
+    )
+    if ingest.get("steps"):
+        print(f"    steps: {ingest['steps']}")
+    if ingest.get("sizes"):
+        print(
+            "    bytes a row of what it wrote: "
+            + ", ".join(f"{table} {per_row:,.0f}" for table, per_row in ingest["sizes"].items())
+        )
+
+
+def report_projection(full: dict[str, Any]) -> None:
+    scale = full["scale"]
+    print(
+        f"\n(5) projection x{scale:,.0f}: {FULL_REPOSITORIES:,} repositories, "
+        f"{full['tables']['commits']['rows']:,.0f} commits, "
+        f"{full['tables']['file_changes']['rows']:,.0f} file changes"
+    )
+    print(f"  {'table':20} {'rows':>16} {'heap+TOAST':>12} {'indexes':>12} {'REINDEXed':>12}")
+    for table, figures in full["tables"].items():
+        print(
+            f"  {table:20} {figures['rows']:16,.0f} {gib(figures['heap_bytes']):>12} "
+            f"{gib(figures['index_bytes']):>12} {gib(figures['index_bytes_packed']):>12}"
+        )
+    print(f"  data {gib(full['data_bytes'])} + indexes {gib(full['index_bytes'])}")
+    print(
+        f"  disk: + 20% bloat {gib(full['bloat_bytes'])} + WAL {gib(full['wal_bytes'])} + one rebuild "
+        f"{gib(full['rebuild_bytes'])} = {gib(full['needed_bytes'])}; at 70% full: {gib(full['disk_bytes'])}"
+    )
+    print(
+        f"  memory: hot set {gib(full['hot_bytes'])} -> RAM {gib(full['ram_bytes'])}, "
+        f"shared_buffers {gib(full['shared_buffers_bytes'])}"
+    )
+    hours = full["worker_hours"]
+    print(
+        f"  re-ingest: {hours['database-bound']:,.0f} worker-hours at the rate of (4), "
+        f"{hours['git-bound']:,.0f} at git's pace on a real history (git/git, docs/performance.md); "
+        "workers, planned on the larger: "
+        + ", ".join(f"{workers} in {float(h):g} h" for h, workers in full["workers_for"].items())
+    )
+    print(
+        f"  in {full['reingest_hours']:g} h: {full['reingest_file_changes_per_second']:,.0f} file changes/s, "
+        f"WAL {full['reingest_wal_bytes_per_second'] / 1024**2:,.1f} MiB/s "
+        f"({full['wal_bytes_per_file_change']:,.0f} B a file change with its share of the other tables), "
+        f"about {full['reingest_db_cores']:.1f} database cores of writing"
+    )
+    print(
+        f"  connections: {full['connections_ingest']} for ingestion workers + 80 web + 35 others "
+        f"= {full['connections']} (max_connections or PgBouncer)"
+    )
+    print(
+        f"  slowest query that stays the same at any size: {full['slowest_point_query_ms']:.2f} ms "
+        "(the slice's, plus a B-tree level or two)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def django_setup(url: str, workdir: Path) -> None:
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "DJANGO_DEBUG": "false",  # DEBUG keeps every query in memory
+            "APM_DEBUG_TOOLBAR": "false",
+            "DJANGO_LOG_LEVEL": "WARNING",
+            "DATABASE_URL": url,
+            "DATABASE_POOL_SIZE": "1",
+            "DATABASE_MAX_OVERFLOW": "1",
+            "APM_CACHE": "none",
+            "APM_INGEST_THREADS": "1",  # --ingest measures one worker
+            "APM_REPO_ROOTS": str(workdir),
+            "APM_WORKSPACE": str(workdir / "workspace"),
+        }
+    )
+    os.environ.pop("CELERY_BROKER_URL", None)  # eager, in this process: the rate of one worker
+    import django
+
+    django.setup()
+
+
+# Written on the scratch database when it is created: a database without it is somebody's data.
+SCRATCH_COMMENT = "scratch database of benchmarks/scale.py"
+
+
+def database_claim(url: str) -> None:
+    """Create the scratch database afresh, after making sure it is one: an existing database is dropped
+    only when this benchmark created it (its comment says so), never a developer's or a deployment's."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    try:
+        with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=10) as connection:
+            row = connection.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", [name]
+            ).fetchone()
+            if row is not None and row[0] != SCRATCH_COMMENT:
+                sys.exit(
+                    f"database {name} exists and was not created by benchmarks/scale.py: it is not "
+                    "dropped. Give --database-url a database name of its own."
+                )
+    except psycopg.OperationalError as error:
+        sys.exit(f"cannot reach PostgreSQL at {base}: {error}")
+    database_reset(url)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        connection.execute(f"COMMENT ON DATABASE \"{name}\" IS '{SCRATCH_COMMENT}'")
+
+
+def database_drop(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def tables_vacuum(analyze_only: bool = False) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(f"{'ANALYZE' if analyze_only else 'VACUUM (ANALYZE)'} {table}")
+
+
+def main() -> None:
+    options = arguments()
+    if not options.database_url.startswith("postgres"):
+        sys.exit(
+            "benchmarks/scale.py measures PostgreSQL (its size functions, EXPLAIN (ANALYZE, BUFFERS) and "
+            "the projection to one PostgreSQL and beyond): give a postgres:// --database-url. SQLite is "
+            "not meant for this size; MariaDB is not sized here (docs/scale.md)."
+        )
+    options_check(options)
+    size = slice_of(options)
+    repeat = options.repeat or (3 if options.quick else 9)
+    database_claim(options.database_url)
+    workdir = Path(tempfile.mkdtemp(prefix="apm-scale-"))
+    try:
+        django_setup(options.database_url, workdir)
+        results = run(options, size, repeat, workdir)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        if not options.keep:
+            database_drop(options.database_url)
+        shutil.rmtree(workdir, ignore_errors=True)
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=2, default=str))
+    failed = [query["name"] for query in results["queries"] if not query["ok"]]
+    if failed:
+        print(f"\nFAILED: {len(failed)} plan claim(s) not met: {', '.join(failed)}")
+        sys.exit(1)
+
+
+def run(options: argparse.Namespace, size: Slice, repeat: int, workdir: Path) -> dict[str, Any]:
+    from django.core.management import call_command
+    from django.db import connection
+
+    print(
+        f"slice 1/{1 / size.fraction:,.0f}: {size.repositories:,} repositories "
+        f"x {size.commits_each:,} commits, "
+        f"{CHANGES_PER_COMMIT} file changes a commit, {size.files_each:,} files a tree; PostgreSQL "
+        f"{connection.cursor().connection.info.server_version // 10000} in "
+        f"{options.database_url.rsplit('/', 1)[1]}"
+    )
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    setup_seconds = time.perf_counter() - started
+    if options.ingest:
+        # First, into the empty tables: the rate of one worker, and the size of what it wrote alone.
+        ingest = ingest_measure(options.ingest_commits or (500 if options.quick else 20_000), workdir)
+        ingest["sizes"] = ingested_sizes()
+    else:
+        ingest = dict(QUOTED_INGEST)
+    repository_ids, fill = slice_fill(size)
+    report_fill(fill, setup_seconds)
+
+    # Statistics but no VACUUM yet: the visibility map is empty, as it is for rows ingested since
+    # autovacuum last came by; index-only scans then read the heap for every row (heap fetches).
+    tables_vacuum(analyze_only=True)
+    queries = hot_queries(repository_ids, size)
+    unvacuumed = {query.name: query_explain(query) for query in queries if query.expect == "index-only"}
+    tables_vacuum()
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
+
+    sizes = sizes_measure()
+    packed_sizes_measure(sizes)
+    tables_vacuum()  # REINDEX leaves statistics and the visibility map alone, but keep it as autovacuum would
+    path_bytes = float(scalar("SELECT AVG(octet_length(path)) FROM file_changes"))
+    report_sizes(sizes, path_bytes)
+
+    figures = [query_measure(query, repeat, unvacuumed.get(query.name)) for query in queries]
+    report_queries(figures)
+
+    report_ingest(ingest)
+
+    full = projection(
+        size=size, sizes=sizes, fill=fill, queries=figures, ingest=ingest, hours=options.reingest_hours
+    )
+    report_projection(full)
+    return {
+        "slice": {**asdict(size), "commits": size.commits},
+        "fill": [asdict(step) for step in fill],
+        "path_bytes": path_bytes,
+        "tables": {
+            table: {
+                "rows": measured.rows,
+                "heap_per_row": measured.per_row(measured.heap),
+                "toast_per_row": measured.per_row(measured.toast),
+                "indexes_per_row": measured.per_row(measured.indexes),
+                "indexes": {
+                    index.name: {
+                        "per_row": measured.per_row(index.bytes),
+                        "packed_per_row": measured.per_row(index.bytes_packed),
+                        "depth": None if index.level is None else index.level + 1,
+                        "leaf_density": index.leaf_density,
+                    }
+                    for index in measured.index_sizes
+                },
+            }
+            for table, measured in sizes.items()
+        },
+        "queries": [asdict(query) for query in figures],
+        "ingest": ingest,
+        "projection": full,
+    }
+
+
+def ingested_sizes() -> dict[str, float]:
+    """Bytes a row (heap, TOAST and indexes, vacuumed) of what the ingestion wrote, then emptied: the
+    slice is filled into empty tables after it."""
+    from django.db import connection
+
+    tables_vacuum()
+    per_row = {}
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(
+                "SELECT (SELECT COUNT(*) FROM " + table + "), pg_total_relation_size(%s::regclass)",  # noqa: S608
+                [table],
+            )
+            rows, total = cursor.fetchone()
+            per_row[table] = total / rows if rows else 0.0
+        # Ids from 1 again: the slice gets the same ids, so the same rows, with or without --ingest.
+        cursor.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+    return per_row
+
+
+if __name__ == "__main__":
+    main()
