@@ -504,6 +504,7 @@ def hot_queries(repository_ids: list[int], size: Slice) -> list[HotQuery]:
     from django.db.models import QuerySet
     from django.utils import timezone
 
+    from repos.ingestion.writers import file_histories_chunk_select
     from repos.models import Commit, Repository
     from repos.selectors import commit_list, file_change_list, file_list, task_commit_links
     from tasks.models import Task
@@ -557,10 +558,7 @@ def hot_queries(repository_ids: list[int], size: Slice) -> list[HotQuery]:
             "repos.ingestion.writers.file_histories_add",
             "index",
             ("file_change_commit_path_unique",),
-            "SELECT fc.repository_id, fc.path, SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)), "
-            "COUNT(*), MAX(c.timestamp) FROM file_changes fc JOIN commits c ON c.id = fc.commit_id "
-            "WHERE fc.commit_id = ANY(%s) GROUP BY fc.repository_id, fc.path",
-            [chunk_ids],
+            *file_histories_chunk_select(run_id=0, commit_ids=chunk_ids),
             joined=("commits_pkey",),
             share_bound=True,
         ),

@@ -445,6 +445,18 @@ _HISTORY_UPSERT = {
 }
 
 
+def file_histories_chunk_select(*, run_id: int, commit_ids: Sequence[int]) -> tuple[str, list[Any]]:
+    """PostgreSQL: the per-path totals of the commits ``commit_ids``, and its parameters.
+
+    The chunk's ids are named on both sides of the join. With them on ``file_changes`` only, PostgreSQL
+    hashed the whole ``commits`` table to join a chunk's 2,000 commits (152 ms against 46 ms through
+    its primary key at a 1/1000 slice, 485 against 259 ms at 1/100: benchmarks/scale.py), a cost
+    that grows with every repository ingested, paid 50,000 times by a full re-ingestion at scale.
+    """
+    ids = list(commit_ids)
+    return _HISTORY_SELECT.format(where="fc.commit_id = ANY(%s) AND c.id = ANY(%s)"), [run_id, ids, ids]
+
+
 def file_histories_add(*, run_id: int, commit_ids: Sequence[int]) -> None:
     """Add the figures of the commits ``commit_ids`` to their paths' running totals, marked with ``run_id``.
 
@@ -456,8 +468,8 @@ def file_histories_add(*, run_id: int, commit_ids: Sequence[int]) -> None:
     upsert = _HISTORY_UPSERT[connection.vendor]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            select = _HISTORY_SELECT.format(where="fc.commit_id = ANY(%s)")
-            cursor.execute(_HISTORY_INSERT.format(select=select, upsert=upsert), [run_id, list(commit_ids)])
+            select, params = file_histories_chunk_select(run_id=run_id, commit_ids=commit_ids)
+            cursor.execute(_HISTORY_INSERT.format(select=select, upsert=upsert), params)
             return
         # Batches of ids, each grouped on its own: a path in two batches adds up the same.
         for start in range(0, len(commit_ids), 500):
