@@ -15,6 +15,7 @@ there, so any number of runs ends where one would.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from apm.jobs import task_enqueue_on_commit
+from apm.retention import batch_delete
 from projects.services import project_cache_invalidate
 from repos.ingestion.pipeline import ACTIVE_STATUSES
 from repos.models import (
@@ -112,17 +114,15 @@ def repository_delete_batches(
         return {}
     deleted: dict[str, int] = {}
     for table, model, field in _TABLES:
-        # In no order: any rows of the repository will do, and the index hands the first ones over and
-        # stops at the limit. Sorting by id would sort all the rows left at every batch.
-        ids_query = model._default_manager.filter(**{field: repository_id}).order_by()
-        while ids := list(ids_query.values_list("pk", flat=True)[:size]):
-            if deleted and deadline is not None and time.monotonic() > deadline:
-                return deleted  # at least one batch per call: every call moves the deletion on
-            with transaction.atomic():
-                # A plain DELETE ... WHERE id IN (...): no collector, no signals, no rows read back.
-                count = model._default_manager.filter(pk__in=ids)._raw_delete(ids_query.db)
-                deleted[table] = deleted.get(table, 0) + count
-                _progress_record(repository_id, table, count)
+        if not _table_delete(
+            table=table,
+            rows=model._default_manager.filter(**{field: repository_id}),
+            size=size,
+            deadline=deadline,
+            deleted=deleted,
+            record=lambda table, count: _progress_record(repository_id, table, count),
+        ):
+            return deleted
     with transaction.atomic():
         repository = Repository.objects.select_for_update().filter(pk=repository_id).first()
         if repository is not None:
@@ -137,6 +137,36 @@ def repository_delete_batches(
                 finished_at=timezone.now().isoformat(),
             )
     return deleted
+
+
+def _table_delete(
+    *,
+    table: str,
+    rows: models.QuerySet[Any],
+    size: int,
+    deadline: float | None,
+    deleted: dict[str, int],
+    record: Callable[[str, int], None],
+) -> bool:
+    """Delete ``rows`` in batches through ``batch_delete``, counting them under ``table`` in ``deleted``
+    and recording each batch with ``record`` in its transaction; False when ``deadline`` stopped it.
+
+    Plain ``DELETE ... WHERE id IN (...)`` statements (no collector, no signals, no rows read back), ids
+    read in no order (any rows of the owner will do, and the index hands the first ones over and stops
+    at the limit; sorting by id would sort all the rows left at every batch). At least one batch per
+    call whatever the deadline, so every call moves the deletion on.
+    """
+    stopped = False
+
+    def after_batch(count: int) -> bool:
+        nonlocal stopped
+        deleted[table] = deleted.get(table, 0) + count
+        record(table, count)
+        stopped = deadline is not None and time.monotonic() > deadline
+        return not stopped
+
+    batch_delete(rows, batch_size=size, after_batch=after_batch, raw=True, in_order=False)
+    return not stopped
 
 
 def _progress_record(repository_id: int, table: str, count: int) -> None:
