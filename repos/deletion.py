@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apm.jobs import task_enqueue_on_commit
 from apm.retention import batch_delete
+from projects.deletion import ProjectPart, project_part_register, rows_part
 from projects.services import project_cache_invalidate
 from repos.ingestion.pipeline import ACTIVE_STATUSES
 from repos.models import (
@@ -101,13 +102,19 @@ def _mark_discard(repository_id: int) -> None:
 
 
 def repository_delete_batches(
-    *, repository_id: int, batch_rows: int | None = None, deadline: float | None = None
+    *,
+    repository_id: int,
+    batch_rows: int | None = None,
+    deadline: float | None = None,
+    also_record: Callable[[str, int], None] | None = None,
 ) -> dict[str, int]:
     """Delete the rows of marked repository ``repository_id``, then the repository; return the rows
     deleted by this call per table. A repository gone or not marked is left alone (returns ``{}``).
 
     With ``deadline`` (a ``time.monotonic()`` value) it stops after the first batch that ends past it,
     leaving the rest for the next call: the task keeps each delivery well inside Celery's time limit.
+    ``also_record(table, count)`` is told of every batch in its transaction, as the repository's own
+    progress is (a project's deletion adds the figures to its own).
     """
     size = batch_rows or settings.APM_DELETE_BATCH_ROWS
     if not Repository.objects.filter(pk=repository_id, deleting_since__isnull=False).exists():
@@ -120,7 +127,7 @@ def repository_delete_batches(
             size=size,
             deadline=deadline,
             deleted=deleted,
-            record=lambda table, count: _progress_record(repository_id, table, count),
+            record=lambda table, count: _record_both(repository_id, table, count, also_record),
         ):
             return deleted
     with transaction.atomic():
@@ -128,6 +135,8 @@ def repository_delete_batches(
         if repository is not None:
             Repository.objects.filter(pk=repository_id)._raw_delete(Repository.objects.db)
             deleted["repositories"] = 1
+            if also_record is not None:
+                also_record("repositories", 1)
             project_cache_invalidate(project_id=repository.project_id)
             logger.info(
                 "repository_deleted",
@@ -169,6 +178,14 @@ def _table_delete(
     return not stopped
 
 
+def _record_both(
+    repository_id: int, table: str, count: int, also_record: Callable[[str, int], None] | None
+) -> None:
+    _progress_record(repository_id, table, count)
+    if also_record is not None:
+        also_record(table, count)
+
+
 def _progress_record(repository_id: int, table: str, count: int) -> None:
     # Read and written under the row's lock: two deliveries of the task at once add up, not overwrite.
     repository = (
@@ -182,3 +199,76 @@ def _progress_record(repository_id: int, table: str, count: int) -> None:
     progress["deleted"] = done
     progress["updated_at"] = timezone.now().isoformat()
     Repository.objects.filter(pk=repository_id).update(deletion_progress=progress)
+
+
+# --- A project's deletion (projects.deletion): its repositories go through the deletion above ----------
+
+
+def _project_repositories_mark(project_id: int, requested_by: str) -> None:
+    """Mark every repository of the project, under their row locks (as ingestion requests take them):
+    refused while one is being ingested; a repository marked already keeps its own mark and progress."""
+    repositories = list(Repository.objects.select_for_update().filter(project_id=project_id).order_by("pk"))
+    for repository in repositories:
+        if repository.deleting_since is not None:
+            continue
+        active = IngestionRun.objects.filter(repository=repository, status__in=ACTIVE_STATUSES)
+        if any(not run_is_stale(run) for run in active):
+            refusal = f"An ingestion of {repository.name} is under way; delete the project when it is over."
+            raise ValidationError({"project": [refusal]})
+    now = timezone.now()
+    for repository in repositories:
+        if repository.deleting_since is None:
+            Repository.objects.filter(pk=repository.pk).update(
+                deleting_since=now,
+                deletion_progress={
+                    "requested_by": requested_by,
+                    "started_at": now.isoformat(),
+                    "deleted": {},
+                    # Its project's deletion marked it: undone with the project's mark.
+                    "with_project": True,
+                },
+            )
+
+
+def _project_repositories_unmark(project_id: int) -> None:
+    Repository.objects.filter(
+        project_id=project_id, deleting_since__isnull=False, deletion_progress__with_project=True
+    ).update(deleting_since=None, deletion_progress={})
+
+
+def _project_repositories_delete(
+    project_id: int, batch_rows: int, deadline: float | None, record: Callable[[str, int], None]
+) -> bool:
+    """Each repository of the project in turn, through the repository's own deletion (marked first if
+    it came after the request: none can, the project is hidden, but a row is never left behind)."""
+    for repository_id in (
+        Repository.objects.filter(project_id=project_id).order_by("pk").values_list("pk", flat=True)
+    ):
+        Repository.objects.filter(pk=repository_id, deleting_since__isnull=True).update(
+            deleting_since=timezone.now()
+        )
+        repository_delete_batches(
+            repository_id=repository_id, batch_rows=batch_rows, deadline=deadline, also_record=record
+        )
+        if repository_deletion_pending(repository_id):
+            return False  # the deadline stopped it: the next delivery carries on here
+    return True
+
+
+project_part_register(
+    ProjectPart(
+        order=200,
+        name="repositories",
+        delete=_project_repositories_delete,
+        mark=_project_repositories_mark,
+        unmark=_project_repositories_unmark,
+    )
+)
+# Links from other projects' commits to this project's tasks, if any: they would hold the tasks back.
+project_part_register(
+    rows_part(
+        250,
+        "commit_task_links",
+        lambda project_id: CommitTaskLink.objects.filter(task__project_id=project_id),
+    )
+)

@@ -37,7 +37,12 @@ class ProjectScopedMixin(_ViewBase):
     def project_scope(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         visible = project_ids_visible(user=self.request.user)
         if visible is None:
-            return queryset
+            if self.project_path != "project":
+                # Projects themselves: their default manager leaves those being deleted out. Rows of
+                # repositories: the deletion marks its repositories, whose lists leave them out.
+                return queryset
+            # Staff see every project's tasks, members, webhooks..., but not a deleted project's.
+            return queryset.filter(project__deleting_since__isnull=True)
         return queryset.filter(**{f"{self.project_path}__in": visible})
 
     def project_role_require(
