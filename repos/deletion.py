@@ -14,6 +14,8 @@ there, so any number of runs ends where one would.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +26,11 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from apm.jobs import task_enqueue_on_commit
+from apm.jobs import BrokerUnavailable, task_enqueue, task_enqueue_on_commit
 from apm.retention import batch_delete
+from projects.deletion import DELETE_TASK as PROJECT_DELETE_TASK
 from projects.deletion import ProjectPart, project_part_register, rows_part
+from projects.models import Project
 from projects.services import project_cache_invalidate
 from repos.ingestion.pipeline import ACTIVE_STATUSES
 from repos.models import (
@@ -272,3 +276,67 @@ project_part_register(
         lambda project_id: CommitTaskLink.objects.filter(task__project_id=project_id),
     )
 )
+
+
+# --- The sweep for deletions that stopped --------------------------------------------------------------
+
+
+def deletions_resume() -> dict[str, list[int]]:
+    """Queue again the deletion of every repository and project marked for longer than
+    ``APM_DELETE_STALL_SECONDS`` without a sign of progress; return the ids queued, by kind.
+
+    Run by the schedule. A task message the broker lost, or a worker that died with a message that is
+    not delivered again, would leave a repository or a project marked (hidden, part-deleted) forever.
+    The last sign is the newest of the mark, the last batch recorded (``deletion_progress.updated_at``)
+    and the last time this sweep queued it (``resumed_at``, written once the broker took the message),
+    so a second sweep right after the first queues nothing, and a deletion still under way is left
+    alone. A repository of a project being deleted is the project's deletion's to finish.
+    """
+    limit = datetime.timedelta(seconds=settings.APM_DELETE_STALL_SECONDS)
+    now = timezone.now()
+    queued: dict[str, list[int]] = {"repositories": [], "projects": []}
+    stalled: list[tuple[str, str, Any, int]] = []
+    # Marked rows are few (each waits for its task): read them whole, compare the dates here (the JSON
+    # field's timestamps are not comparable in SQL the same way on every database).
+    for project in Project.all_objects.filter(deleting_since__isnull=False).order_by("pk"):
+        if now - _last_sign(project.deleting_since, project.deletion_progress) > limit:
+            stalled.append(("projects", PROJECT_DELETE_TASK, Project.all_objects, project.pk))
+    repositories = Repository.objects.filter(
+        deleting_since__isnull=False, project__deleting_since__isnull=True
+    ).order_by("pk")
+    for repository in repositories:
+        if now - _last_sign(repository.deleting_since, repository.deletion_progress) > limit:
+            stalled.append(("repositories", DELETE_TASK, Repository.objects, repository.pk))
+    for kind, task, manager, pk in stalled:
+        try:
+            task_enqueue(task, pk)
+        except BrokerUnavailable as exc:
+            # Nothing was queued: the rows stay as they are, for the next sweep.
+            logger.warning("deletions_resume_broker_unavailable", reason=str(exc))
+            break
+        _resumed_record(manager, pk)
+        queued[kind].append(pk)
+        logger.info("deletion_resumed", kind=kind, id=pk)
+    return queued
+
+
+def _last_sign(deleting_since: datetime.datetime, progress: dict[str, Any]) -> datetime.datetime:
+    signs = [deleting_since]
+    for key in ("updated_at", "resumed_at"):
+        value = (progress or {}).get(key)
+        if value:
+            with contextlib.suppress(ValueError):
+                signs.append(datetime.datetime.fromisoformat(value))
+    return max(signs)
+
+
+def _resumed_record(manager: models.Manager[Any], pk: int) -> None:
+    # Under the row's lock, as the batches record theirs: a worker already on it adds, never overwrites.
+    with transaction.atomic():
+        row = manager.select_for_update().filter(pk=pk).only("deletion_progress").first()
+        if row is None:
+            return  # deleted already (with eager Celery the deletion ran inside task_enqueue)
+        progress = dict(row.deletion_progress or {})
+        progress["resumed_at"] = timezone.now().isoformat()
+        progress["resumes"] = int(progress.get("resumes") or 0) + 1
+        manager.filter(pk=pk).update(deletion_progress=progress)
