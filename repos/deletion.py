@@ -320,8 +320,8 @@ def deletions_resume() -> dict[str, list[int]]:
     return queued
 
 
-def _last_sign(deleting_since: datetime.datetime, progress: dict[str, Any]) -> datetime.datetime:
-    signs = [deleting_since]
+def _last_sign(deleting_since: datetime.datetime | None, progress: dict[str, Any]) -> datetime.datetime:
+    signs = [deleting_since or timezone.now()]  # marked rows only: never None here
     for key in ("updated_at", "resumed_at"):
         value = (progress or {}).get(key)
         if value:
