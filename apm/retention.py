@@ -29,26 +29,48 @@ def batch_delete(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     before_delete: Callable[[QuerySet[Any]], None] | None = None,
+    after_batch: Callable[[int], object] | None = None,
+    raw: bool = False,
+    in_order: bool = True,
 ) -> int:
     """Delete the rows of ``old``, ``batch_size`` primary keys at a time; return how many went.
 
     ``before_delete`` sees each batch first, inside its transaction (an export's files go before its
     rows; an exception there stops the purge with that batch kept, for the next run). Related rows go
     with each batch as their foreign keys say (cascade, set null); only ``old``'s own rows are counted.
+
+    ``raw`` deletes each batch with one plain ``DELETE ... WHERE id IN (...)``: no collector, no signals,
+    nothing read back. For callers that delete children before their parents themselves (a repository's
+    or a project's deletion), where the collector would only read every child row again to find none.
+
+    ``after_batch`` gets each batch's count inside the batch's transaction (progress recorded there
+    counts exactly the rows that went); a false answer stops the deletion after that batch, with the
+    rest left for the next call (a task that must end before its time limit).
+
+    ``in_order=False`` reads the ids in no order: any rows will do, and the index hands the first ones
+    over and stops at the limit, where ordering by id would sort every row left at each batch. The
+    default reads the oldest ids first (or ``old``'s own order), as the purges expect.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be 1 or more, not {batch_size}")
     model = old.model
     ids_query = old.values_list("pk", flat=True)
-    if not old.query.order_by:
+    if not in_order:
+        ids_query = ids_query.order_by()
+    elif not old.query.order_by:
         ids_query = ids_query.order_by("pk")
     deleted = 0
-    while True:
+    # The ids are read outside the batch's transaction: a row another deleter takes first is simply not
+    # there to delete, and the last (empty) read opens no transaction.
+    while ids := list(ids_query[:batch_size]):
         with transaction.atomic():
-            ids = list(ids_query[:batch_size])
-            if not ids:
-                return deleted
-            batch = model._default_manager.filter(pk__in=ids)
+            # The base manager: the ids are `old`'s already, whatever a default manager would hide.
+            batch = model._base_manager.filter(pk__in=ids)
             if before_delete is not None:
                 before_delete(batch)
-            deleted += batch.delete()[1].get(model._meta.label, 0)
+            count = batch._raw_delete(batch.db) if raw else batch.delete()[1].get(model._meta.label, 0)
+            deleted += count
+            carry_on = after_batch(count) if after_batch is not None else True
+        if not carry_on:
+            break
+    return deleted

@@ -8,16 +8,19 @@ open tasks (``tasks.admin``), insights add the health, progress, priorities and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apm.admin import instance_adopt, message_validation_error
+from apm.admin import instance_adopt, message_validation_error, validation_message
+from apm.jobs import BrokerUnavailable
 from apm.users import request_user
+from projects.deletion import project_delete_request
 from projects.models import Invitation, Membership, Project
 from projects.services import (
     PROJECT_UPDATABLE_FIELDS,
@@ -33,6 +36,17 @@ from projects.workflow import GRAMMAR_FIELDS
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldGroups
+
+
+class LiveProjectRowsMixin(admin.ModelAdmin):
+    """An admin list of a project's rows that leaves out those of a project being deleted (hidden at
+    once, its rows deleted in the background: projects.deletion). ``project_lookup`` leads to the project."""
+
+    project_lookup = "project"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        live = {f"{self.project_lookup}__deleting_since__isnull": True}
+        return super().get_queryset(request).filter(**live)
 
 
 class MembershipInlineFormSet(forms.BaseInlineFormSet):
@@ -69,6 +83,37 @@ class ProjectAdmin(admin.ModelAdmin):
     readonly_fields = ["last_task_number"]
     # Read-only fields of the change page that apps above add (their figures of the project).
     panels: tuple[str, ...] = ()
+
+    def get_deleted_objects(
+        self, objs: Sequence[Project] | QuerySet[Project], request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+        # The confirmation page names the projects only: listing what hangs off them would walk every
+        # task, commit and file change through the collector, the cost the deletion itself avoids.
+        projects = list(objs)
+        allowed = all(self.has_delete_permission(request, obj) for obj in projects)
+        everything = "with its repositories, tasks, members, webhooks and exports"
+        names = [f"{project} ({everything})" for project in projects]
+        perms_needed = set() if allowed else {str(Project._meta.verbose_name)}
+        return names, {str(Project._meta.verbose_name_plural): len(projects)}, perms_needed, []
+
+    def delete_model(self, request: HttpRequest, obj: Project) -> None:
+        self._delete_request(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        # Each through the service: marked at once, deleted in batches by the task, never by the
+        # collector (which would read every row of every repository of the project into memory).
+        for project in queryset:
+            self._delete_request(request, project)
+
+    def _delete_request(self, request: HttpRequest, project: Project) -> None:
+        try:
+            project_delete_request(project=project, by=request.user)
+        except ValidationError as exc:
+            self.message_user(request, f"{project}: {validation_message(exc)}", messages.ERROR)
+        except BrokerUnavailable as exc:
+            self.message_user(request, f"{project}: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, f"{project} is being deleted in the background.", messages.INFO)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
         # Task keys embed the project key, so it cannot change once the project exists.
@@ -149,7 +194,7 @@ class MembershipAdminForm(forms.ModelForm):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(LiveProjectRowsMixin):
     form = MembershipAdminForm
     list_display = ["project", "user", "role", "created_at"]
     list_filter = ["role"]
@@ -217,7 +262,7 @@ class InvitationAdminForm(forms.ModelForm):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(LiveProjectRowsMixin):
     """Invitations, as owners make them through the API; operators may invite too, or add members directly.
 
     An invitation is answered by its invitee, so an existing one is read-only here: it can be revoked,

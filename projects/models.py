@@ -23,6 +23,18 @@ class HealthLevel(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+class LiveProjectManager(models.Manager["Project"]):
+    """Projects not being deleted: the default manager, so every list, page, API answer, lookup by key
+    and form choice leaves a project out from the moment its deletion is requested (projects.deletion).
+
+    Related-object access (``task.project``) goes through the base manager and still finds it, so the
+    rows that wait for the background deletion stay whole.
+    """
+
+    def get_queryset(self) -> models.QuerySet[Project]:
+        return super().get_queryset().filter(deleting_since__isnull=True)
+
+
 class Project(TimeStampedModel):
     """A software project: its tasks are numbered ``KEY-N`` and its repositories feed its status."""
 
@@ -81,6 +93,17 @@ class Project(TimeStampedModel):
     health_level = models.CharField(max_length=10, choices=HealthLevel.choices, blank=True, editable=False)
     health_score = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     health_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Set when its deletion is requested (projects.deletion): from then on the default manager hides it
+    # and its repositories are marked for deletion too, while a background task deletes its rows in
+    # batches and finally the row itself. Rows deleted so far, per table, are kept in deletion_progress.
+    deleting_since = models.DateTimeField(null=True, blank=True, editable=False)
+    deletion_progress = models.JSONField(default=dict, blank=True, editable=False)
+
+    # The first manager is the default one (the admin, DRF, forms and related managers use it).
+    objects = LiveProjectManager()
+    # Every project, those being deleted too: the deletion itself, key uniqueness, the sweep.
+    all_objects = models.Manager()
 
     class Meta:
         db_table = "projects"

@@ -29,13 +29,13 @@ def project_ids_visible(*, user: User | AnonymousUser) -> QuerySet[Membership, A
     """A subquery of the ids of the projects ``user`` is a member of; None for staff, who see them all.
 
     Used as ``filter(project__in=...)`` by every list, so a non-member's lists never hold the project's
-    rows and its objects answer 404.
+    rows and its objects answer 404. A project being deleted (projects.deletion) is no one's.
     """
     if user.is_authenticated and user.is_staff:
         return None
     if not user.is_authenticated:
         return Membership.objects.none().values("project_id")
-    return Membership.objects.filter(user=user).values("project_id")
+    return Membership.objects.filter(user=user, project__deleting_since__isnull=True).values("project_id")
 
 
 def project_get_by_key(*, key: str) -> Project | None:

@@ -52,7 +52,8 @@ def project_key_suggest(*, name: str) -> str:
     if len(base) < 2:
         base = (base + "PRJ")[:3]
     # Suffixed keys may shorten the base (see _key_with_suffix), so look at everything sharing its start.
-    taken = set(Project.objects.filter(key__startswith=base[:7]).values_list("key", flat=True))
+    # All projects: one being deleted still holds its key until its row goes.
+    taken = set(Project.all_objects.filter(key__startswith=base[:7]).values_list("key", flat=True))
     if base not in taken:
         return base
     suffix = 2
@@ -143,8 +144,13 @@ def _project_insert(*, key: str | None, owner: User | None, fields: dict[str, An
         with transaction.atomic():
             project.save(force_insert=True)
     except IntegrityError as exc:
-        if key is None and Project.objects.filter(key=project.key).exists():
+        if key is None and Project.all_objects.filter(key=project.key).exists():
             raise _DerivedKeyTaken from exc
+        if Project.all_objects.filter(key=project.key, deleting_since__isnull=False).exists():
+            # Hidden already, its rows still going in the background (projects.deletion).
+            raise ValidationError(
+                {"key": [f"Project {project.key} is being deleted; its key is free once that is over."]}
+            ) from exc
         raise ValidationError({"key": [f"Project key {project.key} is already taken."]}) from exc
     if owner is not None:
         Membership.objects.create(project=project, user=owner, role=Membership.Role.OWNER)

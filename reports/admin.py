@@ -11,12 +11,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from apm.admin import ReadOnlyAdmin
+from projects.admin import LiveProjectRowsMixin
 from reports.downloads import export_download
 from reports.models import ExportJob
 
 
 @admin.register(ExportJob)
-class ExportJobAdmin(ReadOnlyAdmin):
+class ExportJobAdmin(LiveProjectRowsMixin, ReadOnlyAdmin):
     """Exports requested through the API or by the weekly schedule; the file downloads from here."""
 
     list_display = ["pk", "project", "kind", "status", "rows", "requested_by", "created_at", "file_link"]

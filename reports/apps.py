@@ -8,4 +8,5 @@ class ReportsConfig(AppConfig):
     verbose_name = "Reports"
 
     def ready(self) -> None:
-        from reports import checks  # noqa: F401, PLC0415  (registers the deploy check of export storage)
+        # The deploy check of export storage; the exports (with their files) in every project's deletion.
+        from reports import checks, deletion  # noqa: F401, PLC0415

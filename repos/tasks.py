@@ -227,3 +227,10 @@ def repository_delete_task(repository_id: int) -> int:
             # The repository stays marked and hidden; asking for its deletion again carries it on.
             logger.warning("repository_delete_requeue_failed", repository_id=repository_id, reason=str(exc))
     return sum(deleted.values())
+
+
+@shared_task(name="repos.deletions_resume", **RETRY)
+def deletions_resume_task() -> int:
+    """The schedule's pass over repository and project deletions that stopped; returns how many were
+    queued again."""
+    return sum(len(ids) for ids in deletion.deletions_resume().values())

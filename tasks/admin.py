@@ -152,7 +152,7 @@ def _transition_action(status: str, label: str) -> Callable[[TaskAdmin, HttpRequ
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(projects.admin.LiveProjectRowsMixin):
     form = TaskAdminForm
     list_display = ["key_display", "title", "status", "priority", "assignee", "due_date", "updated_at"]
     list_select_related = ["project", "assignee"]

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 
 from apm.admin import EstimatedCountPaginator, ReadOnlyAdmin, instance_adopt
 from apm.users import request_user
+from projects.admin import LiveProjectRowsMixin
 from webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 from webhooks.services import (
     PING_EVENT,
@@ -51,7 +52,7 @@ class WebhookSubscriptionAdminForm(_SubscriptionForm):
 
 
 @admin.register(WebhookSubscription)
-class WebhookSubscriptionAdmin(_SubscriptionAdmin):
+class WebhookSubscriptionAdmin(LiveProjectRowsMixin, _SubscriptionAdmin):
     """Subscriptions; the secret is shown once, in a message, when it is created or rotated."""
 
     form = WebhookSubscriptionAdminForm

@@ -256,7 +256,10 @@ def webhook_event_emit(*, project_id: int, event: str, data: dict[str, Any]) -> 
     # is not portable (SQLite has none) and a project has a handful of subscriptions.
     subscriptions = [
         subscription
-        for subscription in WebhookSubscription.objects.filter(project_id=project_id, is_active=True)
+        # A project being deleted (projects.deletion) sends nothing more.
+        for subscription in WebhookSubscription.objects.filter(
+            project_id=project_id, is_active=True, project__deleting_since__isnull=True
+        )
         .select_related("project")
         .only("id", "events", "project__id", "project__key")
         if event in subscription.events
@@ -434,6 +437,8 @@ def webhook_deliver(*, delivery_id: str, attempt: int = 0, allow_retry: bool = T
     started = time.monotonic()
     if not subscription.is_active:
         error = "The subscription is inactive."
+    elif Project.all_objects.filter(pk=subscription.project_id, deleting_since__isnull=False).exists():
+        error = "The project is being deleted."
     else:
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         timestamp = int(time.time())
@@ -537,8 +542,10 @@ def webhook_deliveries_resume() -> int:
     twice by a race with that retry is refused by ``_claim``.
     """
     late = timezone.now() - RESUME_AFTER
-    stalled = WebhookDelivery.objects.filter(status=Status.PENDING).filter(
-        Q(next_attempt_at__lt=late) | Q(next_attempt_at__isnull=True, created_at__lt=late)
+    stalled = (
+        WebhookDelivery.objects.filter(status=Status.PENDING)
+        .filter(Q(next_attempt_at__lt=late) | Q(next_attempt_at__isnull=True, created_at__lt=late))
+        .filter(subscription__project__deleting_since__isnull=True)
     )
     count = 0
     for delivery_id in stalled.values_list("delivery_id", flat=True).iterator(chunk_size=500):

@@ -648,6 +648,7 @@ APM_SCHEDULE_DEFAULTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] 
     ),
     "Resume stalled webhook deliveries": ("projects.webhook_deliveries_resume", {"minute": "*/5"}, {}),
     "Resume silent ingestion runs": ("repos.ingestion_runs_resume", {"minute": "*"}, {}),
+    "Resume stalled deletions": ("repos.deletions_resume", {"minute": "*/5"}, {}),
 }
 CELERY_WORKER_SEND_TASK_EVENTS = True
 # Liveness of workers and beat without the broker: their main process touches this file every
@@ -704,6 +705,10 @@ APM_PUSH_UNVERIFIED_MAX_BYTES = env.int("APM_PUSH_UNVERIFIED_MAX_BYTES", default
 # (APM_PUSH_DELIVERIES_KEEP_DAYS: the retention block below.)
 # Rows a repository's deletion deletes per statement and transaction (repos.deletion).
 APM_DELETE_BATCH_ROWS = env.int("APM_DELETE_BATCH_ROWS", default=10_000)
+# A repository or project marked for deletion with no batch recorded for this long lost its task (a
+# message the broker dropped, a worker that died): the schedule queues it again (repos.deletion). Twice
+# the time one delivery of the task works (DELETE_TASK_SECONDS, 300 s).
+APM_DELETE_STALL_SECONDS = env.int("APM_DELETE_STALL_SECONDS", default=600)
 # Days a project invitation stays open for its invitee to accept (docs/api.md, "Joining a project").
 APM_INVITATION_EXPIRY_DAYS = env.int("APM_INVITATION_EXPIRY_DAYS", default=14)
 # --- Retention (reports.retention; docs/operations.md, "Retention") ---

@@ -38,7 +38,12 @@ class ProjectScopedMixin(_ViewBase):
     def project_scope(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         visible: Any = project_ids_visible(user=self.request.user)
         if visible is None:
-            return queryset
+            if self.project_path != "project":
+                # Projects themselves: their default manager leaves those being deleted out. Rows of
+                # repositories: the deletion marks its repositories, whose lists leave them out.
+                return queryset
+            # Staff see every project's tasks, members, webhooks..., but not a deleted project's.
+            return queryset.filter(project__deleting_since__isnull=True)
         if replica_reading():
             # Who may see what is read from the primary even when the rows come from a replica: a member
             # removed a moment ago must not read on while the replica catches up.

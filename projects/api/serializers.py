@@ -23,6 +23,21 @@ class HealthLevelField(BlankAsNullChoiceField):
         super().__init__(choices=HealthLevel.choices, **kwargs)
 
 
+class ProjectDeletionSerializer(serializers.ModelSerializer[Project]):
+    """A project being deleted: gone from every list, its rows deleted in the background."""
+
+    deleting_since = serializers.DateTimeField(read_only=True, help_text="When its deletion was requested.")
+    deletion_progress = serializers.JSONField(
+        read_only=True,
+        help_text="Who asked, when it started, and the rows deleted so far per table (`deleted`).",
+    )
+
+    class Meta:
+        model = Project
+        fields = ["id", "key", "deleting_since", "deletion_progress"]
+        read_only_fields = fields
+
+
 class ProjectSerializer(StrictModelSerializer):
     """A project. ``key`` may be given at creation (derived from the name otherwise) and is fixed after."""
 

@@ -18,10 +18,12 @@ from projects.api.serializers import (
     InvitationSerializer,
     MembershipRoleSerializer,
     MembershipSerializer,
+    ProjectDeletionSerializer,
     ProjectSerializer,
     ProjectUpdateSerializer,
     ReceivedInvitationSerializer,
 )
+from projects.deletion import project_delete_request
 from projects.keys import PROJECT_KEY_ANY_CASE
 from projects.models import Invitation, Membership, Project
 from projects.selectors import invitation_get_received, invitation_list_pending, invitation_list_received
@@ -42,9 +44,21 @@ from projects.services import (
     create=extend_schema(summary="Create a project; you become its owner"),
     retrieve=extend_schema(summary="One project"),
     partial_update=extend_schema(summary="Change a project (owners and maintainers)"),
+    destroy=extend_schema(
+        summary="Delete the project with everything in it (owners)",
+        responses={
+            202: ProjectDeletionSerializer,
+            400: OpenApiResponse(description="An ingestion of one of its repositories is under way."),
+            503: OpenApiResponse(description="The task queue is down: nothing was deleted (Retry-After)."),
+        },
+    ),
 )
 class ProjectViewSet(ProjectScopedViewSet):
-    """Projects. Addressed by key (``/api/v1/projects/APM/``); archived with ``status``, never deleted."""
+    """Projects. Addressed by key (``/api/v1/projects/APM/``); archived with ``status``.
+
+    Owners may delete one (202): it is gone from every list at once, and its repositories, tasks,
+    members, webhooks and exports are deleted in the background (projects.deletion).
+    """
 
     project_path = "pk"
     lookup_field = "key"
@@ -53,10 +67,19 @@ class ProjectViewSet(ProjectScopedViewSet):
     search_fields = ["key", "name"]
     ordering_fields = ["key", "name", "created_at", "target_date"]
     ordering = ["key"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Project]:
-        # The caller's role rides along as a subquery: one query for the whole page (no N+1).
         user = self.request.user
+        if self.action == "destroy":
+            # A project being deleted already may be asked again by its members: the answer is its
+            # progress, and the deletion carries on if it had stopped.
+            projects = Project.all_objects.all()
+            if user.is_staff:
+                return projects
+            mine = Membership.objects.filter(user=request_user(self.request)).values("project_id")
+            return projects.filter(pk__in=mine)
+        # The caller's role rides along as a subquery: one query for the whole page (no N+1).
         role = (
             Subquery(Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1])
             if user.is_authenticated
@@ -83,6 +106,15 @@ class ProjectViewSet(ProjectScopedViewSet):
         assert project is not None  # update() hands perform_update the object it read
         self.project_role_require(project, Membership.ADMIN_ROLES)
         project_update(project=project, **serializer.validated_data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Answer 202 at once: the project is gone from every list, its rows go in the background."""
+        project = self.get_object()
+        self.project_role_require(project, {Membership.Role.OWNER})
+        marked = project_delete_request(project=project, by=request.user)
+        # The progress as it stands; with eager Celery (no workers) the deletion is over already.
+        current = Project.all_objects.filter(pk=marked.pk).first() or marked
+        return Response(ProjectDeletionSerializer(current).data, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema_view(

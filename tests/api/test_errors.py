@@ -211,11 +211,11 @@ def test_a_page_past_the_end_is_a_json_404(world):
 
 
 def test_a_method_that_is_not_allowed_is_a_json_405(world):
-    response = world.client("owner").delete("/api/v1/projects/ALPHA/")
+    response = world.client("owner").put("/api/v1/projects/ALPHA/", {"name": "x"}, format="json")
 
     body = assert_error(response, 405)
     assert set(body) == {"detail"}
-    assert "DELETE" in body["detail"]
+    assert "PUT" in body["detail"]
     assert "GET" in response["Allow"]
 
 
@@ -287,7 +287,7 @@ ERRORS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("viewer", "patch", "/api/v1/tasks/ALPHA-1/", {"title": "x"}, 403),
     ("member", "get", "/api/v1/tasks/ALPHA-999/", None, 404),
     ("member", "get", "/api/v1/does-not-exist/", None, 404),
-    ("owner", "delete", "/api/v1/projects/ALPHA/", None, 405),
+    ("owner", "put", "/api/v1/projects/ALPHA/", {"name": "x"}, 405),
     ("anonymous", "post", "/api/v1/hooks/push/", {"ref": "refs/heads/main"}, 403),
 ]
 

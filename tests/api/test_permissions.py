@@ -35,6 +35,7 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
     ("project-priorities", "get", "/api/v1/projects/ALPHA/priorities/", None, "read"),
     ("project-burndown", "get", "/api/v1/projects/ALPHA/burndown/", None, "read"),
     ("project-update", "patch", "/api/v1/projects/ALPHA/", {"name": "Renamed"}, "admin"),
+    ("project-delete", "delete", "/api/v1/projects/ALPHA/", None, "owner"),
     ("member-list", "get", "/api/v1/projects/ALPHA/members/", None, "read"),
     ("member-detail", "get", "/api/v1/projects/ALPHA/members/extra/", None, "read"),
     (

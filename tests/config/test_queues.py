@@ -46,6 +46,9 @@ DEFAULT_QUEUE_TASKS = (
     "projects.digests_weekly",
     "repos.ingest_all",
     "repos.ingestion_runs_resume",
+    "repos.delete_repository",
+    "projects.delete_project",
+    "repos.deletions_resume",
     "monitoring.heartbeat",
 )
 
