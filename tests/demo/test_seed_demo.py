@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 import demo.builder
 from demo.data import (
@@ -233,6 +234,26 @@ def test_reset_rebuilds_the_same_portfolio(seeded: str) -> None:
     assert row_counts() == counts
     assert snapshot() == tasks  # deterministic: same seed, same portfolio
     assert not old_ids & set(Project.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_demo_project_being_deleted_is_left_to_its_deletion(seeded: str) -> None:
+    # Its key stays taken until the background deletion has deleted its rows (projects.deletion).
+    key = DEMO_PROJECT_KEYS[0]
+    Project.objects.filter(key=key).update(deleting_since=timezone.now())
+    counts = row_counts()
+
+    output = seed()
+    again = seed()
+
+    assert f"Demo project(s) {key} are being deleted" in output
+    assert again == output
+    assert row_counts() == counts
+    assert Project.all_objects.filter(key=key).count() == 1
+
+    seed(reset=True)  # rebuilds the whole portfolio, the project being deleted included
+
+    assert Project.objects.filter(key=key, deleting_since__isnull=True).count() == 1
 
 
 @pytest.mark.django_db

@@ -90,7 +90,16 @@ class Command(BaseCommand):
         with transaction.atomic():
             if options["reset"]:
                 self._reset()
-            existing = set(Project.objects.filter(key__in=DEMO_PROJECT_KEYS).values_list("key", flat=True))
+            # A demo project being deleted (projects.deletion) keeps its key until its rows are gone: it
+            # is neither rebuilt nor counted as present until then.
+            existing = set(
+                Project.all_objects.filter(key__in=DEMO_PROJECT_KEYS).values_list("key", flat=True)
+            )
+            deleting = sorted(
+                Project.all_objects.filter(
+                    key__in=DEMO_PROJECT_KEYS, deleting_since__isnull=False
+                ).values_list("key", flat=True)
+            )
             missing = [spec for spec in DEMO_PROJECTS if spec.key not in existing]
             if missing:
                 users = self._ensure_users()
@@ -102,6 +111,13 @@ class Command(BaseCommand):
             password_set = demo_admin_ensure(password=password, reset_password=options["reset_password"])
             assessed = demo_health_record()
         elapsed = time.monotonic() - started
+        if deleting:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Demo project(s) {', '.join(deleting)} are being deleted: run seed_demo again once "
+                    "their deletion is over to build them anew."
+                )
+            )
         if missing:
             self.stdout.write(
                 self.style.SUCCESS(
@@ -134,8 +150,9 @@ class Command(BaseCommand):
             )
 
     def _reset(self) -> None:
-        project_ids = list(Project.objects.filter(key__in=DEMO_PROJECT_KEYS).values_list("pk", flat=True))
-        Project.objects.filter(pk__in=project_ids).delete()
+        # Those being deleted too: their keys are taken until their rows are gone.
+        project_ids = list(Project.all_objects.filter(key__in=DEMO_PROJECT_KEYS).values_list("pk", flat=True))
+        Project.all_objects.filter(pk__in=project_ids).delete()
         for project_id in project_ids:
             project_cache_invalidate(project_id=project_id)
         get_user_model().objects.filter(username__in=DEMO_USERNAMES).delete()
