@@ -1076,12 +1076,29 @@ def django_setup(url: str, workdir: Path) -> None:
 SCRATCH_COMMENT = "scratch database of benchmarks/scale.py"
 
 
-def database_claim(url: str) -> None:
+def database_claim(url: str) -> Any:
     """Create the scratch database afresh, after making sure it is one: an existing database is dropped
-    only when this benchmark created it (its comment says so), never a developer's or a deployment's."""
+    only when this benchmark created it (its comment says so), never a developer's or a deployment's,
+    and never while another run uses it. Returns the connection that holds the claim: the run keeps it
+    open to its end, and a second run on the same name stops at once instead of dropping the first's
+    database under it."""
     import psycopg
 
     base, name = url.rsplit("/", 1)
+    try:
+        holder = psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as error:
+        sys.exit(f"cannot reach PostgreSQL at {base}: {error}")
+    # A session lock on the database's name, held by `holder` until the run ends (or its process dies).
+    claimed = holder.execute(
+        "SELECT pg_try_advisory_lock(hashtext('benchmarks/scale.py'), hashtext(%s))", [name]
+    ).fetchone()
+    if not (claimed and claimed[0]):
+        holder.close()
+        sys.exit(
+            f"another run of benchmarks/scale.py is using database {name}: wait for it to end, or give "
+            "--database-url a database name of its own."
+        )
     try:
         with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=10) as connection:
             row = connection.execute(
@@ -1097,6 +1114,7 @@ def database_claim(url: str) -> None:
     database_reset(url)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
         connection.execute(f"COMMENT ON DATABASE \"{name}\" IS '{SCRATCH_COMMENT}'")
+    return holder
 
 
 def database_drop(url: str) -> None:
@@ -1126,7 +1144,7 @@ def main() -> None:
     options_check(options)
     size = slice_of(options)
     repeat = options.repeat or (3 if options.quick else 9)
-    database_claim(options.database_url)
+    claim = database_claim(options.database_url)
     workdir = Path(tempfile.mkdtemp(prefix="apm-scale-"))
     try:
         django_setup(options.database_url, workdir)
@@ -1137,6 +1155,7 @@ def main() -> None:
         connections.close_all()
         if not options.keep:
             database_drop(options.database_url)
+        claim.close()  # the next run may take the name
         shutil.rmtree(workdir, ignore_errors=True)
     if options.json:
         options.json.write_text(json.dumps(results, indent=2, default=str))

@@ -184,3 +184,30 @@ def test_a_database_it_did_not_create_is_never_dropped() -> None:
     finally:
         with psycopg.connect(SERVER, autocommit=True) as server:
             server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def test_a_second_run_on_the_same_database_stops_instead_of_dropping_the_first_runs() -> None:
+    require_service(SERVER)
+    database = f"apm_scale_busy_{namespace()}".replace("-", "_")
+    url = f"postgres://postgres@127.0.0.1:5432/{database}"
+    with psycopg.connect(SERVER, autocommit=True) as server:
+        server.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        server.execute(f'CREATE DATABASE "{database}"')
+        # As the first run left it: its own scratch database, its claim held for as long as it runs.
+        server.execute(f"COMMENT ON DATABASE \"{database}\" IS 'scratch database of benchmarks/scale.py'")
+    try:
+        with psycopg.connect(SERVER, autocommit=True) as first:
+            first.execute(
+                "SELECT pg_advisory_lock(hashtext('benchmarks/scale.py'), hashtext(%s))", [database]
+            )
+            with psycopg.connect(url, autocommit=True) as running:
+                running.execute("CREATE TABLE measured (n int)")
+
+                process = _scale("--quick", "--database-url", url)
+
+                assert process.returncode != 0
+                assert f"another run of benchmarks/scale.py is using database {database}" in process.stderr
+                assert running.execute("SELECT count(*) FROM measured").fetchone() == (0,)
+    finally:
+        with psycopg.connect(SERVER, autocommit=True) as server:
+            server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
