@@ -8,10 +8,12 @@ there. What is old, and what must be kept whatever its age, is the caller's quer
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -22,6 +24,20 @@ DEFAULT_BATCH_SIZE = 1000
 def cutoff(days: int) -> datetime.datetime:
     """The moment before which a row kept ``days`` days is old."""
     return timezone.now() - datetime.timedelta(days=days)
+
+
+def deletion_stalled(deleting_since: datetime.datetime | None, progress: dict[str, Any] | None) -> bool:
+    """Whether a deletion marked at ``deleting_since`` has shown no sign of progress for
+    ``APM_DELETE_STALL_SECONDS``: neither its mark, nor a batch (``progress["updated_at"]``), nor a
+    resumption (``progress["resumed_at"]``) is that recent. Its task is then queued again; a deletion
+    still moving is left to the task already at work."""
+    signs = [deleting_since or timezone.now()]
+    for key in ("updated_at", "resumed_at"):
+        value = (progress or {}).get(key)
+        if value:
+            with contextlib.suppress(ValueError):
+                signs.append(datetime.datetime.fromisoformat(value))
+    return timezone.now() - max(signs) > datetime.timedelta(seconds=settings.APM_DELETE_STALL_SECONDS)
 
 
 def batch_delete(

@@ -29,7 +29,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from apm.jobs import task_enqueue_on_commit
-from apm.retention import batch_delete
+from apm.retention import batch_delete, deletion_stalled
 from projects.models import Invitation, Membership, Project
 from projects.services import project_cache_invalidate
 
@@ -145,8 +145,10 @@ def project_delete_request(*, project: Project, by: Any = None) -> Project:
 
     Every part marks what it owns in the same transaction (its repositories, refused with a
     ``ValidationError`` while one of them is being ingested). A request for a project marked already
-    queues the task again, which carries on where the last one stopped. A broker that does not take the
-    message raises ``BrokerUnavailable`` and leaves the project and its repositories as they were.
+    queues the task again (which carries on where the last one stopped) only when it has shown no
+    progress for ``APM_DELETE_STALL_SECONDS``; otherwise it only answers its progress. A broker that
+    does not take the message raises ``BrokerUnavailable`` and leaves the project and its repositories
+    as they were.
     """
     with transaction.atomic():
         locked = Project.all_objects.select_for_update().get(pk=project.pk)
@@ -163,11 +165,21 @@ def project_delete_request(*, project: Project, by: Any = None) -> Project:
                 "deleted": {},
             }
             locked.save(update_fields=["deleting_since", "deletion_progress"])
-        task_enqueue_on_commit(
-            DELETE_TASK, locked.pk, discard=lambda: _mark_discard(locked.pk) if first else None
-        )
+        # Asked again, queued again only if it stopped moving (as for a repository: repos.deletion).
+        queue = first or deletion_stalled(locked.deleting_since, locked.deletion_progress)
+        if queue:
+            task_enqueue_on_commit(
+                DELETE_TASK, locked.pk, discard=lambda: _mark_discard(locked.pk) if first else None
+            )
     project_cache_invalidate(project_id=locked.pk)
-    logger.info("project_delete_requested", project_id=locked.pk, key=locked.key, first=first)
+    logger.info(
+        "project_delete_requested",
+        project_id=locked.pk,
+        key=locked.key,
+        first=first,
+        queued=queue,
+        by=getattr(by, "username", "") or "",
+    )
     return locked
 
 

@@ -14,8 +14,6 @@ there, so any number of runs ends where one would.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +25,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from apm.jobs import BrokerUnavailable, task_enqueue, task_enqueue_on_commit
-from apm.retention import batch_delete
+from apm.retention import batch_delete, deletion_stalled
 from projects.deletion import DELETE_TASK as PROJECT_DELETE_TASK
 from projects.deletion import ProjectPart, project_part_register, rows_part
 from projects.models import Project
@@ -69,9 +67,11 @@ def repository_delete_request(*, repository: Repository, by: Any = None) -> Repo
     """Mark ``repository`` as being deleted and queue the task that deletes it; return it, marked.
 
     Refused (``ValidationError``) while one of its ingestion runs is queued or running: the run would
-    write rows behind the deletion. A request for a repository marked already queues the task again,
-    which carries on where the last one stopped. A broker that does not take the message raises
-    ``BrokerUnavailable`` and leaves the repository as it was (unmarked, still listed).
+    write rows behind the deletion. A request for a repository marked already queues the task again
+    (which carries on where the last one stopped) when it has shown no progress for
+    ``APM_DELETE_STALL_SECONDS``; otherwise the request only answers its progress. A broker that does
+    not take the message raises ``BrokerUnavailable`` and leaves the repository as it was (unmarked,
+    still listed).
     """
     with transaction.atomic():
         locked = Repository.objects.select_for_update().get(pk=repository.pk)
@@ -89,11 +89,21 @@ def repository_delete_request(*, repository: Repository, by: Any = None) -> Repo
                 "deleted": {},
             }
             locked.save(update_fields=["deleting_since", "deletion_progress"])
-        task_enqueue_on_commit(
-            DELETE_TASK, locked.pk, discard=lambda: _mark_discard(locked.pk) if first else None
-        )
+        # Asked again, the deletion is queued again only if it stopped moving (its message lost): asking
+        # for its progress must not pile up deliveries behind the one at work.
+        queue = first or deletion_stalled(locked.deleting_since, locked.deletion_progress)
+        if queue:
+            task_enqueue_on_commit(
+                DELETE_TASK, locked.pk, discard=lambda: _mark_discard(locked.pk) if first else None
+            )
     project_cache_invalidate(project_id=locked.project_id)
-    logger.info("repository_delete_requested", repository_id=locked.pk, first=first)
+    logger.info(
+        "repository_delete_requested",
+        repository_id=locked.pk,
+        first=first,
+        queued=queue,
+        by=getattr(by, "username", "") or "",
+    )
     return locked
 
 
@@ -292,20 +302,18 @@ def deletions_resume() -> dict[str, list[int]]:
     so a second sweep right after the first queues nothing, and a deletion still under way is left
     alone. A repository of a project being deleted is the project's deletion's to finish.
     """
-    limit = datetime.timedelta(seconds=settings.APM_DELETE_STALL_SECONDS)
-    now = timezone.now()
     queued: dict[str, list[int]] = {"repositories": [], "projects": []}
     stalled: list[tuple[str, str, Any, int]] = []
     # Marked rows are few (each waits for its task): read them whole, compare the dates here (the JSON
     # field's timestamps are not comparable in SQL the same way on every database).
     for project in Project.all_objects.filter(deleting_since__isnull=False).order_by("pk"):
-        if now - _last_sign(project.deleting_since, project.deletion_progress) > limit:
+        if deletion_stalled(project.deleting_since, project.deletion_progress):
             stalled.append(("projects", PROJECT_DELETE_TASK, Project.all_objects, project.pk))
     repositories = Repository.objects.filter(
         deleting_since__isnull=False, project__deleting_since__isnull=True
     ).order_by("pk")
     for repository in repositories:
-        if now - _last_sign(repository.deleting_since, repository.deletion_progress) > limit:
+        if deletion_stalled(repository.deleting_since, repository.deletion_progress):
             stalled.append(("repositories", DELETE_TASK, Repository.objects, repository.pk))
     for kind, task, manager, pk in stalled:
         try:
@@ -318,16 +326,6 @@ def deletions_resume() -> dict[str, list[int]]:
         queued[kind].append(pk)
         logger.info("deletion_resumed", kind=kind, id=pk)
     return queued
-
-
-def _last_sign(deleting_since: datetime.datetime | None, progress: dict[str, Any]) -> datetime.datetime:
-    signs = [deleting_since or timezone.now()]  # marked rows only: never None here
-    for key in ("updated_at", "resumed_at"):
-        value = (progress or {}).get(key)
-        if value:
-            with contextlib.suppress(ValueError):
-                signs.append(datetime.datetime.fromisoformat(value))
-    return max(signs)
 
 
 def _resumed_record(manager: models.Manager[Any], pk: int) -> None:

@@ -51,7 +51,7 @@ from tests.factories import (
 )
 from tests.faults.test_broker_down import publishing_to
 from tests.monitoring.test_cache_outage import free_port
-from tests.repos.test_deletion import fill
+from tests.repos.test_deletion import fill, queued
 from tests.world import World
 from webhooks.models import WebhookDelivery, WebhookSubscription
 from webhooks.services import webhook_event_emit
@@ -309,3 +309,18 @@ def test_a_delivery_past_its_deadline_stops_after_one_batch_and_the_next_carries
     settings.APM_DELETE_BATCH_ROWS = 100
     assert project_delete_task.apply(args=(project.pk,)).get() > 0
     assert_gone(world, filled)
+
+
+def test_asking_again_queues_again_only_a_project_deletion_that_stopped(
+    world: World, filled, django_capture_on_commit_callbacks, settings
+):
+    client = world.client("owner")
+    with django_capture_on_commit_callbacks() as first:
+        assert client.delete("/api/v1/projects/ALPHA/").status_code == 202
+    with django_capture_on_commit_callbacks() as moving:
+        assert client.delete("/api/v1/projects/ALPHA/").status_code == 202
+    settings.APM_DELETE_STALL_SECONDS = 0  # its message lost: no sign of progress since
+    with django_capture_on_commit_callbacks() as stalled:
+        assert client.delete("/api/v1/projects/ALPHA/").status_code == 202
+
+    assert (queued(first), queued(moving), queued(stalled)) == (1, 0, 1)

@@ -272,3 +272,31 @@ def test_a_delivery_past_its_deadline_stops_after_one_batch_and_the_next_carries
     assert repository_delete_task.apply(args=(repository.pk,)).get() == 3  # its batch: the links left
     assert not Repository.objects.filter(pk=repository.pk).exists()
     assert rows_of(repository.pk) == dict.fromkeys(filled["rows"], 0)
+
+
+def test_asking_again_answers_the_progress_and_queues_again_only_a_deletion_that_stopped(
+    world: World, filled, django_capture_on_commit_callbacks, settings
+):
+    repository = filled["repository"]
+    client = world.client("owner")
+    url = f"/api/v1/repositories/{repository.pk}/"
+    with django_capture_on_commit_callbacks() as first:
+        assert client.delete(url).status_code == 202
+    repository_delete_batches(repository_id=repository.pk, batch_rows=4, deadline=0)  # one batch
+
+    with django_capture_on_commit_callbacks() as moving:
+        again = client.delete(url)
+
+    assert again.status_code == 202
+    assert again.json()["deletion_progress"]["deleted"]  # the batch done shows
+    assert (queued(first), queued(moving)) == (1, 0)  # a deletion at work gets no second delivery
+    # Its message lost: nothing happened for longer than APM_DELETE_STALL_SECONDS.
+    settings.APM_DELETE_STALL_SECONDS = 0
+    with django_capture_on_commit_callbacks() as stalled:
+        assert client.delete(url).status_code == 202
+    assert queued(stalled) == 1
+
+
+def queued(callbacks: list[Any]) -> int:
+    """How many of a transaction's on-commit callbacks queue a task (apm.jobs.task_enqueue_on_commit)."""
+    return sum("task_enqueue_on_commit" in callback.__qualname__ for callback in callbacks)
