@@ -21,7 +21,9 @@ Inside ``replica_reads`` the primary still answers when:
   is back (``database_replica_available``).
 
 A replica that fails in the middle of a decorated selector (it went down between two checks) is marked
-down and the selector runs again on the primary: the selectors that opt in only read.
+down and the selector runs again on the primary: the selectors that opt in only read. So is one that
+stops answering (frozen): no read waits on the replica much beyond ``DATABASE_REPLICA_TIMEOUT``
+(``_ReadDeadline``, and the connection's timeouts in ``config.settings``).
 
 Without ``DATABASE_REPLICA_URL`` there is no ``replica`` alias and no router: nothing here runs.
 """
@@ -240,7 +242,8 @@ class _ReplicaHealth:
 
     One thread asks at a time, at most every ``DATABASE_REPLICA_CHECK_SECONDS``; the others go on with
     the last answer meanwhile (until the first answer: the primary), so no request waits on a replica
-    that is down except the one asking, for ``CHECK_TIMEOUT_SECONDS`` at most.
+    that is down except the one asking, for ``2 x CHECK_TIMEOUT_SECONDS + 1`` at most (the primary's
+    WAL position, then the replica).
     """
 
     def __init__(self) -> None:
