@@ -21,7 +21,9 @@ Inside ``replica_reads`` the primary still answers when:
   is back (``database_replica_available``).
 
 A replica that fails in the middle of a decorated selector (it went down between two checks) is marked
-down and the selector runs again on the primary: the selectors that opt in only read.
+down and the selector runs again on the primary: the selectors that opt in only read. So is one that
+stops answering (frozen): no read waits on the replica much beyond ``DATABASE_REPLICA_TIMEOUT``
+(``_ReadDeadline``, and the connection's timeouts in ``config.settings``).
 
 Without ``DATABASE_REPLICA_URL`` there is no ``replica`` alias and no router: nothing here runs.
 """
@@ -31,6 +33,8 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +48,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresqlDatabaseWrapper
+from django.db.backends.signals import connection_created
 from django.db.models import QuerySet
 from django.db.utils import load_backend
 
@@ -138,21 +143,34 @@ def read_scope_open(*, pin_check: Callable[[], bool] | None = None) -> Iterator[
 
 # --- The replica's health: up, and how far behind -------------------------------------------------------
 
+# The primary's WAL position, read first: every transaction committed before the check began lies
+# before it.
+_POSTGRESQL_PRIMARY_POSITION = "SELECT pg_current_wal_lsn()::text"
 _POSTGRESQL_LAG = """
 SELECT CASE
     WHEN NOT pg_is_in_recovery() THEN 0
-    WHEN pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() THEN 0
+    WHEN pg_last_wal_replay_lsn() >= %s::pg_lsn THEN 0
+    WHEN NOT EXISTS (
+        SELECT 1 FROM pg_stat_wal_receiver
+        WHERE pid IS NOT NULL AND coalesce(status, 'streaming') = 'streaming'
+    ) THEN NULL
     ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())
 END
 """
-# Replayed everything it received: no lag, however long ago the primary last committed (an idle primary
-# would otherwise look like a replica falling behind). Behind: the age of the newest transaction
-# replayed, which overstates the lag when the primary was idle before its latest write (the safe side).
-# Unknown (NULL: nothing replayed since the standby started, while WAL waits): treated as too far behind.
+# Compared with the primary, not with what the standby itself received: a standby that stopped
+# receiving WAL (its primary_conninfo wrong, its walreceiver stuck, the network cut) has replayed all
+# it received and would look caught up forever.
+# Holds the primary's position: no lag, however long ago the primary last committed (an idle primary
+# writes nothing new, and its standby misses nothing). Behind and not streaming: it will not catch up,
+# NULL (too far behind). Behind and streaming: the age of the newest transaction replayed, which
+# overstates the lag when the primary was idle before its latest write (the safe side). Unknown (NULL:
+# nothing replayed since the standby started, while WAL waits): too far behind.
+# pg_stat_wal_receiver shows its status only to superusers and pg_read_all_stats; other roles see the
+# receiver's pid alone, which says a receiver runs (the lag above then tells whether it keeps up).
 
 
-def _lag_read(settings_dict: dict[str, Any]) -> float:
-    """Seconds the replica is behind its primary, asked on a connection of the check's own.
+def _probe(settings_dict: dict[str, Any], name: str) -> BaseDatabaseWrapper:
+    """A connection of the check's own to the server of ``settings_dict``, with short timeouts.
 
     Not the pool's: while the replica is down the pool would make the check wait ``DATABASE_POOL_TIMEOUT``
     and then reconnect at growing intervals.
@@ -164,24 +182,43 @@ def _lag_read(settings_dict: dict[str, Any]) -> float:
     # A server that accepts and never answers: the check gives up on it (call_within), and the server
     # ends the query itself rather than leave the check's thread waiting on it.
     if probe["ENGINE"].endswith("postgresql"):
-        options.setdefault("options", f"-c statement_timeout={CHECK_TIMEOUT_SECONDS * 1000}")
+        options["options"] = f"-c statement_timeout={CHECK_TIMEOUT_SECONDS * 1000}"
     else:
         options["read_timeout"] = CHECK_TIMEOUT_SECONDS
-    connection: BaseDatabaseWrapper = load_backend(probe["ENGINE"]).DatabaseWrapper(probe, "replica-check")
+    wrapper: BaseDatabaseWrapper = load_backend(probe["ENGINE"]).DatabaseWrapper(probe, name)
+    return wrapper
+
+
+def _lag_read(primary_settings: dict[str, Any], replica_settings: dict[str, Any]) -> float:
+    """Seconds the replica is behind its primary (``math.inf``: it does not keep up at all)."""
+    replica = _probe(replica_settings, "replica-check")
     try:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(_POSTGRESQL_LAG)
-                value = cursor.fetchone()[0]
-                return math.inf if value is None else float(value)
-            return _mysql_lag(cursor)
+        if replica.vendor != "postgresql":
+            with replica.cursor() as cursor:
+                return _mysql_lag(cursor)
+        primary = _probe(primary_settings, "replica-check-primary")
+        try:
+            with primary.cursor() as cursor:
+                cursor.execute(_POSTGRESQL_PRIMARY_POSITION)
+                position = cursor.fetchone()[0]
+        finally:
+            primary.close()
+        with replica.cursor() as cursor:
+            cursor.execute(_POSTGRESQL_LAG, [position])
+            value = cursor.fetchone()[0]
+            return math.inf if value is None else float(value)
     finally:
-        connection.close()
+        replica.close()
 
 
 def _mysql_lag(cursor: Any) -> float:
     """MySQL/MariaDB: ``Seconds_Behind_Master`` (``_Source`` on MySQL 8) of the replication status; no
-    status at all is a server that replicates nothing (a proxy, or a primary named as replica): no lag."""
+    status at all is a server that replicates nothing (a proxy, or a primary named as replica): no lag.
+
+    A replica whose I/O thread is not connected to its primary (``Connecting``, ``No``) receives nothing:
+    it does not keep up, whatever the delay it shows for what it received (MySQL may show 0 once the
+    relay log is applied). NULL is replication stopped.
+    """
     try:
         cursor.execute("SHOW REPLICA STATUS")
     except Exception:  # MariaDB before 10.5, MySQL before 8.0.22 know only the older name
@@ -190,6 +227,9 @@ def _mysql_lag(cursor: Any) -> float:
     if row is None:
         return 0.0
     names = [column[0] for column in cursor.description]
+    for name in ("Replica_IO_Running", "Slave_IO_Running"):
+        if name in names and str(row[names.index(name)]) != "Yes":
+            return math.inf
     for name in ("Seconds_Behind_Source", "Seconds_Behind_Master"):
         if name in names:
             value = row[names.index(name)]
@@ -202,7 +242,8 @@ class _ReplicaHealth:
 
     One thread asks at a time, at most every ``DATABASE_REPLICA_CHECK_SECONDS``; the others go on with
     the last answer meanwhile (until the first answer: the primary), so no request waits on a replica
-    that is down except the one asking, for ``CHECK_TIMEOUT_SECONDS`` at most.
+    that is down except the one asking, for ``2 x CHECK_TIMEOUT_SECONDS + 1`` at most (the primary's
+    WAL position, then the replica).
     """
 
     def __init__(self) -> None:
@@ -235,10 +276,17 @@ class _ReplicaHealth:
         return self.state == "usable"
 
     def _check(self) -> None:
-        settings_dict = connections[REPLICA].settings_dict  # a test mirror's included
+        # A test mirror's included.
+        primary_settings, replica_settings = (
+            connections[PRIMARY].settings_dict,
+            connections[REPLICA].settings_dict,
+        )
         try:
+            # Two servers asked one after the other, each within CHECK_TIMEOUT_SECONDS.
             lag = call_within(
-                CHECK_TIMEOUT_SECONDS + 1, lambda: _lag_read(settings_dict), name="replica-check"
+                2 * CHECK_TIMEOUT_SECONDS + 1,
+                lambda: _lag_read(primary_settings, replica_settings),
+                name="replica-check",
             )
         except Exception as error:  # whatever the failure, the replica cannot serve reads now
             self._become("down", error=f"{type(error).__name__}: {error}".strip()[:300])
@@ -278,6 +326,78 @@ class _ReplicaHealth:
 
 
 replica_health = _ReplicaHealth()
+
+
+# --- Bounded waits on the replica ------------------------------------------------------------------------
+
+# How much longer than the server's statement_timeout a read waits before giving the server up: a server
+# that answers ends a slow statement itself, with its own error, first.
+READ_DEADLINE_GRACE_SECONDS = 2.0
+
+
+class _ReadDeadline:
+    """Breaks ``raw``'s socket if the statement under way has no answer within ``seconds``.
+
+    A frozen server (its processes stopped, a VM paused) keeps its sockets: the kernel acknowledges what
+    is sent and answers keepalives, so neither TCP timeout ends the wait, and the server's
+    statement_timeout never runs. libpq has no client-side limit on a statement, so without this the
+    request waits forever. Shutting the socket down makes libpq's read fail at once: psycopg raises
+    OperationalError, ``replica_reads`` marks the replica down and reads the primary, and the pool
+    discards the broken connection.
+    """
+
+    def __init__(self, raw: Any, seconds: float) -> None:
+        self.raw = raw
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.finished = False
+        self.timer = threading.Timer(seconds, self._expire)
+        self.timer.daemon = True
+
+    def __enter__(self) -> _ReadDeadline:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Under the lock: once the statement is over the timer never touches the socket, which the
+        # connection may by then use for another statement.
+        with self.lock:
+            self.finished = True
+        self.timer.cancel()
+
+    def _expire(self) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            try:
+                descriptor = self.raw.pgconn.socket
+                # A duplicate descriptor: shutdown acts on the socket both share; closing ours leaves
+                # libpq's for it to close.
+                with socket.socket(fileno=os.dup(descriptor)) as shared:
+                    shared.shutdown(socket.SHUT_RDWR)
+            except Exception:  # closed meanwhile: nothing left to end
+                return
+        logger.warning("database_replica_read_abandoned", seconds=self.seconds, reads_to="primary")
+
+
+def _read_deadline(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+    """Execute wrapper of every replica connection (PostgreSQL): ``_ReadDeadline`` around each statement."""
+    raw = context["connection"].connection
+    seconds = float(settings.DATABASE_REPLICA_TIMEOUT) + READ_DEADLINE_GRACE_SECONDS
+    with _ReadDeadline(raw, seconds):
+        return execute(sql, params, many, context)
+
+
+def _replica_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    # First in the list: Django's execute_wrapper() context manager pops the last one on exit, which
+    # must stay the one it pushed (a test's recorder, a query counter).
+    wrappers = connection.execute_wrappers
+    if connection.alias == REPLICA and connection.vendor == "postgresql" and _read_deadline not in wrappers:
+        wrappers.insert(0, _read_deadline)
+
+
+# MySQL/MariaDB needs none of this: its client's read_timeout is set on the replica (config.settings).
+connection_created.connect(_replica_connection_created, dispatch_uid="apm_replica_read_deadline")
 
 
 # --- Routing --------------------------------------------------------------------------------------------

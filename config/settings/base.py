@@ -8,6 +8,7 @@ so a fresh machine with only Python and git can run it.
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -150,9 +151,15 @@ DATABASES = {"default": database_config(env("DATABASE_URL", default=f"sqlite:///
 DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
 DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=10.0)
 DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=5.0)
+# How long one read may wait on the replica before it gives the replica up and the selector reads the
+# primary instead: the server's statement_timeout, the client's connect and TCP timeouts, and (2 s
+# later) apm.replicas' own limit for a server that stopped answering at all. Above the slowest
+# legitimate dashboard or list query (well under a second at the sizes of docs/scale.md).
+DATABASE_REPLICA_TIMEOUT = env.float("DATABASE_REPLICA_TIMEOUT", default=10.0)
 for _name, _value in (
     ("DATABASE_REPLICA_MAX_LAG", DATABASE_REPLICA_MAX_LAG),
     ("DATABASE_REPLICA_CHECK_SECONDS", DATABASE_REPLICA_CHECK_SECONDS),
+    ("DATABASE_REPLICA_TIMEOUT", DATABASE_REPLICA_TIMEOUT),
 ):
     if not 0 < _value < float("inf"):
         raise ImproperlyConfigured(f"{_name} is a number of seconds above 0, not {_value!r}.")
@@ -165,6 +172,33 @@ if DATABASE_REPLICA_URL:
             f"(the same kind of database; SQLite has none), not {_replica['ENGINE'].rsplit('.', 1)[-1]} "
             f"beside {DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}."
         )
+    _replica_options = _replica["OPTIONS"]
+    _replica_seconds = math.ceil(DATABASE_REPLICA_TIMEOUT)
+    if _replica["ENGINE"].endswith("postgresql"):
+        # Bounded waits: a replica that goes away or freezes fails the read within about
+        # DATABASE_REPLICA_TIMEOUT, and apm.replicas reads the primary instead. libpq counts the connect
+        # timeout in whole seconds (2 at least); the keepalives notice a silent peer within about the
+        # timeout (idle + count x interval); tcp_user_timeout ends a write the peer never acknowledges.
+        _replica_options.setdefault("connect_timeout", max(2, _replica_seconds))
+        _replica_options.setdefault("keepalives", 1)
+        _replica_options.setdefault("keepalives_idle", max(1, _replica_seconds // 2))
+        _replica_options.setdefault("keepalives_interval", max(1, _replica_seconds // 6))
+        _replica_options.setdefault("keepalives_count", 3)
+        _replica_options.setdefault("tcp_user_timeout", int(DATABASE_REPLICA_TIMEOUT * 1000))
+        if not DATABASE_PGBOUNCER:  # PgBouncer refuses the options startup parameter
+            _statement_timeout = f"-c statement_timeout={int(DATABASE_REPLICA_TIMEOUT * 1000)}"
+            _replica_options["options"] = (
+                f"{_replica_options.get('options', '')} {_statement_timeout}".strip()
+            )
+        # The pool's check before handing out a connection is a round trip with no limit: on a frozen
+        # replica it would wait forever, before apm.replicas' limit applies. A pooled connection that
+        # went bad fails its read instead, which then runs on the primary.
+        _replica["CONN_HEALTH_CHECKS"] = False
+    else:
+        # mysqlclient's own limits, in whole seconds (the client may retry a read: up to about 3 x).
+        _replica_options.setdefault("connect_timeout", max(2, _replica_seconds))
+        _replica_options.setdefault("read_timeout", _replica_seconds)
+        _replica_options.setdefault("write_timeout", _replica_seconds)
     DATABASES["replica"] = _replica
     DATABASE_ROUTERS = ["apm.replicas.ReplicaRouter"]
 # --- end of read replica ---

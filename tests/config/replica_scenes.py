@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -26,6 +28,7 @@ from django.test import Client
 from apm.replicas import PRIMARY, REPLICA, read_scope_open
 from apm.services import api_token_create
 from insights.selectors import project_portfolio_cached
+from monitoring.metrics import DATABASE_REPLICA_LAG, DATABASE_REPLICA_USABLE
 from projects.models import Membership, Project
 from reports.digest import export_filters_clean
 from reports.exports import export_run
@@ -211,5 +214,60 @@ def failing() -> None:
     for step in ("failed_over", "after"):
         with recorded() as seen:
             status, names = dashboard_names(viewer)
+        steps[step] = {"status": status, "names": names, "where": where(seen)}
+    result(steps)
+
+
+def viewer() -> None:
+    """The viewer opens the dashboard once: what it showed, where it was read, the replica's gauges."""
+    client = browser("viewer")
+    with recorded() as seen:
+        status, names = dashboard_names(client)
+    result(
+        {
+            "status": status,
+            "names": names,
+            "where": where(seen),
+            "lag": DATABASE_REPLICA_LAG._value.get(),
+            "usable": DATABASE_REPLICA_USABLE._value.get(),
+        }
+    )
+
+
+def server_processes(data: Path) -> list[int]:
+    """The postmaster of the cluster in ``data`` (its postmaster.pid) and all its children."""
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(entry.name))
+    return [postmaster, *children]
+
+
+def server_signal(data: Path, number: signal.Signals) -> None:
+    """Send ``number`` to the server in ``data`` and its children (SIGSTOP freezes it, SIGCONT thaws)."""
+    for pid in server_processes(data):
+        with suppress(ProcessLookupError):  # a backend that ended meanwhile
+            os.kill(pid, number)
+
+
+def frozen() -> None:
+    """The standby answered, then freezes (its processes stopped, its sockets open): a pooled connection
+    to it waits on a server that never answers. The next dashboards must come back, from the primary."""
+    client = browser("viewer")
+    steps: dict[str, Any] = {}
+    with recorded() as seen:
+        status, names = dashboard_names(client)
+    steps["before"] = {"status": status, "names": names, "where": where(seen)}
+    # Now, not before the scene: the backends of this process's pooled connections freeze too.
+    server_signal(Path(os.environ["APM_TEST_REPLICA_DATA"]), signal.SIGSTOP)
+    for step in ("frozen", "after"):
+        with recorded() as seen:
+            status, names = dashboard_names(client)
         steps[step] = {"status": status, "names": names, "where": where(seen)}
     result(steps)

@@ -16,6 +16,8 @@ router's rules in tests/config/test_replica_rules.py.
 from __future__ import annotations
 
 import json
+import math
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +27,10 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
+from django.db import connections
 
+from apm.replicas import _lag_read
+from tests.config.replica_scenes import server_signal
 from tests.faults.test_postgres_outage import BINARIES, PostgresCluster, app_environment, as_cluster_owner
 from tests.processes import ROOT, wait_for
 
@@ -121,12 +126,12 @@ class Replication:
             **extra,
         }
 
-    def scene(self, name: str, **extra: str) -> tuple[dict[str, Any], str]:
+    def scene(self, name: str, *, timeout: float = 300, **extra: str) -> tuple[dict[str, Any], str]:
         """Run ``replica_scenes.<name>()`` in APM against the two servers: its result and its log."""
-        return run_scene(name, self.environment(**extra))
+        return run_scene(name, self.environment(**extra), timeout=timeout)
 
 
-def run_scene(name: str, environment: dict[str, str]) -> tuple[dict[str, Any], str]:
+def run_scene(name: str, environment: dict[str, str], *, timeout: float = 300) -> tuple[dict[str, Any], str]:
     done = subprocess.run(
         [
             sys.executable,
@@ -140,7 +145,7 @@ def run_scene(name: str, environment: dict[str, str]) -> tuple[dict[str, Any], s
         env=environment,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-5000:]
@@ -323,3 +328,102 @@ def test_a_standby_that_stops_between_two_checks_fails_over_inside_the_request(r
     assert steps["after"]["where"]["tasks"] == ["default"]
     assert log.count("database_replica_unavailable") == 1
     assert "Traceback" not in log
+
+
+def replica_lag(replication: Replication, blocker: Any) -> float:
+    """What APM's lag check finds, asked here of the test's real primary and standby."""
+    # The test database's settings, pointed at each server of the test (no pool: the check has none).
+    primary, standby = (
+        {
+            **connections["default"].settings_dict,
+            "NAME": "apm",
+            "USER": "postgres",
+            "PASSWORD": "",
+            "HOST": "127.0.0.1",
+            "PORT": str(cluster.port),
+            "OPTIONS": {},
+        }
+        for cluster in (replication.primary, replication.standby)
+    )
+    with blocker.unblock():  # the test's own servers, not the test database pytest-django guards
+        return _lag_read(primary, standby)
+
+
+def streaming(standby: Standby) -> bool:
+    return bool(sql(standby, "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"))
+
+
+def test_a_standby_that_stopped_receiving_wal_is_lagging_though_it_replayed_all_it_received(
+    replication: Replication, django_db_blocker: Any
+):
+    primary, standby = replication.primary, replication.standby
+    # A write the standby replays, then an idle primary: the standby holds everything, however old its
+    # last replayed transaction.
+    sql(primary, "UPDATE projects SET description = 'replayed, then idle' WHERE key = 'ALPHA'")
+    caught_up(primary, standby)
+    wait_for(
+        lambda: sql(standby, "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())") > 2,
+        timeout=30,
+        what="the standby's last replayed transaction to be more than 2 s old",
+    )
+    assert replica_lag(replication, django_db_blocker) == 0
+    steps, _ = replication.scene("viewer", APM_CACHE="none", DATABASE_REPLICA_MAX_LAG="1")
+    assert steps["where"]["tasks"] == ["replica"]
+
+    conninfo = sql(standby, "SHOW primary_conninfo")
+    sql(standby, "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=1 user=postgres'")
+    sql(standby, "SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: not streaming(standby), timeout=30, what="the standby to stop streaming")
+        # Another user renames ALPHA: the standby never receives it, and has replayed all it received.
+        sql(primary, "UPDATE projects SET name = 'Alpha, not on the standby' WHERE key = 'ALPHA'")
+        assert sql(standby, "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()")
+        assert replica_lag(replication, django_db_blocker) == math.inf
+        # However long the lag allowed, the viewer reads the primary's new name, and the gauges say so.
+        steps, log = replication.scene("viewer", APM_CACHE="none", DATABASE_REPLICA_MAX_LAG="600")
+        assert steps["names"] == ["Alpha, not on the standby"]
+        assert steps["where"]["tasks"] == ["default"]
+        assert steps["usable"] == 0
+        assert steps["lag"] == -1
+        assert "database_replica_lagging" in log
+        # The same again: the same answer (nothing the check does changes the standby).
+        again, _ = replication.scene("viewer", APM_CACHE="none", DATABASE_REPLICA_MAX_LAG="600")
+        assert {key: again[key] for key in ("names", "where", "usable")} == {
+            key: steps[key] for key in ("names", "where", "usable")
+        }
+    finally:
+        sql(standby, f"ALTER SYSTEM SET primary_conninfo = '{conninfo.replace(chr(39), chr(39) * 2)}'")
+        sql(standby, "SELECT pg_reload_conf()")
+    wait_for(lambda: streaming(standby), timeout=60, what="the standby to stream again")
+    sql(primary, "UPDATE projects SET name = 'Alpha' WHERE key = 'ALPHA'")
+    caught_up(primary, standby)
+    assert replica_lag(replication, django_db_blocker) == 0
+
+
+def test_a_frozen_standby_fails_the_read_within_the_timeout_and_the_primary_answers(
+    replication: Replication,
+):
+    standby = replication.standby
+    try:
+        # Generous: a frozen standby must not hold the request forever (the bound is 3 s of timeout).
+        steps, log = replication.scene(
+            "frozen",
+            timeout=60,
+            APM_CACHE="none",
+            DATABASE_REPLICA_CHECK_SECONDS="600",
+            DATABASE_REPLICA_TIMEOUT="3",
+            APM_TEST_REPLICA_DATA=str(standby.data),
+        )
+    finally:
+        server_signal(standby.data, signal.SIGCONT)
+    assert steps["before"]["where"]["tasks"] == ["replica"]
+    # The read sent to the frozen standby gave up, and the selector ran again on the primary.
+    assert steps["frozen"]["status"] == 200
+    assert steps["frozen"]["names"] == ["Alpha"]
+    assert steps["frozen"]["where"]["tasks"] == ["default", "replica"]
+    # Marked down: the next request goes to the primary at once.
+    assert steps["after"]["status"] == 200
+    assert steps["after"]["where"]["tasks"] == ["default"]
+    assert log.count("database_replica_unavailable") == 1
+    assert "Traceback" not in log
+    assert sql_answers(standby)

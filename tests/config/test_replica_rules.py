@@ -8,6 +8,7 @@ no router, every read on the primary.
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Iterator
 
@@ -199,6 +200,7 @@ def test_the_router_never_migrates_the_replica():
         ({"DATABASE_REPLICA_URL": "postgres://replica.internal:5432/"}, "DATABASE_REPLICA_URL"),
         ({"DATABASE_REPLICA_MAX_LAG": "0"}, "DATABASE_REPLICA_MAX_LAG is a number of seconds above 0"),
         ({"DATABASE_REPLICA_CHECK_SECONDS": "-1"}, "DATABASE_REPLICA_CHECK_SECONDS is a number of seconds"),
+        ({"DATABASE_REPLICA_TIMEOUT": "0"}, "DATABASE_REPLICA_TIMEOUT is a number of seconds above 0"),
     ],
 )
 def test_a_replica_setting_that_cannot_work_stops_start_up_naming_it(environment, message):
@@ -221,3 +223,51 @@ def test_a_replica_of_the_same_kind_adds_the_alias_and_the_router():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "['default', 'replica'] ['apm.replicas.ReplicaRouter']"
+
+
+@pytest.mark.parametrize(
+    ("primary", "replica", "expected"),
+    [
+        (
+            "postgres://postgres@db.internal:5432/apm",
+            "postgres://postgres@replica.internal:5432/apm",
+            {
+                "connect_timeout": 4,
+                "keepalives": 1,
+                "keepalives_idle": 2,
+                "keepalives_interval": 1,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 3500,
+                "options": "-c statement_timeout=3500",
+                "health_checks": False,
+            },
+        ),
+        (
+            "mysql://root@db.internal:3306/apm",
+            "mysql://root@replica.internal:3306/apm",
+            {"connect_timeout": 4, "read_timeout": 4, "write_timeout": 4, "health_checks": True},
+        ),
+    ],
+)
+def test_the_replica_waits_at_most_database_replica_timeout(primary, replica, expected):
+    """Every wait on the replica is bounded (connect, TCP, statement); the primary keeps its settings."""
+    shown = (
+        "from django.conf import settings as s; import json; r = s.DATABASES['replica']; "
+        f"o = {{k: r['OPTIONS'].get(k) for k in {sorted(expected)!r}}}; "
+        "o['health_checks'] = r['CONN_HEALTH_CHECKS']; "
+        "print(json.dumps([o, sorted(s.DATABASES['default']['OPTIONS'])]))"
+    )
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        shown,
+        DATABASE_URL=primary,
+        DATABASE_REPLICA_URL=replica,
+        DATABASE_REPLICA_TIMEOUT="3.5",
+    )
+
+    assert result.returncode == 0, result.stderr
+    replica_options, primary_options = json.loads(result.stdout.strip().splitlines()[-1])
+    assert replica_options == expected
+    assert not {"connect_timeout", "read_timeout", "tcp_user_timeout", "options"} & set(primary_options)
