@@ -252,6 +252,7 @@ class _ReplicaHealth:
         self.checking = False
         self.state = "unknown"  # "usable", "lagging", "down"
         self.lag: float | None = None
+        DATABASE_REPLICA_LAG.set(-1)  # unknown until the first check
 
     def reset(self) -> None:
         """Forget what is known: the next read asks the replica again (tests, a changed setting)."""
@@ -307,7 +308,11 @@ class _ReplicaHealth:
     def _become(self, state: str, **details: Any) -> None:
         with self.lock:
             previous, self.state = self.state, state
+            if state == "down":
+                self.lag = None
         DATABASE_REPLICA_USABLE.set(1 if state == "usable" else 0)
+        if state == "down":
+            DATABASE_REPLICA_LAG.set(-1)  # unknown: not the last figure measured before it went
         if state == previous:
             return
         max_lag = float(settings.DATABASE_REPLICA_MAX_LAG)

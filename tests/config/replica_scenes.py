@@ -209,13 +209,18 @@ def failing() -> None:
     steps: dict[str, Any] = {}
     with recorded() as seen:
         status, names = dashboard_names(viewer)
-    steps["before"] = {"status": status, "names": names, "where": where(seen)}
+    steps["before"] = {"status": status, "names": names, "where": where(seen), **gauges()}
     _command("APM_TEST_REPLICA_STOP")
     for step in ("failed_over", "after"):
         with recorded() as seen:
             status, names = dashboard_names(viewer)
-        steps[step] = {"status": status, "names": names, "where": where(seen)}
+        steps[step] = {"status": status, "names": names, "where": where(seen), **gauges()}
     result(steps)
+
+
+def gauges() -> dict[str, float]:
+    """The replica's gauges as this process exports them now."""
+    return {"lag": DATABASE_REPLICA_LAG._value.get(), "usable": DATABASE_REPLICA_USABLE._value.get()}
 
 
 def viewer() -> None:
@@ -228,8 +233,7 @@ def viewer() -> None:
             "status": status,
             "names": names,
             "where": where(seen),
-            "lag": DATABASE_REPLICA_LAG._value.get(),
-            "usable": DATABASE_REPLICA_USABLE._value.get(),
+            **gauges(),
         }
     )
 

@@ -326,6 +326,10 @@ def test_a_standby_that_stops_between_two_checks_fails_over_inside_the_request(r
     # From then on the primary at once, though the next check is ten minutes away.
     assert steps["after"]["status"] == 200
     assert steps["after"]["where"]["tasks"] == ["default"]
+    # Its lag is no longer known: the gauge says so instead of the last figure measured.
+    assert (steps["before"]["usable"], steps["after"]["usable"]) == (1, 0)
+    assert steps["before"]["lag"] >= 0
+    assert steps["after"]["lag"] == -1
     assert log.count("database_replica_unavailable") == 1
     assert "Traceback" not in log
 
@@ -424,6 +428,10 @@ def test_a_frozen_standby_fails_the_read_within_the_timeout_and_the_primary_answ
     # Marked down: the next request goes to the primary at once.
     assert steps["after"]["status"] == 200
     assert steps["after"]["where"]["tasks"] == ["default"]
+    # Its lag is no longer known: the gauge says so instead of the last figure measured.
+    assert (steps["before"]["usable"], steps["after"]["usable"]) == (1, 0)
+    assert steps["before"]["lag"] >= 0
+    assert steps["after"]["lag"] == -1
     assert log.count("database_replica_unavailable") == 1
     assert "Traceback" not in log
     assert sql_answers(standby)
