@@ -76,6 +76,9 @@ def logging_config(*, level: str, json: bool) -> dict[str, Any]:
             # (the embedded default) one ingestion would print a line per chunk. Failures still show.
             "celery.app.trace": {"level": "WARNING", "propagate": True},
             "django_structlog": {"level": level, "propagate": True},
+            # django-dbbackup logs each pg_dump/mysqldump command line at DEBUG: noise on every
+            # `manage.py backup`, and a command line is no place to read an operator's log from.
+            "dbbackup": {"level": "INFO", "propagate": True},
         },
     }
 
