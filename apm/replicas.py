@@ -96,6 +96,8 @@ class ReadScope:
     wrote: bool = False
     # The router handed out the replica during the current outermost replica_reads.
     used_replica: bool = False
+    # The replica cancelled a read of this scope (replica_cancelled): the rest of it reads the primary.
+    cancelled: bool = False
     # Asked once per scope, when a read first wants the replica: whether the user wrote recently
     # (apm.read_your_writes installs it for signed-in requests).
     pin_check: Callable[[], bool] | None = None
@@ -408,6 +410,18 @@ connection_created.connect(_replica_connection_created, dispatch_uid="apm_replic
 # --- Routing --------------------------------------------------------------------------------------------
 
 
+# SQLSTATEs of a statement a standby that answers cancelled: a conflict with the replay of the primary's
+# WAL (serialization_failure: "canceling statement due to conflict with recovery"; hot_standby_feedback
+# makes them rare, not impossible) and DATABASE_REPLICA_TIMEOUT's statement_timeout (query_canceled).
+# Not the replica's fault nor the query's: the primary answers the same read.
+_REPLICA_CANCEL_SQLSTATES = frozenset({"40001", "57014"})
+
+
+def replica_cancelled(error: BaseException) -> bool:
+    """Whether ``error`` is a read the replica cancelled (it answers: the replica stays in use)."""
+    return getattr(error.__cause__, "sqlstate", "") in _REPLICA_CANCEL_SQLSTATES
+
+
 def replica_read_alias(*, counted: bool = True) -> str:
     """Where a read made now goes: ``REPLICA`` or ``PRIMARY``, by the rules of the module docstring.
 
@@ -419,7 +433,9 @@ def replica_read_alias(*, counted: bool = True) -> str:
     if not scope.wanted or scope.wrote or connections[PRIMARY].in_atomic_block:
         return PRIMARY
     reason = ""
-    if scope.is_pinned():
+    if scope.cancelled:
+        reason = "cancelled"
+    elif scope.is_pinned():
         reason = "pinned"
     elif not replica_health.usable():
         reason = replica_health.state
@@ -482,13 +498,19 @@ def replica_reads(function: Callable[P, T]) -> Callable[P, T]:
         try:
             return function(*args, **kwargs)
         except (OperationalError, InterfaceError) as error:
-            if not (scope.used_replica and database_unavailable(error)):
+            if not scope.used_replica:
                 raise
-            replica_health.failed(error)
-            DATABASE_REPLICA_FALLBACKS.labels(reason="failed").inc()
+            if database_unavailable(error):
+                replica_health.failed(error)  # marked down: every read of the second run goes to the primary
+                DATABASE_REPLICA_FALLBACKS.labels(reason="failed").inc()
+            elif replica_cancelled(error):
+                scope.cancelled = True  # the replica stays in use for others; this scope reads the primary
+                DATABASE_REPLICA_FALLBACKS.labels(reason="cancelled").inc()
+                logger.info("database_replica_read_cancelled", reads_to="primary", error=str(error)[:300])
+            else:
+                raise
         finally:
             scope.wanted -= 1
-        # Marked down: every read of this second run goes to the primary.
         return function(*args, **kwargs)
 
     return wrapper

@@ -181,7 +181,8 @@ DATABASE_REPLICA_USABLE = Gauge(
 DATABASE_REPLICA_FALLBACKS = Counter(
     "apm_db_replica_fallbacks_total",
     "Reads that would have gone to the replica and went to the primary, by reason (down, lagging, "
-    "failed mid-read, pinned after the user's own write, unknown before the first check).",
+    "failed mid-read, cancelled by the replica, pinned after the user's own write, unknown before the "
+    "first check).",
     ["reason"],
 )
 REPLICA_FALLBACK_REASONS = ("down", "lagging", "failed", "pinned", "unknown")

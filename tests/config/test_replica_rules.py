@@ -135,6 +135,34 @@ def test_a_replica_that_fails_under_a_selector_is_marked_down_and_the_selector_r
     assert where_reads_go() == PRIMARY  # until the next check, without trying the replica
 
 
+@pytest.mark.parametrize(
+    "cancel",
+    [
+        psycopg.errors.SerializationFailure("canceling statement due to conflict with recovery"),
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+    ],
+)
+def test_a_read_the_replica_cancels_runs_on_the_primary_and_the_replica_stays_in_use(
+    replica: None, cancel: psycopg.Error
+):
+    calls: list[str] = []
+
+    @replica_reads
+    def dashboard() -> str:
+        alias = replica_read_alias()
+        calls.append(alias)
+        if alias == REPLICA:
+            raise OperationalError(str(cancel)) from cancel
+        return "figures"
+
+    assert dashboard() == "figures"
+    assert calls == [REPLICA, PRIMARY]
+    assert replica_health.state == "usable"  # it answers: one statement was cancelled, not the server
+    assert where_reads_go() == PRIMARY  # the rest of this request or task
+    with read_scope_open():  # another one
+        assert where_reads_go() == REPLICA
+
+
 def test_a_query_that_fails_on_an_answering_replica_is_not_retried(replica: None):
     @replica_reads
     def broken() -> str:
