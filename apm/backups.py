@@ -8,8 +8,14 @@ leaves to the operator:
 * a restore checks the file before touching the database (a truncated or foreign file is refused, with
   the reason, and the database is left as it was) and refuses a database that already holds tables
   unless told to replace them;
-* nothing is half restored: PostgreSQL restores in one transaction, SQLite swaps in the new file at once,
-  and MariaDB (whose DDL cannot be rolled back) drops what a failed restore created in an empty database;
+* nothing is half restored: PostgreSQL restores in one transaction, SQLite swaps in the new file at once
+  (with the old file's mode and owner), and MariaDB (whose DDL cannot be rolled back) restores only into
+  an empty database and drops what a failed restore created there: ``--force`` is refused on MariaDB;
+* a backup is written whole or not at all (a failed write deletes its partial file, and a dump counts as
+  a backup only once its metadata, written last, is there), readable by its owner only (it holds password
+  hashes and webhook secrets);
+* retention and "the newest backup" look only at the backups of one database alias and one deployment
+  (``<alias>-<APM_BACKUP_NAME>-<date>``), never at another's in the same storage;
 * the MariaDB password travels in ``MYSQL_PWD``, never on a command line that ``ps`` shows;
 * ``backup_create`` keeps the newest ``APM_BACKUP_KEEP`` backups and says which it deleted.
 
@@ -29,6 +35,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,11 +46,19 @@ from dbbackup.db.mysql import MysqlDumpConnector
 from dbbackup.db.postgresql import PgDumpBinaryConnector
 from dbbackup.db.sqlite import SqliteBackupConnector
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from apm.cache import EPOCH_KEY, cache_invalidate
+
+try:  # the bucket's client, when django-storages' S3 backend is installed (it is in the image)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, ClientError)
+except ImportError:  # pragma: no cover (botocore is in requirements/base.txt)
+    STORAGE_ERRORS = (OSError,)
 
 # Seconds a check of a backup file (pg_restore --list) may take: it reads the archive's table of contents.
 CHECK_TIMEOUT = 300
@@ -53,6 +68,10 @@ DUMP_EDGE_BYTES = 4096
 
 class BackupError(Exception):
     """A backup or restore that did not happen, with the reason in words an operator can act on."""
+
+
+# An archive of the export files fails by a write to the backup storage or a read of the export files.
+EXPORT_ERRORS: tuple[type[Exception], ...] = (BackupError, *STORAGE_ERRORS)
 
 
 # --- Connectors (named in settings.DBBACKUP_CONNECTOR_MAPPING, so dbbackup's commands use them too) ---
@@ -190,6 +209,7 @@ class SQLiteConnector(SqliteBackupConnector):
                 raise
         try:
             self.check_dump(staged)
+            _file_attributes_copy(source=target, staged=staged)
             self.connection.close()
             # The old database's write-ahead log and its index go first: left beside the new file, SQLite
             # would apply the old log's pages to it.
@@ -198,6 +218,25 @@ class SQLiteConnector(SqliteBackupConnector):
             os.replace(staged, target)
         finally:
             staged.unlink(missing_ok=True)
+
+
+def _file_attributes_copy(*, source: Path, staged: Path) -> None:
+    """Give the new database file the mode (and, run as root, the owner) of the one it replaces.
+
+    The staged copy is a temporary file (0600, owned by whoever runs the restore): renamed over the
+    database as it is, APM's own user, or a group that reads the file, would lose access to it.
+    A database that did not exist gets the mode any new file gets (0666 less the umask).
+    """
+    try:
+        old = source.stat()
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staged, 0o666 & ~umask)
+        return
+    os.chmod(staged, old.st_mode & 0o7777)
+    if os.geteuid() == 0 and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+        os.chown(staged, old.st_uid, old.st_gid)
 
 
 # --- Storage of the backups ---
@@ -217,21 +256,59 @@ def storage_description(storage: Storage) -> str:
     return f"s3://{bucket}/{location}".rstrip("/") if bucket else type(storage).__name__
 
 
-def backup_list(*, kind: str = "db") -> list[str]:
-    """Names of the stored backups of ``kind`` (``db`` dumps or ``media`` tars of export files), newest
-    first. Only names dbbackup made (a date in them) count: other files in the directory are left alone."""
+def backup_prefix(*, kind: str = "db", database: str = DEFAULT_DB_ALIAS) -> str:
+    """The start of the names of this deployment's backups of ``database`` (``db``:
+    ``<alias>-<APM_BACKUP_NAME>-``) or of its export tars (``media``: ``<APM_BACKUP_NAME>-``).
+
+    Made by dbbackup's own name template with a marker for the date, so it always matches the names
+    ``backup`` writes.
+    """
+    marker = "DATEMARKER"
+    if kind == "media":
+        name = dbbackup_utils.filename_generate("tar", content_type="media", wildcard=marker)
+    else:
+        name = dbbackup_utils.filename_generate("dump", database_name=database, wildcard=marker)
+    return name.split(marker, 1)[0]
+
+
+def _backup_date(name: str, prefix: str) -> datetime | None:
+    """The date of backup ``name`` if it is ``prefix`` followed by a date and an extension, else None."""
+    if not name.startswith(prefix):
+        return None
+    date = name[len(prefix) :].split(".", 1)[0]
+    try:
+        return datetime.strptime(date, settings.DBBACKUP_DATE_FORMAT)
+    except ValueError:
+        return None
+
+
+def backup_list(*, kind: str = "db", database: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Names of the stored backups of ``kind`` (``db`` dumps of ``database`` or ``media`` tars of export
+    files) of this deployment, newest first.
+
+    Retention and "the newest backup" of ``restore`` read this list, so it holds only what they may
+    act on: names this deployment made for this alias (another alias's or deployment's backups in the
+    same storage are not ours to delete or restore), and dumps whose ``.metadata`` exists. The metadata
+    is written last, so a dump cut short by a full disk or a killed process is never picked as the
+    newest, nor counted as one of the backups kept.
+    """
     try:
         _directories, names = backup_storage().listdir("")
     except FileNotFoundError:  # a backup directory not made yet: no backup
         return []
-    found = [
-        name
-        for name in names
-        if not name.endswith(".metadata")
-        and dbbackup_utils.filename_to_date(name) is not None
-        and (".tar" in name) == (kind == "media")
-    ]
-    return sorted(found, key=lambda name: (dbbackup_utils.filename_to_date(name), name), reverse=True)
+    except STORAGE_ERRORS as exc:
+        raise BackupError(f"the backup storage cannot be listed: {exc}") from exc
+    prefix = backup_prefix(kind=kind, database=database)
+    present = set(names)
+    dated = []
+    for name in names:
+        date = _backup_date(name, prefix)
+        if date is None or name.endswith(".metadata") or (".tar" in name) != (kind == "media"):
+            continue
+        if kind == "db" and f"{name}.metadata" not in present:
+            continue
+        dated.append((date, name))
+    return [name for _date, name in sorted(dated, reverse=True)]
 
 
 def _exports_are_local() -> bool:
@@ -269,37 +346,82 @@ def backup_create(
         raise BackupError(f"keep is a number of backups (0: keep all), not {keep}")
     storage = backup_storage()
     connector = get_connector(database)
+    # OSError: dbbackup spools the dump in the temporary directory (a full /tmp); sqlite3.Error: SQLite's
+    # backup API writes its copy there too.
     try:
         dump = connector.create_dump()
-    except CommandConnectorError as exc:
+    except (CommandConnectorError, OSError, sqlite3.Error) as exc:
         raise BackupError(f"the dump of database {database!r} failed: {exc}") from exc
     with dump:
-        stored = storage.save(connector.generate_filename(), File(dump))
+        stored = _storage_write(storage, connector.generate_filename(), File(dump))
     # dbbackup's dbrestore reads the same metadata: it refuses a backup of another database engine.
+    # Written last: until it exists the dump is not a backup (backup_list).
     metadata = {
         "engine": connector.connection.settings_dict["ENGINE"],
         "connector": f"{type(connector).__module__}.{type(connector).__name__}",
     }
-    storage.save(f"{stored}.metadata", ContentFile(json.dumps(metadata).encode()))
+    try:
+        _storage_write(storage, f"{stored}.metadata", ContentFile(json.dumps(metadata).encode()))
+    except BackupError:
+        _storage_delete_quietly(storage, stored)
+        raise
     exports_name, exports_files = None, 0
     if exports if exports is not None else _exports_are_local():
-        exports_name, exports_files = _exports_backup(storage)
+        try:
+            exports_name, exports_files = _exports_backup(storage)
+        except EXPORT_ERRORS as exc:
+            raise BackupError(
+                f"the database backup {stored} was written, but the archive of the export files "
+                f"was not: {exc}"
+            ) from exc
     deleted: list[str] = []
-    if keep:
-        for kind in ("db", "media"):
-            for name in backup_list(kind=kind)[keep:]:
-                storage.delete(name)
-                if storage.exists(f"{name}.metadata"):
-                    storage.delete(f"{name}.metadata")
-                deleted.append(name)
+    try:
+        if keep:
+            # The export tars are the deployment's, not the alias's: a run that wrote none (--no-exports,
+            # another alias's backup) leaves them to the runs that write them.
+            for kind in ("db", "media") if exports_name else ("db",):
+                for name in backup_list(kind=kind, database=database)[keep:]:
+                    storage.delete(name)
+                    if storage.exists(f"{name}.metadata"):
+                        storage.delete(f"{name}.metadata")
+                    deleted.append(name)
+        size = storage.size(stored)
+    except STORAGE_ERRORS as exc:
+        raise BackupError(
+            f"{stored} was written, but deleting older backups in {storage_description(storage)} failed "
+            f"after {len(deleted)} deletions: {exc}"
+        ) from exc
     return BackupWritten(
         storage=storage_description(storage),
         database=stored,
-        database_bytes=storage.size(stored),
+        database_bytes=size,
         exports=exports_name,
         exports_files=exports_files,
         deleted=tuple(deleted),
     )
+
+
+def _storage_write(storage: Storage, name: str, content: File[Any]) -> str:
+    """Save ``content`` as ``name`` (or a free name like it) and return the name, or raise BackupError.
+
+    A write that fails (a full disk, a directory that cannot be made or written, a bucket that refuses)
+    deletes what it had written: a partial file must not be taken for a backup.
+    """
+    try:
+        name = storage.get_available_name(name)
+    except STORAGE_ERRORS as exc:
+        raise BackupError(f"cannot write to {storage_description(storage)}: {exc}") from exc
+    try:
+        return storage.save(name, content)
+    except STORAGE_ERRORS as exc:
+        _storage_delete_quietly(storage, name)
+        raise BackupError(f"writing {name} to {storage_description(storage)} failed: {exc}") from exc
+
+
+def _storage_delete_quietly(storage: Storage, name: str) -> None:
+    """Delete a partial file after a failed write; the write's own error is the one to report."""
+    with contextlib.suppress(*STORAGE_ERRORS):
+        storage.delete(name)
 
 
 def _media_files(media: Storage, path: str = "") -> Iterator[str]:
@@ -326,7 +448,7 @@ def _exports_backup(storage: Storage) -> tuple[str, int]:
                     count += 1
         archive.seek(0)
         name = dbbackup_utils.filename_generate("tar", content_type="media")
-        return storage.save(name, File(archive)), count
+        return _storage_write(storage, name, File(archive)), count
 
 
 # --- Restore ---
@@ -366,24 +488,34 @@ def backup_restore(
     name: str = "",
     path: str = "",
     database: str = DEFAULT_DB_ALIAS,
+    source: str = "",
     force: bool = False,
 ) -> Restored:
-    """Restore the backup ``name`` from the backup storage (the newest without a name), or the local
-    file ``path``, into ``database``.
+    """Restore the backup ``name`` from the backup storage, or the local file ``path``, into
+    ``database``; without either, the newest backup of the alias ``source`` (default: ``database``)
+    made by this deployment (``APM_BACKUP_NAME``).
 
     The file is checked before the database is touched. A database that already has tables is refused
-    unless ``force``, which replaces what the backup holds (stop the web, workers and beat first).
+    unless ``force``, which replaces what the backup holds (stop the web, workers and beat first); on
+    MariaDB ``force`` is refused too, as a failed restore there cannot be undone.
     Afterwards every cache entry is dropped: none was computed from the restored data.
     """
     if name and path:
         raise BackupError("give a backup name or a file path, not both")
     connector = get_connector(database)
-    label, opener, metadata = _backup_locate(name=name, path=path)
+    label, opener, metadata = _backup_locate(name=name, path=path, source=source or database)
     _engine_check(connector=connector, database=database, label=label, metadata=metadata)
-    with opener() as source, tempfile.NamedTemporaryFile(prefix="apm-restore-") as staged:
-        while chunk := source.read(1 << 20):
-            staged.write(chunk)
-        staged.flush()
+    with tempfile.NamedTemporaryFile(prefix="apm-restore-") as staged:
+        try:
+            with opener() as backup_file:
+                while chunk := backup_file.read(1 << 20):
+                    staged.write(chunk)
+            staged.flush()
+        except STORAGE_ERRORS as exc:
+            raise BackupError(
+                f"copying {label} to the temporary directory failed: {exc}; "
+                f"database {database!r} was not touched"
+            ) from exc
         try:
             connector.check_dump(Path(staged.name))
         except BackupError as exc:
@@ -397,6 +529,17 @@ def backup_restore(
                 f"tables ({', '.join(tables[:3])}, ...). Restore into a new, empty database, or pass "
                 "--force to replace its contents with the backup's (stop APM's web, workers and beat first)"
             )
+        if tables and connections[database].vendor == "mysql":
+            # MariaDB commits every DROP and CREATE TABLE as it runs: a dump that fails half-way (a damaged
+            # line, a full disk, a lost connection) would leave the live tables dropped or half loaded,
+            # with no way back. Only an empty database can be put back as it was.
+            raise BackupError(
+                f"database {database!r} ({connector.settings['NAME']}) is not empty ({len(tables)} tables) "
+                "and --force is refused on MariaDB, whose DDL cannot be rolled back: a restore that failed "
+                "half-way would leave the live tables dropped or half loaded. Create a new database "
+                "(CREATE DATABASE apm_restored CHARACTER SET utf8mb4), restore into it and point "
+                "DATABASE_URL at it; drop the old one once you are sure"
+            )
         connections[database].close()
         # pg_restore --clean (--if-exists) drops each object before recreating it: only when replacing
         # what is there.
@@ -404,15 +547,11 @@ def backup_restore(
         staged.seek(0)
         try:
             connector.restore_dump(staged)
-        except CommandConnectorError as exc:
-            vendor = connections[database].vendor
-            state = (
-                "was left as it was"
-                if vendor in ("postgresql", "sqlite") or not tables
-                else "may be partly replaced: restore again with --force"
-            )
+        except (CommandConnectorError, OSError) as exc:
+            # PostgreSQL rolls its one transaction back, SQLite never renamed the new file in, and MariaDB
+            # (only ever restored into an empty database) dropped what it had created.
             raise BackupError(
-                f"the restore of {label} failed and database {database!r} {state}: {exc}"
+                f"the restore of {label} failed and database {database!r} was left as it was: {exc}"
             ) from exc
         finally:
             connections[database].close()
@@ -426,8 +565,13 @@ def backup_restore(
     )
 
 
-def _backup_locate(*, name: str, path: str) -> tuple[str, Callable[[], IO[bytes]], dict[str, Any]]:
-    """The backup to restore: its name for messages, how to open it, and its metadata (may be empty)."""
+def _backup_locate(
+    *, name: str, path: str, source: str
+) -> tuple[str, Callable[[], IO[bytes]], dict[str, Any]]:
+    """The backup to restore: its name for messages, how to open it, and its metadata (may be empty).
+
+    Without a name or path, the newest backup of the alias ``source`` by this deployment.
+    """
     if path:
         file = Path(path)
         if not file.is_file():
@@ -437,16 +581,30 @@ def _backup_locate(*, name: str, path: str) -> tuple[str, Callable[[], IO[bytes]
         return path, lambda: file.open("rb"), metadata
     storage = backup_storage()
     if not name:
-        newest = backup_list(kind="db")
+        newest = backup_list(kind="db", database=source)
         if not newest:
-            raise BackupError(f"there is no backup in {storage_description(storage)}")
+            raise BackupError(
+                f"there is no backup in {storage_description(storage)} named "
+                f"{backup_prefix(database=source)}<date> (a backup of database {source!r} by this "
+                "deployment, APM_BACKUP_NAME): name the backup to restore"
+            )
         name = newest[0]
-    if not storage.exists(name):
-        raise BackupError(f"there is no backup named {name!r} in {storage_description(storage)}")
     metadata = {}
-    if storage.exists(f"{name}.metadata"):
-        with storage.open(f"{name}.metadata", "rb") as meta_file:
-            metadata = _metadata_parse(meta_file.read(), name)
+    try:
+        if not storage.exists(name):
+            raise BackupError(f"there is no backup named {name!r} in {storage_description(storage)}")
+        if storage.exists(f"{name}.metadata"):
+            with storage.open(f"{name}.metadata", "rb") as meta_file:
+                metadata = _metadata_parse(meta_file.read(), name)
+    except SuspiciousOperation as exc:
+        # A path that leaves the backup storage (../../etc/passwd, /etc/passwd): a file of this machine is
+        # restored with --path, on purpose.
+        raise BackupError(
+            f"{name!r} is not a backup name in {storage_description(storage)} (a name, not a path: "
+            f"{exc}); restore a file of this machine with --path"
+        ) from exc
+    except STORAGE_ERRORS as exc:
+        raise BackupError(f"cannot read {name} from {storage_description(storage)}: {exc}") from exc
     return name, lambda: storage.open(name, "rb"), metadata
 
 

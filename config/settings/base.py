@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -457,13 +458,25 @@ STORAGES["dbbackup"] = (
         addressing_style=env("AWS_S3_ADDRESSING_STYLE", default=""),
     )
     if APM_BACKUP_BUCKET
-    else {"BACKEND": LOCAL_STORAGE, "OPTIONS": {"location": APM_BACKUP_DIR}}
+    else {
+        "BACKEND": LOCAL_STORAGE,
+        # Backups hold password hashes, API tokens and webhook secrets: readable by APM's user only.
+        "OPTIONS": {
+            "location": APM_BACKUP_DIR,
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
+    }
 )
 # Backups kept: each `manage.py backup` deletes the oldest beyond this many (0 keeps every one, for a
 # bucket whose own lifecycle rules expire them).
-APM_BACKUP_KEEP = env.int("APM_BACKUP_KEEP", default=14)
-if APM_BACKUP_KEEP < 0:
-    raise ImproperlyConfigured(f"APM_BACKUP_KEEP is a number of backups (0: all), not {APM_BACKUP_KEEP}.")
+# An empty or malformed value is an error, not 0: 0 would silently keep every backup forever.
+_keep_text = env("APM_BACKUP_KEEP", default="14")
+if not re.fullmatch(r"[0-9]+", _keep_text.strip()):
+    raise ImproperlyConfigured(
+        f"APM_BACKUP_KEEP is a whole number of backups, 0 or more (0: keep all), not {_keep_text!r}."
+    )
+APM_BACKUP_KEEP = int(_keep_text)
 DBBACKUP_CLEANUP_KEEP = APM_BACKUP_KEEP or 10**9
 # The name in every backup file, the same from any pod (dbbackup's default is the host name, which a
 # CronJob's pod changes at every run). Microseconds in the date: two backups never share a name.

@@ -14,7 +14,11 @@ import json
 import logging
 import os
 import re
+import resource
 import secrets
+import stat
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from io import StringIO
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbbackup import settings as dbbackup_settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
@@ -32,7 +37,8 @@ from apm.backups import backup_create
 from demo.data import DEMO_PROJECT_KEYS
 from projects.models import Project
 from repos.models import Commit, IngestionRun
-from tests.processes import manage
+from tests import isolation
+from tests.processes import ROOT, manage
 from tests.repos.gitrepo import GitRepo
 
 pytestmark = pytest.mark.django_db(transaction=True)  # pg_dump and mysqldump see committed rows only
@@ -58,14 +64,13 @@ def database_url(alias: str) -> str:
 
 @pytest.fixture
 def backups(settings, tmp_path: Path) -> Path:
-    """The backup storage: a directory of the test's own."""
+    """The backup storage: a directory of the test's own, with the settings' other options."""
     directory = tmp_path / "backups"
+    configured = settings.STORAGES["dbbackup"]
+    assert configured["BACKEND"] == "django.core.files.storage.FileSystemStorage"
     settings.STORAGES = {
         **settings.STORAGES,
-        "dbbackup": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(directory)},
-        },
+        "dbbackup": {**configured, "OPTIONS": {**configured["OPTIONS"], "location": str(directory)}},
     }
     return directory
 
@@ -152,7 +157,7 @@ def test_restore_drill(populated: GitRepo, backups: Path, restored: str, tmp_pat
     assert len(dumps) == 1
     assert dumps[0] in output
 
-    output = run("restore", database=restored)
+    output = run("restore", database=restored, source_database="default")
     assert f"Restored {dumps[0]}" in output
 
     # Every table of every app, every column, row for row.
@@ -219,25 +224,100 @@ def test_restore_refuses_a_database_that_is_not_empty_unless_forced(
     populated: GitRepo, backups: Path, restored: str
 ):
     run("backup")
-    run("restore", database=restored)
+    run("restore", database=restored, source_database="default")
     rows = table_rows(restored)
 
     with pytest.raises(CommandError, match=r"is not empty: it has \d+ tables .* pass --force"):
-        run("restore", database=restored)
+        run("restore", database=restored, source_database="default")
     with pytest.raises(CommandError, match="is not empty"):
         run("restore", database="default")
     assert table_rows(restored) == rows
 
-    # Forced twice: the same rows as restoring once, even after a change in between.
     Project.objects.using(restored).filter(key=DEMO_PROJECT_KEYS[0]).update(name="Changed after the restore")
+    changed = table_rows(restored)
+    if connection.vendor == "mysql":
+        # MariaDB cannot undo a restore that fails half-way over live tables: --force is refused, and
+        # the database keeps what it had.
+        for _ in range(2):
+            with pytest.raises(CommandError, match=r"--force is refused on MariaDB.*Create a new database"):
+                run("restore", database=restored, source_database="default", force=True)
+            assert table_rows(restored) == changed
+        return
+    # Forced twice: the same rows as restoring once, even after a change in between.
     for _ in range(2):
-        assert "replacing" in run("restore", database=restored, force=True)
+        assert "replacing" in run("restore", database=restored, source_database="default", force=True)
         assert table_rows(restored) == rows
+
+
+def damage_in_the_middle(dump: Path) -> None:
+    """Break a backup in its middle, leaving its start and end (a mysqldump's header and last line) whole."""
+    content = dump.read_bytes()
+    if connection.vendor == "mysql":
+        # The attacker's damage: a broken statement among the rows of a table.
+        at = content.index(b"INSERT INTO `tasks`")
+        at = content.index(b"\n", at) + 1
+    else:
+        at = len(content) // 2
+    dump.write_bytes(content[:at] + b"GARBAGE'(( ;\n" + content[at:])
+
+
+def test_a_forced_restore_of_a_backup_damaged_in_the_middle_leaves_the_live_data(
+    populated: GitRepo, backups: Path, restored: str
+):
+    run("backup")
+    run("restore", database=restored, source_database="default")
+    rows = table_rows(restored)
+    assert rows["tasks"]
+    (dump,) = (path for path in backups.iterdir() if path.name.endswith(connection_extension()))
+    damage_in_the_middle(dump)
+
+    for _ in range(2):
+        with pytest.raises(CommandError, match="Nothing was restored") as failure:
+            run("restore", dump.name, database=restored, force=True)
+        assert "partly" not in str(failure.value)
+        assert table_rows(restored) == rows
+
+
+def test_retention_and_the_newest_backup_are_those_of_one_alias_and_one_deployment(
+    backups: Path, restored: str, monkeypatch: pytest.MonkeyPatch
+):
+    for _ in range(2):
+        run("backup", keep=0)
+    ours = sorted(path.name for path in backups.iterdir() if path.name.startswith("default-apm-"))
+    tars = sorted(path.name for path in backups.glob("apm-*.tar"))
+    assert len(ours) == 4  # two dumps and their metadata
+    assert len(tars) == 2
+
+    # Another alias's backups, kept 1: the default alias's are not its to delete.
+    written = backup_create(database=restored, keep=1, exports=False)
+    backup_create(database=restored, keep=1, exports=False)
+    assert sorted(path.name for path in backups.iterdir() if path.name.startswith("default-apm-")) == ours
+    assert len(list(backups.glob(f"{restored}-apm-*.metadata"))) == 1
+    assert written.database.startswith(f"{restored}-apm-")
+
+    # Another deployment (APM_BACKUP_NAME=staging) in the same storage, kept 1: ours stay, dumps and tars.
+    monkeypatch.setattr(dbbackup_settings, "HOSTNAME", "staging")
+    run("backup", keep=1)
+    output = run("backup", keep=1)
+    assert "Deleted the older backup default-staging-" in output
+    assert "Deleted the older backup default-apm" not in output
+    assert sorted(path.name for path in backups.iterdir() if path.name.startswith("default-apm-")) == ours
+    assert sorted(path.name for path in backups.glob("apm-*.tar")) == tars
+    assert len(list(backups.glob("default-staging-*.metadata"))) == 1
+    monkeypatch.setattr(dbbackup_settings, "HOSTNAME", "apm")
+
+    # `restore` without a name takes this deployment's newest backup of the alias, not staging's newer one.
+    newest = max(name for name in ours if not name.endswith(".metadata"))
+    assert f"Restored {newest} into" in run("restore", database=restored, source_database="default")
 
 
 def test_restore_of_a_missing_backup_names_it(backups: Path, restored: str, tmp_path: Path):
     with pytest.raises(CommandError, match="there is no backup in"):
         run("restore", database=restored)
+    # A path out of the backup storage is not a backup name.
+    for name in ("../../../etc/passwd", "/etc/passwd"):
+        with pytest.raises(CommandError, match=f"{re.escape(repr(name))} is not a backup name.*--path"):
+            run("restore", name, database=restored)
     with pytest.raises(CommandError, match=r"no backup named 'nothing\.psql\.bin'"):
         run("restore", "nothing.psql.bin", database=restored)
     with pytest.raises(CommandError, match="no such file"):
@@ -255,7 +335,7 @@ def test_restore_of_a_damaged_backup_fails_and_leaves_the_database_empty(
     dump.write_bytes(b"\x00not a backup\n" * 100 if damage == "garbage" else content[: len(content) // 2])
 
     with pytest.raises(CommandError, match=f"Nothing was restored: .*{re.escape(dump.name)}"):
-        run("restore", database=restored)
+        run("restore", database=restored, source_database="default")
 
     assert table_rows(restored) == {}
 
@@ -266,7 +346,7 @@ def test_restore_refuses_a_backup_of_another_database_engine(backups: Path, rest
     metadata.write_text(json.dumps({"engine": "django.db.backends.oracle"}))
 
     with pytest.raises(CommandError, match=r"backup of a django\.db\.backends\.oracle database"):
-        run("restore", database=restored)
+        run("restore", database=restored, source_database="default")
     assert table_rows(restored) == {}
 
 
@@ -336,3 +416,150 @@ def test_the_database_password_never_reaches_a_command_line(
     commands = [record.getMessage() for record in caplog.records if record.name == "dbbackup.command"]
     assert any(user in command for command in commands)
     assert not any(password in command for command in commands)
+
+
+def backup_process(
+    tmp_path: Path, *args: str, file_size_limit: int = 0, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``manage.py backup`` in a process of its own, with the settings as deployed (the test settings'
+    backup storage is APM_BACKUP_DIR's), on the test database; ``file_size_limit``: RLIMIT_FSIZE."""
+
+    def limit() -> None:
+        if file_size_limit:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    base = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", "backup", *args],
+        cwd=ROOT,
+        env={
+            **base,
+            **isolation.worker_environment(""),
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": database_url("default"),
+            "DJANGO_MEDIA_ROOT": str(tmp_path / "media"),
+            **env,
+        },
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_backups_are_readable_by_their_owner_only(tmp_path: Path, transactional_db: None):
+    directory = tmp_path / "new" / "backups"
+    result = backup_process(tmp_path, APM_BACKUP_DIR=str(directory))
+    assert result.returncode == 0, result.stderr
+
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = list(directory.iterdir())
+    assert {path.suffix for path in files} >= {".metadata", ".tar"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_a_backup_that_cannot_be_written_says_why_and_leaves_no_partial_file(
+    tmp_path: Path, transactional_db: None
+):
+    # A file-size limit of half a dump: the dump (spooled in the temporary directory) or its copy cannot be
+    # written whole, while the database can still be opened (SQLite's shared-memory file is 32 KiB).
+    whole = backup_process(tmp_path, "--no-exports", APM_BACKUP_DIR=str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    (dump,) = (path for path in (tmp_path / "whole").iterdir() if path.suffix != ".metadata")
+    if connection.vendor == "sqlite":
+        assert dump.stat().st_size // 2 > 32 * 1024, "the limit must leave room for SQLite's -shm file"
+    directory = tmp_path / "backups"
+    limited = backup_process(
+        tmp_path, file_size_limit=dump.stat().st_size // 2, APM_BACKUP_DIR=str(directory)
+    )
+    assert limited.returncode == 1, limited.stderr
+    assert "CommandError: Nothing was backed up:" in limited.stderr
+    assert "Traceback" not in limited.stderr
+    assert not directory.exists() or list(directory.iterdir()) == []
+
+    # A backup directory that cannot be made.
+    impossible = backup_process(tmp_path, APM_BACKUP_DIR="/dev/null/backups")
+    assert impossible.returncode == 1, impossible.stderr
+    assert "CommandError: Nothing was backed up:" in impossible.stderr
+    assert "Not a directory" in impossible.stderr
+    assert "Traceback" not in impossible.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 KiB tmpfs (root only): a backup directory that fills up after the dump was taken."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k,mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"mounting a tmpfs needs root (the file-size limit test covers the rest): {mounted.stderr}"
+        )
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_backup_disk_says_so_and_leaves_no_partial_file(
+    tmp_path: Path, transactional_db: None, small_disk: Path
+):
+    result = backup_process(tmp_path, "--no-exports", APM_BACKUP_DIR=str(small_disk))
+    assert result.returncode == 1, result.stderr
+    assert "CommandError: Nothing was backed up: writing " in result.stderr
+    assert "No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(small_disk.iterdir()) == []
+
+
+def test_a_dump_without_its_metadata_is_not_a_backup(backups: Path, restored: str):
+    run("backup", keep=0)
+    (first,) = (path for path in backups.iterdir() if path.name.endswith(connection_extension()))
+    # What a backup cut short by a killed process leaves: a newer dump, half written, without metadata.
+    partial = backups / f"default-apm-2999-01-01-000000-000000{connection_extension()}"
+    partial.write_bytes(first.read_bytes()[:100])
+
+    output = run("backup", keep=1)
+
+    dumps = sorted(path.name for path in backups.iterdir() if path.name.endswith(connection_extension()))
+    (second,) = (name for name in dumps if name not in (first.name, partial.name))
+    assert f"Deleted the older backup {first.name}." in output
+    assert partial.name not in output
+    assert dumps == sorted([second, partial.name])
+    assert f"Restored {second} into" in run("restore", database=restored, source_database="default")
+
+
+def test_an_sqlite_restore_keeps_the_database_file_mode_and_owner(backups: Path, restored: str):
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL and MariaDB restore into the server's files, not into a file of APM's")
+    run("backup", keep=0)
+    target = Path(connections[restored].settings_dict["NAME"])
+    connections[restored].ensure_connection()  # SQLite makes the (empty) file
+    connections[restored].close()
+    target.chmod(0o640)
+    if os.geteuid() == 0:
+        os.chown(target, 65534, 65534)
+
+    run("restore", database=restored, source_database="default")
+
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    if os.geteuid() == 0:
+        assert (target.stat().st_uid, target.stat().st_gid) == (65534, 65534)
+    assert table_rows(restored)
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "", "-1"])
+def test_a_malformed_backup_keep_is_named_at_start(value: str):
+    result = manage("check", APM_BACKUP_KEEP=value)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        "Configuration error: APM_BACKUP_KEEP is a whole number of backups, 0 or more"
+    )
+    assert repr(value) in result.stderr
+    assert "Traceback" not in result.stderr

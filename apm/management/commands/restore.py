@@ -1,8 +1,10 @@
-"""``manage.py restore [NAME | --path FILE] [--database ALIAS] [--force]``: restore a backup.
+"""``manage.py restore [NAME | --path FILE] [--database ALIAS] [--source-database ALIAS] [--force]``.
 
-Restores the named backup of the backup storage (the newest without a name), or a local file, into an
-empty database; ``--force`` replaces the contents of one that is not empty. The file is checked first,
-and a failed restore leaves the database as it was. docs/operations.md, "Backups and restore".
+Restores the named backup of the backup storage (without a name, the newest backup of the database
+alias, ``--source-database`` or else ``--database``, by this deployment, ``APM_BACKUP_NAME``), or a local
+file, into an empty database; ``--force`` replaces the contents of one that is not empty (not on
+MariaDB). The file is checked first, and a failed restore leaves the database as it was.
+docs/operations.md, "Backups and restore".
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ class Command(BaseCommand):
         parser.add_argument("--path", default="", help="Restore this local file instead.")
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias to restore into.")
         parser.add_argument(
+            "--source-database",
+            default="",
+            help="Without a NAME, restore the newest backup of this alias (default: the --database alias).",
+        )
+        parser.add_argument(
             "--force",
             action="store_true",
-            help="Replace the contents of a database that is not empty (stop web, workers and beat first).",
+            help="Replace the contents of a database that is not empty (stop web, workers and beat first; "
+            "refused on MariaDB: restore into a new database instead).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -39,6 +47,7 @@ class Command(BaseCommand):
                 name=options["name"],
                 path=options["path"],
                 database=options["database"],
+                source=options["source_database"],
                 force=options["force"],
             )
         except BackupError as exc:
