@@ -21,7 +21,6 @@ from rest_framework.test import APIClient
 
 from insights.analytics import project_health, project_last_activity
 from insights.code import change_coupling, contributor_stats, file_hotspots, last_commit_at
-from insights.panels import PROJECT_PANELS
 from insights.selectors import (
     code_figures_cached,
     ingestion_runs_recent,
@@ -35,6 +34,7 @@ from insights.selectors import (
 from projects.models import Membership, Project
 from projects.services import project_cache_invalidate
 from reports.digest import commits_for_export, project_digest
+from repos import deletion
 from repos.deletion import repository_delete_request
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, PushDelivery, Repository
 from repos.selectors import task_commit_links
@@ -257,3 +257,22 @@ def test_the_admin_shows_no_row_of_a_repository_being_deleted(
     listed = [row.pk for row in admin_client.get("/admin/repos/repository/").context["cl"].result_list]
     assert live.pk in listed
     assert doomed.pk not in listed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_mark_undone_by_the_broker_refusal_brings_the_repository_back_into_cached_figures():
+    """The broker refuses the deletion's message after the mark was committed: figures cached in that
+    moment leave the repository out, and undoing the mark drops them."""
+    project = ProjectFactory(key="DATA")
+    repositories = [RepositoryFactory(project=project, name=name) for name in ("live", "refused")]
+    for repository in repositories:
+        ingest(repository, ages=[DAY], email="ada@example.com", paths=("a.py", "b.py"))
+    refused = repositories[1]
+    Repository.objects.filter(pk=refused.pk).update(deleting_since=timezone.now())  # the mark, committed
+    project_cache_invalidate(project_id=project.pk)
+    assert project_summary_cached(project=project)["repositories"] == 1  # cached while it stood
+
+    deletion._mark_discard(refused.pk)  # the broker's refusal undoes it (repos.deletion)
+
+    assert project_summary_cached(project=project)["repositories"] == 2
+    assert project_summary_cached(project=project)["commits"] == 2
