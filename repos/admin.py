@@ -7,12 +7,13 @@ they show in the same query, order by indexed columns and leave heavy text out o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.db.models.fields.related import RelatedField
 from django.db.models.functions import Left
 from django.http import HttpRequest
 
@@ -31,6 +32,9 @@ from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun,
 from repos.services import ingestion_request, repository_register
 from tasks.models import Task
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 
 class LiveRepositoryRowsMixin(admin.ModelAdmin):
     """An admin list (and change page) of a repository's rows that leaves out those of a repository
@@ -48,13 +52,14 @@ class LiveRepositoryFilter(admin.RelatedFieldListFilter):
     """The repository filter of a list, offering the repositories not being deleted only."""
 
     def field_choices(
-        self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
-    ) -> list[tuple[Any, str]]:
+        self, field: RelatedField[Any, Any], request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> list[tuple[str, StrOrPromise]]:
         ordering = self.field_admin_ordering(field, request, model_admin)
-        choices: list[tuple[Any, str]] = field.get_choices(
+        choices = field.get_choices(
             include_blank=False, ordering=ordering, limit_choices_to={"deleting_since__isnull": True}
         )
-        return choices
+        # Without a blank choice, a list of (pk, label) pairs, as the parent's (the stubs type it wider).
+        return cast("list[tuple[str, StrOrPromise]]", choices)
 
 
 class IngestionRunInline(ReadOnlyInline):
