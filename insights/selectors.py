@@ -70,8 +70,9 @@ T = TypeVar("T")
 # top of the project's cache generation, which any task change bumps.
 ANALYTICS_CACHE_SECONDS = 3600
 # The shape of the cached analytics entries. It is part of their keys, so that processes of two releases
-# sharing one cache (a rolling deploy) never read each other's entries: raise it when a shape changes.
-ANALYTICS_FORMAT = 3
+# sharing one cache (a rolling deploy) never read each other's entries: raise it when a shape changes, or
+# what an entry counts (4: the figures leave out the repositories being deleted, repos.deletion).
+ANALYTICS_FORMAT = 4
 
 
 # health_level/health_score: the last recorded assessment (insights.services.project_health_record).
