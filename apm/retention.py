@@ -19,11 +19,16 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 DEFAULT_BATCH_SIZE = 1000
+# The longest a row may be kept, in days (a century). Every APM_*_KEEP_DAYS setting is refused above it
+# at start-up (config.settings), and ``cutoff`` never goes further back: a larger count would overflow
+# the date arithmetic (Python dates end at year 1) and no row APM writes is that old anyway.
+KEEP_DAYS_MAX = 36500
 
 
 def cutoff(days: int) -> datetime.datetime:
-    """The moment before which a row kept ``days`` days is old."""
-    return timezone.now() - datetime.timedelta(days=days)
+    """The moment before which a row kept ``days`` days is old; at most ``KEEP_DAYS_MAX`` days back, so
+    any count (a command's ``--older-than``) gives a moment every database can compare with."""
+    return timezone.now() - datetime.timedelta(days=max(0, min(days, KEEP_DAYS_MAX)))
 
 
 def deletion_stalled(deleting_since: datetime.datetime | None, progress: dict[str, Any] | None) -> bool:

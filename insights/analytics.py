@@ -304,9 +304,12 @@ def _task_signals(project: Project, now: datetime.datetime) -> list[dict[str, An
     today = timezone.localdate(now)
     since = now - datetime.timedelta(days=stale_days())
     # A task is stale when nothing happened to it (idx_task_events_task_created) and no commit mentioned it
-    # (commit_task_links' task index) since ``since``.
+    # (commit_task_links' task index) since ``since``. A commit of a repository being deleted
+    # (repos.deletion) no longer counts: it is gone for people at once, its rows later.
     quiet = ~Exists(TaskEvent.objects.filter(task=OuterRef("pk"), created_at__gte=since)) & ~Exists(
-        CommitTaskLink.objects.filter(task=OuterRef("pk"), commit__timestamp__gte=since)
+        CommitTaskLink.objects.filter(
+            task=OuterRef("pk"), commit__timestamp__gte=since, commit__repository__deleting_since__isnull=True
+        )
     )
     overdue = Q(due_date__lt=today)
     open_tasks = project.tasks.exclude(status__in=Task.CLOSED_STATUSES)
@@ -398,13 +401,14 @@ def _blocked_signal(project: Project) -> dict[str, Any]:
 
 # The project's last commit and last task event up to a moment. The latest commit of each repository is
 # one step down idx_commits_repo_time (repository, time descending), the latest event one step down
-# idx_task_events_project_time: the cost grows with the repositories, not with the history.
+# idx_task_events_project_time: the cost grows with the repositories, not with the history. A repository
+# being deleted (repos.deletion) is left out: its commits are gone for people at once.
 _LAST_ACTIVITY_SQL = """
 SELECT
     (SELECT MAX(latest.at) FROM (
         SELECT (SELECT MAX(c.timestamp) FROM commits c
                 WHERE c.repository_id = r.id AND c.timestamp <= %s) AS at
-        FROM repositories r WHERE r.project_id = %s
+        FROM repositories r WHERE r.project_id = %s AND r.deleting_since IS NULL
     ) latest),
     (SELECT MAX(e.created_at) FROM task_events e WHERE e.project_id = %s AND e.created_at <= %s)
 """
@@ -466,11 +470,17 @@ def _dormant_signal(project: Project, now: datetime.datetime) -> dict[str, Any]:
     )
 
 
+def _live_commits(project: Project) -> QuerySet[Commit]:
+    """The commits of ``project``'s repositories, without those of a repository being deleted
+    (repos.deletion): the signals judge what people still see."""
+    return Commit.objects.filter(repository__project=project, repository__deleting_since__isnull=True)
+
+
 def _activity_signal(project: Project, now: datetime.datetime) -> dict[str, Any]:
 
     recent_from = now - datetime.timedelta(days=ACTIVITY_RECENT_DAYS)
     baseline_from = recent_from - datetime.timedelta(weeks=ACTIVITY_BASELINE_WEEKS)
-    counts = Commit.objects.filter(repository__project=project).aggregate(
+    counts = _live_commits(project).aggregate(
         recent=Count("id", filter=Q(timestamp__gt=recent_from, timestamp__lte=now)),
         before=Count("id", filter=Q(timestamp__gt=baseline_from, timestamp__lte=recent_from)),
     )
@@ -496,14 +506,14 @@ def _activity_signal(project: Project, now: datetime.datetime) -> dict[str, Any]
 
 # Paths of the project's repositories changed in the window, each with how many distinct authors (by
 # e-mail) changed it. The file's history index (idx_file_changes_repo_path) and the commits' primary key
-# serve the join; grouping is per repository and path.
+# serve the join; grouping is per repository and path. Not a repository being deleted (repos.deletion).
 _AUTHORS_PER_FILE_SQL = """
 SELECT fc.repository_id, fc.path, COUNT(DISTINCT LOWER(c.author_email)) AS authors,
        MAX(LOWER(c.author_email)) AS author, COUNT(*) AS changes
 FROM file_changes fc
 JOIN commits c ON c.id = fc.commit_id
 JOIN repositories r ON r.id = fc.repository_id
-WHERE r.project_id = %s AND c.timestamp > %s AND c.timestamp <= %s
+WHERE r.project_id = %s AND r.deleting_since IS NULL AND c.timestamp > %s AND c.timestamp <= %s
 GROUP BY fc.repository_id, fc.path
 """
 _FILES_SQL = f"""
@@ -545,7 +555,7 @@ def _churn_signal(project: Project, now: datetime.datetime) -> dict[str, Any]:
 
     # Week 0 is the last 7 days; one conditional sum per week, one query.
     week = datetime.timedelta(weeks=1)
-    sums = Commit.objects.filter(repository__project=project).aggregate(
+    sums = _live_commits(project).aggregate(
         **{
             f"w{i}": Sum(
                 F("additions") + F("deletions"),

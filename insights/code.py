@@ -238,10 +238,11 @@ def _scope_sql(
     ``alias="r"``, the repositories themselves.
 
     The repository is matched inside the project, so an id of another project's repository selects
-    nothing rather than another project's history.
+    nothing rather than another project's history; a repository being deleted (repos.deletion) selects
+    nothing either: it is gone for people at once, its rows go in the background.
     """
     repository_id = _repository_id(repository)
-    sql = "r.project_id = %s"
+    sql = "r.project_id = %s AND r.deleting_since IS NULL"
     params: list[Any] = [project.pk]
     if repository_id is not None:
         sql += " AND r.id = %s"

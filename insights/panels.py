@@ -45,8 +45,9 @@ PANEL_ROWS = 10
 QUADRANT_ROWS = 5
 # Longer windows are drawn and tabulated by week: a year of days is more points than a chart is wide.
 DAILY_UP_TO = 120
-# The shape of the rendered fragments: part of their cache keys, raise it when a template changes.
-FRAGMENT_FORMAT = 5
+# The shape of the rendered fragments: part of their cache keys, raise it when a template changes or
+# what a fragment shows does (6: the portfolio's activity leaves out repositories being deleted).
+FRAGMENT_FORMAT = 6
 
 
 @dataclass(frozen=True)

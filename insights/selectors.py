@@ -70,8 +70,9 @@ T = TypeVar("T")
 # top of the project's cache generation, which any task change bumps.
 ANALYTICS_CACHE_SECONDS = 3600
 # The shape of the cached analytics entries. It is part of their keys, so that processes of two releases
-# sharing one cache (a rolling deploy) never read each other's entries: raise it when a shape changes.
-ANALYTICS_FORMAT = 3
+# sharing one cache (a rolling deploy) never read each other's entries: raise it when a shape changes, or
+# what an entry counts (4: the figures leave out the repositories being deleted, repos.deletion).
+ANALYTICS_FORMAT = 4
 
 
 # health_level/health_score: the last recorded assessment (insights.services.project_health_record).
@@ -181,7 +182,8 @@ def _portfolio_activity() -> dict[int, dict[str, list[int]]]:
     since = datetime.datetime.combine(first, datetime.time.min, tzinfo=timezone.get_current_timezone())
     activity: dict[int, dict[str, list[int]]] = {}
 
-    commits = Commit.objects.filter(timestamp__gte=since).values(
+    # Not the commits of a repository being deleted (repos.deletion): gone for people at once.
+    commits = Commit.objects.filter(timestamp__gte=since, repository__deleting_since__isnull=True).values(
         pid=F("repository__project_id"), day=TruncDate("timestamp")
     )
     closed = TaskEvent.objects.filter(
@@ -361,7 +363,7 @@ def project_history_start(*, project: Project) -> datetime.date:
         .values_list("created_at", flat=True)[:1]
     )
     first_commit = (
-        Commit.objects.filter(repository__project=project)
+        Commit.objects.filter(repository__project=project, repository__deleting_since__isnull=True)
         .order_by("timestamp")
         .values_list("timestamp", flat=True)[:1]
     )
@@ -420,7 +422,10 @@ def project_commits_recent_cached(*, project: Project, limit: int = 15) -> list[
 
     def compute() -> list[dict[str, Any]]:
         commits: list[dict[str, Any]] = list(
-            Commit.objects.filter(repository__project=project)  # type: ignore[arg-type]
+            # Not those of a repository being deleted (repos.deletion), nor, below, their links.
+            Commit.objects.filter(  # type: ignore[arg-type]
+                repository__project=project, repository__deleting_since__isnull=True
+            )
             .order_by("-timestamp", "-id")
             .values("id", "sha", "repository_id", "repository__name", "author_name", "timestamp", "message")[
                 :limit
@@ -492,7 +497,11 @@ def ingestion_runs_recent(
 
     Not cached: a run in progress reports its progress as it goes. One query.
     """
-    runs = IngestionRun.objects.select_related("repository__project").order_by("-created_at", "-id")
+    runs = (
+        IngestionRun.objects.filter(repository__deleting_since__isnull=True)
+        .select_related("repository__project")
+        .order_by("-created_at", "-id")
+    )
     if repository is not None:
         runs = runs.filter(repository=repository)
     else:

@@ -193,6 +193,8 @@ def _mark_discard(project_id: int) -> None:
             if part.unmark is not None:
                 part.unmark(project_id)
         Project.all_objects.filter(pk=project_id).update(deleting_since=None, deletion_progress={})
+        # The portfolio cached while the mark stood leaves the project out; it is back.
+        project_cache_invalidate(project_id=project_id)
 
 
 def project_delete_batches(

@@ -103,7 +103,13 @@ def project_digest(
         )["total"]
         or 0
     )
-    commits = Commit.objects.filter(repository__project=project, timestamp__gte=start, timestamp__lt=end)
+    # Not the commits of a repository being deleted (repos.deletion), as no page or figure shows them.
+    commits = Commit.objects.filter(
+        repository__project=project,
+        repository__deleting_since__isnull=True,
+        timestamp__gte=start,
+        timestamp__lt=end,
+    )
     return {
         "project": project,
         "since": since,
@@ -279,7 +285,9 @@ def tasks_for_export(*, project: Project, filters: dict[str, Any]) -> Iterator[l
 
 def commits_for_export(*, project: Project, filters: dict[str, Any]) -> Iterator[list[Any]]:
     """Rows of the commits CSV (one query, streamed), newest first (idx_commits_repo_time per repository)."""
-    commits = Commit.objects.filter(repository__project=project)
+    # Not the commits of a repository being deleted (repos.deletion), even when the export was asked
+    # for before it was: the file is written now, and shows what people see now.
+    commits = Commit.objects.filter(repository__project=project, repository__deleting_since__isnull=True)
     if filters.get("repository"):
         commits = commits.filter(repository_id=filters["repository"])
     if filters.get("author"):

@@ -7,11 +7,14 @@ they show in the same query, order by indexed columns and leave heavy text out o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.db.models.fields.related import RelatedField
 from django.db.models.functions import Left
 from django.http import HttpRequest
 
@@ -29,6 +32,52 @@ from repos.git import remote_host_check, source_parse
 from repos.models import Commit, CommitTaskLink, File, FileChange, IngestionRun, PushDelivery, Repository
 from repos.services import ingestion_request, repository_register
 from tasks.models import Task
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+
+class LiveRepositoryRowsMixin(admin.ModelAdmin):
+    """An admin list (and change page) of a repository's rows that leaves out those of a repository
+    being deleted: hidden at once, as from the API and the pages, while the task deletes them in batches
+    (repos.deletion). ``repository_lookup`` leads to the repository; it is joined for the list anyway."""
+
+    repository_lookup = "repository"
+
+    def _live(self) -> dict[str, Any]:
+        return {f"{self.repository_lookup}__deleting_since__isnull": True}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).filter(**self._live())
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Paginator:
+        # A list filtered by nothing but this still reads the table's row estimate: no COUNT(*) over a
+        # table of millions of rows joined to the repositories on every page.
+        paginator = super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
+        if isinstance(paginator, EstimatedCountPaginator):
+            paginator.standing_filters = self._live()
+        return paginator
+
+
+class LiveRepositoryFilter(admin.RelatedFieldListFilter):
+    """The repository filter of a list, offering the repositories not being deleted only."""
+
+    def field_choices(
+        self, field: RelatedField[Any, Any], request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> list[tuple[str, StrOrPromise]]:
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        choices = field.get_choices(
+            include_blank=False, ordering=ordering, limit_choices_to={"deleting_since__isnull": True}
+        )
+        # Without a blank choice, a list of (pk, label) pairs, as the parent's (the stubs type it wider).
+        return cast("list[tuple[str, StrOrPromise]]", choices)
 
 
 class IngestionRunInline(ReadOnlyInline):
@@ -156,7 +205,7 @@ class CommitTaskLinkInline(ReadOnlyInline):
 
 
 @admin.register(Commit)
-class CommitAdmin(ReadOnlyAdmin):
+class CommitAdmin(LiveRepositoryRowsMixin, ReadOnlyAdmin):
     list_display = [
         "short_sha",
         "repository",
@@ -169,7 +218,7 @@ class CommitAdmin(ReadOnlyAdmin):
     list_select_related = ["repository"]
     # The repository filter lists repositories from their own (small) table; a "related only" filter
     # would scan every commit for distinct repositories on each page load.
-    list_filter = ["repository", "is_merge"]
+    list_filter = [("repository", LiveRepositoryFilter), "is_merge"]
     # Prefix and exact matches only: both use an index, a substring search of every message would not.
     search_fields = ["^sha", "=author_email"]
     show_full_result_count = False
@@ -192,7 +241,7 @@ class CommitAdmin(ReadOnlyAdmin):
 
 
 @admin.register(FileChange)
-class FileChangeAdmin(ReadOnlyAdmin):
+class FileChangeAdmin(LiveRepositoryRowsMixin, ReadOnlyAdmin):
     list_display = ["path", "change_type", "added", "deleted", "is_binary", "commit", "repository"]
     list_select_related = ["commit", "repository"]
     list_filter = ["change_type", "is_binary"]
@@ -205,7 +254,7 @@ class FileChangeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(File)
-class FileAdmin(ReadOnlyAdmin):
+class FileAdmin(LiveRepositoryRowsMixin, ReadOnlyAdmin):
     list_display = [
         "path",
         "repository",
@@ -217,7 +266,7 @@ class FileAdmin(ReadOnlyAdmin):
         "last_changed_at",
     ]
     list_select_related = ["repository"]
-    list_filter = ["language", "is_binary", "repository"]
+    list_filter = ["language", "is_binary", ("repository", LiveRepositoryFilter)]
     search_fields = ["^path"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -228,18 +277,19 @@ class FileAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CommitTaskLink)
-class CommitTaskLinkAdmin(ReadOnlyAdmin):
+class CommitTaskLinkAdmin(LiveRepositoryRowsMixin, ReadOnlyAdmin):
     list_display = ["commit", "task", "action", "status", "minutes", "outcome", "note", "created_at"]
     list_select_related = ["commit", "task__project"]
     # "Refused" lists every request a commit made that APM would not carry out, with the reason.
     list_filter = ["outcome", "action"]
     raw_id_fields = ["commit", "task"]
+    repository_lookup = "commit__repository"
     show_full_result_count = False
     paginator = EstimatedCountPaginator
 
 
 @admin.register(IngestionRun)
-class IngestionRunAdmin(ReadOnlyAdmin):
+class IngestionRunAdmin(LiveRepositoryRowsMixin, ReadOnlyAdmin):
     list_display = [
         "pk",
         "repository",
@@ -262,7 +312,7 @@ class IngestionRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PushDelivery)
-class PushDeliveryAdmin(ReadOnlyAdmin):
+class PushDeliveryAdmin(LiveRepositoryRowsMixin, ReadOnlyAdmin):
     """Verified push webhooks, to see which delivery started which run and that one sent again did not."""
 
     list_display = ["delivery_id", "repository", "received_at", "run"]
@@ -291,7 +341,13 @@ class CommitLinkInline(ReadOnlyInline):
     verbose_name_plural = "commits"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CommitTaskLink]:
-        return super().get_queryset(request).select_related("commit__repository")
+        # Not the commits of a repository being deleted (repos.deletion), as on the task's API page.
+        return (
+            super()
+            .get_queryset(request)
+            .filter(commit__repository__deleting_since__isnull=True)
+            .select_related("commit__repository")
+        )
 
 
 class TaskAdmin(tasks.admin.TaskAdmin):

@@ -112,7 +112,12 @@ def repository_deletion_pending(repository_id: int) -> bool:
 
 
 def _mark_discard(repository_id: int) -> None:
+    repository = Repository.objects.filter(pk=repository_id).first()
     Repository.objects.filter(pk=repository_id).update(deleting_since=None, deletion_progress={})
+    if repository is not None:
+        # Figures cached while the mark stood (between its commit and the broker's refusal) leave the
+        # repository out; it is back, so they are dropped with it.
+        project_cache_invalidate(project_id=repository.project_id)
 
 
 def repository_delete_batches(

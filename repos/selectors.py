@@ -100,9 +100,13 @@ def push_candidates(*, repository_id: str, urls: Iterable[str]) -> QuerySet[Repo
 
 
 def task_commit_links(*, task: Task) -> QuerySet[CommitTaskLink]:
-    """Commits naming ``task``, newest link first, with their repository (idx_commit_task_links_task)."""
+    """Commits naming ``task``, newest link first, with their repository (idx_commit_task_links_task).
+
+    Without the commits of a repository being deleted (repos.deletion): its repository is joined for the
+    answer anyway, so leaving them out costs no extra query.
+    """
     return (
-        CommitTaskLink.objects.filter(task=task)
+        CommitTaskLink.objects.filter(task=task, commit__repository__deleting_since__isnull=True)
         .select_related("commit__repository")
         .order_by("-created_at", "-id")
     )

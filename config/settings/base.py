@@ -764,13 +764,20 @@ APM_INVITATION_EXPIRY_DAYS = env.int("APM_INVITATION_EXPIRY_DAYS", default=14)
 # APM_EXPORT_KEEP_DAYS, the earlier name, still works when APM_EXPORTS_KEEP_DAYS is not set.
 
 
+# A century: apm.retention.KEEP_DAYS_MAX (settings import no app module), the furthest back a cutoff goes.
+_KEEP_DAYS_MAX = 36500
+
+
 def _keep_days(name: str, default: int, *fallbacks: str) -> int:
-    # A typo or a negative number stops start-up naming the variable, not the first nightly purge.
+    # A typo, a negative number or a count past a century stops start-up naming the variable, not the
+    # first nightly purge (a huge count overflowed the date arithmetic there).
     for variable in (name, *fallbacks):
         raw = env.str(variable, default="").strip()
         if raw:
-            if not (raw.isascii() and raw.isdigit()):
-                raise ImproperlyConfigured(f"{variable} is a whole number of days, 0 or more, not {raw!r}.")
+            if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > 6 or int(raw) > _KEEP_DAYS_MAX:
+                raise ImproperlyConfigured(
+                    f"{variable} is a whole number of days from 0 to {_KEEP_DAYS_MAX}, not {raw!r}."
+                )
             return int(raw)
     return default
 

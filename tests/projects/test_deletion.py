@@ -20,10 +20,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apm.jobs import BrokerUnavailable
+from insights.selectors import project_portfolio_cached
 from projects import deletion
 from projects.deletion import project_delete_batches, project_delete_request, project_parts
 from projects.models import Invitation, Membership, Project
 from projects.selectors import project_get_by_key
+from projects.services import project_cache_invalidate
 from projects.tasks import project_delete_task
 from reports.models import ExportJob
 from repos.deletion import repository_delete_request
@@ -43,6 +45,7 @@ from tasks.models import Task, TaskDependency, TaskEvent, TimeEntry
 from tests.factories import (
     ExportJobFactory,
     IngestionRunFactory,
+    ProjectFactory,
     RepositoryFactory,
     TaskFactory,
     TimeEntryFactory,
@@ -324,3 +327,17 @@ def test_asking_again_queues_again_only_a_project_deletion_that_stopped(
         assert client.delete("/api/v1/projects/ALPHA/").status_code == 202
 
     assert (queued(first), queued(moving), queued(stalled)) == (1, 0, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_mark_undone_by_the_broker_refusal_brings_the_project_back_into_the_cached_portfolio():
+    """The broker refuses the message after the mark was committed: a portfolio cached in that moment
+    leaves the project out, and undoing the mark (deletion._mark_discard) drops it."""
+    project = ProjectFactory(key="BACK")
+    Project.all_objects.filter(pk=project.pk).update(deleting_since=timezone.now())  # the mark, committed
+    project_cache_invalidate(project_id=project.pk)
+    assert "BACK" not in [row["key"] for row in project_portfolio_cached()]  # cached while it stood
+
+    deletion._mark_discard(project.pk)
+
+    assert "BACK" in [row["key"] for row in project_portfolio_cached()]

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from apm.retention import batch_delete
+from apm.retention import KEEP_DAYS_MAX, batch_delete, cutoff
 from reports.models import ExportJob
 from reports.retention import FAMILY, MEMBERS, member_purge
 from reports.tasks import exports_purge_task, retention_purge_task
@@ -256,13 +256,53 @@ def test_the_schedule_covers_every_member(settings):
         ("APM_TASK_EVENTS_KEEP_DAYS", "-1"),
         ("APM_WEBHOOK_DELIVERIES_KEEP_DAYS", "30d"),
         ("APM_EXPORT_KEEP_DAYS", "1.5"),
+        # Past a century: the date arithmetic overflowed at the first purge ("int too large").
+        ("APM_TASK_EVENTS_KEEP_DAYS", "99999999"),
+        ("APM_INGESTION_RUNS_KEEP_DAYS", str(KEEP_DAYS_MAX + 1)),
+        ("APM_PUSH_DELIVERIES_KEEP_DAYS", "9" * 5000),  # more digits than int() reads
     ],
 )
 def test_a_bad_retention_setting_refuses_to_start(variable: str, value: str):
     result = manage("check", **{variable: value})
 
     assert result.returncode != 0
-    assert f"{variable} is a whole number of days, 0 or more, not {value!r}" in result.stderr
+    assert f"{variable} is a whole number of days from 0 to {KEEP_DAYS_MAX}, not {value!r}" in result.stderr
+    assert "Traceback" not in result.stderr.split("ImproperlyConfigured")[-1]
+
+
+def test_a_century_is_the_longest_retention_and_runs():
+    show = "from django.conf import settings as s; print(s.APM_TASK_EVENTS_KEEP_DAYS)"
+    shown = manage("shell", "-v", "0", "-c", show, APM_TASK_EVENTS_KEEP_DAYS=str(KEEP_DAYS_MAX))
+    assert shown.stdout.split() == [str(KEEP_DAYS_MAX)]
+
+
+@pytest.mark.parametrize("days", [KEEP_DAYS_MAX, KEEP_DAYS_MAX + 1, 99_999_999, 10**12])
+def test_a_cutoff_past_a_century_stops_at_a_century(days: int):
+    earliest = timezone.now() - datetime.timedelta(days=KEEP_DAYS_MAX)
+
+    assert abs(cutoff(days) - earliest) < datetime.timedelta(minutes=1)
+
+
+def test_a_huge_count_of_days_purges_nothing_and_twice_is_once(settings):
+    task = TaskFactory()
+    event = TaskEvent.objects.create(
+        task=task, project=task.project, kind=TaskEvent.Kind.STATUS_CHANGED, source=TaskEvent.Source.API
+    )
+    run = IngestionRunFactory()
+    IngestionRunFactory(repository=run.repository)  # the latest run, kept whatever its age
+    for queryset in (TaskEvent.objects.filter(pk=event.pk), IngestionRun.objects.filter(pk=run.pk)):
+        _age(queryset, 50 * 365)  # old, but not a century old
+    settings.APM_TASK_EVENTS_KEEP_DAYS = 10**12  # a settings override skips the start-up check
+    out = StringIO()
+
+    call_command("retention", "--only", "task_events", stdout=out)
+    call_command("retention", "--only", "task_events", stdout=out)
+    call_command("purge_ingestion_runs", "--older-than", str(10**12), stdout=out)
+
+    assert out.getvalue().count("task_events: 0 older than") == 2
+    assert "0 ingestion run(s)" in out.getvalue()
+    assert TaskEvent.objects.filter(pk=event.pk).exists()
+    assert IngestionRun.objects.filter(pk=run.pk).exists()
 
 
 def test_the_earlier_export_setting_still_works_and_the_new_name_wins():
