@@ -13,9 +13,10 @@ import time
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import connection
+from django.db import connection, models
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -28,6 +29,7 @@ from projects.selectors import project_get_by_key
 from projects.services import project_cache_invalidate
 from projects.tasks import project_delete_task
 from reports.models import ExportJob
+from repos.deletion import _TABLES as REPOSITORY_TABLES
 from repos.deletion import repository_delete_request
 from repos.models import (
     Commit,
@@ -341,3 +343,21 @@ def test_a_mark_undone_by_the_broker_refusal_brings_the_project_back_into_the_ca
     deletion._mark_discard(project.pk)
 
     assert "BACK" in [row["key"] for row in project_portfolio_cached()]
+
+
+def test_every_table_that_points_at_a_project_or_its_rows_is_deleted_by_a_part():
+    # The parts delete with plain DELETEs, children first: a table pointing at a project, task,
+    # repository or commit that no part deletes would stop the deletion on its foreign key for ever.
+    part_tables = {"exports": "export_jobs"}  # parts named otherwise than their table
+    deleted = {part_tables.get(part.name, part.name) for part in project_parts()}
+    deleted |= {table for table, _, _ in REPOSITORY_TABLES}
+    missing = [
+        f"{model._meta.db_table}.{field.name}"
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+        if field.is_relation
+        and field.related_model in (Project, Task, Repository, Commit)
+        and field.remote_field.on_delete is not models.SET_NULL
+        and model._meta.db_table not in deleted
+    ]
+    assert missing == []
