@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apm.jobs import task_enqueue_on_commit
+
 DEFAULT_BATCH_SIZE = 1000
 # The longest a row may be kept, in days (a century). Every APM_*_KEEP_DAYS setting is refused above it
 # at start-up (config.settings), and ``cutoff`` never goes further back: a larger count would overflow
@@ -29,6 +31,31 @@ def cutoff(days: int) -> datetime.datetime:
     """The moment before which a row kept ``days`` days is old; at most ``KEEP_DAYS_MAX`` days back, so
     any count (a command's ``--older-than``) gives a moment every database can compare with."""
     return timezone.now() - datetime.timedelta(days=max(0, min(days, KEEP_DAYS_MAX)))
+
+
+def deletion_mark(row: Any, *, by: Any, task: str, discard: Callable[[int], None]) -> tuple[bool, bool]:
+    """Mark ``row`` (a repository or a project, locked by the caller's transaction) as being deleted and
+    queue ``task`` for it at the commit; return ``(first, queued)``.
+
+    The first request marks it (``deleting_since``, and a fresh ``deletion_progress`` naming ``by``);
+    when the broker does not take the message, ``discard(row.pk)`` undoes the mark. Asked again, the
+    task is queued again only if the deletion stopped moving (``deletion_stalled``: its message was
+    lost): following a deletion's progress must not pile up deliveries behind the one at work.
+    """
+    first = row.deleting_since is None
+    if first:
+        row.deleting_since = timezone.now()
+        row.deletion_progress = {
+            "requested_by": getattr(by, "username", "") or "",
+            "started_at": row.deleting_since.isoformat(),
+            "deleted": {},
+        }
+        row.save(update_fields=["deleting_since", "deletion_progress"])
+    queued = first or deletion_stalled(row.deleting_since, row.deletion_progress)
+    if queued:
+        pk = row.pk
+        task_enqueue_on_commit(task, pk, discard=(lambda: discard(pk)) if first else (lambda: None))
+    return first, queued
 
 
 def deletion_stalled(deleting_since: datetime.datetime | None, progress: dict[str, Any] | None) -> bool:

@@ -28,8 +28,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from apm.jobs import task_enqueue_on_commit
-from apm.retention import batch_delete, deletion_stalled
+from apm.retention import batch_delete, deletion_mark
 from projects.models import Invitation, Membership, Project
 from projects.services import project_cache_invalidate
 
@@ -152,25 +151,11 @@ def project_delete_request(*, project: Project, by: Any = None) -> Project:
     """
     with transaction.atomic():
         locked = Project.all_objects.select_for_update().get(pk=project.pk)
-        first = locked.deleting_since is None
-        if first:
-            requested_by = getattr(by, "username", "") or ""
+        if locked.deleting_since is None:
             for part in project_parts():
                 if part.mark is not None:
-                    part.mark(locked.pk, requested_by)
-            locked.deleting_since = timezone.now()
-            locked.deletion_progress = {
-                "requested_by": requested_by,
-                "started_at": locked.deleting_since.isoformat(),
-                "deleted": {},
-            }
-            locked.save(update_fields=["deleting_since", "deletion_progress"])
-        # Asked again, queued again only if it stopped moving (as for a repository: repos.deletion).
-        queue = first or deletion_stalled(locked.deleting_since, locked.deletion_progress)
-        if queue:
-            task_enqueue_on_commit(
-                DELETE_TASK, locked.pk, discard=lambda: _mark_discard(locked.pk) if first else None
-            )
+                    part.mark(locked.pk, getattr(by, "username", "") or "")
+        first, queue = deletion_mark(locked, by=by, task=DELETE_TASK, discard=_mark_discard)
     project_cache_invalidate(project_id=locked.pk)
     logger.info(
         "project_delete_requested",

@@ -24,8 +24,8 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from apm.jobs import BrokerUnavailable, task_enqueue, task_enqueue_on_commit
-from apm.retention import batch_delete, deletion_stalled
+from apm.jobs import BrokerUnavailable, task_enqueue
+from apm.retention import batch_delete, deletion_mark, deletion_stalled
 from projects.deletion import DELETE_TASK as PROJECT_DELETE_TASK
 from projects.deletion import ProjectPart, project_part_register, rows_part
 from projects.models import Project
@@ -75,27 +75,13 @@ def repository_delete_request(*, repository: Repository, by: Any = None) -> Repo
     """
     with transaction.atomic():
         locked = Repository.objects.select_for_update().get(pk=repository.pk)
-        first = locked.deleting_since is None
-        if first:
+        if locked.deleting_since is None:
             # A run silent for APM_INGEST_STALE_SECONDS was abandoned by its worker, as for ingestion.
             active = IngestionRun.objects.filter(repository=locked, status__in=ACTIVE_STATUSES)
             if any(not run_is_stale(run) for run in active):
                 refusal = "An ingestion of this repository is under way; delete it when it is over."
                 raise ValidationError({"repository": [refusal]})
-            locked.deleting_since = timezone.now()
-            locked.deletion_progress = {
-                "requested_by": getattr(by, "username", "") or "",
-                "started_at": locked.deleting_since.isoformat(),
-                "deleted": {},
-            }
-            locked.save(update_fields=["deleting_since", "deletion_progress"])
-        # Asked again, the deletion is queued again only if it stopped moving (its message lost): asking
-        # for its progress must not pile up deliveries behind the one at work.
-        queue = first or deletion_stalled(locked.deleting_since, locked.deletion_progress)
-        if queue:
-            task_enqueue_on_commit(
-                DELETE_TASK, locked.pk, discard=lambda: _mark_discard(locked.pk) if first else None
-            )
+        first, queue = deletion_mark(locked, by=by, task=DELETE_TASK, discard=_mark_discard)
     project_cache_invalidate(project_id=locked.project_id)
     logger.info(
         "repository_delete_requested",
