@@ -267,11 +267,11 @@ def frozen() -> None:
     steps: dict[str, Any] = {}
     with recorded() as seen:
         status, names = dashboard_names(client)
-    steps["before"] = {"status": status, "names": names, "where": where(seen)}
+    steps["before"] = {"status": status, "names": names, "where": where(seen), **gauges()}
     # Now, not before the scene: the backends of this process's pooled connections freeze too.
     server_signal(Path(os.environ["APM_TEST_REPLICA_DATA"]), signal.SIGSTOP)
     for step in ("frozen", "after"):
         with recorded() as seen:
             status, names = dashboard_names(client)
-        steps[step] = {"status": status, "names": names, "where": where(seen)}
+        steps[step] = {"status": status, "names": names, "where": where(seen), **gauges()}
     result(steps)
