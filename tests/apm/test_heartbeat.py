@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tests.monitoring.test_cache_outage import RedisServer, redis_server  # noqa: F401
 from tests.processes import (
@@ -219,7 +220,16 @@ def test_beat_beats_on_every_tick_through_a_broker_outage_and_stops_when_frozen(
     wait_for(lambda: path.stat().st_mtime > first, timeout=15, what="beat's next tick")
 
     redis_server.stop()
-    fresh_throughout(path, max_age, seconds=20)
+    # Due at once and every 2 s from now on, whatever the minute: beat meets the stopped broker on the
+    # next tick (connecting, if nothing was sent before, at growing intervals; else publishing).
+    PeriodicTask.objects.create(
+        name="due during the outage",
+        task="monitoring.heartbeat",
+        interval=IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS),
+    )
+    # Long enough for beat's retries to outgrow max_age together (2 + 4 + 6 + 8 + 10 s).
+    fresh_throughout(path, max_age, seconds=32)
     assert beat.poll() is None, log.read_text()[-3000:]
+    assert "beat: Connection error" in log.read_text() or "Error" in log.read_text(), log.read_text()[-3000:]
 
     stale_once_frozen(beat, path, max_age)
