@@ -58,6 +58,23 @@ def deletion_mark(row: Any, *, by: Any, task: str, discard: Callable[[int], None
     return first, queued
 
 
+def deletion_progress_add(manager: Any, pk: int, table: str, count: int) -> None:
+    """Add ``count`` deleted rows of ``table`` to the ``deletion_progress`` of row ``pk`` of ``manager``
+    (a repository's or a project's), inside the caller's batch transaction.
+
+    Read and written under the row's lock: two deliveries of the task at once add up, not overwrite.
+    """
+    row = manager.select_for_update().filter(pk=pk).only("deletion_progress").first()
+    if row is None:
+        return
+    progress = dict(row.deletion_progress or {})
+    done = dict(progress.get("deleted") or {})
+    done[table] = done.get(table, 0) + count
+    progress["deleted"] = done
+    progress["updated_at"] = timezone.now().isoformat()
+    manager.filter(pk=pk).update(deletion_progress=progress)
+
+
 def deletion_stalled(deleting_since: datetime.datetime | None, progress: dict[str, Any] | None) -> bool:
     """Whether a deletion marked at ``deleting_since`` has shown no sign of progress for
     ``APM_DELETE_STALL_SECONDS``: neither its mark, nor a batch (``progress["updated_at"]``), nor a

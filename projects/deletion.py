@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from apm.retention import batch_delete, deletion_mark
+from apm.retention import batch_delete, deletion_mark, deletion_progress_add
 from projects.models import Invitation, Membership, Project
 from projects.services import project_cache_invalidate
 
@@ -221,13 +221,4 @@ def project_delete_batches(
 
 
 def _progress_record(project_id: int, table: str, count: int) -> None:
-    # Read and written under the row's lock: two deliveries of the task at once add up, not overwrite.
-    project = Project.all_objects.select_for_update().filter(pk=project_id).only("deletion_progress").first()
-    if project is None:
-        return
-    progress = dict(project.deletion_progress or {})
-    done = dict(progress.get("deleted") or {})
-    done[table] = done.get(table, 0) + count
-    progress["deleted"] = done
-    progress["updated_at"] = timezone.now().isoformat()
-    Project.all_objects.filter(pk=project_id).update(deletion_progress=progress)
+    deletion_progress_add(Project.all_objects, project_id, table, count)

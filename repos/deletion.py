@@ -25,7 +25,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from apm.jobs import BrokerUnavailable, task_enqueue
-from apm.retention import batch_delete, deletion_mark, deletion_stalled
+from apm.retention import batch_delete, deletion_mark, deletion_progress_add, deletion_stalled
 from projects.deletion import DELETE_TASK as PROJECT_DELETE_TASK
 from projects.deletion import ProjectPart, project_part_register, rows_part
 from projects.models import Project
@@ -192,18 +192,7 @@ def _record_both(
 
 
 def _progress_record(repository_id: int, table: str, count: int) -> None:
-    # Read and written under the row's lock: two deliveries of the task at once add up, not overwrite.
-    repository = (
-        Repository.objects.select_for_update().filter(pk=repository_id).only("deletion_progress").first()
-    )
-    if repository is None:
-        return
-    progress = dict(repository.deletion_progress or {})
-    done = dict(progress.get("deleted") or {})
-    done[table] = done.get(table, 0) + count
-    progress["deleted"] = done
-    progress["updated_at"] = timezone.now().isoformat()
-    Repository.objects.filter(pk=repository_id).update(deletion_progress=progress)
+    deletion_progress_add(Repository.objects, repository_id, table, count)
 
 
 # --- A project's deletion (projects.deletion): its repositories go through the deletion above ----------
