@@ -99,15 +99,18 @@ def _token_remember(key: str, token: ApiToken, stamp: Stamp | None) -> None:
     stamped_set(key, token, stamp=stamp, timeout=seconds)
 
 
-def api_tokens_forget(**_: object) -> None:
-    """Drop every remembered token once the current transaction commits.
+def api_tokens_forget(created: bool = False, **_: object) -> None:
+    """Drop every remembered token, now and once the current transaction commits.
 
     Connected to every save and delete of a token or a user (apm.apps): a revocation, an expiry moved, a
-    user deactivated or deleted.
+    user deactivated or deleted. A token just created is nobody's remembered one yet.
     """
-    generation_bump_on_commit(_TOKENS_NAMESPACE)
+    if not created:
+        generation_bump_on_commit(_TOKENS_NAMESPACE)
 
 
-def api_tokens_forget_on_user_save(update_fields: frozenset[str] | None = None, **_: object) -> None:
-    if user_change_matters(update_fields):
+def api_tokens_forget_on_user_save(
+    update_fields: frozenset[str] | None = None, created: bool = False, **_: object
+) -> None:
+    if user_change_matters(update_fields, created):
         api_tokens_forget()

@@ -17,7 +17,8 @@ def request_user(request: HttpRequest) -> User:
     return cast("User", request.user)
 
 
-def user_change_matters(update_fields: frozenset[str] | None) -> bool:
-    """Whether a save of a user may change what they may do: every save but a sign-in's, which writes
-    ``last_login`` alone (``django.contrib.auth.models.update_last_login``)."""
-    return update_fields is None or not set(update_fields) <= {"last_login"}
+def user_change_matters(update_fields: frozenset[str] | None, created: bool = False) -> bool:
+    """Whether a save of a user may change what someone remembered may do: not a new account (nothing
+    of it is remembered yet), not a sign-in, which writes ``last_login`` alone
+    (``django.contrib.auth.models.update_last_login``); every other save."""
+    return not created and (update_fields is None or not set(update_fields) <= {"last_login"})

@@ -35,10 +35,15 @@ def _project_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     project_cache_invalidate(project_id=instance.pk)
 
 
-def _access_forget(sender: Any, update_fields: frozenset[str] | None = None, **kwargs: Any) -> None:
+def _access_forget(
+    sender: Any, update_fields: frozenset[str] | None = None, created: bool = False, **kwargs: Any
+) -> None:
     from apm.cache import generation_bump_on_commit  # noqa: PLC0415
     from apm.users import user_change_matters  # noqa: PLC0415
     from projects.selectors import PROJECT_ACCESS_NAMESPACE  # noqa: PLC0415
 
-    if user_change_matters(update_fields):
+    # A new membership lets its user in, a new project answers at a key that had none; a new account
+    # has nothing remembered yet.
+    is_user = sender._meta.label == settings.AUTH_USER_MODEL
+    if user_change_matters(update_fields, created=created and is_user):
         generation_bump_on_commit(PROJECT_ACCESS_NAMESPACE)

@@ -13,6 +13,7 @@ from projects.models import Membership
 from projects.selectors import PROJECT_ACCESS_NAMESPACE, project_id_visible
 from projects.services import membership_remove, membership_set
 from tests.authentication import authentication_queries
+from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -103,3 +104,12 @@ def test_a_deactivated_user_reads_nothing(world, django_capture_on_commit_callba
         get_user_model().objects.get(pk=viewer.pk).delete()
 
     assert client.get(SUMMARY.format(key="ALPHA")).status_code == 401
+
+
+def test_a_project_created_at_a_key_asked_before_answers_at_once(world, django_capture_on_commit_callbacks):
+    assert summary_status(world, "staff", key="DELTA") == 404  # "no such project" is remembered
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ProjectFactory(key="DELTA")
+
+    assert summary_status(world, "staff", key="DELTA") == 200
