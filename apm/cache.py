@@ -408,7 +408,10 @@ def window_count(key: str, *, window: float, now: float) -> tuple[int, int] | No
     keep = int(2 * window) + 1  # the window, and the next one that reads it as its previous
     if not isinstance(backend, DjangoRedisCache):
         backend.add(current, 0, timeout=keep)
-        return backend.incr(current), int(backend.get(previous, 0))
+        try:
+            return backend.incr(current), int(backend.get(previous, 0))
+        except ValueError:  # a cache that keeps nothing (APM_CACHE=none): nothing can be counted
+            return None
     health = _health_of(backend)
     if not _admitted(health):
         return None

@@ -86,3 +86,12 @@ def test_the_stored_count_stays_a_number_whatever_the_rate():
 
     assert cache.get("busy:2") == 500
     assert window_count("busy", window=60, now=180.0) == (1, 500)
+
+
+def test_without_a_cache_nothing_is_counted_and_nothing_refused(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    settings.APM_API_THROTTLE_RATES = {**settings.APM_API_THROTTLE_RATES, "user": "1/min"}
+    request = request_of(UserFactory())
+
+    assert window_count("nothing", window=60, now=60.0) is None
+    assert all(throttle_at(Clock(60.0)).allow_request(request, None) for _ in range(3))
