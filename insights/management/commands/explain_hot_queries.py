@@ -210,6 +210,7 @@ class Command(BaseCommand):
                 f"      caller: {check.caller}\n"
                 f"      scans: {', '.join(check.scans) or '-'}"
                 + (f"\n      without seq scans: {', '.join(check.claim_scans)}" if check.share_bound else "")
+                + (f"\n      reads whole tables: {check.full_read}" if check.full_read else "")
                 + f"\n      {check.rows:,} rows, {check.buffers:,} buffers, {check.execution_ms:.2f} ms, "
                 f"worst estimate {check.worst_estimate:,.1f}x ({check.worst_estimate_node})"
             )
