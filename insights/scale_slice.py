@@ -21,10 +21,6 @@ from typing import Any
 import psycopg
 from django.db import connection
 
-from projects.models import Project
-from repos.models import Repository
-from tasks.models import Task
-
 # The full size the slice is a share of.
 FULL_REPOSITORIES = 10_000
 FULL_COMMITS = 100_000_000
@@ -245,6 +241,11 @@ def scalar(sql: str, params: Any = None) -> Any:
 def slice_fill(size: Slice) -> tuple[list[int], list[FillStep]]:
     """Projects, repositories and tasks through the ORM, then the five big tables in SQL; returns the
     repositories' ids and what each table's fill took."""
+    # Here, not at the top: benchmarks/scale.py reads this module's sizes before it sets Django up.
+    from projects.models import Project  # noqa: PLC0415
+    from repos.models import Repository  # noqa: PLC0415
+    from tasks.models import Task  # noqa: PLC0415
+
     repository_ids = []
     for number in range(1, size.repositories + 1):
         project = Project.objects.create(name=f"Scale project {number}", key=f"S{number:04d}")
