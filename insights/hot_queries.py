@@ -139,7 +139,7 @@ def scans_of(nodes: list[dict[str, Any]]) -> list[str]:
 def node_label(node: dict[str, Any]) -> str:
     """A node as a person finds it in the plan: its type and the relation or index it reads."""
     target = node.get("Index Name") or node.get("Relation Name")
-    return node["Node Type"] + (f" on {target}" if target else "")
+    return str(node["Node Type"]) + (f" on {target}" if target else "")
 
 
 def _stops_children_early(node: dict[str, Any], child: dict[str, Any]) -> bool:
@@ -149,8 +149,9 @@ def _stops_children_early(node: dict[str, Any], child: dict[str, Any]) -> bool:
     if node.get("Join Type") in ("Semi", "Anti") and child.get("Parent Relationship") == "Inner":
         return True
     # EXISTS and scalar subqueries stop at their first row.
-    return child.get("Parent Relationship") in ("SubPlan", "InitPlan") and "LIMIT" not in child.get(
-        "Subplan Name", "LIMIT"
+    return bool(
+        child.get("Parent Relationship") in ("SubPlan", "InitPlan")
+        and "LIMIT" not in child.get("Subplan Name", "LIMIT")
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -110,14 +110,14 @@ def test_a_dropped_index_fails_naming_the_table_and_the_index(tmp_path: Path) ->
         ) as scratch:
             scratch.execute("DROP INDEX idx_commits_repo_time")
         connection.close()
-        connection.close_pool()
+        cast("Any", connection).close_pool()
         connection.settings_dict["NAME"] = name
         try:
             with override_settings(APM_PERF_DIR=str(tmp_path)), pytest.raises(CommandError) as failed:
                 call_command("explain_hot_queries")
         finally:
             connection.close()
-            connection.close_pool()
+            cast("Any", connection).close_pool()
             connection.settings_dict["NAME"] = test_database
     finally:
         with psycopg.connect(
@@ -140,7 +140,7 @@ def test_a_dropped_index_fails_naming_the_table_and_the_index(tmp_path: Path) ->
     assert "commit page of a repository (50)" in failed_names
 
 
-def _node(kind: str, plan_rows: int, actual_rows: int, loops: int = 1, **extra: Any) -> dict[str, Any]:
+def _node(kind: str, plan_rows: int, actual_rows: int, loops: Any = 1, **extra: Any) -> dict[str, Any]:
     return {
         "Node Type": kind,
         "Plan Rows": plan_rows,

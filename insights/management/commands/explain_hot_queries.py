@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from django.conf import settings
@@ -187,7 +187,7 @@ class Command(BaseCommand):
     def _connect(self, name: str) -> None:
         """Point the default connection at database ``name`` (as the test runner does for its database)."""
         connection.close()
-        connection.close_pool()
+        cast("Any", connection).close_pool()  # PostgreSQL's wrapper: its pool holds the old database
         connection.settings_dict["NAME"] = name
 
     def _database(self, dataset: str) -> dict[str, Any]:
