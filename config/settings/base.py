@@ -440,6 +440,10 @@ STORAGES = {
 }
 # --- end of export storage ---
 
+# Where the performance checks write their results: manage.py explain_hot_queries writes
+# hot-queries.json (the plans of the hot queries, read by perf_checklist's "hot queries analysed").
+APM_PERF_DIR = env("APM_PERF_DIR", default=str(VAR_DIR / "perf"))
+
 # --- Backups (docs/operations.md, "Backups and restore") ---
 # `manage.py backup` writes database dumps (and, when export files are on local disk, a tar of them) to
 # STORAGES["dbbackup"], the storage django-dbbackup's own commands (dbrestore, listbackups) also use: a
