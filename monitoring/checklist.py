@@ -43,9 +43,6 @@ from django.utils.module_loading import import_string
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 
-# A table smaller than this is read whole by PostgreSQL however it is indexed, so its index statistics
-# say nothing about the indexes (docs/scale.md's tables reach millions of rows).
-HOT_TABLE_ROWS = 10_000
 # Collected files sampled for their .gz and .br copies.
 STATIC_SAMPLE = 20
 # An address of TEST-NET-1 (RFC 5737): inside no APM_METRICS_ALLOWED_NETWORKS a real installation uses,
@@ -228,13 +225,16 @@ def indexes_used(context: ChecklistContext) -> Outcome:
         reset = cursor.fetchone()[0]
     since = f"since {reset:%Y-%m-%d %H:%M} UTC" if reset else "since the database was created"
     declared_rows = [row for row in rows if row[1] in names]
-    hot = [row for row in declared_rows if row[3] >= HOT_TABLE_ROWS]
+    # A table smaller than APM_PERF_HOT_TABLE_ROWS is read whole however it is indexed, so its index
+    # statistics say nothing about the indexes (docs/scale.md's tables reach millions of rows).
+    rows_least = int(settings.APM_PERF_HOT_TABLE_ROWS)
+    hot = [row for row in declared_rows if row[3] >= rows_least]
     if not hot:
         largest = max(declared_rows, key=lambda row: row[3], default=None)
         biggest = f" (largest: {largest[0]}, {largest[3]} rows)" if largest else ""
         return Outcome(
             WARN,
-            f"no table with declared indexes has {HOT_TABLE_ROWS:,} rows yet{biggest}: PostgreSQL reads small "
+            f"no table with declared indexes has {rows_least:,} rows yet{biggest}: PostgreSQL reads small "
             "tables whole, so scan counts cannot tell yet",
         )
     unused = sorted(f"{table}.{name}" for table, name, scans, _ in hot if not scans)
@@ -245,7 +245,7 @@ def indexes_used(context: ChecklistContext) -> Outcome:
     fewest = min(hot, key=lambda row: row[2])
     return Outcome(
         PASS,
-        f"all {len(hot)} declared indexes on {tables} tables of {HOT_TABLE_ROWS:,}+ rows scanned {since} "
+        f"all {len(hot)} declared indexes on {tables} tables of {rows_least:,}+ rows scanned {since} "
         f"(fewest: {fewest[1]}, {fewest[2]})",
     )
 
@@ -376,7 +376,8 @@ def cache_reachable(context: ChecklistContext) -> Outcome:
     config = settings.CACHES["default"]
     backend = str(config["BACKEND"])
     short = backend.rsplit(".", 1)[-1]
-    shared = any(kind in backend.lower() for kind in ("redis", "memcache"))
+    # Redis (django-redis, Django's own, django-prometheus') or memcached; not "locmem", "filebased".
+    shared = "redis" in backend.lower() or ".memcached." in backend
     if _production() and not shared:
         return Outcome(FAIL, f"{short} under the production settings: each process would cache alone; set REDIS_URL")
     key, value = f"perf-checklist:{secrets.token_hex(8)}", secrets.token_hex(8)

@@ -831,6 +831,8 @@ APM_METRICS_QUEUES = env.list(
 APM_PERF_DIR = Path(env("APM_PERF_DIR", default=str(BASE_DIR / "var" / "perf")))
 APM_LOADTEST_DIR = Path(env("APM_LOADTEST_DIR", default=str(BASE_DIR / "var" / "loadtest")))
 APM_PERF_MAX_AGE_DAYS = env.int("APM_PERF_MAX_AGE_DAYS", default=7)
+# perf_checklist judges the index scan counts of tables this big only: PostgreSQL reads smaller ones whole.
+APM_PERF_HOT_TABLE_ROWS = env.int("APM_PERF_HOT_TABLE_ROWS", default=10_000)
 # The database connections one installation holds at most, by kind of process (config/topology.py), which
 # perf_checklist adds up against the server's max_connections: GUNICORN_WORKERS x GUNICORN_THREADS (their
 # gunicorn.conf.py defaults), APM_WORKER_PROCESSES Celery pool processes (every worker's --concurrency
