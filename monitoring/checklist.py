@@ -49,8 +49,10 @@ STATIC_SAMPLE = 20
 # so the request without the token is judged by the token alone.
 OUTSIDE_ADDRESS = "192.0.2.1"
 DOCKERFILE_INSTRUCTIONS = frozenset(
-    "FROM RUN CMD LABEL MAINTAINER EXPOSE ENV ADD COPY ENTRYPOINT VOLUME USER WORKDIR ARG ONBUILD "
-    "STOPSIGNAL HEALTHCHECK SHELL".split()
+    {
+        *("FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT"),
+        *("VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"),
+    }
 )
 
 
@@ -77,7 +79,9 @@ class ChecklistContext:
     """What the command was told; each check reads the rest from the settings."""
 
     load_report: Path | None = None
-    alerts_test: Path = field(default_factory=lambda: Path(settings.BASE_DIR) / "monitoring" / "alerts_test.yml")
+    alerts_test: Path = field(
+        default_factory=lambda: Path(settings.BASE_DIR) / "monitoring" / "alerts_test.yml"
+    )
     deploy_root: Path = field(default_factory=lambda: Path(settings.BASE_DIR))
 
 
@@ -118,7 +122,7 @@ def _json_file(path: Path) -> tuple[dict[str, Any] | None, str]:
     return data, ""
 
 
-# --- Database indexes ------------------------------------------------------------------------------------
+# --- Database indexes ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,12 @@ def declared_indexes(database: BaseDatabaseWrapper = connection) -> tuple[list[D
     skipped = 0
     for model in apps.get_models(include_auto_created=True):
         meta = model._meta
-        if not meta.managed or meta.proxy or meta.swapped or not router.allow_migrate_model(database.alias, model):
+        if (
+            not meta.managed
+            or meta.proxy
+            or meta.swapped
+            or not router.allow_migrate_model(database.alias, model)
+        ):
             continue
         named = [*meta.indexes, *(c for c in meta.constraints if isinstance(c, UniqueConstraint))]
         for index in named:
@@ -156,8 +165,12 @@ def declared_indexes(database: BaseDatabaseWrapper = connection) -> tuple[list[D
                 continue
             declared.append(DeclaredIndex(meta.db_table, str(index.name)))
         for model_field in meta.local_fields:
-            if model_field.db_index and not model_field.unique and not model_field.primary_key:
-                declared.append(DeclaredIndex(meta.db_table, "", (model_field.column,)))
+            if (
+                getattr(model_field, "db_index", False)
+                and not model_field.unique
+                and not model_field.primary_key
+            ):
+                declared.append(DeclaredIndex(meta.db_table, "", (str(model_field.column),)))
     return declared, skipped
 
 
@@ -191,7 +204,9 @@ def indexes_present(context: ChecklistContext) -> Outcome:
             if not present:
                 missing.append(f"{index.table}.{index.name or index.columns[0]}")
     missing = sorted(set(missing))
-    scope = f"{len(declared)} declared indexes on {len({i.table for i in declared})} tables ({connection.vendor})"
+    scope = (
+        f"{len(declared)} declared indexes on {len({i.table for i in declared})} tables ({connection.vendor})"
+    )
     note = f"; {skipped} partial/expression ones {connection.vendor} cannot build left out" if skipped else ""
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -210,7 +225,8 @@ def indexes_used(context: ChecklistContext) -> Outcome:
     if connection.vendor != "postgresql":
         return Outcome(
             SKIP,
-            f"{connection.vendor} keeps no per-index scan counts by default (PostgreSQL's pg_stat_user_indexes)",
+            f"{connection.vendor} keeps no per-index scan counts by default "
+            "(PostgreSQL's pg_stat_user_indexes)",
         )
     declared, _ = declared_indexes()
     names = {index.name for index in declared if index.name}
@@ -221,7 +237,9 @@ def indexes_used(context: ChecklistContext) -> Outcome:
             "JOIN pg_class c ON c.oid = s.relid"
         )
         rows = cursor.fetchall()
-        cursor.execute("SELECT pg_stat_get_db_stat_reset_time(oid) FROM pg_database WHERE datname = current_database()")
+        cursor.execute(
+            "SELECT pg_stat_get_db_stat_reset_time(oid) FROM pg_database WHERE datname = current_database()"
+        )
         reset = cursor.fetchone()[0]
     since = f"since {reset:%Y-%m-%d %H:%M} UTC" if reset else "since the database was created"
     declared_rows = [row for row in rows if row[1] in names]
@@ -241,7 +259,9 @@ def indexes_used(context: ChecklistContext) -> Outcome:
     tables = len({row[0] for row in hot})
     if unused:
         shown = ", ".join(unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
-        return Outcome(WARN, f"{len(unused)} of {len(hot)} indexes on {tables} big tables never scanned {since}: {shown}")
+        return Outcome(
+            WARN, f"{len(unused)} of {len(hot)} indexes on {tables} big tables never scanned {since}: {shown}"
+        )
     fewest = min(hot, key=lambda row: row[2])
     return Outcome(
         PASS,
@@ -283,7 +303,7 @@ def hot_queries(context: ChecklistContext) -> Outcome:
     return Outcome(PASS, f"{count} plans passed{database} ({when}; {path.name})")
 
 
-# --- Database connections ----------------------------------------------------------------------------------
+# --- Database connections -----------------------------------------------------------------------------
 
 
 def _server_limits() -> tuple[int, int, str]:
@@ -312,7 +332,9 @@ def connections_within_limit(context: ChecklistContext) -> Outcome:
     maximum, server_reserve, asked = _server_limits()
     total = sum(demand.values()) + reserve + server_reserve
     parts = " + ".join(f"{kind} {count}" for kind, count in demand.items())
-    sum_text = f"{parts} + reserve {reserve}" + (f" + server's own {server_reserve}" if server_reserve else "")
+    sum_text = f"{parts} + reserve {reserve}" + (
+        f" + server's own {server_reserve}" if server_reserve else ""
+    )
     if getattr(settings, "DATABASE_PGBOUNCER", False):
         return Outcome(
             WARN,
@@ -340,8 +362,9 @@ def database_settings(context: ChecklistContext) -> Outcome:
             return Outcome(FAIL, f"CONN_MAX_AGE {database['CONN_MAX_AGE']} beside the pool (Django needs 0)")
         return Outcome(
             PASS if health else FAIL,
-            f"psycopg pool min {pool['min_size']} max {pool['max_size']}, recycled after {pool['max_lifetime']} s, "
-            f"wait {pool['timeout']} s; health checks {'on' if health else 'OFF'}",
+            f"this process's psycopg pool min {pool['min_size']} max {pool['max_size']}, "
+            f"recycled after {pool['max_lifetime']} s, wait {pool['timeout']} s; "
+            f"health checks {'on' if health else 'OFF'}",
         )
     if connection.vendor == "mysql":
         age = database.get("CONN_MAX_AGE") or 0
@@ -360,7 +383,7 @@ def database_settings(context: ChecklistContext) -> Outcome:
     )
 
 
-# --- Cache, static files, metrics ------------------------------------------------------------------------
+# --- Cache, static files, metrics ---------------------------------------------------------------------
 
 
 def _without_password(location: object) -> str:
@@ -379,7 +402,9 @@ def cache_reachable(context: ChecklistContext) -> Outcome:
     # Redis (django-redis, Django's own, django-prometheus') or memcached; not "locmem", "filebased".
     shared = "redis" in backend.lower() or ".memcached." in backend
     if _production() and not shared:
-        return Outcome(FAIL, f"{short} under the production settings: each process would cache alone; set REDIS_URL")
+        return Outcome(
+            FAIL, f"{short} under the production settings: each process would cache alone; set REDIS_URL"
+        )
     key, value = f"perf-checklist:{secrets.token_hex(8)}", secrets.token_hex(8)
     started = time.perf_counter()
     cache.set(key, value, 30)
@@ -403,19 +428,23 @@ def static_compressed(context: ChecklistContext) -> Outcome:
     compressed = any("Compressed" in klass.__name__ for klass in storage_class.__mro__)
     short = backend.rsplit(".", 1)[-1]
     if not (hashed and compressed):
-        lacking = " and ".join(word for word, ok in (("hashed", hashed), ("compressed", compressed)) if not ok)
+        lacking = " and ".join(
+            word for word, ok in (("hashed", hashed), ("compressed", compressed)) if not ok
+        )
         if not _production():
             return Outcome(
                 WARN,
                 f"{short}: not {lacking}; the embedded default serves static files through runserver "
                 "(the production settings use whitenoise's CompressedManifestStaticFilesStorage)",
             )
-        return Outcome(FAIL, f"{short}: not {lacking} (use whitenoise.storage.CompressedManifestStaticFilesStorage)")
+        return Outcome(
+            FAIL, f"{short}: not {lacking} (use whitenoise.storage.CompressedManifestStaticFilesStorage)"
+        )
     manifest = Path(settings.STATIC_ROOT) / storage_class.manifest_name
     data, problem = _json_file(manifest)
     if data is None:
         return Outcome(FAIL, f"{problem}: run manage.py collectstatic")
-    paths = data.get("paths") if isinstance(data.get("paths"), dict) else {}
+    paths: dict[str, str] = data["paths"] if isinstance(data.get("paths"), dict) else {}
     texts = sorted(name for name in paths.values() if str(name).endswith((".css", ".js")))
     if not texts:
         return Outcome(FAIL, f"{manifest} lists no .css or .js file: run manage.py collectstatic")
@@ -423,7 +452,9 @@ def static_compressed(context: ChecklistContext) -> Outcome:
     sample = texts[::step][:STATIC_SAMPLE]
     root = Path(settings.STATIC_ROOT)
     lacking_copies = [
-        name for name in sample if not all((root / f"{name}{suffix}").is_file() for suffix in ("", ".gz", ".br"))
+        name
+        for name in sample
+        if not all((root / f"{name}{suffix}").is_file() for suffix in ("", ".gz", ".br"))
     ]
     if lacking_copies:
         return Outcome(
@@ -459,13 +490,15 @@ def metrics_protected(context: ChecklistContext) -> Outcome:
             return Outcome(PASS, f"no token; admitted from {networks} only (403 from {OUTSIDE_ADDRESS})")
         if _production():
             return Outcome(FAIL, f"APM_METRICS_TOKEN is empty: /metrics answers {without} to everyone")
-        return Outcome(WARN, f"APM_METRICS_TOKEN is empty: the embedded default serves /metrics to anyone ({without})")
+        return Outcome(
+            WARN, f"APM_METRICS_TOKEN is empty: the embedded default serves /metrics to anyone ({without})"
+        )
     with_token = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").status_code
     evidence = f"/metrics {without} without the token, {with_token} with it"
     return Outcome(PASS if (without, with_token) == (401, 200) else FAIL, evidence)
 
 
-# --- Alert rules, load report, deployment files -----------------------------------------------------------
+# --- Alert rules, load report, deployment files -------------------------------------------------------
 
 
 def alert_rules_tested(context: ChecklistContext) -> Outcome:
@@ -487,9 +520,13 @@ def alert_rules_tested(context: ChecklistContext) -> Outcome:
     last = output[-1].strip() if output else ""
     if result.returncode != 0:
         failure = next((line.strip() for line in output if "FAILED" in line or "error" in line.lower()), last)
-        return Outcome(FAIL, f"promtool test rules {context.alerts_test.name}: exit {result.returncode}, {failure}")
+        return Outcome(
+            FAIL, f"promtool test rules {context.alerts_test.name}: exit {result.returncode}, {failure}"
+        )
     cases = len(yaml.safe_load(context.alerts_test.read_text()).get("tests") or [])
-    return Outcome(PASS, f"promtool test rules {context.alerts_test.name}: {cases} test groups {last}".strip())
+    return Outcome(
+        PASS, f"promtool test rules {context.alerts_test.name}: {cases} test groups {last}".strip()
+    )
 
 
 def load_reports(directory: Path) -> Iterator[tuple[datetime, Path]]:
@@ -507,22 +544,25 @@ def load_report(context: ChecklistContext) -> Outcome:
         directory = Path(settings.APM_LOADTEST_DIR)
         newest = max(load_reports(directory), default=None)
         if newest is None:
-            return Outcome(FAIL, f"no <scenario>/result.json under {directory}: run make loadtest SCENARIO=smoke")
+            return Outcome(
+                FAIL, f"no <scenario>/result.json under {directory}: run make loadtest SCENARIO=smoke"
+            )
         path = newest[1]
     data, problem = _json_file(path)
     if data is None:
         return Outcome(FAIL, problem)
     finished = _moment(data.get("finished_at"))
-    total = data.get("total") if isinstance(data.get("total"), dict) else {}
+    total: dict[str, Any] = data["total"] if isinstance(data.get("total"), dict) else {}
     endpoints = [e for e in data.get("endpoints") or [] if isinstance(e, dict)]
     p95 = total.get("p95_ms", max((e.get("p95_ms") or 0 for e in endpoints), default=None))
     errors = total.get("failures", sum(int(e.get("failures") or 0) for e in endpoints))
     requests = total.get("requests", sum(int(e.get("requests") or 0) for e in endpoints))
     when = f"{finished:%Y-%m-%d %H:%M} UTC" if finished else "no finished_at"
-    targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
+    targets: dict[str, Any] = data["targets"] if isinstance(data.get("targets"), dict) else {}
     target_text = ", ".join(f"{key} {value}" for key, value in targets.items())
     evidence = (
-        f"{data.get('scenario', path.parent.name)} ({when}): {requests} requests, p95 {p95} ms, {errors} errors"
+        f"{data.get('scenario', path.parent.name)} ({when}): "
+        f"{requests} requests, p95 {p95} ms, {errors} errors"
         + (f"; targets {target_text}" if target_text else "")
     )
     if data.get("passed") is not True:
@@ -598,8 +638,8 @@ def deployment_files(context: ChecklistContext) -> Outcome:
         return Outcome(FAIL, f"containers without resource requests and limits: {', '.join(unbounded[:5])}")
     return Outcome(
         PASS,
-        f"Dockerfile {len(instructions)} instructions ({instructions.count('FROM')} stages); {len(manifests)} "
-        f"manifests, {documents} objects parse; every container has requests and limits "
+        f"Dockerfile {len(instructions)} instructions ({instructions.count('FROM')} stages); "
+        f"{len(manifests)} manifests, {documents} objects parse; every container has requests and limits "
         "(hadolint, kubernetes-validate, checkov: make deploy-check)",
     )
 
@@ -633,7 +673,9 @@ CHECKS: list[tuple[str, str, Callable[[ChecklistContext], Outcome]]] = [
 ]
 
 
-def checklist_run(*, context: ChecklistContext | None = None, only: list[str] | None = None) -> list[ChecklistItem]:
+def checklist_run(
+    *, context: ChecklistContext | None = None, only: list[str] | None = None
+) -> list[ChecklistItem]:
     """Run the checks (``only`` those named) and return one item each; a check that raises is a FAIL."""
     context = context or ChecklistContext()
     items = []

@@ -846,7 +846,9 @@ try:
         web_threads=topology.whole_number(
             "GUNICORN_THREADS", env("GUNICORN_THREADS", default=str(topology.WEB_THREADS_DEFAULT))
         ),
-        worker_processes=topology.whole_number("APM_WORKER_PROCESSES", env("APM_WORKER_PROCESSES", default="4")),
+        worker_processes=topology.whole_number(
+            "APM_WORKER_PROCESSES", env("APM_WORKER_PROCESSES", default="4")
+        ),
     )
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None

@@ -72,7 +72,7 @@ def production(settings: Any) -> None:
     settings.APM_METRICS_OPEN_WITHOUT_CREDENTIALS = False
 
 
-# --- indexes ------------------------------------------------------------------------------------------------
+# --- indexes ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -153,7 +153,7 @@ def test_index_use_of_a_big_table_passes_once_its_index_is_scanned(settings):
     assert f"all 1 declared indexes on 1 tables of {others + 1:,}+ rows scanned" in outcome.evidence
 
 
-# --- hot queries --------------------------------------------------------------------------------------------
+# --- hot queries --------------------------------------------------------------------------------------
 
 
 def test_hot_queries_pass_when_recent_and_passed(settings, tmp_path):
@@ -193,7 +193,7 @@ def test_hot_queries_fail_when_absent_failed_stale_or_unreadable(settings, tmp_p
         assert "commit_list" in outcome.evidence
 
 
-# --- connections --------------------------------------------------------------------------------------------
+# --- connections --------------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -219,13 +219,16 @@ def test_pools_bigger_than_max_connections_fail(settings):
         assert outcome.status == PASS
         return
     with connection.cursor() as cursor:
-        cursor.execute("SHOW max_connections" if connection.vendor == "postgresql" else "SELECT @@max_connections")
+        cursor.execute(
+            "SHOW max_connections" if connection.vendor == "postgresql" else "SELECT @@max_connections"
+        )
         maximum = int(cursor.fetchone()[0])
-    assert 961 + 8 > maximum, "the server allows more than this test's demand"
+    assert maximum < 961 + 8, "the server allows more than this test's demand"
     assert outcome.status == FAIL
     assert "web 640 + workers 320 + beat 1 + reserve 8" in outcome.evidence
-    assert f"> {'SHOW max_connections' if connection.vendor == 'postgresql' else '@@max_connections'} {maximum}" in (
-        outcome.evidence
+    assert (
+        f"> {'SHOW max_connections' if connection.vendor == 'postgresql' else '@@max_connections'} {maximum}"
+        in (outcome.evidence)
     )
 
 
@@ -250,7 +253,7 @@ def test_database_settings_reuse_connections(settings):
         assert "journal_mode wal" in broken.evidence
 
 
-# --- cache ----------------------------------------------------------------------------------------------------
+# --- cache --------------------------------------------------------------------------------------------
 
 
 def test_the_configured_cache_answers_a_round_trip(settings):
@@ -284,7 +287,7 @@ def test_a_redis_that_does_not_answer_fails(settings):
     assert "redis://127.0.0.1:1/0: a value set was not read back" in outcome.evidence
 
 
-# --- static files -----------------------------------------------------------------------------------------------
+# --- static files -------------------------------------------------------------------------------------
 
 
 def static_collected(root: Path, *, brotli: bool = True) -> None:
@@ -342,7 +345,7 @@ def test_plain_static_storage_fails_in_production_and_warns_on_the_embedded_defa
     assert "ManifestStaticFilesStorage: not compressed" in deployed.evidence
 
 
-# --- metrics ----------------------------------------------------------------------------------------------------
+# --- metrics ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -368,7 +371,7 @@ def test_metrics_without_a_token_fail_in_production(settings):
     assert "APM_METRICS_TOKEN is empty: /metrics answers 403" in outcome.evidence
 
 
-# --- alert rules ------------------------------------------------------------------------------------------------
+# --- alert rules --------------------------------------------------------------------------------------
 
 
 def test_alert_rules_pass_promtool_or_fail_naming_make_deploy_tools(tmp_path):
@@ -381,7 +384,8 @@ def test_alert_rules_pass_promtool_or_fail_naming_make_deploy_tools(tmp_path):
         # The real rules, and an expectation they do not meet: an alert that does not exist, firing.
         rules = Path(checklist.__file__).parent / "alerts.yml"
         broken.write_text(
-            f"rule_files: [{rules}]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series: []\n"
+            f"rule_files: [{rules}]\nevaluation_interval: 1m\n"
+            "tests:\n  - interval: 1m\n    input_series: []\n"
             "    alert_rule_test:\n      - eval_time: 1m\n        alertname: ApmNoSuchAlert\n"
             "        exp_alerts: [{exp_labels: {severity: page}}]\n"
         )
@@ -402,7 +406,7 @@ def test_alert_rules_without_promtool_fail_naming_make_deploy_tools(monkeypatch,
     assert outcome.evidence == "promtool not found: `make deploy-tools` installs it (Debian's prometheus)"
 
 
-# --- load report ------------------------------------------------------------------------------------------------
+# --- load report --------------------------------------------------------------------------------------
 
 
 def test_the_newest_load_report_is_judged(settings, tmp_path):
@@ -436,7 +440,7 @@ def test_a_failed_newest_load_report_or_none_fails(settings, tmp_path):
     assert named.status == PASS
 
 
-# --- deployment files -------------------------------------------------------------------------------------------
+# --- deployment files ---------------------------------------------------------------------------------
 
 
 def test_the_dockerfile_and_manifests_parse_with_resources_on_every_container():
@@ -453,7 +457,8 @@ def test_the_dockerfile_and_manifests_parse_with_resources_on_every_container():
         ("FROM python:3.12\n", "kind: [ConfigMap\n", "k8s/app.yaml is not YAML"),
         (
             "FROM python:3.12\n",
-            "kind: Deployment\nmetadata: {name: web}\nspec: {template: {spec: {containers: [{name: web}]}}}\n",
+            "kind: Deployment\nmetadata: {name: web}\n"
+            "spec: {template: {spec: {containers: [{name: web}]}}}\n",
             "without resource requests and limits: Deployment/web web",
         ),
     ],
@@ -491,7 +496,7 @@ def test_deploy_system_checks_fail_on_the_test_settings_and_pass_on_production_o
     assert passing.status == PASS, passing.evidence
 
 
-# --- the command ------------------------------------------------------------------------------------------------
+# --- the command --------------------------------------------------------------------------------------
 
 
 def test_the_command_exits_non_zero_on_a_failure_and_zero_otherwise(settings, tmp_path):
@@ -504,7 +509,10 @@ def test_the_command_exits_non_zero_on_a_failure_and_zero_otherwise(settings, tm
     call_command("perf_checklist", "--only", "hot_queries", "deployment_files", stdout=output)
 
     lines = output.getvalue().splitlines()
-    assert [line.split()[:3] for line in lines] == [["Hot", "queries", "analysed"], ["Deployment", "files", "valid"]]
+    assert [line.split()[:3] for line in lines] == [
+        ["Hot", "queries", "analysed"],
+        ["Deployment", "files", "valid"],
+    ]
     assert all("PASS" in line for line in lines)
 
 
