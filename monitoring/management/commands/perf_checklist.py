@@ -46,7 +46,8 @@ class Command(BaseCommand):
                 "checked_at": timezone.now().isoformat(),
                 "passed": not failed,
                 "items": [
-                    {"name": i.name, "title": i.title, "status": i.status, "evidence": i.evidence} for i in items
+                    {"name": i.name, "title": i.title, "status": i.status, "evidence": i.evidence}
+                    for i in items
                 ],
             }
             self.stdout.write(json.dumps(body, indent=2))
