@@ -42,10 +42,9 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,14 +52,22 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.ingest import database_reset  # noqa: E402
 from benchmarks.measure import median_ms  # noqa: E402
 
-# The full size this benchmark plans for.
-FULL_REPOSITORIES = 10_000
-FULL_COMMITS = 100_000_000
-FULL_FILE_CHANGES = 1_000_000_000
-CHANGES_PER_COMMIT = FULL_FILE_CHANGES // FULL_COMMITS  # 10
-HISTORY_DAYS = 5 * 365  # each repository's commits span five years up to now
-CHUNK_COMMITS = 2000  # APM_INGEST_CHUNK_COMMITS: the ingestion chunk the lookups are sized for
-TABLES = ["commits", "file_changes", "files", "file_histories", "commit_task_links"]
+if TYPE_CHECKING:
+    from insights.hot_queries import HotQuery
+from insights.scale_slice import (  # noqa: E402
+    CHANGES_PER_COMMIT,
+    CHUNK_COMMITS,
+    FULL_COMMITS,
+    FULL_REPOSITORIES,
+    HISTORY_DAYS,
+    QUICK_SLICE,
+    TABLES,
+    FillStep,
+    Slice,
+    scalar,
+    slice_fill,
+    slice_of_fraction,
+)
 
 # Quoted when --ingest is not given: docs/performance.md, "Ingestion against git itself", 2026-12-01,
 # generated 100,000 commits, 402,711 file changes in 11.76 s with two threads on two cores.
@@ -87,45 +94,18 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/apm_bench_scale"
 GIB = 1024**3
 
 
-@dataclass
-class Slice:
-    """The size of the slice: ``repositories`` of ``commits_each`` commits, ``files_each`` files."""
-
-    fraction: float
-    repositories: int
-    commits_each: int
-    files_each: int
-    tasks_each: int
-
-    @property
-    def commits(self) -> int:
-        return self.repositories * self.commits_each
-
-    @property
-    def paths_each(self) -> int:
-        # Paths ever touched: the files at the tip and a sixth more that were deleted on the way.
-        return self.files_each + self.files_each // 5
-
-
 def slice_of(options: argparse.Namespace) -> Slice:
     """The slice ``--fraction`` (or ``--quick``) asks for, at full size's shape: 10,000 commits a
     repository, 10 file changes a commit."""
     if options.quick:
-        return Slice(fraction=1 / 20_000, repositories=2, commits_each=2500, files_each=500, tasks_each=100)
+        return QUICK_SLICE
     fraction = options.fraction
     if not 0 < fraction <= 1:
         sys.exit(f"--fraction must be more than 0 and at most 1, not {fraction}")
     commits = round(FULL_COMMITS * fraction)
-    repositories = max(1, round(FULL_REPOSITORIES * fraction))
     if commits < 1000:
         sys.exit(f"--fraction {fraction} leaves {commits} commits: give at least 1/100,000 (0.00001)")
-    return Slice(
-        fraction=fraction,
-        repositories=repositories,
-        commits_each=commits // repositories,
-        files_each=options.files_per_repository,
-        tasks_each=1000,
-    )
+    return slice_of_fraction(fraction, files_each=options.files_per_repository)
 
 
 def options_check(options: argparse.Namespace) -> None:
@@ -160,209 +140,6 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     return parser.parse_args()
-
-
-# ---------------------------------------------------------------------------------------------- fill
-# Every statement is parameterised by the slice; %% is a literal % for the driver.
-
-# A commit's path number k of K: distinct within a commit (stride <= 3, K * 3 < paths), so the
-# (commit_id, path) key holds; repeated across commits, so files have histories.
-_PATH_NUMBER = "((c.id * 7919) %% %(paths)s + k * (1 + c.id %% 3)) %% %(paths)s"
-
-# About 33 bytes: src/<area>/[internal/]<layer>/<name>_<n>.<ext>, like a mid-sized project's tree.
-_PATH_SQL = """
-'src/' || (ARRAY['core','api','ui','storage','net','auth','search','billing','reports','admin','cli',
-                 'utils'])[1 + {p} %% 12]
- || CASE WHEN {p} %% 3 = 0 THEN '/internal' ELSE '' END
- || '/' || (ARRAY['handlers','models','views','services','tests','helpers','schema'])[1 + ({p} / 12) %% 7]
- || '/' || (ARRAY['module','widget','client','record','parser'])[1 + ({p} / 84) %% 5] || '_' || {p}
- || (ARRAY['.py','.ts','.go','.rs','.java','.md'])[1 + ({p} / 7) %% 6]
-"""
-
-# 40 hex characters, unique across repositories.
-_SHA_SQL = "md5({r} || ':' || {n}) || substr(md5({n} || ':' || {r}), 1, 8)"
-
-_COMMITS_SQL = f"""
-INSERT INTO commits (repository_id, sha, parents, author_name, author_email, authored_at,
-                     committer_name, committer_email, timestamp, message, additions, deletions,
-                     files_changed, is_merge)
-SELECT r.id, {_SHA_SQL.format(r="r.id", n="i")},
-       CASE WHEN i = 1 THEN '[]'::jsonb
-            WHEN i %% 20 = 0 THEN jsonb_build_array({_SHA_SQL.format(r="r.id", n="i - 1")},
-                                                    {_SHA_SQL.format(r="r.id", n="i - 2")})
-            ELSE jsonb_build_array({_SHA_SQL.format(r="r.id", n="i - 1")}) END,
-       (ARRAY['Alice','Bruno','Chen','Dana','Emeka','Fatima','Goran','Hana'])[1 + a %% 8] || ' '
-           || (ARRAY['Martin','Okafor','Lindqvist','Nakamura','Silva','Kowalski'])[1 + a %% 6],
-       'dev' || a || '@example.org', at - interval '7 minutes',
-       (ARRAY['Alice','Bruno','Chen','Dana','Emeka','Fatima','Goran','Hana'])[1 + a %% 8] || ' '
-           || (ARRAY['Martin','Okafor','Lindqvist','Nakamura','Silva','Kowalski'])[1 + a %% 6],
-       'dev' || a || '@example.org', at,
-       (ARRAY['Fix','Add','Refactor','Handle','Speed up','Document'])[1 + i %% 6] || ' '
-           || (ARRAY['retries','pagination','the cache key','time zones','empty input','errors'])[1 + i %% 5]
-           || ' in the ' || (ARRAY['core','api','ui','storage','net','auth'])[1 + i %% 6]
-           || ' layer (' || p.key || '-' || (1 + (i * 7) %% %(tasks)s) || ')'
-           || CASE WHEN i %% 3 = 0 THEN E'\\n\\nThe previous behaviour dropped the request when '
-              'the upstream answered slowly; this keeps it, retries twice with a backoff, and logs '
-              'the reason once. Tests cover the slow and the failing upstream. Change ' || i || '.'
-              ELSE '' END,
-       CASE WHEN i %% 20 = 0 THEN 0 ELSE %(changes)s * 31 END,
-       CASE WHEN i %% 20 = 0 THEN 0 ELSE %(changes)s * 12 END,
-       CASE WHEN i %% 20 = 0 THEN 0 WHEN i %% 20 = 10 THEN 2 * %(changes)s ELSE %(changes)s END,
-       i %% 20 = 0
-FROM unnest(%(repositories)s::bigint[]) WITH ORDINALITY AS r(id, ordinal)
-JOIN repositories rp ON rp.id = r.id
-JOIN projects p ON p.id = rp.project_id
-CROSS JOIN generate_series(%(commits_each)s, 1, -1) AS i
-CROSS JOIN LATERAL (
-    -- Whole seconds, as git records them, and a few hours apart between repositories: commits of
-    -- different repositories at the same instant would be deduplicated by the time indexes, which
-    -- real histories are not.
-    SELECT (i * 13 + r.ordinal) %% 40 AS a,
-           date_trunc('second', now()
-               - (%(commits_each)s - i)::float / %(commits_each)s * %(days)s * interval '1 day'
-               - ((r.ordinal * 7919 + i * 104729) %% 14400) * interval '1 second') AS at
-) AS pick
-ORDER BY r.ordinal, i DESC
-"""  # noqa: S608 (constant fragments; the values are parameters)
-
-# Mostly modifications; additions, deletions, renames (with the old path) and binary files (no line
-# counts) in the proportions of a real history.
-_CHANGES_SQL = f"""
-INSERT INTO file_changes (commit_id, repository_id, path, old_path, change_type, added, deleted, is_binary)
-SELECT c.id, c.repository_id, {_PATH_SQL.format(p="pn")},
-       CASE WHEN kind = 2 THEN {_PATH_SQL.format(p="((pn + 1) %% %(paths)s)")} ELSE '' END,
-       (ARRAY['M','A','R','D'])[1 + kind], CASE WHEN bin THEN NULL ELSE 1 + (c.id * 7 + k * 13) %% 60 END,
-       CASE WHEN bin THEN NULL ELSE (c.id * 3 + k * 5) %% 25 END, bin
-FROM commits c
-CROSS JOIN LATERAL generate_series(0, c.files_changed - 1) AS k
-CROSS JOIN LATERAL (
-    SELECT {_PATH_NUMBER} AS pn,
-           CASE WHEN (c.id + k) %% 50 < 44 THEN 0 WHEN (c.id + k) %% 50 < 48 THEN 1
-                WHEN (c.id + k) %% 50 = 48 THEN 2 ELSE 3 END AS kind,
-           (c.id + k * 11) %% 100 = 0 AS bin
-) AS pick
-ORDER BY c.id, k
-"""  # noqa: S608 (constant fragments; the values are parameters)
-
-# What ingestion's grouped pass leaves (repos.ingestion.writers.file_histories_rebuild).
-_HISTORIES_SQL = """
-INSERT INTO file_histories (repository_id, path, churn, commit_count, last_changed_at, updated_in_run)
-SELECT fc.repository_id, fc.path, SUM(COALESCE(fc.added, 0) + COALESCE(fc.deleted, 0)), COUNT(*),
-       MAX(c.timestamp), 1
-FROM file_changes fc JOIN commits c ON c.id = fc.commit_id
-GROUP BY fc.repository_id, fc.path
-ORDER BY fc.repository_id, fc.path
-"""
-
-# The tree at the tip: five paths in six (the rest were deleted on the way), with their figures.
-_FILES_SQL = """
-INSERT INTO files (project_id, repository_id, path, language, size, lines, is_binary, churn,
-                   commit_count, last_changed_at, seen_in_run)
-SELECT r.project_id, h.repository_id, h.path,
-       (ARRAY['Python','TypeScript','Go','Rust','Java','Markdown'])[1 + h.id %% 6],
-       (40 + h.churn %% 1500) * 32, 40 + h.churn %% 1500, false, h.churn, h.commit_count,
-       h.last_changed_at, 1
-FROM file_histories h JOIN repositories r ON r.id = h.repository_id
-WHERE h.id %% 6 <> 0
-ORDER BY h.id
-"""
-
-# The task each message names (``... layer (S0001-123)``), as ingestion links it.
-_LINKS_SQL = """
-INSERT INTO commit_task_links (commit_id, task_id, action, status, minutes, outcome, note, created_at)
-SELECT c.id, t.id, 'reference', '', 0, 'history', '', c.timestamp
-FROM commits c
-JOIN repositories r ON r.id = c.repository_id
-JOIN tasks t ON t.project_id = r.project_id
- AND t.number = split_part(split_part(split_part(split_part(c.message, E'\\n', 1), ' layer (', 2),
-                                      ')', 1), '-', 2)::int
-ORDER BY c.id
-"""
-
-FILL_STEPS = [
-    ("commits", _COMMITS_SQL),
-    ("file_changes", _CHANGES_SQL),
-    ("file_histories", _HISTORIES_SQL),
-    ("files", _FILES_SQL),
-    ("commit_task_links", _LINKS_SQL),
-]
-
-
-@dataclass
-class FillStep:
-    table: str
-    rows: int
-    seconds: float
-    wal_bytes: int
-
-
-def cursor_json(sql: str, params: Any = None) -> Any:
-    """The first column of the one row ``sql`` answers (an EXPLAIN ... FORMAT JSON)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        value = cursor.fetchone()[0]
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def scalar(sql: str, params: Any = None) -> Any:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()[0]
-
-
-def slice_fill(size: Slice) -> tuple[list[int], list[FillStep]]:
-    """Projects, repositories and tasks through the ORM, then the five big tables in SQL."""
-    from django.db import connection
-
-    from projects.models import Project
-    from repos.models import Repository
-    from tasks.models import Task
-
-    repository_ids = []
-    for number in range(1, size.repositories + 1):
-        project = Project.objects.create(name=f"Scale project {number}", key=f"S{number:04d}")
-        Task.objects.bulk_create(
-            Task(project=project, number=n, title=f"Task {n} of {project.key}")
-            for n in range(1, size.tasks_each + 1)
-        )
-        Project.objects.filter(pk=project.pk).update(last_task_number=size.tasks_each)
-        repository = Repository.objects.create(
-            project=project,
-            name=f"scale-{number:04d}",
-            kind=Repository.Kind.REMOTE,
-            source=f"https://git.example.com/scale/{number:04d}.git",
-            default_branch="main",
-        )
-        repository_ids.append(repository.pk)
-    params = {
-        "repositories": repository_ids,
-        "commits_each": size.commits_each,
-        "changes": CHANGES_PER_COMMIT,
-        "paths": size.paths_each,
-        "tasks": size.tasks_each,
-        "days": HISTORY_DAYS,
-    }
-    steps = []
-    with connection.cursor() as cursor:
-        for table in TABLES:
-            # Until the measurement's own VACUUM: the plans "before VACUUM" are of tables autovacuum has
-            # not visited yet (as the rows ingested since its last pass are), not of whenever it came by.
-            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-        cursor.execute("SET synchronous_commit = off")  # a scratch database: no flush per statement
-        cursor.execute("SET work_mem = '256MB'")  # the grouped pass of file_histories sorts in memory
-    for table, sql in FILL_STEPS:
-        started = time.perf_counter()
-        # EXPLAIN (ANALYZE, WAL) runs the INSERT and reports the WAL this statement wrote, and only it:
-        # the cluster's own WAL position moves with every other session on the server.
-        plan = cursor_json(f"EXPLAIN (ANALYZE, WAL, TIMING OFF, FORMAT JSON) {sql}", params)[0]["Plan"]
-        seconds = time.perf_counter() - started
-        rows = scalar(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 (a constant table name)
-        steps.append(FillStep(table, rows, seconds, int(plan.get("WAL Bytes", 0))))
-    return repository_ids, steps
 
 
 # --------------------------------------------------------------------------------------------- sizes
@@ -447,33 +224,6 @@ def packed_sizes_measure(sizes: dict[str, TableSize]) -> None:
 
 # ------------------------------------------------------------------------------------------- queries
 
-BIG_TABLES = set(TABLES)
-
-
-@dataclass
-class HotQuery:
-    """A query the pages, the API or ingestion run all the time, and the index it must be answered from.
-
-    ``expect``: "index-only" (an Index Only Scan on one of ``indexes``: the answer is in the index, and
-    the heap is read only for pages the visibility map does not vouch for) or "index" (a scan of one of
-    ``indexes``); ``joined``: indexes the plan must also use for its joins. No plan may read a big table
-    sequentially.
-
-    ``share_bound``: the query reads one repository's rows or a chunk's, a share of the table 1,000
-    times larger in the slice (one repository of ten) than at full size (one of 10,000), so the planner
-    rightly reads the slice's small table sequentially. The claim is then checked on the plan it
-    falls back to with sequential scans off (``enable_seqscan``), the one the full size's share leads to.
-    """
-
-    name: str
-    caller: str
-    expect: str
-    indexes: tuple[str, ...]
-    sql: str
-    params: list[Any]
-    joined: tuple[str, ...] = ()
-    share_bound: bool = False
-
 
 @dataclass
 class QueryFigures:
@@ -498,192 +248,20 @@ class QueryFigures:
 
 
 def hot_queries(repository_ids: list[int], size: Slice) -> list[HotQuery]:
-    """The queries whose cost must not grow with the tables, built from the code that runs them."""
-    import datetime as dt
+    """The hot queries (insights.hot_queries, what manage.py explain_hot_queries checks), asked about the
+    middle repository, with a chunk of at most a fiftieth of the slice."""
+    from insights.hot_queries import hot_queries as product_hot_queries
+    from insights.hot_queries import sample_pick
+    from repos.models import Repository
 
-    from django.db.models import QuerySet
-    from django.utils import timezone
-
-    from repos.ingestion.writers import file_histories_chunk_select
-    from repos.models import Commit, Repository
-    from repos.selectors import commit_list, file_change_list, file_list, task_commit_links
-    from tasks.models import Task
-
-    repository = Repository.objects.select_related("project").get(pk=repository_ids[len(repository_ids) // 2])
-    newest = (
-        Commit.objects.filter(repository=repository, is_merge=False).order_by("-timestamp", "-id").first()
-    )
-    assert newest is not None
-    # A chunk delivered again: the shas of 2,000 commits from the middle of the history (fewer on a
-    # slice so small that 2,000 would be a large share of the table, which no chunk is at full size).
-    chunk_size = min(CHUNK_COMMITS, size.commits // 50)
-    middle = size.commits_each // 2 - chunk_size // 2
-    chunk = list(
-        Commit.objects.filter(repository=repository)
-        .order_by("-timestamp", "-id")
-        .values_list("id", "sha")[middle : middle + chunk_size]
-    )
-    chunk_ids = [commit_id for commit_id, _ in chunk]
-    chunk_shas = [sha for _, sha in chunk]
-    path = scalar(
-        "SELECT path FROM file_histories WHERE repository_id = %s ORDER BY commit_count DESC, path LIMIT 1",
-        [repository.pk],
-    )
-    task = Task.objects.get(project=repository.project, number=1 + (size.commits_each * 7) % size.tasks_each)
-    now = timezone.now()
-
-    def orm(queryset: QuerySet[Any]) -> tuple[str, list[Any]]:
-        sql, params = queryset.query.sql_with_params()
-        return sql, list(params)
-
-    commit_page = orm(commit_list().filter(repository=repository).order_by("-timestamp", "-id")[:50])
-    file_page = orm(file_list().filter(repository=repository).order_by("-churn", "id")[:50])
-    history_page = orm(file_change_list().filter(repository=repository, path=path).order_by("-id")[:50])
-    task_page = orm(task_commit_links(task=task)[:50])
-    day_ago = now - dt.timedelta(days=1)
-    quarter_ago = now - dt.timedelta(days=90)
-    return [
-        HotQuery(
-            f"chunk: which of {chunk_size:,} shas are stored",
-            "repos.ingestion.writers._commit_ids",
-            "index",
-            # Either reads this repository's rows only: its unique key, or its history by time.
-            ("commit_repository_sha_unique", "idx_commits_repo_time"),
-            "SELECT sha, id FROM commits WHERE repository_id = %s AND sha = ANY(%s)",
-            [repository.pk, chunk_shas],
-            share_bound=True,
-        ),
-        HotQuery(
-            f"chunk: per-path totals of {chunk_size:,} commits",
-            "repos.ingestion.writers.file_histories_add",
-            "index",
-            ("file_change_commit_path_unique",),
-            *file_histories_chunk_select(run_id=0, commit_ids=chunk_ids),
-            joined=("commits_pkey",),
-            share_bound=True,
-        ),
-        HotQuery(
-            "latest commit of a repository",
-            "insights.code.last_commit_at",
-            "index-only",
-            ("idx_commits_repo_time",),
-            "SELECT MAX(c.timestamp) FROM commits c WHERE c.repository_id = %s",
-            [repository.pk],
-        ),
-        HotQuery(
-            "commit page of a repository (50)",
-            "GET /api/v1/commits/?repository= (repos.selectors.commit_list)",
-            "index",
-            ("idx_commits_repo_time",),
-            *commit_page,
-        ),
-        HotQuery(
-            "commit by sha",
-            "webhooks, GET /api/v1/commits/{sha}",
-            "index",
-            ("commit_repository_sha_unique",),
-            "SELECT * FROM commits WHERE repository_id = %s AND sha = %s",
-            [repository.pk, newest.sha],
-        ),
-        HotQuery(
-            "commits of the last day, all repositories",
-            "activity across repositories (idx_commits_timestamp)",
-            "index-only",
-            ("idx_commits_timestamp",),
-            "SELECT COUNT(*) FROM commits WHERE timestamp >= %s",
-            [day_ago],
-        ),
-        HotQuery(
-            "an author's commits in 90 days",
-            "contributor statistics, the author filter",
-            "index-only",
-            ("idx_commits_author_time",),
-            "SELECT COUNT(*) FROM commits WHERE author_email = %s AND timestamp >= %s",
-            [newest.author_email, quarter_ago],
-        ),
-        HotQuery(
-            "paths a commit touched",
-            "GET /api/v1/file-changes/?commit=, the per-path totals",
-            "index-only",
-            ("file_change_commit_path_unique",),
-            "SELECT path FROM file_changes WHERE commit_id = %s",
-            [newest.pk],
-        ),
-        HotQuery(
-            "changes of one file, counted",
-            "a file's history (churn, who touched it)",
-            "index-only",
-            ("idx_file_changes_repo_path",),
-            "SELECT COUNT(*) FROM file_changes WHERE repository_id = %s AND path = %s",
-            [repository.pk, path],
-        ),
-        HotQuery(
-            "changes of one file, newest 50",
-            "GET /api/v1/file-changes/?repository=&path= (repos.selectors.file_change_list)",
-            "index",
-            ("idx_file_changes_repo_path",),
-            *history_page,
-            joined=("commits_pkey",),  # each change's sha: at most 50 commits, by id
-            share_bound=True,
-        ),
-        HotQuery(
-            "hotspots of a repository by churn (50)",
-            "GET /api/v1/files/?repository= (repos.selectors.file_list)",
-            "index",
-            ("idx_files_repo_churn",),
-            *file_page,
-        ),
-        HotQuery(
-            "commits of a task (50)",
-            "task page, /tasks/{key}/commits/ (repos.selectors.task_commit_links)",
-            "index",
-            ("idx_commit_task_links_task",),
-            *task_page,
-        ),
-        HotQuery(
-            "file hotspots of a repository, 90 days",
-            "insights.code.file_hotspots (cached until the next ingestion)",
-            "index",
-            ("idx_commits_repo_time",),
-            *hotspots_sql(repository, quarter_ago, now),
-            # The window's changes by commit id; the files of the repository through any index of
-            # theirs that starts with the repository (no Seq Scan of a big table is the rule).
-            joined=("file_change_commit_path_unique",),
-            share_bound=True,
-        ),
-    ]
-
-
-def hotspots_sql(repository: Any, since: Any, until: Any) -> tuple[str, list[Any]]:
-    """The SQL ``file_hotspots`` runs for one repository's window, as the selector builds it."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from insights.code import file_hotspots
-
-    with CaptureQueriesContext(connection) as captured:
-        file_hotspots(project=repository.project, repository=repository, since=since, until=until)
-    sql = next(query["sql"] for query in captured.captured_queries if "file_changes" in query["sql"])
-    return sql.replace("%", "%%"), []
-
-
-def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from plan_nodes(child)
-
-
-def query_explain(query: HotQuery, *, seqscan: bool = True) -> dict[str, Any]:
-    from django.db import connection, transaction
-
-    with transaction.atomic():
-        if not seqscan:
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL enable_seqscan = off")
-        return cursor_json(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query.sql}", query.params)[0]
+    repository = Repository.objects.get(pk=repository_ids[len(repository_ids) // 2])
+    sample = sample_pick(repository=repository, chunk_size=min(CHUNK_COMMITS, size.commits // 50))
+    return product_hot_queries(sample)
 
 
 def heap_fetches_of(explained: dict[str, Any], indexes: tuple[str, ...]) -> int | None:
+    from insights.hot_queries import plan_nodes
+
     fetches = [
         node.get("Heap Fetches", 0)
         for node in plan_nodes(explained["Plan"])
@@ -692,46 +270,25 @@ def heap_fetches_of(explained: dict[str, Any], indexes: tuple[str, ...]) -> int 
     return sum(fetches) if fetches else None
 
 
-def claim_problem(query: HotQuery, nodes: list[dict[str, Any]]) -> str:
-    """What the plan made of ``nodes`` does not do of what ``query`` claims ("" when it does it all)."""
-    used = {node.get("Index Name") for node in nodes} - {None}
-    only = {node.get("Index Name") for node in nodes if node["Node Type"] == "Index Only Scan"}
-    problems = []
-    if query.expect == "index-only" and not only & set(query.indexes):
-        problems.append(f"no Index Only Scan on {' or '.join(query.indexes)}")
-    elif query.expect == "index" and not used & set(query.indexes):
-        problems.append(f"{' or '.join(query.indexes)} not used")
-    problems += [f"{index} not used" for index in query.joined if index not in used]
-    sequential = sorted({n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"} & BIG_TABLES)
-    if sequential:
-        problems.append(f"Seq Scan on {', '.join(sequential)}")
-    return "; ".join(problems)
-
-
-def scans_of(nodes: list[dict[str, Any]]) -> list[str]:
-    return [
-        node["Node Type"]
-        + (f" on {node['Index Name']}" if node.get("Index Name") else "")
-        + (f" on {node['Relation Name']}" if node["Node Type"] in ("Seq Scan", "Bitmap Heap Scan") else "")
-        for node in nodes
-        if "Scan" in node["Node Type"]
-    ]
-
-
 def query_measure(query: HotQuery, repeat: int, unvacuumed: dict[str, Any] | None) -> QueryFigures:
     """The plan of ``query`` against its claim, and its median time at the slice's size."""
-    from django.db import connection
+    from django.db import connection, transaction
+
+    from insights.hot_queries import plan_nodes, query_check, query_explain, scans_of
 
     explained = query_explain(query)
     nodes = list(plan_nodes(explained["Plan"]))
     claimed = query_explain(query, seqscan=False) if query.share_bound else explained
     claim_nodes = list(plan_nodes(claimed["Plan"]))
-    problem = claim_problem(query, claim_nodes)
+    # The rules of manage.py explain_hot_queries: seq scans, the claimed indexes, the row estimates.
+    problem = "; ".join(query_check(query, explained=explained).problems)
 
     def run() -> None:
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(query.sql, query.params)
-            cursor.fetchall()
+            if cursor.description is not None:
+                cursor.fetchall()
+            transaction.set_rollback(True)  # the upserts change nothing
 
     top = explained["Plan"]
     return QueryFigures(
@@ -1190,6 +747,8 @@ def run(options: argparse.Namespace, size: Slice, repeat: int, workdir: Path) ->
 
     # Statistics but no VACUUM yet: the visibility map is empty, as it is for rows ingested since
     # autovacuum last came by; index-only scans then read the heap for every row (heap fetches).
+    from insights.hot_queries import query_explain
+
     tables_vacuum(analyze_only=True)
     queries = hot_queries(repository_ids, size)
     unvacuumed = {query.name: query_explain(query) for query in queries if query.expect == "index-only"}

@@ -134,3 +134,25 @@ def worker_process_threads(pool: str, concurrency: int) -> int:
     """
     one_task_per_process = any(name in pool for name in ("prefork", "solo", "processes"))
     return (1 if one_task_per_process else max(1, concurrency)) * CONNECTIONS_PER_TASK
+
+
+# gunicorn.conf.py's defaults when GUNICORN_WORKERS and GUNICORN_THREADS are not set (tests/config/test_k8s.py
+# holds the two files to the same numbers).
+WEB_PROCESSES_DEFAULT = 2
+WEB_THREADS_DEFAULT = 4
+
+
+def connections_demand(
+    *, web_processes: int, web_threads: int, worker_processes: int, environ: Mapping[str, str] = os.environ
+) -> dict[str, int]:
+    """The most database connections each kind of process of one installation holds at once.
+
+    ``web_processes`` gunicorn processes of ``web_threads`` threads, ``worker_processes`` Celery pool
+    processes (prefork: the ``--concurrency`` of every worker added up) and beat, each pool sized by
+    :func:`pool_sizes` as the process itself sizes it. k8s/configmap.yaml adds these up per pod.
+    """
+    return {
+        "web": web_processes * pool_sizes(web_threads, environ)[1],
+        "workers": worker_processes * pool_sizes(worker_process_threads("prefork", 1), environ)[1],
+        "beat": pool_sizes(1, environ)[1],
+    }

@@ -831,3 +831,33 @@ APM_METRICS_QUEUES = env.list(
 # (loadtests/). Off unless a load test's server asks for it.
 APM_LOADTEST_BASELINE = env.bool("APM_LOADTEST_BASELINE", default=False)
 # --- end of metrics ---
+# --- Performance proof (docs/performance.md) ---
+# Where `manage.py explain_hot_queries` writes hot-queries.json, and where the load scenarios write
+# <scenario>/result.json; `manage.py perf_checklist` reads both, and fails on a hot-query analysis older
+# than APM_PERF_MAX_AGE_DAYS (the plans it proved may no longer be the ones the code asks for).
+APM_PERF_DIR = Path(env("APM_PERF_DIR", default=str(VAR_DIR / "perf")))
+APM_LOADTEST_DIR = Path(env("APM_LOADTEST_DIR", default=str(VAR_DIR / "loadtest")))
+APM_PERF_MAX_AGE_DAYS = env.int("APM_PERF_MAX_AGE_DAYS", default=7)
+# perf_checklist judges the index scan counts of tables this big only: PostgreSQL reads smaller ones whole.
+APM_PERF_HOT_TABLE_ROWS = env.int("APM_PERF_HOT_TABLE_ROWS", default=10_000)
+# The database connections one installation holds at most, by kind of process (config/topology.py), which
+# perf_checklist adds up against the server's max_connections: GUNICORN_WORKERS x GUNICORN_THREADS (their
+# gunicorn.conf.py defaults), APM_WORKER_PROCESSES Celery pool processes (every worker's --concurrency
+# added up: two workers of two by default, one per queue), beat; plus APM_DATABASE_RESERVE for what is
+# not APM (the migration, operators' psql, the exporter; the server's superuser reserve is asked of it).
+try:
+    APM_DATABASE_DEMAND = topology.connections_demand(
+        web_processes=topology.whole_number(
+            "GUNICORN_WORKERS", env("GUNICORN_WORKERS", default=str(topology.WEB_PROCESSES_DEFAULT))
+        ),
+        web_threads=topology.whole_number(
+            "GUNICORN_THREADS", env("GUNICORN_THREADS", default=str(topology.WEB_THREADS_DEFAULT))
+        ),
+        worker_processes=topology.whole_number(
+            "APM_WORKER_PROCESSES", env("APM_WORKER_PROCESSES", default="4")
+        ),
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+APM_DATABASE_RESERVE = env.int("APM_DATABASE_RESERVE", default=8)
+# --- end of performance proof ---

@@ -5,6 +5,8 @@ the connections the pools may open fit the numbers k8s/configmap.yaml adds up.""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +86,25 @@ def test_the_connection_arithmetic_of_the_configmap_matches_the_manifests():
     """k8s/configmap.yaml states, per pod and at the autoscalers' bounds, what the pools may open."""
     web = manifest("web-deployment.yaml")
     web_env = environment(container(web, "web"))
-    web_pod = int(web_env["GUNICORN_WORKERS"]) * topology.pool_sizes(int(web_env["GUNICORN_THREADS"]), {})[1]
+    # The arithmetic perf_checklist uses (config.topology.connections_demand), one pod at a time.
+    web_pod = topology.connections_demand(
+        web_processes=int(web_env["GUNICORN_WORKERS"]),
+        web_threads=int(web_env["GUNICORN_THREADS"]),
+        worker_processes=0,
+        environ={},
+    )["web"]
     worker_pods = {}
     for name in ("worker-deployment.yaml", "worker-ingestion-deployment.yaml"):
         processes = int(environment(container(manifest(name), "worker"))["CELERY_WORKER_CONCURRENCY"])
-        worker_pods[name] = (
-            processes * topology.pool_sizes(topology.worker_process_threads("prefork", 1), {})[1]
-        )
-    beat = topology.pool_sizes(1, environment(container(manifest("beat-deployment.yaml"), "beat")))[1]
+        worker_pods[name] = topology.connections_demand(
+            web_processes=0, web_threads=1, worker_processes=processes, environ={}
+        )["workers"]
+    beat = topology.connections_demand(
+        web_processes=0,
+        web_threads=1,
+        worker_processes=0,
+        environ=environment(container(manifest("beat-deployment.yaml"), "beat")),
+    )["beat"]
 
     def bounds(hpa: str) -> tuple[int, int]:
         spec = manifest(hpa)["spec"]
@@ -169,3 +182,17 @@ def test_the_pgbouncer_component_points_the_backup_at_postgresql_itself():
         "env"
         in manifest("backup-cronjob.yaml")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     )
+
+
+def test_the_web_process_defaults_of_gunicorn_conf_are_the_topologys():
+    """perf_checklist counts GUNICORN_WORKERS x GUNICORN_THREADS with topology's defaults when unset."""
+    script = (
+        "import os, runpy; "
+        "[os.environ.pop(name, None) for name in ('GUNICORN_WORKERS', 'GUNICORN_THREADS')]; "
+        "conf = runpy.run_path('gunicorn.conf.py'); print(conf['workers'], conf['threads'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=K8S.parent, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.split() == [str(topology.WEB_PROCESSES_DEFAULT), str(topology.WEB_THREADS_DEFAULT)]
