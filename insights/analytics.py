@@ -123,16 +123,20 @@ def _historic_progress_sql(points: int) -> str:
 
     ``created`` and ``status_changed`` events carry the status a task moved to; ROW_NUMBER picks the
     latest one per task and moment (idx_task_events_project_time reads the project's events). ``latest``
-    is read twice (top-level tasks, subtasks), so it is computed once. Estimates and the subtask tree are
-    today's: only statuses are taken from history. Parameters: the moments, the project, and the default
-    estimate twice.
+    is read twice (top-level tasks, subtasks), so it is computed once. The latest is kept with
+    ``rn <= 1``, not ``rn = 1`` (the same rows, numbers start at 1): the planner knows nothing of a
+    window function's values and takes an equality for 0.5% of the rows, an inequality for a third, and a
+    task has a few status events per moment, not two hundred. ``rn = 1`` was estimated 300 times too few
+    on the large slice (explain_hot_queries, docs/performance.md). Estimates and the subtask tree are
+    today's: only statuses come from history. Parameters: the moments, the project, the default estimate
+    twice.
     """
     moments = " UNION ALL ".join("SELECT %s AS k, %s AS at" for _ in range(points))
     tasks_then = f"""(
     SELECT latest.k, tk.id, tk.parent_id, latest.to_status AS status,
            COALESCE(tk.estimate_hours, %s) AS w, {_progress_case("latest.to_status")} AS p
     FROM latest JOIN tasks tk ON tk.id = latest.task_id
-    WHERE latest.rn = 1 AND latest.to_status <> 'cancelled' AND {{tree}}
+    WHERE latest.rn <= 1 AND latest.to_status <> 'cancelled' AND {{tree}}
 )"""  # noqa: S608 (constant text, no input)
     return f"""
 WITH d AS ({moments}),
