@@ -77,42 +77,67 @@ SELECT AVG(e) FROM (
 WHERE rn * 2 IN (n, n + 1, n + 2)
 """
 
-# From the CTE ``t`` (k: which point in time, id, parent_id, status, w: weight, p: progress of the task
-# from its status), the weighted progress of every point in one pass: subtasks are rolled up into their
-# parent in one grouped query (one level: a sub-subtask counts through its status), a done parent counts
-# as done, and only top-level tasks enter the project's totals so no hour is counted twice.
-_ROLLUP_SQL = """
-sub AS (
-    SELECT k, parent_id, SUM(w * p) AS wp, SUM(w) AS ws
-    FROM t WHERE parent_id IS NOT NULL
-    GROUP BY k, parent_id
-)
+
+def _rollup_sql(tasks_of: str) -> str:
+    """The weighted progress of every point in one pass, from ``tasks_of``: a FROM item, with ``{tree}``
+    where a condition on ``tk.parent_id`` goes, of the points' tasks (k: which point in time, id,
+    parent_id, status, w: weight, p: progress of the task from its status).
+
+    Subtasks are rolled up into their parent in one grouped subquery (one level: a sub-subtask counts
+    through its status), a done parent counts as done, and only top-level tasks enter the project's
+    totals so no hour is counted twice. The top-level tasks and the subtasks are two readings of
+    ``tasks_of``, each filtered on the tasks table's own ``parent_id``: the planner estimates them from
+    that column's statistics (most tasks have no parent). One CTE read twice with the filter on its
+    output instead is estimated at the default 0.5% of its rows for ``parent_id IS NULL``, 200 times too
+    few for a project without subtasks (explain_hot_queries, docs/performance.md).
+    """
+    top = tasks_of.format(tree="tk.parent_id IS NULL")
+    sub = tasks_of.format(tree="tk.parent_id IS NOT NULL")
+    return f"""
 SELECT top.k, COUNT(*), SUM(top.w),
        SUM(top.w * CASE WHEN top.status = 'done' THEN 1.0
                         WHEN sub.ws > 0 THEN sub.wp / sub.ws
                         ELSE top.p END)
-FROM t top LEFT JOIN sub ON sub.k = top.k AND sub.parent_id = top.id
-WHERE top.parent_id IS NULL
+FROM {top} top
+LEFT JOIN (
+    SELECT s.k, s.parent_id, SUM(s.w * s.p) AS wp, SUM(s.w) AS ws FROM {sub} s
+    GROUP BY s.k, s.parent_id
+) sub ON sub.k = top.k AND sub.parent_id = top.id
 GROUP BY top.k
-"""
-
-_CURRENT_PROGRESS_SQL = f"""
-WITH t AS (
-    SELECT 0 AS k, id, parent_id, status, COALESCE(estimate_hours, %s) AS w, {_progress_case("status")} AS p
-    FROM tasks WHERE project_id = %s AND status <> 'cancelled'
-),
-{_ROLLUP_SQL}
 """  # noqa: S608 (constant text, no input)
+
+
+# Today's statuses; parameters: the default estimate and the project, for the top-level tasks and again
+# for the subtasks. Both readings go through idx_tasks_project_status.
+_CURRENT_PROGRESS_SQL = _rollup_sql(
+    f"""(
+    SELECT 0 AS k, tk.id, tk.parent_id, tk.status, COALESCE(tk.estimate_hours, %s) AS w,
+           {_progress_case("tk.status")} AS p
+    FROM tasks tk WHERE tk.project_id = %s AND tk.status <> 'cancelled' AND {{tree}}
+)"""  # noqa: S608 (constant text, no input)
+)
 
 
 def _historic_progress_sql(points: int) -> str:
     """Progress at ``points`` moments, each task's status being its latest status event at that moment.
 
     ``created`` and ``status_changed`` events carry the status a task moved to; ROW_NUMBER picks the
-    latest one per task and moment (idx_task_events_project_time reads the project's events).
-    Estimates and the subtask tree are today's: only statuses are taken from history.
+    latest one per task and moment (idx_task_events_project_time reads the project's events). ``latest``
+    is read twice (top-level tasks, subtasks), so it is computed once. The latest is kept with
+    ``rn <= 1``, not ``rn = 1`` (the same rows, numbers start at 1): the planner knows nothing of a
+    window function's values and takes an equality for 0.5% of the rows, an inequality for a third, and a
+    task has a few status events per moment, not two hundred. ``rn = 1`` was estimated 300 times too few
+    on the large slice (explain_hot_queries, docs/performance.md). Estimates and the subtask tree are
+    today's: only statuses come from history. Parameters: the moments, the project, the default estimate
+    twice.
     """
     moments = " UNION ALL ".join("SELECT %s AS k, %s AS at" for _ in range(points))
+    tasks_then = f"""(
+    SELECT latest.k, tk.id, tk.parent_id, latest.to_status AS status,
+           COALESCE(tk.estimate_hours, %s) AS w, {_progress_case("latest.to_status")} AS p
+    FROM latest JOIN tasks tk ON tk.id = latest.task_id
+    WHERE latest.rn <= 1 AND latest.to_status <> 'cancelled' AND {{tree}}
+)"""  # noqa: S608 (constant text, no input)
     return f"""
 WITH d AS ({moments}),
 latest AS (
@@ -120,14 +145,8 @@ latest AS (
            ROW_NUMBER() OVER (PARTITION BY d.k, e.task_id ORDER BY e.created_at DESC, e.id DESC) AS rn
     FROM d JOIN task_events e ON e.created_at <= d.at
     WHERE e.project_id = %s AND e.kind IN ('created', 'status_changed')
-),
-t AS (
-    SELECT latest.k, tk.id, tk.parent_id, latest.to_status AS status,
-           COALESCE(tk.estimate_hours, %s) AS w, {_progress_case("latest.to_status")} AS p
-    FROM latest JOIN tasks tk ON tk.id = latest.task_id
-    WHERE latest.rn = 1 AND latest.to_status <> 'cancelled'
-),
-{_ROLLUP_SQL}
+)
+{_rollup_sql(tasks_then)}
 """  # noqa: S608 (constant text and placeholders, no input)
 
 
@@ -186,14 +205,14 @@ def project_progress(
     now = now or timezone.now()
     counts = project.tasks.aggregate(**task_counts())
     default = project_default_estimate(project=project)
-    current = _rollups(_CURRENT_PROGRESS_SQL, [default, project.pk]).get(0, (0, 0.0, 0.0))
+    current = _rollups(_CURRENT_PROGRESS_SQL, [default, project.pk] * 2).get(0, (0, 0.0, 0.0))
     # Point 0: ``days`` ago; points 1..TREND_WEEKS: that many weeks ago.
     moments = {0: now - datetime.timedelta(days=days)}
     moments.update({week: now - datetime.timedelta(weeks=week) for week in range(1, TREND_WEEKS + 1)})
     params: list[Any] = []
     for k, at in moments.items():
         params += [k, connection.ops.adapt_datetimefield_value(at)]
-    history = _rollups(_historic_progress_sql(len(moments)), [*params, project.pk, default])
+    history = _rollups(_historic_progress_sql(len(moments)), [*params, project.pk, default, default])
     progress = _ratio(current[2], current[1])
     nothing = (0, 0.0, 0.0)
 
@@ -235,7 +254,7 @@ def project_progress_series(*, project: Project, dates: list[datetime.date]) -> 
     for k, day in enumerate(dates):
         at = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz)
         params += [k, connection.ops.adapt_datetimefield_value(at)]
-    history = _rollups(_historic_progress_sql(len(dates)), [*params, project.pk, default])
+    history = _rollups(_historic_progress_sql(len(dates)), [*params, project.pk, default, default])
     nothing = (0, 0.0, 0.0)
     return [
         {"date": day, "progress": _ratio(history.get(k, nothing)[2], history.get(k, nothing)[1])}
@@ -357,15 +376,22 @@ def _task_signals(project: Project, now: datetime.datetime) -> list[dict[str, An
 # Open tasks waiting on open tasks, walked from the tasks that wait on nothing open (the heads: the work
 # that unblocks the chain) up to the tasks waiting on them. UNION keeps (head, task, depth) rows distinct,
 # so a diamond-shaped graph costs rows per task and depth, not per path. Runs on all three databases.
+# ``waits`` starts from the project's open tasks (idx_tasks_project_status) and their dependencies
+# (task_dependency_unique), and checks the task waited on through tasks_pkey: its estimate follows the
+# dependencies a project has, a few rows when it has none or few, so the walk over it is planned (and
+# run) for a few rows. Joining two copies of the project's open tasks to the whole dependency table
+# instead was planned for tens of thousands of links and a recursion of 96 million rows whatever the
+# project held: a cost that switched JIT compilation on, 0.8 s for a project without a dependency
+# (docs/performance.md, "Hot queries and their plans").
 _CHAINS_SQL = """
 WITH RECURSIVE
-open_task AS (
-    SELECT id FROM tasks WHERE project_id = %s AND status NOT IN ('done', 'cancelled')
-),
 waits AS (
-    SELECT d.task_id, d.depends_on_id FROM task_dependencies d
-    JOIN open_task a ON a.id = d.task_id
-    JOIN open_task b ON b.id = d.depends_on_id
+    SELECT d.task_id, d.depends_on_id
+    FROM tasks a
+    JOIN task_dependencies d ON d.task_id = a.id
+    JOIN tasks b ON b.id = d.depends_on_id
+    WHERE a.project_id = %s AND a.status NOT IN ('done', 'cancelled')
+      AND b.project_id = %s AND b.status NOT IN ('done', 'cancelled')
 ),
 chain(head_id, task_id, depth) AS (
     SELECT w.depends_on_id, w.depends_on_id, 1 FROM waits w
@@ -382,7 +408,7 @@ ORDER BY t.number
 
 def _blocked_signal(project: Project) -> dict[str, Any]:
     with read_connection().cursor() as cursor:
-        cursor.execute(_CHAINS_SQL, [project.pk, CHAIN_DEPTH_LIMIT])
+        cursor.execute(_CHAINS_SQL, [project.pk, project.pk, CHAIN_DEPTH_LIMIT])
         rows = cursor.fetchmany(EXAMPLES)
     length = int(rows[0][0]) if rows else 0
     heads = _keys(project, [int(number) for _depth, number in rows])

@@ -31,6 +31,8 @@ from rest_framework.test import APIRequestFactory, force_authenticate
 from insights.code import file_hotspots
 from insights.scale_slice import CHUNK_COMMITS, cursor_json, scalar
 from insights.selectors import (
+    ACTIVITY_WEEKS,
+    portfolio_closed_per_day,
     project_charts_cached,
     project_health_cached,
     project_portfolio_cached,
@@ -528,6 +530,19 @@ def hot_queries(sample: Sample) -> list[HotQuery]:
             share_bound=True,
         ),
     ]
+    queries.append(
+        HotQuery(
+            f"tasks closed in {ACTIVITY_WEEKS} weeks, every project",
+            "dashboard sparklines (insights.selectors.portfolio_closed_per_day, in the portfolio)",
+            "index-only",
+            ("idx_task_events_kind_time",),
+            *_orm(portfolio_closed_per_day(since=now - dt.timedelta(weeks=ACTIVITY_WEEKS))),
+            # The window's closings are a sliver of every event at full size (twelve weeks of years of
+            # history, one kind of event of seven); a generated slice holds no task events at all, so
+            # the claim is checked on the plan without sequential scans.
+            share_bound=True,
+        )
+    )
     # Lists through the API, as integrations page them: every statement of the request.
     queries += _captured(
         "tasks of a project, first page (API)",

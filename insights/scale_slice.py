@@ -204,12 +204,43 @@ JOIN tasks t ON t.project_id = r.project_id
 ORDER BY c.id
 """
 
+# Each task's history as the task services write it: created in the backlog (the project's tasks spread
+# over the five years, oldest first), two in three started three days later, one in three done ten days
+# after that (never after now), so the task analytics and the portfolio's closings read real events.
+# The statuses match the tasks' (slice_fill). The moments are whole seconds apart between tasks.
+_TASK_EVENTS_SQL = """
+INSERT INTO task_events (task_id, project_id, kind, source, from_status, to_status, commit_sha, data,
+                         created_at)
+SELECT t.id, t.project_id, step.kind, 'system', step.from_status, step.to_status, '', '{}'::jsonb,
+       LEAST(now(), born.at + step.after)
+FROM tasks t
+JOIN repositories r ON r.project_id = t.project_id
+CROSS JOIN LATERAL (
+    SELECT date_trunc('second', now() - (%(tasks)s - t.number)::float / %(tasks)s * %(days)s
+                                        * interval '1 day') AS at
+) AS born
+CROSS JOIN LATERAL (VALUES
+    ('created', '', 'backlog', interval '0 days', true),
+    ('status_changed', 'backlog', 'in_progress', interval '3 days', t.number %% 3 <> 0),
+    ('status_changed', 'in_progress', 'done', interval '13 days', t.number %% 3 = 1)
+) AS step(kind, from_status, to_status, after, happened)
+WHERE r.id = ANY(%(repositories)s) AND step.happened
+ORDER BY 9, t.id
+"""
+
+
+def slice_task_status(number: int) -> str:
+    """The status of task ``number`` of a slice's project, the last its events moved it to."""
+    return ("backlog", "done", "in_progress")[number % 3]
+
+
 FILL_STEPS = [
     ("commits", _COMMITS_SQL),
     ("file_changes", _CHANGES_SQL),
     ("file_histories", _HISTORIES_SQL),
     ("files", _FILES_SQL),
     ("commit_task_links", _LINKS_SQL),
+    ("task_events", _TASK_EVENTS_SQL),
 ]
 
 
@@ -239,8 +270,8 @@ def scalar(sql: str, params: Any = None) -> Any:
 
 
 def slice_fill(size: Slice) -> tuple[list[int], list[FillStep]]:
-    """Projects, repositories and tasks through the ORM, then the five big tables in SQL; returns the
-    repositories' ids and what each table's fill took."""
+    """Projects, repositories and tasks through the ORM, then the five big tables and the tasks' events
+    in SQL; returns the repositories' ids and what each table's fill took."""
     # Here, not at the top: benchmarks/scale.py reads this module's sizes before it sets Django up.
     from projects.models import Project  # noqa: PLC0415
     from repos.models import Repository  # noqa: PLC0415
@@ -250,7 +281,7 @@ def slice_fill(size: Slice) -> tuple[list[int], list[FillStep]]:
     for number in range(1, size.repositories + 1):
         project = Project.objects.create(name=f"Scale project {number}", key=f"S{number:04d}")
         Task.objects.bulk_create(
-            Task(project=project, number=n, title=f"Task {n} of {project.key}")
+            Task(project=project, number=n, title=f"Task {n} of {project.key}", status=slice_task_status(n))
             for n in range(1, size.tasks_each + 1)
         )
         Project.objects.filter(pk=project.pk).update(last_task_number=size.tasks_each)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Count, F, Max, Sum
+from django.db.models import Count, F, Max, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -186,11 +186,9 @@ def _portfolio_activity() -> dict[int, dict[str, list[int]]]:
     commits = Commit.objects.filter(timestamp__gte=since, repository__deleting_since__isnull=True).values(
         pid=F("repository__project_id"), day=TruncDate("timestamp")
     )
-    closed = TaskEvent.objects.filter(
-        created_at__gte=since, kind=TaskEvent.Kind.STATUS_CHANGED, to_status=Task.Status.DONE
-    ).values(pid=F("project_id"), day=TruncDate("created_at"))
-    for kind, rows in (("commits", commits), ("closed", closed)):
-        for row in rows.annotate(number=Count("id")).order_by():
+    closed = portfolio_closed_per_day(since=since)
+    for kind, rows in (("commits", commits.annotate(number=Count("id")).order_by()), ("closed", closed)):
+        for row in rows:
             week = (row["day"] - first).days // 7
             if 0 <= week < ACTIVITY_WEEKS:
                 weeks = activity.setdefault(
@@ -198,6 +196,22 @@ def _portfolio_activity() -> dict[int, dict[str, list[int]]]:
                 )
                 weeks[kind][week] += row["number"]
     return activity
+
+
+def portfolio_closed_per_day(*, since: datetime.datetime) -> QuerySet[Any, Any]:
+    """Tasks moved to done since ``since``, per project (``pid``) and day (``number`` of them).
+
+    Every project at once: idx_task_events_kind_time reads the window's status changes to done and
+    nothing else, and counts them from the index alone (COUNT(*) needs no column of the row).
+    """
+    return (
+        TaskEvent.objects.filter(
+            created_at__gte=since, kind=TaskEvent.Kind.STATUS_CHANGED, to_status=Task.Status.DONE
+        )
+        .values(pid=F("project_id"), day=TruncDate("created_at"))
+        .annotate(number=Count("*"))
+        .order_by()
+    )
 
 
 def project_dashboard(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
