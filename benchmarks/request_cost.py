@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/request_cost.py                 # the project summary and two lists
     .venv/bin/python benchmarks/request_cost.py --profile       # and where the summary's time goes
+    .venv/bin/python benchmarks/request_cost.py --profile "/api/v1/tasks/?project=APM"
 
 The requests go through the whole stack in-process (Django's test client: every middleware, DRF, the
 database pool, Redis), with the production settings on PostgreSQL and Redis, signed with a read token of
@@ -47,7 +48,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--profile", action="store_true", help="profile the summary (CPU time)")
+    parser.add_argument(
+        "--profile", nargs="?", const=PATHS[2], metavar="PATH", help="profile PATH (the summary) in CPU time"
+    )
     return parser.parse_args()
 
 
@@ -117,7 +120,7 @@ def main() -> None:
         profile = cProfile.Profile(time.process_time)
         profile.enable()
         for _ in range(options.requests):
-            client.get(PATHS[2])
+            client.get(options.profile)
         profile.disable()
         pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
 
