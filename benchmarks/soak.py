@@ -466,7 +466,7 @@ def repositories_generate(
     *,
     root: Path = WORKDIR / "repos",
     prefix: str = "soak",
-    files: int = 300,
+    file_count: int = 300,
 ) -> list[GeneratedRepository]:
     """``options.repositories`` generated repositories of ``options.commits`` commits under ``root``
     (var/soak/repos), each for one demo project; kept between runs (the scratch database remembers
@@ -477,7 +477,7 @@ def repositories_generate(
         if not (path / ".git").exists():
             shutil.rmtree(path, ignore_errors=True)
             started = time.perf_counter()
-            repository_create(path, history_stream(commits=options.commits, files=files, seed=index + 1))
+            repository_create(path, history_stream(commits=options.commits, files=file_count, seed=index + 1))
             print(
                 f"  generated {path.name}: {options.commits} commits in {time.perf_counter() - started:.1f} s"
             )
