@@ -37,14 +37,22 @@ REGISTER_WEIGHT = int(os.environ.get("APM_LOADTEST_REGISTER_WEIGHT", "1"))
 # What the API answers when the project has that source already (repos.services): the repository is
 # there, which is what registering asked for.
 SOURCE_TAKEN = "already has this source"
+# A keep-alive connection idle longer than this is closed before the wait ends: gunicorn closes idle ones
+# after 5 s (gunicorn.conf.py), so a user waiting up to 5 s would sometimes send its next request on a
+# connection the server is closing, and fail for reasons of the client's making (a proxy in front of
+# gunicorn keeps idle connections for less than gunicorn does, for the same reason).
+IDLE_SECONDS = 4.0
 ANALYTICS = ["progress", "health", "priorities", "burndown", "hotspots", "coupling", "contributors"]
 
 
-def _wait_time():  # type: ignore[no-untyped-def]
+def _pace():  # type: ignore[no-untyped-def]
     if _WAIT == "0":
         return constant(0)
     low, high = (float(part) for part in _WAIT.split(","))
     return between(low, high)
+
+
+_PACE = _pace()
 
 
 def _expect(response: Any, *statuses: int) -> bool:
@@ -52,14 +60,26 @@ def _expect(response: Any, *statuses: int) -> bool:
     if response.status_code in statuses:
         response.success()
         return True
-    response.failure(f"{response.status_code}: {response.text[:300]}")
+    # Status 0: no answer at all; the error says why (refused, reset, timed out).
+    body = response.text[:300] if response.status_code else repr(response.error)[:300]
+    response.failure(f"{response.status_code}: {body}")
     return False
 
 
-class ProjectManagementUser(HttpUser):
-    """The guide's person: the dashboard, and projects created."""
+class ApmUser(HttpUser):
+    """A user with a token, paced as the guide's people are."""
 
-    wait_time = _wait_time()
+    abstract = True
+
+    def wait_time(self) -> float:
+        seconds = float(_PACE(self))
+        if seconds > IDLE_SECONDS:
+            self.client.close()  # the next request opens a new connection (IDLE_SECONDS)
+        return seconds
+
+
+class ProjectManagementUser(ApmUser):
+    """The guide's person: the dashboard, and projects created."""
 
     def on_start(self) -> None:
         token = os.environ["APM_LOADTEST_TOKEN"]
@@ -83,10 +103,8 @@ class ProjectManagementUser(HttpUser):
                 response.failure(f"201 without a key: {response.text[:300]}")
 
 
-class IntegrationUser(HttpUser):
+class IntegrationUser(ApmUser):
     """An integration with a token, reading lists, summaries and analytics and moving tasks."""
-
-    wait_time = _wait_time()
 
     def on_start(self) -> None:
         token = os.environ["APM_LOADTEST_TOKEN"]
