@@ -81,6 +81,7 @@ import structlog
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
+from django.db import transaction
 from django_redis.cache import RedisCache as DjangoRedisCache
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -455,10 +456,102 @@ def cache_invalidate(*, keys: Iterable[str] = (), generations: Iterable[str] = (
         _renewal_owe(backend)
 
 
+def generation_bump_on_commit(namespace: str) -> None:
+    """Bump ``namespace``'s generation now, and again once the current transaction commits.
+
+    Now, so that the transaction's own later reads miss; again after the commit, because a reader that
+    loads the rows in between (before the change is visible to it) stores what it read under the
+    generation the first bump made, which the second leaves behind. Outside a transaction both happen
+    at once.
+    """
+    generation_bump(namespace)
+    transaction.on_commit(lambda: generation_bump(namespace))
+
+
 def generation_key(namespace: str, *parts: object) -> str:
     """A cache key inside ``namespace``'s current generation."""
     suffix = ":".join(str(part) for part in parts)
     return f"{namespace}:g{generation_get(namespace)}:{suffix}"
+
+
+# --- Entries checked in one round trip -----------------------------------------------------------------
+
+
+def cache_shared() -> bool:
+    """Whether every process reads the same cache (Redis). A local-memory cache is each process's own:
+    an invalidation made in one process (a management command, another worker) never reaches the others."""
+    return isinstance(_backend(), DjangoRedisCache)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The epoch and ``namespace``'s generation a reader saw before reading the database: what an entry
+    it stores is valid for. Read first, so a write committed meanwhile (which bumps the generation once it
+    commits) leaves the entry behind, as with ``cached()``."""
+
+    namespace: str
+    epoch: str
+    generation: Any
+
+
+def stamped_get(key: str, *, namespace: str) -> tuple[Any, Stamp | None]:
+    """The value at ``key`` if stored under the current epoch and generation of ``namespace``, in one
+    round trip (``cached()`` takes two: the generation, then the entry); else None. With it, the stamp to
+    store a fresh value under, or None when the cache is down (then nothing is stored)."""
+    backend = _backend()
+    generation_at = f"generation:{namespace}"
+    if not _usable(backend):
+        return None, None
+    try:
+        found = _call(backend, "get_many", [key, generation_at, EPOCH_KEY])
+        epoch = _epoch(backend, found)
+        generation = found.get(generation_at)
+        if generation is None:
+            generation = generation_get(namespace)
+    except CacheUnavailable:
+        return None, None
+    stamp = Stamp(namespace=namespace, epoch=epoch, generation=generation)
+    entry = found.get(key)
+    if isinstance(entry, tuple) and len(entry) == 3 and entry[:2] == (epoch, generation):
+        return entry[2], stamp
+    return None, stamp
+
+
+def stamped_set(key: str, value: Any, *, stamp: Stamp | None, timeout: float | None) -> None:
+    """Store ``value`` at ``key`` for ``timeout`` seconds, valid under ``stamp`` only."""
+    if stamp is None:
+        return
+    try:
+        _call(_backend(), "set", key, (stamp.epoch, stamp.generation, value), timeout=timeout)
+    except CacheUnavailable:
+        return
+
+
+def stamped(
+    key: str, compute: Callable[[], T], *, namespace: str, family: str, timeout: float | None = None
+) -> T:
+    """``compute()`` remembered under ``namespace``'s generation, found in one round trip.
+
+    For a cheap step over figures ``cached()`` keeps (the API's representation of a project's summary):
+    no lock and no stale serving, since computing again is cheap; fresh for ``timeout`` (the cache's
+    default when None, as the figures under it). A lookup found here counts as a ``hit`` of ``family``;
+    one not found counts nothing here, as the ``cached()`` figures under it count themselves.
+    """
+    backend = _backend()
+    fresh_for = backend.default_timeout if timeout is None else timeout
+    if replica_reading():
+        # Apart from the primary's, and no fresher than the lag allowed (as in cached()).
+        key = f"{key}:replica"
+        max_lag = float(settings.DATABASE_REPLICA_MAX_LAG)
+        fresh_for = max_lag if fresh_for is None else min(fresh_for, max_lag)
+    value, stamp = stamped_get(key, namespace=namespace)
+    if value is not None:
+        _count(family, "hit")
+        return value
+    value = compute()
+    if value is not None:
+        stamped_set(key, value, stamp=stamp, timeout=fresh_for)
+    return value
 
 
 # --- Reading through the cache ------------------------------------------------------------------------

@@ -33,6 +33,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def loadtest_baseline(request: HttpRequest) -> JsonResponse:
+    """A constant answer: what serving costs before any work (mounted with APM_LOADTEST_BASELINE only)."""
+    return JsonResponse({"status": "ok"})
+
+
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:

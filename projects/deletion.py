@@ -28,8 +28,10 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
+from apm.cache import generation_bump_on_commit
 from apm.retention import batch_delete, deletion_mark, deletion_progress_add
 from projects.models import Invitation, Membership, Project
+from projects.selectors import PROJECT_ACCESS_NAMESPACE
 from projects.services import project_cache_invalidate
 
 logger = structlog.get_logger(__name__)
@@ -178,8 +180,9 @@ def _mark_discard(project_id: int) -> None:
             if part.unmark is not None:
                 part.unmark(project_id)
         Project.all_objects.filter(pk=project_id).update(deleting_since=None, deletion_progress={})
-        # The portfolio cached while the mark stood leaves the project out; it is back.
+        # The portfolio cached while the mark stood leaves the project out; it is back, for its members too.
         project_cache_invalidate(project_id=project_id)
+        generation_bump_on_commit(PROJECT_ACCESS_NAMESPACE)
 
 
 def project_delete_batches(

@@ -8,7 +8,15 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apm.cache import cache_shared, stamped
 from projects.models import Invitation, Membership, Project
+
+# The generation of every remembered answer of project_id_visible: any change to a membership, a project
+# or a user leaves them all behind when it commits (projects.apps).
+PROJECT_ACCESS_NAMESPACE = "project-access"
+# How long such an answer is remembered at most: the bound on what an invalidation lost to a cache
+# outage could leave behind (apm.cache).
+PROJECT_ACCESS_SECONDS = 60.0
 
 
 def project_list(*, user: User | AnonymousUser) -> QuerySet[Project]:
@@ -36,6 +44,34 @@ def project_ids_visible(*, user: User | AnonymousUser) -> QuerySet[Membership, A
     if not user.is_authenticated:
         return Membership.objects.none().values("project_id")
     return Membership.objects.filter(user=user, project__deleting_since__isnull=True).values("project_id")
+
+
+def project_id_visible(*, user: User | AnonymousUser, key: str) -> int | None:
+    """The id of the project ``key`` (any case) if ``user`` may see it (staff, or a member), else None.
+
+    Every request to a project's figures asks it first: on a shared cache (Redis) the answer is
+    remembered per user and key, found in one round trip, so a request served from the cache costs no
+    query to check who may read it.
+    """
+    key = key.strip().upper()
+
+    def lookup() -> int:
+        projects = Project.objects.filter(key=key)
+        visible = project_ids_visible(user=user)
+        if visible is not None:
+            projects = projects.filter(pk__in=visible)
+        return projects.values_list("pk", flat=True).first() or 0  # 0, not None: an answer to remember
+
+    if not user.is_authenticated or not cache_shared():
+        return lookup() or None
+    found = stamped(
+        f"{PROJECT_ACCESS_NAMESPACE}:{user.pk}:{key}",
+        lookup,
+        namespace=PROJECT_ACCESS_NAMESPACE,
+        family="project-access",
+        timeout=PROJECT_ACCESS_SECONDS,
+    )
+    return found or None
 
 
 def project_get_by_key(*, key: str) -> Project | None:

@@ -558,6 +558,10 @@ REST_FRAMEWORK = {
 }
 # Requests per user (anonymous: per address) and per scope, counted in the default cache (Redis in
 # production), so every web process shares the count.
+# How long an API token authenticated lately is remembered, with its user, in the shared cache (Redis
+# only; apm.services.api_token_authenticate): a request then costs no query to authenticate. Any change to
+# a token or a user drops them all when it commits. 0 turns it off.
+APM_API_TOKEN_CACHE_SECONDS = env.float("APM_API_TOKEN_CACHE_SECONDS", default=60.0)
 APM_API_THROTTLE_RATES = {
     "user": env("APM_API_RATE_USER", default="1200/min"),
     "anon": env("APM_API_RATE_ANON", default="60/min"),
@@ -823,4 +827,7 @@ APM_METRICS_OPEN_WITHOUT_CREDENTIALS = True
 APM_METRICS_QUEUES = env.list(
     "APM_METRICS_QUEUES", default=[CELERY_TASK_DEFAULT_QUEUE, CELERY_INGESTION_QUEUE]
 )
+# Mount /loadtest/baseline, the constant view the load scenario compares the project summary with
+# (loadtests/). Off unless a load test's server asks for it.
+APM_LOADTEST_BASELINE = env.bool("APM_LOADTEST_BASELINE", default=False)
 # --- end of metrics ---

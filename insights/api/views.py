@@ -12,15 +12,17 @@ from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apm.api.serializers import DayField
+from apm.cache import project_key, stamped
 from insights.analytics import MAX_BURNDOWN_DAYS, TREND_DAYS, Quadrant, burndown_range_validate
 from insights.api.serializers import ProjectSummarySerializer
 from insights.selectors import (
+    ANALYTICS_FORMAT,
     project_burndown_cached,
     project_health_cached,
     project_progress_cached,
@@ -29,6 +31,7 @@ from insights.selectors import (
 )
 from projects.api.base import ProjectFiguresViewSet
 from projects.models import HealthLevel
+from projects.selectors import project_id_visible
 from tasks.models import Task
 
 BURNDOWN_DEFAULT_DAYS = 30
@@ -208,8 +211,24 @@ class ProjectAnalyticsViewSet(ProjectFiguresViewSet):
     )
     @action(detail=True, methods=["get"])
     def summary(self, request: Request, key: str) -> Response:
-        project = self.get_object()
-        return Response(ProjectSummarySerializer(project_summary_cached(project=project)).data)
+        # The most asked figure: a request served from the cache costs no query (who may see the
+        # project is remembered too) and no serialization (the representation is kept).
+        project_id = project_id_visible(user=request.user, key=key)
+        if project_id is None:
+            raise exceptions.NotFound()
+
+        def representation() -> dict[str, Any]:
+            project = self.get_object()
+            return dict(ProjectSummarySerializer(project_summary_cached(project=project)).data)
+
+        namespace = project_key(project_id)
+        found = stamped(
+            f"{namespace}:summary-api:v{ANALYTICS_FORMAT}",
+            representation,
+            namespace=namespace,
+            family="summary",
+        )
+        return Response(found)
 
     @extend_schema(
         summary="Progress of a project, weighted by estimate, with its trend",

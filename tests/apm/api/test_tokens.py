@@ -15,10 +15,18 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apm.cache import stamped_get, stamped_set
 from apm.models import ApiToken
-from apm.services import api_token_authenticate, api_token_create
+from apm.services import (
+    api_token_authenticate,
+    api_token_create,
+    api_token_digest,
+    api_token_revoke,
+    api_tokens_forget,
+)
 from monitoring.metrics import API_TOKENS_AUTHENTICATED
 from projects.models import Project
+from tests.authentication import authentication_queries
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -204,7 +212,9 @@ def test_an_expired_token_is_refused(world):
         user=world.users["member"], name="soon", expires_at=timezone.now() + datetime.timedelta(hours=1)
     )
     assert token_client(raw).get(ME).status_code == 200
-    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    # As an operator moves it in the admin: a save, which also drops the token the cache remembers.
+    token.expires_at = timezone.now() - datetime.timedelta(seconds=1)
+    token.save(update_fields=["expires_at"])
 
     response = token_client(raw).get(ME)
 
@@ -334,24 +344,72 @@ def test_last_used_at_is_written_on_first_use_then_at_most_every_five_minutes(wo
     token.refresh_from_db()
     assert token.last_used_at == first
 
-    # Older than the resolution: written again.
+    # Older than the resolution: written again. The stored time is moved back, and the token the shared
+    # cache remembers (with the time it read) forgotten, as its entry would have expired by then.
     stale = timezone.now() - datetime.timedelta(minutes=6)
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=stale)
+    api_tokens_forget()
     assert client.get(ME).status_code == 200
     token.refresh_from_db()
     assert token.last_used_at > stale + datetime.timedelta(minutes=5)
 
 
-def test_authenticating_a_recently_used_token_is_one_query(world, django_assert_num_queries):
+def test_authenticating_a_recently_used_token_is_one_query_or_none(world, django_assert_num_queries):
     token, raw = api_token_create(user=world.users["member"], name="usage")
     with django_assert_num_queries(2):  # the lookup, and the first write of last_used_at
         assert api_token_authenticate(raw) == token
 
-    with django_assert_num_queries(1):  # the lookup only
+    # The lookup only; none when the shared cache (Redis) remembers the token.
+    with django_assert_num_queries(authentication_queries()):
         again = api_token_authenticate(raw)
 
     assert again == token
     assert again.user == world.users["member"]
+    assert again.scope == token.scope
+
+
+def test_a_token_read_before_its_revocation_committed_is_never_served_after(
+    world, django_capture_on_commit_callbacks
+):
+    """The race a remembered token leaves open: a request reads the token from the database just before a
+    revocation commits and stores it just after. It stored it under the generation it saw first, which
+    the revocation's commit left behind."""
+    token, raw = api_token_create(user=world.users["member"], name="raced")
+    assert api_token_authenticate(raw) == token
+    key = f"apitokens:{api_token_digest(raw)}"
+    _found, stamp = stamped_get(key, namespace="apitokens")  # the racing request, before its query
+    active = ApiToken.objects.select_related("user").get(pk=token.pk)  # what it read
+
+    with django_capture_on_commit_callbacks(execute=True):
+        api_token_revoke(token=token)
+    stamped_set(key, active, stamp=stamp, timeout=60)  # stored after the commit
+
+    assert api_token_authenticate(raw) is None
+    assert_error_shape(token_client(raw).get(ME), 401)
+
+
+def test_removing_a_user_refuses_the_tokens_it_held(world, django_capture_on_commit_callbacks):
+    user = UserFactory()
+    _token, raw = api_token_create(user=user, name="leaving")
+    assert token_client(raw).get(ME).status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()
+
+    assert api_token_authenticate(raw) is None
+
+
+def test_signing_in_keeps_the_remembered_tokens(world, django_assert_num_queries):
+    """A sign-in writes the user's last_login alone: the tokens the cache remembers stay (a session
+    sign-in does not make every integration's next request a query)."""
+    _token, raw = api_token_create(user=world.users["member"], name="kept")
+    api_token_authenticate(raw)
+    user = world.users["member"]
+    user.last_login = timezone.now()
+    user.save(update_fields=["last_login"])
+
+    with django_assert_num_queries(authentication_queries()):
+        assert api_token_authenticate(raw) is not None
 
 
 # --- Throttling ----------------------------------------------------------------------------------------
