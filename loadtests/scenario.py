@@ -109,20 +109,32 @@ def static_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def static_collect(env: dict[str, str]) -> None:
-    """collectstatic, unless the files collected by an earlier run are of the same sources: whitenoise
-    compresses every file again on each collectstatic, which takes minutes on busy shared cores."""
+def static_collect(env: dict[str, str], logs: Path, services: list[soak.Service]) -> str | None:
+    """collectstatic started in the background (it needs no database: it runs beside the migrations and
+    the seeding) unless the files collected by an earlier run are of the same sources, since whitenoise
+    compresses every file again on each collectstatic, which takes minutes on busy shared cores. The
+    fingerprint to record once it has finished (static_wait), or None when nothing was started."""
     stamp = WORK / "static.fingerprint"
     fingerprint = static_fingerprint()
-    if (
-        (WORK / "static" / "staticfiles.json").exists()
-        and stamp.exists()
-        and stamp.read_text() == fingerprint
-    ):
-        return
+    manifest = WORK / "static" / "staticfiles.json"
+    if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        return None
     stamp.unlink(missing_ok=True)
-    manage(env, "collectstatic", "--noinput", "-v0")
-    stamp.write_text(fingerprint)
+    argv = [soak.PYTHON, str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v0"]
+    # Among the services until it has finished, so that a failed setup or Ctrl-C stops it too.
+    services.append(soak.service_start("collectstatic", argv, env=env, log=logs / "collectstatic.log"))
+    return fingerprint
+
+
+def static_wait(fingerprint: str | None, services: list[soak.Service]) -> None:
+    collecting = next((s for s in services if s.name == "collectstatic"), None)
+    if fingerprint is None or collecting is None:
+        return
+    status = collecting.process.wait()
+    services.remove(collecting)
+    if status:
+        raise soak.SoakError(f"collectstatic failed:\n{soak.tail(collecting.log)}")
+    (WORK / "static.fingerprint").write_text(fingerprint)
 
 
 def setup(options: argparse.Namespace, logs: Path, services: list[soak.Service]) -> dict[str, Any]:
@@ -146,10 +158,9 @@ def setup(options: argparse.Namespace, logs: Path, services: list[soak.Service])
             "APM_LOADTEST_BASELINE": "true",
         },
     )
+    pending_static = static_collect(env, logs, services)
     manage(env, "migrate", "--noinput", "-v0")
     print(f"  manage.py migrate: {time.monotonic() - started:.0f} s", flush=True)
-    static_collect(env)
-    print(f"  static files: {time.monotonic() - started:.0f} s", flush=True)
     manage(env, "seed_demo", "--allow-production", "--no-login")
     write_token = manage(env, "create_api_token", "admin", "--name", "load test", "--scope", "write").strip()
     read_token = manage(
@@ -160,6 +171,8 @@ def setup(options: argparse.Namespace, logs: Path, services: list[soak.Service])
         generated, PROJECTS, root=WORK / "repos", prefix="loadtest", file_count=120
     )
     ingested, sources = repositories[:2], repositories[2:]
+    static_wait(pending_static, services)
+    print(f"  static files: {time.monotonic() - started:.0f} s", flush=True)
     stack = argparse.Namespace(port=options.port, workers=2, threads=4, concurrency=2)
     soak.apm_start(stack, env, logs, services, workdir=WORK, beat=False)
     session, csrf = soak.session_login(options.port, "admin", DEMO_PASSWORD)
