@@ -340,6 +340,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 
 
 def run(options: argparse.Namespace, out: Path, logs: Path, services: list[soak.Service]) -> int:
+    code_version = soak.code_version()  # of the code that runs, not of a commit made meanwhile
     world = setup(options, logs, services)
     watcher = Watcher(services, options.port, world["metrics_token"])
     before = metrics_scrape(options.port, world["metrics_token"])
@@ -377,7 +378,7 @@ def run(options: argparse.Namespace, out: Path, logs: Path, services: list[soak.
     outcome = report.Outcome(
         scenario=options.scenario,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        code_version=soak.code_version(),
+        code_version=code_version,
         command=f"make loadtest SCENARIO={options.scenario}"
         + (f" LOADTEST_ARGS='--minutes {options.minutes:g}'" if options.scenario in ("load", "soak") else ""),
         setup_notes=world["notes"],
