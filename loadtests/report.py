@@ -442,14 +442,16 @@ def markdown(outcome: Outcome) -> str:
         "",
         "## Processes",
         "",
-        "| process | pid | RSS after warm-up MiB | end | growth | CPU % | flat |",
+        "| process | pid | RSS after warm-up MiB | end | growth | CPU % | flat (soak) |",
     ]
     lines.append("|---|---|---|---|---|---|---|")
     for row in outcome.memory:
         if row.start is None:
             lines.append(f"| {row.process} | {row.pid} | (too few samples) | | | {row.cpu_percent:.1f} | |")
             continue
+        # Judged in the soak only: elsewhere the run is too short for a warm-up.
         flat = ("yes" if row.flat else "**no**") if row.judged else "(not judged)"
+        flat = flat if outcome.scenario == "soak" else ""
         lines.append(
             f"| {row.process} | {row.pid} | {row.start:.1f} | {row.end:.1f} | {row.growth:+.1f} | "
             f"{row.cpu_percent:.1f} | {flat} |"
