@@ -86,15 +86,21 @@ format: install
 api-check: install
 	PY=$(PY) bash .ci/api-check
 
-## The guide's load test (loadtests/locustfile.py: GET /dashboard, POST /projects) against gunicorn on
-## 127.0.0.1; stops by itself. See loadtests/run for the settings (users, duration, database).
+## The load scenarios (loadtests/scenario.py; docs/performance.md, "Load scenarios"): APM started as
+## deployed on 127.0.0.1 (PostgreSQL, a redis-server of its own, gunicorn with the production settings, a
+## Celery worker), Locust's users (loadtests/locustfile.py) against it, everything stopped after; report
+## in var/loadtest/$(SCENARIO)/. SCENARIO=smoke (CI: any error fails), load (p95 < 100 ms, no error,
+## summary >= 50 % of a constant-JSON view), stress (the knee), soak (memory and p95 flat).
+## LOADTEST_ARGS: --minutes N (load, soak), --users N, --database-url URL (dropped and made anew).
+SCENARIO ?= smoke
+LOADTEST_ARGS ?=
 .venv-loadtest/.installed: requirements/loadtest.txt
 	$(PYTHON) -m venv .venv-loadtest
 	.venv-loadtest/bin/python -m pip install --quiet -r requirements/loadtest.txt
 	touch $@
 
 loadtest: install .venv-loadtest/.installed
-	bash loadtests/run
+	$(PY) loadtests/scenario.py $(SCENARIO) $(LOADTEST_ARGS)
 
 # With a bucket, as k8s/configmap.yaml deploys it: without one the export storage check (apm.W050) warns.
 check-deploy: install

@@ -460,16 +460,24 @@ class World:
     notes: list[str] = field(default_factory=list)  # how the setup differs from production, if it does
 
 
-def repositories_generate(options: argparse.Namespace, projects: list[str]) -> list[GeneratedRepository]:
-    """The generated repositories under var/soak/repos, each for one demo project; kept between runs
-    (the scratch database remembers them), made when missing."""
+def repositories_generate(
+    options: argparse.Namespace,
+    projects: list[str],
+    *,
+    root: Path = WORKDIR / "repos",
+    prefix: str = "soak",
+    file_count: int = 300,
+) -> list[GeneratedRepository]:
+    """``options.repositories`` generated repositories of ``options.commits`` commits under ``root``
+    (var/soak/repos), each for one demo project; kept between runs (the scratch database remembers
+    them), made when missing."""
     found = []
     for index in range(options.repositories):
-        path = WORKDIR / "repos" / f"soak-{index + 1}"
+        path = root / f"{prefix}-{index + 1}"
         if not (path / ".git").exists():
             shutil.rmtree(path, ignore_errors=True)
             started = time.perf_counter()
-            repository_create(path, history_stream(commits=options.commits, files=300, seed=index + 1))
+            repository_create(path, history_stream(commits=options.commits, files=file_count, seed=index + 1))
             print(
                 f"  generated {path.name}: {options.commits} commits in {time.perf_counter() - started:.1f} s"
             )
@@ -885,38 +893,85 @@ def kinds_table(run: Run) -> None:
     run.add()
 
 
+@dataclass
+class MemoryRow:
+    """One process's memory over a run: RSS after the warm-up, in the middle and at the end."""
+
+    process: str
+    pid: int
+    cpu_percent: float  # mean over the whole run
+    judged: bool
+    start: float | None = None  # None: too few samples after the warm-up
+    middle: float = 0.0
+    end: float = 0.0
+    slope: float = 0.0  # MiB per 10 minutes
+    bound: float = 0.0
+
+    @property
+    def growth(self) -> float:
+        return self.end - (self.start or 0.0)
+
+    @property
+    def flat(self) -> bool:
+        return self.start is not None and self.growth <= self.bound
+
+    def problem(self) -> str | None:
+        """Why this process fails the memory verdict; None when it passes or is not judged."""
+        if not self.judged:
+            return None
+        if self.start is None:
+            return f"{self.process}: too few samples after the warm-up"
+        if not self.flat:
+            return f"{self.process} grew {self.growth:.1f} MiB (bound {self.bound:.1f})"
+        return None
+
+
+def memory_rows(
+    samples: list[Sample], judged: dict[str, bool], warmup: float, duration: float
+) -> list[MemoryRow]:
+    """Each sampled process's memory after ``warmup`` seconds, in the order the processes appeared.
+
+    Flat: the mean of its last three samples at most max(MEMORY_BOUND_MIB, MEMORY_BOUND_SHARE) above the
+    mean of its first three after the warm-up.
+    """
+    every: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        every[sample.process].append(sample)
+    rows = []
+    for process in sorted(every, key=lambda name: (every[name][0].seconds, name)):
+        kept = [s for s in every[process] if warmup <= s.seconds <= duration + SAMPLE_SECONDS]
+        cpu = statistics.fmean(s.cpu_percent for s in every[process][1:]) if len(every[process]) > 1 else 0.0
+        row = MemoryRow(process, every[process][0].pid, cpu, judged.get(process, True))
+        if len(kept) >= 3:
+            row.start = statistics.fmean(s.rss_mib for s in kept[:3])
+            row.end = statistics.fmean(s.rss_mib for s in kept[-3:])
+            row.middle = min(kept, key=lambda s: abs(s.seconds - (warmup + duration) / 2)).rss_mib
+            row.slope = slope_per_10_minutes([(s.seconds, s.rss_mib) for s in kept])
+            row.bound = max(MEMORY_BOUND_MIB, MEMORY_BOUND_SHARE * row.start)
+        rows.append(row)
+    return rows
+
+
 def memory_table(run: Run) -> list[str]:
     """RSS of each process after the warm-up, in the middle and at the end; what was not flat."""
-    every: dict[str, list[Sample]] = defaultdict(list)
-    for sample in run.sampler.samples:
-        every[sample.process].append(sample)
     run.add(
         "| process | pid | RSS after warm-up MiB | middle | end | growth | slope MiB/10 min | CPU % | flat |"
     )
     run.add("|---|---|---|---|---|---|---|---|---|")
     not_flat = []
-    for process in sorted(every, key=lambda name: (every[name][0].seconds, name)):
-        samples = [s for s in every[process] if run.warmup <= s.seconds <= run.duration + SAMPLE_SECONDS]
-        cpu = statistics.fmean(s.cpu_percent for s in every[process][1:]) if len(every[process]) > 1 else 0.0
-        judged = run.sampler.judged.get(process, True)
-        pid = every[process][0].pid
-        if len(samples) < 3:
-            run.add(f"| {process} | {pid} | (too few samples after the warm-up) | | | | | {cpu:.1f} | |")
-            if judged:
-                not_flat.append(f"{process}: too few samples after the warm-up")
+    for row in memory_rows(run.sampler.samples, run.sampler.judged, run.warmup, run.duration):
+        if (problem := row.problem()) is not None:
+            not_flat.append(problem)
+        if row.start is None:
+            run.add(
+                f"| {row.process} | {row.pid} | (too few samples after the warm-up) | | | | | "
+                f"{row.cpu_percent:.1f} | |"
+            )
             continue
-        start = statistics.fmean(s.rss_mib for s in samples[:3])
-        end = statistics.fmean(s.rss_mib for s in samples[-3:])
-        middle = min(samples, key=lambda s: abs(s.seconds - (run.warmup + run.duration) / 2)).rss_mib
-        slope = slope_per_10_minutes([(s.seconds, s.rss_mib) for s in samples])
-        bound = max(MEMORY_BOUND_MIB, MEMORY_BOUND_SHARE * start)
-        flat = end - start <= bound
-        if judged and not flat:
-            not_flat.append(f"{process} grew {end - start:.1f} MiB (bound {bound:.1f})")
-        verdict = ("yes" if flat else "**no**") if judged else "(not judged)"
+        verdict = ("yes" if row.flat else "**no**") if row.judged else "(not judged)"
         run.add(
-            f"| {process} | {pid} | {start:.1f} | {middle:.1f} | {end:.1f} | {end - start:+.1f} | "
-            f"{slope:+.2f} | {cpu:.1f} | {verdict} |"
+            f"| {row.process} | {row.pid} | {row.start:.1f} | {row.middle:.1f} | {row.end:.1f} | "
+            f"{row.growth:+.1f} | {row.slope:+.2f} | {row.cpu_percent:.1f} | {verdict} |"
         )
     run.add()
     return not_flat
@@ -1093,12 +1148,22 @@ def redis_start(logs: Path, services: list[Service]) -> str:
     return f"redis://127.0.0.1:{port}"
 
 
-def apm_start(options: argparse.Namespace, env: dict[str, str], logs: Path, services: list[Service]) -> None:
-    """The Celery worker and beat, and gunicorn, until it answers /healthz."""
+def apm_start(
+    options: argparse.Namespace,
+    env: dict[str, str],
+    logs: Path,
+    services: list[Service],
+    *,
+    workdir: Path = WORKDIR,
+    beat: bool = True,
+) -> None:
+    """The Celery worker, beat (unless ``beat`` is false), and gunicorn, until it answers /healthz.
+    ``options`` gives port, workers, threads and concurrency; the metrics directories go under
+    ``workdir``."""
 
     def role_env(role: str) -> dict[str, str]:
         # Each role its own metrics directory, as each pod has its own /tmp (the image sets it).
-        directory = WORKDIR / "prometheus" / role
+        directory = workdir / "prometheus" / role
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         return {**env, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
@@ -1109,15 +1174,16 @@ def apm_start(options: argparse.Namespace, env: dict[str, str], logs: Path, serv
     services.append(
         service_start(
             "celery worker",
-            [*celery, *worker, "--hostname", f"soak-{logs.name}@%h"],
+            [*celery, *worker, "--hostname", f"{workdir.name}-{logs.name}@%h"],
             env=role_env("worker"),
             log=logs / "worker.log",
         )
     )
-    beat = ["beat", "-l", "warning", "--pidfile", str(logs / "beat.pid")]
-    services.append(
-        service_start("celery beat", [*celery, *beat], env=role_env("beat"), log=logs / "beat.log")
-    )
+    if beat:
+        schedule = ["beat", "-l", "warning", "--pidfile", str(logs / "beat.pid")]
+        services.append(
+            service_start("celery beat", [*celery, *schedule], env=role_env("beat"), log=logs / "beat.log")
+        )
     web = ["--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{options.port}", "--workers"]
     web += [str(options.workers), "--threads", str(options.threads), "--access-logfile", "/dev/null"]
     services.append(
