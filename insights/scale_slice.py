@@ -30,6 +30,9 @@ HISTORY_DAYS = 5 * 365  # each repository's commits span five years up to now
 CHUNK_COMMITS = 2000  # APM_INGEST_CHUNK_COMMITS: the ingestion chunk the lookups are sized for
 # The tables the slice fills, the five that grow with history.
 TABLES = ["commits", "file_changes", "files", "file_histories", "commit_task_links"]
+# The tables the slice writes, whose statistics the plans are estimated from: the big five, the tasks
+# (their subtask tree) and the tasks' events (the history-based analytics). Analyzed before explaining.
+SETTLED_TABLES = [*TABLES, "tasks", "task_events", "projects", "repositories"]
 # The smallest share a slice can be: 1,000 commits.
 FRACTION_MIN = 0.00001
 
@@ -77,7 +80,7 @@ def slice_of_fraction(fraction: float, *, files_each: int = 5000) -> Slice:
 def slice_tables_analyze() -> None:
     """Fresh statistics on the slice's tables (the fill leaves autovacuum off until the caller's VACUUM)."""
     with connection.cursor() as cursor:
-        for table in [*TABLES, "tasks", "repositories", "projects"]:
+        for table in SETTLED_TABLES:
             cursor.execute(f"ANALYZE {table}")
 
 
@@ -229,6 +232,26 @@ ORDER BY 9, t.id
 """
 
 
+# One task in eight is a subtask, as real projects split work: every eighth task, two by two under a
+# top-level task of the same project created just before them (8 and 16 under 7, 24 and 32 under 23, ...).
+# One level deep, as the progress rollup reads it; tasks.services.task_parent_validate holds. Their
+# history is written like every other task's (_TASK_EVENTS_SQL), so the rollup's subtask side is
+# explained on real rows, not on an empty set.
+_SUBTASKS_SQL = """
+UPDATE tasks t SET parent_id = p.id
+FROM tasks p
+WHERE t.project_id = ANY(%(projects)s) AND t.number %% 8 = 0
+  AND p.project_id = t.project_id AND p.number = t.number - 1 - 8 * ((t.number / 8 + 1) %% 2)
+"""
+
+
+def slice_task_parent(number: int) -> int | None:
+    """The number of the parent of task ``number`` of a slice's project, None for a top-level task."""
+    if number % 8:
+        return None
+    return number - 1 - 8 * ((number // 8 + 1) % 2)
+
+
 def slice_task_status(number: int) -> str:
     """The status of task ``number`` of a slice's project, the last its events moved it to."""
     return ("backlog", "done", "in_progress")[number % 3]
@@ -270,16 +293,17 @@ def scalar(sql: str, params: Any = None) -> Any:
 
 
 def slice_fill(size: Slice) -> tuple[list[int], list[FillStep]]:
-    """Projects, repositories and tasks through the ORM, then the five big tables and the tasks' events
-    in SQL; returns the repositories' ids and what each table's fill took."""
+    """Projects, repositories and tasks through the ORM, the subtasks' parents, then the five big tables
+    and the tasks' events in SQL; returns the repositories' ids and what each table's fill took."""
     # Here, not at the top: benchmarks/scale.py reads this module's sizes before it sets Django up.
     from projects.models import Project  # noqa: PLC0415
     from repos.models import Repository  # noqa: PLC0415
     from tasks.models import Task  # noqa: PLC0415
 
-    repository_ids = []
+    repository_ids, project_ids = [], []
     for number in range(1, size.repositories + 1):
         project = Project.objects.create(name=f"Scale project {number}", key=f"S{number:04d}")
+        project_ids.append(project.pk)
         Task.objects.bulk_create(
             Task(project=project, number=n, title=f"Task {n} of {project.key}", status=slice_task_status(n))
             for n in range(1, size.tasks_each + 1)
@@ -293,6 +317,8 @@ def slice_fill(size: Slice) -> tuple[list[int], list[FillStep]]:
             default_branch="main",
         )
         repository_ids.append(repository.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(_SUBTASKS_SQL, {"projects": project_ids})
     params = {
         "repositories": repository_ids,
         "commits_each": size.commits_each,

@@ -19,6 +19,7 @@ from django.db import connection
 from django.test import override_settings
 
 from insights.hot_queries import estimate_problem, estimate_ratios
+from insights.scale_slice import slice_task_parent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,6 +109,20 @@ def test_a_dropped_index_fails_naming_the_table_and_the_index(tmp_path: Path) ->
         with psycopg.connect(
             host=url["HOST"] or None, port=url["PORT"] or None, user=url["USER"], dbname=name, autocommit=True
         ) as scratch:
+            # The slice's subtasks: one task in eight, under a top-level task of its own project, each
+            # with its history, so the progress rollup's subtask side reads real rows.
+            trees = scratch.execute(
+                "SELECT t.project_id, t.number, p.project_id, p.number, p.parent_id,"
+                " (SELECT COUNT(*) FROM task_events e WHERE e.task_id = t.id)"
+                " FROM tasks t LEFT JOIN tasks p ON p.id = t.parent_id ORDER BY t.project_id, t.number"
+            ).fetchall()
+            assert len(trees) == 200  # 2 projects of 100 tasks
+            for project, number, parent_project, parent_number, grandparent, events in trees:
+                assert parent_number == slice_task_parent(number), (number, parent_number)
+                assert parent_project in (None, project)
+                assert grandparent is None
+                assert events >= 1
+            assert sum(row[3] is not None for row in trees) == 24  # 12 subtasks a project
             scratch.execute("DROP INDEX idx_commits_repo_time")
         connection.close()
         cast("Any", connection).close_pool()

@@ -29,7 +29,7 @@ from insights.hot_queries import NothingToExplain, QueryCheck, hot_queries, quer
 from insights.scale_slice import (
     CHUNK_COMMITS,
     QUICK_SLICE,
-    TABLES,
+    SETTLED_TABLES,
     ScratchDatabaseRefused,
     Slice,
     scratch_database_claim,
@@ -164,7 +164,7 @@ class Command(BaseCommand):
                 cursor.execute("RESET ALL")  # the fill's work_mem and synchronous_commit
                 # As autovacuum leaves a settled database: statistics, and the visibility map that
                 # index-only scans rely on.
-                for table in [*TABLES, "tasks", "task_events", "projects", "repositories"]:
+                for table in SETTLED_TABLES:
                     cursor.execute(f"VACUUM (ANALYZE) {table}")
             slice_autovacuum_reset()
             filled = time.perf_counter() - started - migrated
