@@ -122,7 +122,7 @@ def main() -> None:
         for _ in range(options.requests):
             client.get(options.profile)
         profile.disable()
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profile).sort_stats(os.environ.get("APM_PROFILE_SORT", "cumulative")).print_stats(40)
 
 
 if __name__ == "__main__":

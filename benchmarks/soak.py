@@ -1204,23 +1204,32 @@ def apm_start(
     wait_until(healthy, seconds=60, what="gunicorn answering /healthz", services=services)
 
 
+def stack_env(
+    *, database_url: str, workdir: Path, redis_url: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The production settings of every process started here: the redis-server of its own (broker in
+    database 0, cache and results in 1), repositories and workspace under ``workdir``."""
+    return server_env(
+        database_url=database_url,
+        static_root=workdir / "static",
+        extra={
+            "REDIS_URL": f"{redis_url}/1",
+            "CELERY_BROKER_URL": f"{redis_url}/0",
+            "APM_REPO_ROOTS": str(workdir / "repos"),
+            "APM_WORKSPACE": str(workdir / "workspace"),
+            "DJANGO_MEDIA_ROOT": str(workdir / "media"),
+            # One account stands in for every person of the traffic.
+            "APM_API_RATE_USER": "1000000/min",
+            **(extra or {}),
+        },
+    )
+
+
 def setup(options: argparse.Namespace, logs: Path, services: list[Service]) -> tuple[World, Client]:
     """Everything started, seeded and ingested; the world the traffic walks in, and its credentials."""
     redis_url = redis_start(logs, services)
     database_ensure(options.database_url)
-    env = server_env(
-        database_url=options.database_url,
-        static_root=WORKDIR / "static",
-        extra={
-            "REDIS_URL": f"{redis_url}/1",
-            "CELERY_BROKER_URL": f"{redis_url}/0",
-            "APM_REPO_ROOTS": str(WORKDIR / "repos"),
-            "APM_WORKSPACE": str(WORKDIR / "workspace"),
-            "DJANGO_MEDIA_ROOT": str(WORKDIR / "media"),
-            # One account stands in for every person of the soak.
-            "APM_API_RATE_USER": "1000000/min",
-        },
-    )
+    env = stack_env(database_url=options.database_url, workdir=WORKDIR, redis_url=redis_url)
     manage(env, "migrate", "--noinput", "-v0")
     manage(env, "collectstatic", "--noinput", "-v0")
     manage(env, "seed_demo", "--allow-production", "--no-login")

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import soak  # noqa: E402
-from benchmarks.pages import DEMO_PASSWORD, manage, request, server_env  # noqa: E402
+from benchmarks.pages import DEMO_PASSWORD, manage, request  # noqa: E402
 from loadtests import report  # noqa: E402
 
 LOCUST = ROOT / ".venv-loadtest" / "bin" / "locust"
@@ -143,20 +143,11 @@ def setup(options: argparse.Namespace, logs: Path, services: list[soak.Service])
     redis_url = soak.redis_start(logs, services)
     database_recreate(options.database_url)
     metrics_token = secrets.token_hex(32)
-    env = server_env(
+    env = soak.stack_env(
         database_url=options.database_url,
-        static_root=WORK / "static",
-        extra={
-            "REDIS_URL": f"{redis_url}/1",
-            "CELERY_BROKER_URL": f"{redis_url}/0",
-            "APM_REPO_ROOTS": str(WORK / "repos"),
-            "APM_WORKSPACE": str(WORK / "workspace"),
-            "DJANGO_MEDIA_ROOT": str(WORK / "media"),
-            # One account stands in for every user of the scenario.
-            "APM_API_RATE_USER": "1000000/min",
-            "APM_METRICS_TOKEN": metrics_token,
-            "APM_LOADTEST_BASELINE": "true",
-        },
+        workdir=WORK,
+        redis_url=redis_url,
+        extra={"APM_METRICS_TOKEN": metrics_token, "APM_LOADTEST_BASELINE": "true"},
     )
     pending_static = static_collect(env, logs, services)
     manage(env, "migrate", "--noinput", "-v0")
