@@ -426,7 +426,8 @@ def markdown(outcome: Outcome) -> str:
             "",
             "## Summary against the baseline view",
             "",
-            f"`ab -c 8 -n {b['requests']}`, each twice, best of: `{b['summary_path']}` with a read token "
+            f"`ab -c 8 -n {b['requests']}`, each {len(b['summary_runs'])} times alternately, best of: "
+            f"`{b['summary_path']}` with a read token "
             f"{b['summary_rps']:.1f} req/s (runs {', '.join(f'{r:.1f}' for r in b['summary_runs'])}); "
             f"`/loadtest/baseline` {b['baseline_rps']:.1f} req/s "
             f"(runs {', '.join(f'{r:.1f}' for r in b['baseline_runs'])}): ratio {b['ratio']:.0%}.",
