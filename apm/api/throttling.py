@@ -19,6 +19,10 @@ from rest_framework.request import Request
 
 from apm.cache import GuardedCache, cache_reachable, window_count
 
+# What the estimate may exceed the limit by through floating-point rounding alone: a caller that waited
+# the Retry-After it was given (computed to the limit exactly) is let in, not refused at 10.000000000000002.
+_ROUNDING = 1e-9
+
 
 class _SettingsRateMixin:
     """Read the rate when it is needed, not at import time, so settings overrides apply."""
@@ -62,17 +66,18 @@ class _WindowCounting(throttling.SimpleRateThrottle):
             return True
         current, previous = counts
         elapsed = now % self.duration
-        if previous * (1 - elapsed / self.duration) + current <= self.num_requests:
+        if previous * (1 - elapsed / self.duration) + current <= self.num_requests + _ROUNDING:
             return True
         self._retry_after = self._wait_of(current, previous, elapsed)
         return False
 
     def _wait_of(self, current: int, previous: int, elapsed: float) -> float:
-        """Seconds until the estimate falls to the limit again (with no more requests meanwhile)."""
+        """Seconds until one more request fits (with no more requests meanwhile): ``current`` counts the
+        refused one, and the request that waited counts one more."""
         window, limit = float(self.duration), self.num_requests
         if current < limit and previous:
             # Later in this window, as the last one's weight falls.
-            return max(window * (1 - (limit - current) / previous) - elapsed, 1.0)
+            return max(window * (1 - (limit - current - 1) / previous) - elapsed, 1.0)
         # In the next window, where this one's count is the one that fades.
         return window - elapsed + max(window * (1 - (limit - 1) / max(current, 1)), 0.0)
 
