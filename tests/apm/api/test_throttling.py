@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIRequestFactory
 
-from apm.api.throttling import UserThrottle
+from apm.api.throttling import FailedAuthenticationThrottle, UserThrottle
 from apm.cache import window_count
 from tests.factories import UserFactory
 
@@ -119,3 +119,27 @@ def test_a_caller_who_waits_the_retry_after_given_is_let_in(settings, before: in
 
     clock.now += math.ceil(wait)
     assert throttle_at(clock).allow_request(request, None)
+
+
+def test_failed_logins_made_at_once_are_all_counted(settings):
+    """Each failure was appended to a list read and written whole: guesses made in parallel kept one
+    failure of many, and a password could be guessed without limit by guessing at once."""
+    settings.APM_API_THROTTLE_RATES = {**settings.APM_API_THROTTLE_RATES, "tokens": "30/min"}
+    request = APIRequestFactory().post("/api/v1/tokens/", REMOTE_ADDR="203.0.113.41")
+    start = threading.Barrier(40)
+
+    def guess_failed() -> None:
+        start.wait()
+        FailedAuthenticationThrottle().failure_record(request)
+
+    threads = [threading.Thread(target=guess_failed) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    throttle = FailedAuthenticationThrottle()
+    assert throttle.exhausted(request)
+    wait = throttle.wait()
+    assert wait is not None
+    assert 0 < wait <= 120  # within the next window, as the counts fade
