@@ -429,6 +429,18 @@ def window_count(key: str, *, window: float, now: float) -> tuple[int, int] | No
     return int(counted), int(before or 0)
 
 
+def window_read(key: str, *, window: float, now: float) -> tuple[int, int] | None:
+    """The counts ``window_count`` keeps at ``key`` (this window's, the last one's) without counting one
+    more; None while the cache does not answer."""
+    index = int(now // window)
+    current, previous = f"{key}:{index}", f"{key}:{index - 1}"
+    try:
+        found = _call(_backend(), "get_many", [current, previous])
+    except CacheUnavailable:
+        return None
+    return int(found.get(current) or 0), int(found.get(previous) or 0)
+
+
 # --- Generations and invalidation ---------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ Reads settings only: the arithmetic of connections comes from config.topology th
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import shutil
@@ -99,14 +100,38 @@ def _age(moment: datetime) -> str:
 
 
 def _moment(value: object) -> datetime | None:
-    """An ISO 8601 time from a result file (UTC when it names no zone); None when it is not one."""
+    """An ISO 8601 time from a result file, in UTC (UTC when it names no zone); None when it is not one."""
     if not isinstance(value, str):
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:  # past year 9999 once in UTC: as far in the future as a time goes
+        return datetime.max.replace(tzinfo=UTC)
+
+
+# How far ahead of this machine's clock a result file's time may be (another machine's clock) before the
+# file is taken for what it is: a time in the future would pass every age limit for good.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _finished_problem(path: Path, finished: datetime | None, *, required: bool) -> str:
+    """What is wrong with a result file's finished_at time (read by ``_moment``), or ""."""
+    if finished is None:
+        return f"{path} has no finished_at time" if required else ""
+    if finished > timezone.now() + CLOCK_SKEW:
+        return f"{path} says it finished in the future ({finished:%Y-%m-%d %H:%M} UTC)"
+    return ""
+
+
+def _count(value: object) -> int | None:
+    """A count from a result file: a whole number of 0 or more, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return int(value) if value == int(value) else None
 
 
 def _json_file(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -115,7 +140,7 @@ def _json_file(path: Path) -> tuple[dict[str, Any] | None, str]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return None, f"{path} does not exist"
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # RecursionError: nested deeper than Python goes
         return None, f"{path} is not readable JSON ({error})"
     if not isinstance(data, dict):
         return None, f"{path} holds no JSON object"
@@ -277,8 +302,9 @@ def hot_queries(context: ChecklistContext) -> Outcome:
     if data is None:
         return Outcome(FAIL, f"{problem}: run manage.py explain_hot_queries")
     finished = _moment(data.get("finished_at"))
-    if finished is None:
-        return Outcome(FAIL, f"{path} has no finished_at time")
+    problem = _finished_problem(path, finished, required=True)
+    if finished is None or problem:
+        return Outcome(FAIL, problem)
     queries = data.get("queries")
     count = len(queries) if isinstance(queries, list) else 0
     when = f"{finished:%Y-%m-%d %H:%M} UTC, {_age(finished)}"
@@ -551,12 +577,16 @@ def load_report(context: ChecklistContext) -> Outcome:
     data, problem = _json_file(path)
     if data is None:
         return Outcome(FAIL, problem)
+    figures = _load_figures(data)
     finished = _moment(data.get("finished_at"))
-    total: dict[str, Any] = data["total"] if isinstance(data.get("total"), dict) else {}
-    endpoints = [e for e in data.get("endpoints") or [] if isinstance(e, dict)]
-    p95 = total.get("p95_ms", max((e.get("p95_ms") or 0 for e in endpoints), default=None))
-    errors = total.get("failures", sum(int(e.get("failures") or 0) for e in endpoints))
-    requests = total.get("requests", sum(int(e.get("requests") or 0) for e in endpoints))
+    problem = (
+        f"{path}: {figures}"
+        if isinstance(figures, str)
+        else _finished_problem(path, finished, required=False)
+    )
+    if isinstance(figures, str) or problem:
+        return Outcome(FAIL, problem)
+    requests, errors, p95 = figures
     when = f"{finished:%Y-%m-%d %H:%M} UTC" if finished else "no finished_at"
     targets: dict[str, Any] = data["targets"] if isinstance(data.get("targets"), dict) else {}
     target_text = ", ".join(f"{key} {value}" for key, value in targets.items())
@@ -566,13 +596,47 @@ def load_report(context: ChecklistContext) -> Outcome:
         + (f"; targets {target_text}" if target_text else "")
     )
     if data.get("passed") is not True:
+        verdicts = data.get("verdicts")
         failed = [
             str(verdict.get("name"))
-            for verdict in data.get("verdicts") or []
+            for verdict in (verdicts if isinstance(verdicts, list) else [])
             if isinstance(verdict, dict) and verdict.get("passed") is False
         ]
         return Outcome(FAIL, f"{evidence}; failed{': ' + ', '.join(failed) if failed else ''} ({path})")
+    if not requests:
+        return Outcome(FAIL, f"{evidence}: a run that made no request proves nothing ({path})")
     return Outcome(PASS, evidence)
+
+
+def _load_figures(data: dict[str, Any]) -> tuple[int, int, float | None] | str:
+    """``(requests, errors, p95 in ms)`` of a load report, from its total or else added up over its
+    endpoints; or what is wrong with them (a hand-edited or truncated file fails, naming the field)."""
+    total = data.get("total", {})
+    endpoints = data.get("endpoints", [])
+    if not isinstance(total, dict):
+        return "total is not an object"
+    if not isinstance(endpoints, list) or not all(isinstance(endpoint, dict) for endpoint in endpoints):
+        return "endpoints is not a list of objects"
+    counts: dict[str, int] = {}
+    for name in ("requests", "failures"):
+        if name in total:
+            count = _count(total[name])
+            where = f"total.{name}"
+        else:
+            parts = [_count(endpoint.get(name) or 0) for endpoint in endpoints]
+            count = None if None in parts else sum(part or 0 for part in parts)
+            where = f"endpoints[].{name}"
+        if count is None:
+            return f"{where} is not a count"
+        counts[name] = count
+    given = [total.get("p95_ms")] if "p95_ms" in total else [e.get("p95_ms") or 0 for e in endpoints]
+    latencies: list[Any] = [value for value in given if value is not None]  # null: not measured
+    if any(isinstance(value, bool) or not isinstance(value, int | float) for value in latencies):
+        return "p95_ms is not a number"
+    p95 = max(latencies, default=None)
+    if p95 is not None and not 0 <= p95 < float("inf"):
+        return f"p95_ms is {p95}"
+    return counts["requests"], counts["failures"], p95
 
 
 def _dockerfile_instructions(path: Path) -> list[str]:

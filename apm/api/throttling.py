@@ -17,7 +17,11 @@ from django.conf import settings
 from rest_framework import throttling
 from rest_framework.request import Request
 
-from apm.cache import GuardedCache, cache_reachable, window_count
+from apm.cache import GuardedCache, cache_reachable, window_count, window_read
+
+# What the estimate may exceed the limit by through floating-point rounding alone: a caller that waited
+# the Retry-After it was given (computed to the limit exactly) is let in, not refused at 10.000000000000002.
+_ROUNDING = 1e-9
 
 
 class _SettingsRateMixin:
@@ -62,17 +66,18 @@ class _WindowCounting(throttling.SimpleRateThrottle):
             return True
         current, previous = counts
         elapsed = now % self.duration
-        if previous * (1 - elapsed / self.duration) + current <= self.num_requests:
+        if previous * (1 - elapsed / self.duration) + current <= self.num_requests + _ROUNDING:
             return True
         self._retry_after = self._wait_of(current, previous, elapsed)
         return False
 
     def _wait_of(self, current: int, previous: int, elapsed: float) -> float:
-        """Seconds until the estimate falls to the limit again (with no more requests meanwhile)."""
+        """Seconds until one more request fits (with no more requests meanwhile): ``current`` counts the
+        refused one, and the request that waited counts one more."""
         window, limit = float(self.duration), self.num_requests
         if current < limit and previous:
             # Later in this window, as the last one's weight falls.
-            return max(window * (1 - (limit - current) / previous) - elapsed, 1.0)
+            return max(window * (1 - (limit - current - 1) / previous) - elapsed, 1.0)
         # In the next window, where this one's count is the one that fades.
         return window - elapsed + max(window * (1 - (limit - 1) / max(current, 1)), 0.0)
 
@@ -94,18 +99,17 @@ class ScopedThrottle(_SettingsRateMixin, throttling.ScopedRateThrottle, _WindowC
     """An extra limit for views that name a ``throttle_scope`` (token creation, push webhooks)."""
 
 
-class FailedAuthenticationThrottle(_SettingsRateMixin, throttling.SimpleRateThrottle):
+class FailedAuthenticationThrottle(_SettingsRateMixin, _WindowCounting):
     """Failed logins to the token routes, per address, at the ``tokens`` rate.
 
     DRF authenticates before its throttles run, so a wrong HTTP Basic password is answered 401 without
     ever being counted: passwords could be guessed at full speed. Failures are counted here instead,
     and once the rate is spent every request from that address waits, with the right password too.
+    Counted with the request limits' counters: guesses made at once are all counted, where a list of
+    failure times read and written whole by each kept one of them (guessing in parallel went unlimited).
     """
 
     scope = "tokens"
-    # Set by SimpleRateThrottle.__init__ from the rate (not in DRF's stubs); read only when there is one.
-    num_requests: int
-    duration: int
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         return self.cache_format % {"scope": f"{self.scope}_failed", "ident": self.get_ident(request)}
@@ -114,11 +118,17 @@ class FailedAuthenticationThrottle(_SettingsRateMixin, throttling.SimpleRateThro
         if self.rate is None or not cache_reachable():
             return False
         self.key = self.get_cache_key(request, None)
-        self.now = self.timer()
-        self.history = [at for at in self.cache.get(self.key, []) if at > self.now - self.duration]
-        return len(self.history) >= self.num_requests
+        now = self.timer()
+        counts = window_read(self.key, window=self.duration, now=now)
+        if counts is None:
+            return False
+        current, previous = counts
+        elapsed = now % self.duration
+        if previous * (1 - elapsed / self.duration) + current < self.num_requests - _ROUNDING:
+            return False
+        self._retry_after = self._wait_of(current, previous, elapsed)
+        return True
 
     def failure_record(self, request: Request) -> None:
         if self.rate is not None and cache_reachable():
-            self.exhausted(request)  # refresh the history: another request may have failed meanwhile
-            self.throttle_success()
+            window_count(self.get_cache_key(request, None), window=self.duration, now=self.timer())

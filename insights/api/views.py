@@ -19,6 +19,7 @@ from rest_framework.response import Response
 
 from apm.api.serializers import DayField
 from apm.cache import project_key, stamped
+from apm.replicas import replica_reads
 from insights.analytics import MAX_BURNDOWN_DAYS, TREND_DAYS, Quadrant, burndown_range_validate
 from insights.api.serializers import ProjectSummarySerializer
 from insights.selectors import (
@@ -222,7 +223,10 @@ class ProjectAnalyticsViewSet(ProjectFiguresViewSet):
             return dict(ProjectSummarySerializer(project_summary_cached(project=project)).data)
 
         namespace = project_key(project_id)
-        found = stamped(
+        # Looked up in the read scope of the figures it shows (project_summary_cached reads the replica
+        # when it may): a representation of the replica's figures is then kept apart and for the lag
+        # allowed at most, as they are, never served to a user pinned to the primary by a recent write.
+        found = replica_reads(stamped)(
             f"{namespace}:summary-api:v{ANALYTICS_FORMAT}",
             representation,
             namespace=namespace,

@@ -9,8 +9,10 @@ no router, every read on the primary.
 from __future__ import annotations
 
 import json
+import re
 import types
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,6 +21,8 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import OperationalError, connections, transaction
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from apm.cache import cached
 from apm.read_your_writes import _task_scope_close, _task_scope_open, user_pin, user_pinned
@@ -299,3 +303,28 @@ def test_the_replica_waits_at_most_database_replica_timeout(primary, replica, ex
     replica_options, primary_options = json.loads(result.stdout.strip().splitlines()[-1])
     assert replica_options == expected
     assert not {"connect_timeout", "read_timeout", "tcp_user_timeout", "options"} & set(primary_options)
+
+
+def test_a_summary_shown_from_the_replica_is_never_served_to_a_reader_of_the_primary(
+    transactional_db: None, replica: None, world: Any
+):
+    # The summary route keeps its representation beside the figures: one computed from the replica's
+    # figures must be kept apart as they are, or a user who just wrote (pinned to the primary) would be
+    # served, for the cache's whole timeout, a page that may not hold their change.
+    # Committed rows (transactional_db): inside a transaction every read goes to the primary.
+    url = "/api/v1/projects/ALPHA/summary/"
+    reader, writer = APIClient(), APIClient()
+    reader.force_login(world.users["viewer"])  # signed in by session: a token's first use writes
+    writer.force_login(world.users["owner"])
+    assert reader.get(url, HTTP_ACCEPT="application/json").status_code == 200
+
+    wrote = RequestFactory().get(url)
+    wrote.user = world.users["owner"]
+    user_pin(wrote)
+    with CaptureQueriesContext(connections[PRIMARY]) as queries:
+        response = writer.get(url, HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    # Computed again from the primary: the summary's task aggregates were read there.
+    assert any(re.search(r'FROM [`"]tasks[`"]', query["sql"]) for query in queries.captured_queries)
+    assert reader.get(url, HTTP_ACCEPT="application/json").json() == response.json()

@@ -217,3 +217,15 @@ def test_bad_options_are_refused_naming_the_option() -> None:
         call_command("explain_hot_queries", "--fraction", "0.001", "--generate", "small")
     with pytest.raises(CommandError, match="--keep goes with --generate"):
         call_command("explain_hot_queries", "--keep")
+
+
+@postgres_only
+def test_a_results_file_that_cannot_be_written_is_refused_naming_it(tmp_path: Path, settings: Any) -> None:
+    # Before any work for --json naming a directory; after it, for a place the results cannot go.
+    with pytest.raises(CommandError, match=r"--json .* is a directory"):
+        call_command("explain_hot_queries", "--generate", "small", "--json", str(tmp_path))
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the results' directory should be")
+    settings.APM_PERF_DIR = blocked / "perf"
+    with pytest.raises(CommandError, match=f"cannot write the results to {blocked}"):
+        call_command("explain_hot_queries", "--generate", "small")

@@ -193,6 +193,23 @@ def test_hot_queries_fail_when_absent_failed_stale_or_unreadable(settings, tmp_p
         assert "commit_list" in outcome.evidence
 
 
+def test_hot_queries_from_the_future_fail_and_times_are_shown_in_utc(settings, tmp_path):
+    # A clock far ahead (or a hand-edited file) would pass APM_PERF_MAX_AGE_DAYS for good.
+    settings.APM_PERF_DIR = tmp_path
+    hot_queries_write(tmp_path, age=-timedelta(days=30))
+    future = checklist.hot_queries(ChecklistContext())
+    path = hot_queries_write(tmp_path)
+    data = json.loads(path.read_text())
+    data["finished_at"] = (timezone.now() - timedelta(hours=1)).astimezone(timezone.get_fixed_timezone(840))
+    path.write_text(json.dumps({**data, "finished_at": data["finished_at"].isoformat()}))
+    zoned = checklist.hot_queries(ChecklistContext())
+
+    assert future.status == FAIL
+    assert "finished in the future" in future.evidence
+    assert zoned.status == PASS
+    assert f"{timezone.now() - timedelta(hours=1):%Y-%m-%d %H:%M} UTC" in zoned.evidence
+
+
 # --- connections --------------------------------------------------------------------------------------
 
 
@@ -514,6 +531,48 @@ def test_the_command_exits_non_zero_on_a_failure_and_zero_otherwise(settings, tm
         ["Deployment", "files", "valid"],
     ]
     assert all("PASS" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"endpoints": 5, "total": None}, "endpoints is not a list of objects"),
+        ({"endpoints": [{"failures": "abc"}], "total": None}, "endpoints[].failures is not a count"),
+        ({"total": {"requests": "many", "failures": 0}}, "total.requests is not a count"),
+        ({"total": {"requests": 10, "failures": 0, "p95_ms": "fast"}}, "p95_ms is not a number"),
+        ({"total": {"requests": 10, "failures": 0, "p95_ms": float("nan")}}, "p95_ms is nan"),
+        (
+            {"total": {"requests": 0, "failures": 0, "p95_ms": 1.0}},
+            "a run that made no request proves nothing",
+        ),
+        ({"total": None, "endpoints": None}, "a run that made no request proves nothing"),
+        ({"finished_at": "9999-12-31T00:00:00"}, "finished in the future"),
+        ({"finished_at": "9999-12-31T23:00:00-05:00"}, "finished in the future"),  # year 10000 in UTC
+        ({"passed": False, "verdicts": 7}, "; failed ("),
+    ],
+)
+def test_a_malformed_load_report_fails_naming_what_is_wrong(settings, tmp_path, change, expected):
+    settings.APM_LOADTEST_DIR = tmp_path
+    path = load_result_write(tmp_path, "smoke", passed=True, age=timedelta(hours=1))
+    data = {**json.loads(path.read_text()), **change}
+    path.write_text(json.dumps({key: value for key, value in data.items() if value is not None}))
+
+    outcome = checklist.load_report(ChecklistContext())
+
+    assert outcome.status == FAIL
+    assert expected in outcome.evidence
+    assert "Error" not in outcome.evidence  # a sentence, not an exception's name
+
+
+def test_a_load_report_nested_deeper_than_python_reads_fails_as_unreadable(settings, tmp_path):
+    settings.APM_LOADTEST_DIR = tmp_path
+    path = load_result_write(tmp_path, "smoke", passed=True, age=timedelta(hours=1))
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+    outcome = checklist.load_report(ChecklistContext())
+
+    assert outcome.status == FAIL
+    assert "is not readable JSON" in outcome.evidence
 
 
 def test_the_command_prints_json_and_refuses_a_missing_load_report(settings, tmp_path):

@@ -6,7 +6,7 @@ from django.core.cache import caches
 from tasks.models import TaskEvent
 from tasks.services import task_create, task_transition
 from tests.factories import ProjectFactory
-from tests.processes import manage
+from tests.processes import PRODUCTION_ENV, manage
 from tests.services import UNREACHABLE_REDIS
 
 
@@ -79,3 +79,19 @@ def test_readyz_is_unavailable_when_the_database_is_down():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-3:] == ["503", "unavailable", "False"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"), [({}, "absent"), ({"APM_LOADTEST_BASELINE": "true"}, "mounted")]
+)
+def test_the_load_baseline_is_mounted_in_production_only_when_asked(asked: dict[str, str], expected: str):
+    # The load scenario's constant view: off unless a load test's server asks for it.
+    where = (
+        "from django.urls import Resolver404, resolve\n"
+        "try:\n    resolve('/loadtest/baseline')\n    print('mounted')\n"
+        "except Resolver404:\n    print('absent')\n"
+    )
+    result = manage("shell", "-c", where, **{**PRODUCTION_ENV, **asked})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected

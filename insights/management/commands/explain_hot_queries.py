@@ -80,6 +80,8 @@ class Command(BaseCommand):
         size = self._slice(options)
         if options["json"] is not None and not options["json"].parent.is_dir():
             raise CommandError(f"--json {options['json']}: directory {options['json'].parent} does not exist")
+        if options["json"] is not None and options["json"].is_dir():
+            raise CommandError(f"--json {options['json']} is a directory: name the file to write")
         started = time.perf_counter()
         if size is None:
             dataset = "current data"
@@ -98,8 +100,11 @@ class Command(BaseCommand):
         }
         for path in [Path(settings.APM_PERF_DIR) / "hot-queries.json", options["json"]]:
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(result, indent=2, default=str))
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(result, indent=2, default=str))
+                except OSError as error:
+                    raise CommandError(f"cannot write the results to {path}: {error}") from None
         failed = [check for check in checks if not check.passed]
         if failed:
             raise CommandError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIRequestFactory
 
-from apm.api.throttling import UserThrottle
+from apm.api.throttling import FailedAuthenticationThrottle, UserThrottle
 from apm.cache import window_count
 from tests.factories import UserFactory
 
@@ -95,3 +96,50 @@ def test_without_a_cache_nothing_is_counted_and_nothing_refused(settings):
 
     assert window_count("nothing", window=60, now=60.0) is None
     assert all(throttle_at(Clock(60.0)).allow_request(request, None) for _ in range(3))
+
+
+@pytest.mark.parametrize("before", [11, 12, 15, 20, 25, 37])
+@pytest.mark.parametrize("elapsed", [4.8, 5.0, 30.0, 50.0])
+def test_a_caller_who_waits_the_retry_after_given_is_let_in(settings, before: int, elapsed: float):
+    # DRF answers the wait rounded up to whole seconds (Retry-After); a caller that waits that long and
+    # asks once must be let in, not refused (and counted) again.
+    settings.APM_API_THROTTLE_RATES = {**settings.APM_API_THROTTLE_RATES, "user": "10/min"}
+    request = request_of(UserFactory())
+    clock = Clock(6000.0)  # the start of a window
+    for _ in range(before):
+        throttle_at(clock).allow_request(request, None)
+
+    clock.now = 6000.0 + 60 + elapsed
+    throttle = throttle_at(clock)
+    while throttle.allow_request(request, None):
+        throttle = throttle_at(clock)
+    wait = throttle.wait()
+    assert wait is not None
+    assert wait > 0
+
+    clock.now += math.ceil(wait)
+    assert throttle_at(clock).allow_request(request, None)
+
+
+def test_failed_logins_made_at_once_are_all_counted(settings):
+    """Each failure was appended to a list read and written whole: guesses made in parallel kept one
+    failure of many, and a password could be guessed without limit by guessing at once."""
+    settings.APM_API_THROTTLE_RATES = {**settings.APM_API_THROTTLE_RATES, "tokens": "30/min"}
+    request = APIRequestFactory().post("/api/v1/tokens/", REMOTE_ADDR="203.0.113.41")
+    start = threading.Barrier(40)
+
+    def guess_failed() -> None:
+        start.wait()
+        FailedAuthenticationThrottle().failure_record(request)
+
+    threads = [threading.Thread(target=guess_failed) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    throttle = FailedAuthenticationThrottle()
+    assert throttle.exhausted(request)
+    wait = throttle.wait()
+    assert wait is not None
+    assert 0 < wait <= 120  # within the next window, as the counts fade
