@@ -28,7 +28,8 @@ class _SettingsRateMixin:
     """Read the rate when it is needed, not at import time, so settings overrides apply."""
 
     scope: str | None
-    # DRF's throttles only get and set: the guarded cache answers both (typed as the BaseCache it replaces).
+    # APM's limits count with apm.cache.window_count; DRF's own code would get and set through this, which
+    # the guarded cache answers behind the breaker (typed as the BaseCache it replaces).
     cache: Any = GuardedCache()
 
     def get_rate(self) -> str | None:
