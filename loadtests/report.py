@@ -243,7 +243,7 @@ def verdict_ratio(baseline: dict[str, float] | None, minimum: float = BASELINE_R
         name,
         passed,
         f"summary {baseline['summary_rps']:.1f} req/s, baseline {baseline['baseline_rps']:.1f} req/s: "
-        f"{baseline['ratio']:.0%} (ab -c 8, best of two)",
+        f"{baseline['ratio']:.0%} (ab -c 8, best of {len(baseline.get('summary_runs', [])) or 'each'})",
     )
 
 
