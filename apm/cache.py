@@ -395,6 +395,12 @@ class GuardedCache:
             return
 
 
+def _window_keys(key: str, window: float, now: float) -> tuple[str, str]:
+    """The counters at ``key`` of the window of ``window`` seconds holding ``now``, and of the one before."""
+    index = int(now // window)
+    return f"{key}:{index}", f"{key}:{index - 1}"
+
+
 def window_count(key: str, *, window: float, now: float) -> tuple[int, int] | None:
     """Count one more at ``key`` in the current window of ``window`` seconds (windows start at multiples
     of it), and read the count of the window before; None while the cache does not answer.
@@ -403,8 +409,7 @@ def window_count(key: str, *, window: float, now: float) -> tuple[int, int] | No
     whatever the rate, and two requests counted at once are both counted.
     """
     backend = _backend()
-    index = int(now // window)
-    current, previous = f"{key}:{index}", f"{key}:{index - 1}"
+    current, previous = _window_keys(key, window, now)
     keep = int(2 * window) + 1  # the window, and the next one that reads it as its previous
     if not isinstance(backend, DjangoRedisCache):
         backend.add(current, 0, timeout=keep)
@@ -432,8 +437,7 @@ def window_count(key: str, *, window: float, now: float) -> tuple[int, int] | No
 def window_read(key: str, *, window: float, now: float) -> tuple[int, int] | None:
     """The counts ``window_count`` keeps at ``key`` (this window's, the last one's) without counting one
     more; None while the cache does not answer."""
-    index = int(now // window)
-    current, previous = f"{key}:{index}", f"{key}:{index - 1}"
+    current, previous = _window_keys(key, window, now)
     try:
         found = _call(_backend(), "get_many", [current, previous])
     except CacheUnavailable:
@@ -531,11 +535,10 @@ def cache_shared() -> bool:
 
 @dataclass(frozen=True)
 class Stamp:
-    """The epoch and ``namespace``'s generation a reader saw before reading the database: what an entry
+    """The epoch and the namespace's generation a reader saw before reading the database: what an entry
     it stores is valid for. Read first, so a write committed meanwhile (which bumps the generation once it
     commits) leaves the entry behind, as with ``cached()``."""
 
-    namespace: str
     epoch: str
     generation: Any
 
@@ -556,7 +559,7 @@ def stamped_get(key: str, *, namespace: str) -> tuple[Any, Stamp | None]:
             generation = generation_get(namespace)
     except CacheUnavailable:
         return None, None
-    stamp = Stamp(namespace=namespace, epoch=epoch, generation=generation)
+    stamp = Stamp(epoch=epoch, generation=generation)
     entry = found.get(key)
     if isinstance(entry, tuple) and len(entry) == 3 and entry[:2] == (epoch, generation):
         return entry[2], stamp
@@ -573,6 +576,19 @@ def stamped_set(key: str, value: Any, *, stamp: Stamp | None, timeout: float | N
         return
 
 
+def _read_scope(key: str, fresh_for: float | None) -> tuple[str, float | None]:
+    """``key`` and how long its entry stays fresh, in the current read scope.
+
+    Computed from a replica that may lag, an entry is kept apart from the primary's, which readers pinned
+    to the primary (a user who just wrote) read alone, and fresh for the lag allowed at most, so that a
+    figure missing a write is not served long after the replica has it.
+    """
+    if not replica_reading():
+        return key, fresh_for
+    max_lag = float(settings.DATABASE_REPLICA_MAX_LAG)
+    return f"{key}:replica", max_lag if fresh_for is None else min(fresh_for, max_lag)
+
+
 def stamped(
     key: str, compute: Callable[[], T], *, namespace: str, family: str, timeout: float | None = None
 ) -> T:
@@ -583,13 +599,7 @@ def stamped(
     default when None, as the figures under it). A lookup found here counts as a ``hit`` of ``family``;
     one not found counts nothing here, as the ``cached()`` figures under it count themselves.
     """
-    backend = _backend()
-    fresh_for = backend.default_timeout if timeout is None else timeout
-    if replica_reading():
-        # Apart from the primary's, and no fresher than the lag allowed (as in cached()).
-        key = f"{key}:replica"
-        max_lag = float(settings.DATABASE_REPLICA_MAX_LAG)
-        fresh_for = max_lag if fresh_for is None else min(fresh_for, max_lag)
+    key, fresh_for = _read_scope(key, _backend().default_timeout if timeout is None else timeout)
     value, stamp = stamped_get(key, namespace=namespace)
     if value is not None:
         _count(family, "hit")
@@ -693,14 +703,7 @@ def cached(key: str, compute: Callable[[], T], *, family: str, timeout: float | 
     if not _usable(backend):
         _count(family, "miss")
         return compute()
-    fresh_for = backend.default_timeout if timeout is None else timeout
-    if replica_reading():
-        # Computed from a replica that may lag: kept apart from the primary's figures, which readers
-        # pinned to the primary (a user who just wrote) read alone, and fresh for the lag allowed at
-        # most, so that a figure missing a write is not served long after the replica has it.
-        key = f"{key}:replica"
-        max_lag = float(settings.DATABASE_REPLICA_MAX_LAG)
-        fresh_for = max_lag if fresh_for is None else min(fresh_for, max_lag)
+    key, fresh_for = _read_scope(key, backend.default_timeout if timeout is None else timeout)
     try:
         found = _call(backend, "get_many", [key, f"meta:{key}", EPOCH_KEY])
         epoch = _epoch(backend, found)
