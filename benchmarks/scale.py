@@ -278,11 +278,10 @@ def query_measure(query: HotQuery, repeat: int, unvacuumed: dict[str, Any] | Non
     from insights.hot_queries import plan_nodes, query_check, query_explain, scans_of
 
     explained = query_explain(query)
-    nodes = list(plan_nodes(explained["Plan"]))
     claimed = query_explain(query, seqscan=False) if query.share_bound else explained
-    claim_nodes = list(plan_nodes(claimed["Plan"]))
     # The rules of manage.py explain_hot_queries: seq scans, the claimed indexes, the row estimates.
-    problem = "; ".join(query_check(query, explained=explained).problems)
+    check = query_check(query, explained=explained, claimed=claimed)
+    problem = "; ".join(check.problems)
 
     def run() -> None:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -291,7 +290,6 @@ def query_measure(query: HotQuery, repeat: int, unvacuumed: dict[str, Any] | Non
                 cursor.fetchall()
             transaction.set_rollback(True)  # the upserts change nothing
 
-    top = explained["Plan"]
     return QueryFigures(
         name=query.name,
         caller=query.caller,
@@ -299,16 +297,16 @@ def query_measure(query: HotQuery, repeat: int, unvacuumed: dict[str, Any] | Non
         indexes=list(query.indexes),
         joined=list(query.joined),
         share_bound=query.share_bound,
-        nodes=scans_of(nodes),
-        claim_nodes=scans_of(claim_nodes),
+        nodes=check.scans,
+        claim_nodes=check.claim_scans,
         ok=not problem,
         problem=problem,
         heap_fetches=heap_fetches_of(explained, query.indexes),
         heap_fetches_unvacuumed=None if unvacuumed is None else heap_fetches_of(unvacuumed, query.indexes),
         unvacuumed_nodes=[] if unvacuumed is None else scans_of(list(plan_nodes(unvacuumed["Plan"]))),
-        rows=int(top.get("Actual Rows", 0)),
-        buffers=int(top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)),
-        execution_ms=float(explained["Execution Time"]),
+        rows=check.rows,
+        buffers=check.buffers,
+        execution_ms=check.execution_ms,
         claim_execution_ms=float(claimed["Execution Time"]),
         median_ms=median_ms(run, repeat),
     )

@@ -234,11 +234,15 @@ def query_explain(query: HotQuery, *, seqscan: bool = True) -> dict[str, Any]:
     return explained
 
 
-def query_check(query: HotQuery, *, explained: dict[str, Any] | None = None) -> QueryCheck:
-    """The plan of ``query`` against the rules (see the module), explained now unless given."""
+def query_check(
+    query: HotQuery, *, explained: dict[str, Any] | None = None, claimed: dict[str, Any] | None = None
+) -> QueryCheck:
+    """The plan of ``query`` against the rules (see the module), explained now unless given; ``claimed``
+    is the plan the rules are checked on (without seq scans for a ``share_bound`` query)."""
     explained = explained or query_explain(query)
     nodes = list(plan_nodes(explained["Plan"]))
-    claimed = query_explain(query, seqscan=False) if query.share_bound else explained
+    if claimed is None:
+        claimed = query_explain(query, seqscan=False) if query.share_bound else explained
     claim_nodes = list(plan_nodes(claimed["Plan"]))
     problems = [
         problem
